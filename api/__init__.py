@@ -1,0 +1,109 @@
+"""taskapi: durable background tasks for Flask behind an OpenAPI-first HTTP API."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+
+from api.config import Settings
+
+__version__ = "0.1.0"
+
+log = logging.getLogger(__name__)
+
+
+def _flask_config(settings: Settings) -> dict[str, Any]:
+    from api.openapi import OPENAPI_VERSION
+    from api.views.docs import ASSETS_URL
+
+    return {
+        "API_TITLE": "taskapi",
+        "API_VERSION": __version__,
+        "OPENAPI_VERSION": OPENAPI_VERSION,
+        "OPENAPI_URL_PREFIX": "/",
+        "OPENAPI_JSON_PATH": "openapi.json",
+        "OPENAPI_SWAGGER_UI_PATH": "docs",
+        "OPENAPI_SWAGGER_UI_URL": ASSETS_URL,
+        "API_SPEC_OPTIONS": {
+            "info": {
+                "description": "Background tasks for Flask: submit a task, let a worker run it, "
+                "poll its status and result. Errors are RFC 9457 problems.",
+                "license": {"name": "MIT", "identifier": "MIT"},
+            },
+        },
+        "MAX_CONTENT_LENGTH": settings.max_body_bytes,
+    }
+
+
+def create_app(config: Mapping[str, Any] | None = None) -> Flask:
+    """Build the application: defaults, then ``TASKS_*`` variables, then ``config``.
+
+    Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
+    them, and tests use ``pool.drain()`` or start them themselves.
+    """
+    from api import builtin_tasks, errors
+    from api.openapi import make_api
+    from api.registry import Registry
+    from api.runtime import EXTENSION_KEY, Runtime
+    from api.service import ServiceError, TaskService
+    from api.store import open_store
+    from api.views import docs, legacy, ops, task_types, tasks
+    from api.worker import WorkerPool
+
+    app = Flask(__name__)
+    app.config.from_mapping(Settings.defaults())
+    app.config.from_mapping(Settings.from_environ())
+    app.config.from_mapping(config or {})
+    settings = Settings.from_mapping(app.config)
+    app.config.update(_flask_config(settings))
+
+    registry = Registry()
+    builtin_tasks.register(registry)
+    for module in settings.import_modules:
+        registry.load_module(module)
+
+    store = open_store(settings.database_url)
+    pool = WorkerPool(
+        store,
+        registry,
+        size=settings.workers,
+        result_ttl=settings.result_ttl,
+        poll_interval=settings.poll_interval,
+        lease_seconds=settings.lease_seconds,
+    )
+    service = TaskService(store, registry, result_ttl=settings.result_ttl, notifier=pool)
+
+    api = make_api()
+    api.init_app(app)
+    api.register_blueprint(tasks.make_blueprint(registry))
+    api.register_blueprint(task_types.make_blueprint())
+    api.register_blueprint(ops.make_blueprint())
+    api.register_blueprint(legacy.make_blueprint())
+    app.register_blueprint(docs.make_blueprint())
+    app.register_error_handler(ServiceError, errors.from_service_error)
+
+    converter = api.ma_plugin.converter
+    assert converter is not None
+    app.extensions[EXTENSION_KEY] = Runtime(
+        settings=settings,
+        store=store,
+        registry=registry,
+        service=service,
+        pool=pool,
+        task_types=[
+            {
+                "name": t.name,
+                "description": t.description,
+                "params_schema": converter.schema2jsonschema(t.params),
+                "max_attempts": t.max_attempts,
+                "timeout_seconds": t.timeout_seconds,
+            }
+            for t in registry
+        ],
+    )
+    if not settings.api_keys:
+        log.info("TASKS_API_KEYS is not set: the API is open to every caller")
+    return app

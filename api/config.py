@@ -1,0 +1,91 @@
+"""Settings: their defaults, read from ``TASKS_*`` environment variables, in one place."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+DEFAULT_DATABASE_URL = "sqlite:///taskapi.sqlite3"
+DEFAULT_WORKERS = 4
+DEFAULT_MAX_QUEUED = 10_000
+DEFAULT_RESULT_TTL = 7 * 24 * 3600
+DEFAULT_MAX_BODY_BYTES = 64 * 1024
+DEFAULT_POLL_INTERVAL = 0.5
+DEFAULT_SHUTDOWN_GRACE = 30.0
+DEFAULT_LEASE_SECONDS = 30.0
+
+
+class ConfigError(ValueError):
+    """A setting has a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the service; each is ``TASKS_<NAME>`` in the environment."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+    workers: int = DEFAULT_WORKERS
+    max_queued: int = DEFAULT_MAX_QUEUED
+    result_ttl: float = DEFAULT_RESULT_TTL
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    poll_interval: float = DEFAULT_POLL_INTERVAL
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    api_keys: str = ""
+    rate_limit: str = ""
+    import_: str = ""
+
+    @staticmethod
+    def key(name: str) -> str:
+        return "TASKS_" + name.rstrip("_").upper()
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {cls.key(f.name): f.default for f in fields(cls)}
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The ``TASKS_*`` variables that are set, as raw strings."""
+        env = os.environ if environ is None else environ
+        keys = {cls.key(f.name) for f in fields(cls)}
+        return {k: v for k, v in env.items() if k in keys}
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Settings:
+        """Settings from a mapping of ``TASKS_*`` keys, converting and checking each value."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):
+            key = cls.key(f.name)
+            if key not in values:
+                continue
+            kind: type = type(f.default)
+            raw = values[key]
+            try:
+                value = kind(raw)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{key}={raw!r} is not a valid {kind.__name__}.") from None
+            kwargs[f.name] = value
+        settings = cls(**kwargs)
+        settings.check()
+        return settings
+
+    def check(self) -> None:
+        if self.workers < 0:
+            raise ConfigError("TASKS_WORKERS must be 0 or more (0 serves the API only).")
+        if self.max_queued < 1:
+            raise ConfigError("TASKS_MAX_QUEUED must be at least 1.")
+        if self.result_ttl <= 0:
+            raise ConfigError("TASKS_RESULT_TTL must be a positive number of seconds.")
+        if self.max_body_bytes < 1024:
+            raise ConfigError("TASKS_MAX_BODY_BYTES must be at least 1024.")
+        if self.poll_interval <= 0 or self.shutdown_grace < 0 or self.lease_seconds <= 0:
+            raise ConfigError(
+                "TASKS_POLL_INTERVAL and TASKS_LEASE_SECONDS must be positive, "
+                "TASKS_SHUTDOWN_GRACE zero or more."
+            )
+
+    @property
+    def import_modules(self) -> list[str]:
+        return [m.strip() for m in self.import_.split(",") if m.strip()]

@@ -1,0 +1,124 @@
+"""Problem documents (RFC 9457): every refusal of the API is made here."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from http import HTTPStatus
+from typing import Any
+
+from flask import Response, request
+from werkzeug.exceptions import HTTPException
+
+from api.service import ServiceError
+
+PROBLEM_MIME = "application/problem+json"
+
+_DEFAULT_DETAILS = {
+    400: "The request could not be read.",
+    404: "Nothing is served at this URL. See /docs for the operations of this API.",
+    405: "This URL does not take this method; the Allow header lists the ones it takes.",
+    413: "The request body is larger than this service accepts (TASKS_MAX_BODY_BYTES).",
+    415: "Send the request body as JSON, with Content-Type: application/json.",
+    422: "Some fields of the request are invalid; `errors` says which and why.",
+    500: "The service failed to handle this request. It has been logged; try again later.",
+}
+
+
+def problem(
+    status: int,
+    detail: str | None = None,
+    *,
+    errors: Mapping[str, Mapping[str, list[str]]] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A problem response for ``status``, with a detail saying what was wrong."""
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail or _DEFAULT_DETAILS.get(status, HTTPStatus(status).description),
+    }
+    if errors is not None:
+        body["errors"] = errors
+    response = Response(json.dumps(body), status=status, mimetype=PROBLEM_MIME)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:
+    """Marshmallow's nested messages as ``{"params.x": ["..."]}``."""
+    flat: dict[str, list[str]] = {}
+    if isinstance(messages, Mapping):
+        for key, value in messages.items():
+            name = f"{prefix}.{key}" if prefix else str(key)
+            for field, texts in flatten_messages(value, name).items():
+                flat.setdefault(field, []).extend(texts)
+    elif isinstance(messages, list | tuple):
+        texts = [m for m in messages if isinstance(m, str)]
+        if texts:
+            flat[prefix or "_schema"] = texts
+        for item in messages:
+            if not isinstance(item, str):
+                flat.update(flatten_messages(item, prefix))
+    else:
+        flat[prefix or "_schema"] = [str(messages)]
+    return flat
+
+
+def from_http_exception(error: HTTPException) -> Response:
+    """Turn any HTTP error (Werkzeug's, webargs', ``abort``'s) into a problem."""
+    status = error.code or 500
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    data = getattr(error, "data", None) or {}
+    headers.update(data.get("headers") or {})
+    messages = data.get("messages")
+    if status == 422 and messages is not None:
+        errors = {location: flatten_messages(fields) for location, fields in messages.items()}
+        return problem(422, data.get("message"), errors=errors, headers=headers)
+    # An unexpected error (500) says nothing of its cause; its traceback goes to the log.
+    detail = data.get("message") if status != 500 else None
+    return problem(status, detail, headers=headers)
+
+
+def from_service_error(error: ServiceError) -> Response:
+    return problem(error.status, error.detail)
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def require_json_body(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Refuse a body that is not JSON (415) or not well-formed JSON (400) before parsing.
+
+    Runs ahead of webargs so that junk never reaches it: webargs would answer a text body as
+    "missing data" (422) and let a too-deep or too-long-number document escape as a 500.
+    """
+
+    @functools.wraps(view)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if not request.is_json:
+            return problem(
+                415,
+                f"This operation takes a JSON body with Content-Type: application/json; "
+                f"got {request.mimetype or 'no Content-Type'}.",
+            )
+        body = request.get_data(cache=True)
+        if not body.strip():
+            return problem(400, "The request body is empty; send a JSON object.")
+        try:
+            json.loads(body, parse_constant=_reject_constant)
+        except RecursionError:
+            return problem(400, "The JSON body is nested too deeply.")
+        except ValueError as exc:
+            return problem(400, f"The body is not valid JSON: {_short(str(exc))}")
+        return view(*args, **kwargs)
+
+    return wrapper
+
+
+def _short(text: str, limit: int = 200) -> str:
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -1,0 +1,99 @@
+"""The task lifecycle as data: statuses, allowed transitions, and the task record."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+
+class Status(enum.StrEnum):
+    """Where a task is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL: frozenset[Status] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
+
+#: Every change of status a store may make. Terminal states have no way out.
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
+    Status.RUNNING: frozenset({Status.QUEUED, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}),
+    Status.SUCCEEDED: frozenset(),
+    Status.FAILED: frozenset(),
+    Status.CANCELLED: frozenset(),
+}
+
+
+def can_move(current: Status, new: Status) -> bool:
+    """Whether the lifecycle allows ``current -> new``."""
+    return new in TRANSITIONS[current]
+
+
+def sources_of(new: Status) -> tuple[Status, ...]:
+    """The statuses from which ``new`` may be reached, for conditional writes."""
+    return tuple(sorted(s for s, targets in TRANSITIONS.items() if new in targets))
+
+
+@dataclass(frozen=True, slots=True)
+class TaskError:
+    """The error of a failed attempt: the exception's type name and its message."""
+
+    type: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """What a running task last reported of its progress."""
+
+    current: float
+    total: float | None = None
+    message: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class NewTask:
+    """A task as it is submitted, before the store gives it a row."""
+
+    id: str
+    type: str
+    params: dict[str, Any]
+    max_attempts: int
+    timeout_seconds: float | None
+    priority: int
+    created_at: datetime
+    run_after: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Task:
+    """A task as stored: everything a client may read about it."""
+
+    id: str
+    type: str
+    status: Status
+    params: dict[str, Any]
+    result: Any
+    error: TaskError | None
+    progress: Progress | None
+    attempts: int
+    max_attempts: int
+    timeout_seconds: float | None
+    priority: int
+    cancel_requested: bool
+    created_at: datetime
+    run_after: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    expires_at: datetime | None
+    worker_id: str | None = None
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL

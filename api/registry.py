@@ -1,0 +1,160 @@
+"""Task types: what a task of each name runs, with which params and defaults.
+
+A user adds types from their own module, named in ``TASKS_IMPORT``; that module defines
+``register(registry)``::
+
+    from marshmallow import Schema, fields
+    from api.registry import Registry, TaskContext
+
+    class ResizeParams(Schema):
+        url = fields.Url(required=True)
+
+    def register(registry: Registry) -> None:
+        @registry.task("resize", params=ResizeParams, max_attempts=5, timeout_seconds=60)
+        def resize(context: TaskContext, params: dict) -> dict:
+            context.progress(1, 2, "downloading")
+            ...
+            return {"ok": True}
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from marshmallow import Schema
+
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BACKOFF_BASE_SECONDS = 1.0
+DEFAULT_BACKOFF_CAP_SECONDS = 300.0
+_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+
+class TaskCancelled(Exception):
+    """Raised by a task function that stops because cancellation was asked for."""
+
+
+class TaskContext(Protocol):
+    """What a running task can ask of the worker that runs it."""
+
+    @property
+    def task_id(self) -> str: ...
+
+    @property
+    def attempt(self) -> int: ...
+
+    @property
+    def cancel_requested(self) -> bool:
+        """True once a client asked to cancel this task: stop soon and raise TaskCancelled."""
+
+    def progress(
+        self, current: float, total: float | None = None, message: str | None = None
+    ) -> None:
+        """Report progress; clients see it in the task's ``progress``."""
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds``, returning True at once if cancellation is asked for."""
+
+
+TaskFunction = Callable[[TaskContext, dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
+class TaskType:
+    """A registered kind of task."""
+
+    name: str
+    params: type[Schema]
+    func: TaskFunction
+    description: str = ""
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    timeout_seconds: float | None = None
+    backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
+    backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
+
+    def __post_init__(self) -> None:
+        if not _NAME.match(self.name):
+            raise ValueError(
+                f"Task type name {self.name!r} must be lowercase letters, digits, '-' or '_'."
+            )
+        if not 1 <= self.max_attempts <= 100:
+            raise ValueError(f"{self.name}: max_attempts must be within 1..100.")
+        if self.timeout_seconds is not None and not 0 < self.timeout_seconds <= 86400:
+            raise ValueError(f"{self.name}: timeout_seconds must be within (0, 86400].")
+        if not 0 < self.backoff_base_seconds <= self.backoff_cap_seconds:
+            raise ValueError(f"{self.name}: need 0 < backoff_base_seconds <= backoff_cap_seconds.")
+
+    def backoff_seconds(self, attempt: int, jitter: float) -> float:
+        """Delay before retrying after failed attempt ``attempt`` (1-based).
+
+        Exponential, capped, with "equal jitter": half the delay is fixed, half is
+        ``jitter`` (0..1) of it, so retries of many tasks spread out but never come at once.
+        """
+        delay = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
+        return delay / 2 + delay / 2 * jitter
+
+
+class Registry:
+    """The task types of one application."""
+
+    def __init__(self) -> None:
+        self._types: dict[str, TaskType] = {}
+
+    def add(self, task_type: TaskType) -> TaskType:
+        if task_type.name in self._types:
+            raise ValueError(f"Task type {task_type.name!r} is already registered.")
+        self._types[task_type.name] = task_type
+        return task_type
+
+    def task(
+        self,
+        name: str,
+        *,
+        params: type[Schema],
+        description: str | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        timeout_seconds: float | None = None,
+        backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
+        backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS,
+    ) -> Callable[[TaskFunction], TaskFunction]:
+        """Decorator registering ``func(context, params)`` as the task type ``name``."""
+
+        def decorator(func: TaskFunction) -> TaskFunction:
+            self.add(
+                TaskType(
+                    name=name,
+                    params=params,
+                    func=func,
+                    description=description or (func.__doc__ or "").strip(),
+                    max_attempts=max_attempts,
+                    timeout_seconds=timeout_seconds,
+                    backoff_base_seconds=backoff_base_seconds,
+                    backoff_cap_seconds=backoff_cap_seconds,
+                )
+            )
+            return func
+
+        return decorator
+
+    def get(self, name: str) -> TaskType | None:
+        return self._types.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._types)
+
+    def __iter__(self) -> Iterator[TaskType]:
+        return iter(self._types[name] for name in self.names())
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._types
+
+    def load_module(self, dotted: str) -> None:
+        """Import ``dotted`` and call its ``register(registry)``."""
+        module = importlib.import_module(dotted)
+        register = getattr(module, "register", None)
+        if not callable(register):
+            raise ValueError(f"TASKS_IMPORT module {dotted!r} has no register(registry) function.")
+        register(self)

@@ -1,0 +1,31 @@
+"""What one application holds: settings, store, registry, service and worker pool."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from flask import current_app
+
+from api.config import Settings
+from api.registry import Registry
+from api.service import TaskService
+from api.store import Store
+from api.worker import WorkerPool
+
+EXTENSION_KEY = "taskapi"
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    store: Store
+    registry: Registry
+    service: TaskService
+    pool: WorkerPool
+    task_types: list[dict[str, Any]] = field(default_factory=list)
+
+
+def current() -> Runtime:
+    """The runtime of the application handling this request."""
+    return cast(Runtime, current_app.extensions[EXTENSION_KEY])

@@ -1,0 +1,73 @@
+"""``taskapi serve``: the application and its workers on gunicorn (gthread workers).
+
+Each gunicorn process builds its own app after the fork and starts its worker threads; on
+SIGTERM or SIGINT it stops taking requests, stops claiming tasks, and lets running tasks
+finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from flask import Flask
+from gunicorn.app.base import BaseApplication
+
+log = logging.getLogger(__name__)
+
+#: Seconds gunicorn waits beyond the shutdown grace before it kills a process.
+KILL_MARGIN_SECONDS = 5
+
+
+def _runtime(app: Flask) -> Any:
+    from api.runtime import EXTENSION_KEY
+
+    return app.extensions[EXTENSION_KEY]
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    app = getattr(worker, "wsgi", None)
+    if isinstance(app, Flask):
+        runtime = _runtime(app)
+        runtime.pool.stop(runtime.settings.shutdown_grace)
+        runtime.store.close()
+
+
+class TaskServer(BaseApplication):
+    def __init__(self, options: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+        self.options = dict(options)
+        self.app_config = dict(config)
+        super().__init__()
+
+    def load_config(self) -> None:
+        for key, value in self.options.items():
+            self.cfg.set(key, value)
+
+    def load(self) -> Flask:
+        from api import create_app
+
+        app = create_app(self.app_config)
+        _runtime(app).pool.start()
+        return app
+
+
+def run_server(
+    *, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]
+) -> None:
+    from api.config import Settings
+
+    settings = Settings.from_mapping({**Settings.defaults(), **Settings.from_environ(), **config})
+    options = {
+        "bind": f"{host}:{port}",
+        "workers": processes,
+        "worker_class": "gthread",
+        "threads": threads,
+        "graceful_timeout": int(settings.shutdown_grace) + KILL_MARGIN_SECONDS,
+        "worker_exit": _worker_exit,
+        "accesslog": "-",
+        "errorlog": "-",
+        "proc_name": "taskapi",
+        "forwarded_allow_ips": "127.0.0.1",
+    }
+    TaskServer(options, config).run()

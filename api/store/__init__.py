@@ -1,0 +1,114 @@
+"""The store: where tasks live. One interface, one module per backend.
+
+Every method that changes a task is a single conditional write: it says whether the change
+happened instead of reading, checking and writing. Times are timezone-aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from api.models import NewTask, Progress, Status, Task, TaskError
+
+
+class StoreError(Exception):
+    """The store could not do what was asked (bad URL, unreachable database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Which tasks a listing returns."""
+
+    statuses: Sequence[Status] = ()
+    type: str | None = None
+
+
+class Store(Protocol):
+    """What the service and the workers need from a backend."""
+
+    def create(self, task: NewTask) -> Task:
+        """Insert a new queued task and return it as stored."""
+
+    def get(self, task_id: str) -> Task | None:
+        """The task with this id, or None."""
+
+    def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
+        """Tasks matching ``where``, newest first, one page of them, and how many match."""
+
+    def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
+        """Atomically take the next ready task (highest priority, then earliest ready).
+
+        The task becomes ``running`` and held by ``worker_id`` until ``lease_until``; its
+        attempt count grows by one. None when no task is ready at ``now``.
+        """
+
+    def next_run_after(self) -> datetime | None:
+        """When the earliest queued task becomes ready, or None when none is queued."""
+
+    def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
+        """Record progress of a task this worker holds; returns its ``cancel_requested``.
+
+        None when the worker no longer holds the task.
+        """
+
+    def cancel_requested(self, task_id: str) -> bool:
+        """Whether cancellation was asked for this task."""
+
+    def succeed(
+        self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
+    ) -> bool:
+        """running -> succeeded, if this worker holds the task."""
+
+    def fail(
+        self,
+        task_id: str,
+        worker_id: str,
+        error: TaskError,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        cancelled: bool = False,
+    ) -> bool:
+        """running -> failed (or cancelled), if this worker holds the task."""
+
+    def retry(self, task_id: str, worker_id: str, error: TaskError, run_after: datetime) -> bool:
+        """running -> queued after a failed attempt, ready again at ``run_after``."""
+
+    def release(self, task_id: str, worker_id: str) -> bool:
+        """Hand a running task back to the queue without using up its attempt (shutdown)."""
+
+    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
+        """Cancel a queued task at once, or ask a running one to stop.
+
+        Returns the task as it is afterwards (unchanged when it was already terminal), or None
+        when there is no such task.
+        """
+
+    def delete(self, task_id: str) -> bool:
+        """Delete a terminal task; False when there is none (or it is not terminal)."""
+
+    def purge_expired(self, now: datetime, limit: int) -> int:
+        """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed."""
+
+    def ping(self) -> None:
+        """Raise StoreError when the store does not answer."""
+
+    def close(self) -> None:
+        """Release the connections of this store."""
+
+
+def open_store(url: str) -> Store:
+    """The store for a ``TASKS_DATABASE_URL``: ``sqlite:///path`` (default) or ``postgresql://``."""
+    if url.startswith("sqlite:"):
+        from api.store.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url)
+    if url.startswith(("postgresql:", "postgres:")):
+        raise StoreError("The PostgreSQL store is not available yet; use a sqlite:/// URL.")
+    raise StoreError(f"Unsupported TASKS_DATABASE_URL {url!r}: use sqlite:///path/to/file.db.")
+
+
+__all__ = ["Store", "StoreError", "TaskFilter", "open_store"]

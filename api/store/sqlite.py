@@ -1,0 +1,378 @@
+"""The embedded default store: one SQLite file in WAL mode, one connection per thread.
+
+Each state change is a single statement (``UPDATE … WHERE status IN (…) RETURNING``). SQLite
+takes the write lock at the start of a writing statement, so a claim never races another one,
+whichever thread or process runs it; the busy timeout queues concurrent writers.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from api.models import TERMINAL, NewTask, Progress, Status, Task, TaskError, sources_of
+from api.store import StoreError, TaskFilter
+
+BUSY_TIMEOUT_MS = 10_000
+
+#: Schema versions, applied in order; ``PRAGMA user_version`` records the last one applied.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE tasks (
+        seq INTEGER PRIMARY KEY,
+        id TEXT NOT NULL UNIQUE,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        params TEXT NOT NULL,
+        result TEXT,
+        error TEXT,
+        progress TEXT,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        max_attempts INTEGER NOT NULL,
+        timeout_seconds REAL,
+        priority INTEGER NOT NULL DEFAULT 0,
+        cancel_requested INTEGER NOT NULL DEFAULT 0,
+        created_at REAL NOT NULL,
+        run_after REAL NOT NULL,
+        started_at REAL,
+        finished_at REAL,
+        expires_at REAL,
+        worker_id TEXT,
+        lease_expires_at REAL,
+        version INTEGER NOT NULL DEFAULT 1
+    );
+    CREATE INDEX tasks_ready ON tasks (priority DESC, run_after, seq) WHERE status = 'queued';
+    CREATE INDEX tasks_queued_at ON tasks (run_after) WHERE status = 'queued';
+    CREATE INDEX tasks_by_status ON tasks (status, seq);
+    CREATE INDEX tasks_by_type ON tasks (type, seq);
+    CREATE INDEX tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+    """,
+)
+
+_COLUMNS = (
+    "id, type, status, params, result, error, progress, attempts, max_attempts, "
+    "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
+    "finished_at, expires_at, worker_id"
+)
+_TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+
+
+def _ts(value: datetime | None) -> float | None:
+    return None if value is None else value.timestamp()
+
+
+def _dt(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _in(statuses: Iterable[Status]) -> str:
+    return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
+
+def _row_to_task(row: sqlite3.Row) -> Task:
+    error = json.loads(row["error"]) if row["error"] else None
+    progress = json.loads(row["progress"]) if row["progress"] else None
+    created_at = _dt(row["created_at"])
+    run_after = _dt(row["run_after"])
+    assert created_at is not None and run_after is not None
+    return Task(
+        id=row["id"],
+        type=row["type"],
+        status=Status(row["status"]),
+        params=json.loads(row["params"]),
+        result=json.loads(row["result"]) if row["result"] is not None else None,
+        error=TaskError(**error) if error else None,
+        progress=Progress(**progress) if progress else None,
+        attempts=row["attempts"],
+        max_attempts=row["max_attempts"],
+        timeout_seconds=row["timeout_seconds"],
+        priority=row["priority"],
+        cancel_requested=bool(row["cancel_requested"]),
+        created_at=created_at,
+        run_after=run_after,
+        started_at=_dt(row["started_at"]),
+        finished_at=_dt(row["finished_at"]),
+        expires_at=_dt(row["expires_at"]),
+        worker_id=row["worker_id"],
+    )
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+
+
+class SQLiteStore:
+    """A store in one SQLite file, safe to share between threads and processes."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._local = threading.local()
+        self._connections: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._migrate()
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        """``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``sqlite:///:memory:``."""
+        prefix = "sqlite:///"
+        path = url[len(prefix) :] if url.startswith(prefix) else ""
+        if not path or path == ":memory:":
+            raise StoreError(
+                f"TASKS_DATABASE_URL {url!r} needs a file path: sqlite:///tasks.db (relative) "
+                "or sqlite:////var/lib/taskapi/tasks.db (absolute)."
+            )
+        return cls(path)
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    isolation_level=None,
+                    check_same_thread=False,
+                    timeout=BUSY_TIMEOUT_MS / 1000,
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"Cannot open the SQLite store at {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self._local.conn = conn
+            with self._lock:
+                self._connections.append(conn)
+        return conn
+
+    def _migrate(self) -> None:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"{self.path} has schema version {version}, newer than this taskapi "
+                    f"({len(MIGRATIONS)}): upgrade taskapi."
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in filter(str.strip, script.split(";")):
+                    conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._connections:
+                conn.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def ping(self) -> None:
+        try:
+            self._conn().execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"The SQLite store does not answer: {exc}") from exc
+
+    def _one(self, sql: str, args: Iterable[Any]) -> Task | None:
+        row = self._conn().execute(sql, tuple(args)).fetchone()
+        return None if row is None else _row_to_task(row)
+
+    def _changed(self, sql: str, args: Iterable[Any]) -> bool:
+        return self._conn().execute(sql, tuple(args)).rowcount > 0
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, task_id: str) -> Task | None:
+        return self._one(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+
+    def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
+        clauses: list[str] = []
+        args: list[Any] = []
+        if where.statuses:
+            clauses.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
+            args.extend(s.value for s in where.statuses)
+        if where.type is not None:
+            clauses.append("type = ?")
+            args.append(where.type)
+        sql_where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        conn = self._conn()
+        total = conn.execute(f"SELECT COUNT(*) FROM tasks {sql_where}", args).fetchone()[0]
+        rows = conn.execute(
+            f"SELECT {_COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            [*args, limit, offset],
+        ).fetchall()
+        return [_row_to_task(r) for r in rows], total
+
+    def next_run_after(self) -> datetime | None:
+        row = (
+            self._conn()
+            .execute("SELECT MIN(run_after) FROM tasks WHERE status = 'queued'")
+            .fetchone()
+        )
+        return _dt(row[0])
+
+    def cancel_requested(self, task_id: str) -> bool:
+        row = (
+            self._conn()
+            .execute("SELECT cancel_requested FROM tasks WHERE id = ?", (task_id,))
+            .fetchone()
+        )
+        return bool(row and row[0])
+
+    # -- writes ------------------------------------------------------------------------------
+
+    def create(self, task: NewTask) -> Task:
+        created = self._one(
+            f"""INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds,
+                    priority, created_at, run_after)
+                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
+            (
+                task.id,
+                task.type,
+                _dumps(task.params),
+                task.max_attempts,
+                task.timeout_seconds,
+                task.priority,
+                _ts(task.created_at),
+                _ts(task.run_after),
+            ),
+        )
+        assert created is not None
+        return created
+
+    def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
+        return self._one(
+            f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,
+                    worker_id = ?, lease_expires_at = ?, progress = NULL, version = version + 1
+                WHERE seq = (
+                    SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= ?
+                    ORDER BY priority DESC, run_after, seq LIMIT 1
+                ) AND status = 'queued'
+                RETURNING {_COLUMNS}""",
+            (_ts(now), worker_id, _ts(lease_until), _ts(now)),
+        )
+
+    def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
+        row = (
+            self._conn()
+            .execute(
+                """UPDATE tasks SET progress = ?, version = version + 1
+                   WHERE id = ? AND worker_id = ? AND status = 'running'
+                   RETURNING cancel_requested""",
+                (
+                    _dumps(
+                        {
+                            "current": progress.current,
+                            "total": progress.total,
+                            "message": progress.message,
+                        }
+                    ),
+                    task_id,
+                    worker_id,
+                ),
+            )
+            .fetchone()
+        )
+        return None if row is None else bool(row[0])
+
+    def succeed(
+        self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
+    ) -> bool:
+        return self._changed(
+            f"""UPDATE tasks SET status = 'succeeded', result = ?, error = NULL,
+                    finished_at = ?, expires_at = ?, worker_id = NULL, lease_expires_at = NULL,
+                    version = version + 1
+                WHERE id = ? AND worker_id = ? AND status IN {_in(sources_of(Status.SUCCEEDED))}""",
+            (_dumps(result), _ts(now), _ts(expires_at), task_id, worker_id),
+        )
+
+    def fail(
+        self,
+        task_id: str,
+        worker_id: str,
+        error: TaskError,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        cancelled: bool = False,
+    ) -> bool:
+        status = Status.CANCELLED if cancelled else Status.FAILED
+        return self._changed(
+            """UPDATE tasks SET status = ?, error = ?, finished_at = ?, expires_at = ?,
+                    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+                WHERE id = ? AND worker_id = ? AND status = 'running'""",
+            (
+                status.value,
+                None if cancelled else _dumps({"type": error.type, "message": error.message}),
+                _ts(now),
+                _ts(expires_at),
+                task_id,
+                worker_id,
+            ),
+        )
+
+    def retry(self, task_id: str, worker_id: str, error: TaskError, run_after: datetime) -> bool:
+        return self._changed(
+            """UPDATE tasks SET status = 'queued', error = ?, run_after = ?, worker_id = NULL,
+                    lease_expires_at = NULL, version = version + 1
+               WHERE id = ? AND worker_id = ? AND status = 'running'""",
+            (
+                _dumps({"type": error.type, "message": error.message}),
+                _ts(run_after),
+                task_id,
+                worker_id,
+            ),
+        )
+
+    def release(self, task_id: str, worker_id: str) -> bool:
+        return self._changed(
+            """UPDATE tasks SET status = 'queued', attempts = MAX(attempts - 1, 0),
+                    worker_id = NULL, lease_expires_at = NULL, started_at = NULL,
+                    version = version + 1
+               WHERE id = ? AND worker_id = ? AND status = 'running'""",
+            (task_id, worker_id),
+        )
+
+    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
+        cancelled = self._one(
+            f"""UPDATE tasks SET status = 'cancelled', cancel_requested = 1, finished_at = ?,
+                    expires_at = ?, version = version + 1
+                WHERE id = ? AND status = 'queued' RETURNING {_COLUMNS}""",
+            (_ts(now), _ts(expires_at), task_id),
+        )
+        if cancelled is not None:
+            return cancelled
+        asked = self._one(
+            f"""UPDATE tasks SET cancel_requested = 1, version = version + 1
+                WHERE id = ? AND status = 'running' AND cancel_requested = 0
+                RETURNING {_COLUMNS}""",
+            (task_id,),
+        )
+        return asked if asked is not None else self.get(task_id)
+
+    def delete(self, task_id: str) -> bool:
+        return self._changed(
+            f"DELETE FROM tasks WHERE id = ? AND status IN ({_TERMINAL_SQL})", (task_id,)
+        )
+
+    def purge_expired(self, now: datetime, limit: int) -> int:
+        return (
+            self._conn()
+            .execute(
+                f"""DELETE FROM tasks WHERE seq IN (
+                    SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= ?
+                    AND status IN ({_TERMINAL_SQL}) LIMIT ?)""",
+                (_ts(now), limit),
+            )
+            .rowcount
+        )

@@ -1,0 +1,1 @@
+"""One blueprint per resource; views parse, call the service and return."""

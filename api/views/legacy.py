@@ -1,0 +1,64 @@
+"""The seed's two calls, kept working as they were: ``/start/x/y`` and ``/status/id``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, jsonify
+from flask.views import MethodView
+from flask_smorest import Blueprint
+
+from api.models import Status
+from api.runtime import current
+from api.service import TaskNotFound
+from schemas.fields import INT64_MAX
+from schemas.ops import LegacyNotFoundSchema, LegacyStartedSchema, LegacyStatusSchema
+
+#: The seed's simulated work: two seconds.
+SEED_DELAY_SECONDS = 2
+_NOT_FOUND = {"error": "Task not found"}
+
+
+def make_blueprint() -> Blueprint:
+    blp = Blueprint("legacy", __name__, description="The seed's API (deprecated).")
+
+    @blp.route(f"/start/<int(max={INT64_MAX}):x>/<int(max={INT64_MAX}):y>")
+    class Start(MethodView):
+        @blp.doc(operationId="legacyStart", deprecated=True)
+        @blp.response(200, LegacyStartedSchema, description="The task is started.")
+        def get(self, x: int, y: int) -> dict[str, str]:
+            """Start an addition (deprecated)
+
+            Runs `add` with the seed's two seconds of simulated work. Use `POST /tasks`.
+            """
+            task = current().service.submit(
+                {"type": "add", "params": {"x": x, "y": y, "delay_seconds": SEED_DELAY_SECONDS}}
+            )
+            return {"task_id": task.id, "status": "started"}
+
+    @blp.route("/status/<task_id>")
+    class LegacyStatus(MethodView):
+        @blp.doc(operationId="legacyStatus", deprecated=True)
+        @blp.response(200, LegacyStatusSchema, description="running, done or failed.")
+        @blp.alt_response(404, schema=LegacyNotFoundSchema, description="No such task.")
+        def get(self, task_id: str) -> Any:
+            """Poll a task (deprecated)
+
+            `running` while queued or running, `done` with its result, or `failed` with its
+            error (a cancelled task reads as failed). Use `GET /tasks/{id}`.
+            """
+            try:
+                task = current().service.get(task_id)
+            except TaskNotFound:
+                response: Response = jsonify(_NOT_FOUND)
+                response.status_code = 404
+                return response
+            if task.status is Status.SUCCEEDED:
+                return {"status": "done", "result": task.result}
+            if task.status is Status.FAILED:
+                return {"status": "failed", "error": task.error.message if task.error else ""}
+            if task.status is Status.CANCELLED:
+                return {"status": "failed", "error": "Task was cancelled"}
+            return {"status": "running"}
+
+    return blp

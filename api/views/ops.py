@@ -1,0 +1,49 @@
+"""``/health`` and ``/ready``: for load balancers and orchestrators."""
+
+from __future__ import annotations
+
+from flask.views import MethodView
+from flask_smorest import Blueprint, abort
+
+from api.runtime import current
+from api.store import StoreError
+from schemas.ops import HealthSchema
+
+OK = {"status": "ok"}
+
+
+def make_blueprint() -> Blueprint:
+    blp = Blueprint("ops", __name__, description="Health of the service.")
+
+    @blp.route("/health")
+    class Health(MethodView):
+        @blp.doc(operationId="getHealth")
+        @blp.response(200, HealthSchema, description="The process serves requests.")
+        def get(self) -> dict[str, str]:
+            """Liveness
+
+            Answers 200 while the process serves; it checks nothing else.
+            """
+            return OK
+
+    @blp.route("/ready")
+    class Ready(MethodView):
+        @blp.doc(operationId="getReadiness")
+        @blp.response(200, HealthSchema, description="The store answers and workers run.")
+        @blp.alt_response(503, "SERVICE_UNAVAILABLE")
+        def get(self) -> dict[str, str]:
+            """Readiness
+
+            200 when the store answers and this process's worker threads are alive (a
+            process started with TASKS_WORKERS=0 serves the API only and needs none).
+            """
+            runtime = current()
+            try:
+                runtime.store.ping()
+            except StoreError as exc:
+                abort(503, message=str(exc))
+            if runtime.pool.size and not runtime.pool.alive():
+                abort(503, message="The worker threads of this process are not running.")
+            return OK
+
+    return blp

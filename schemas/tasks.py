@@ -1,0 +1,191 @@
+"""TaskCreate (one request schema per task type), TaskStatus, and the task-type listing."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any, ClassVar
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate
+
+from api.models import Status
+from schemas.fields import StrictFloat, StrictInteger
+
+MAX_DELAY_SECONDS = 30 * 24 * 3600
+MAX_TIMEOUT_SECONDS = 24 * 3600
+
+
+class UTCDateTime(fields.DateTime):
+    """An RFC 3339 time in UTC with a ``Z``: ``2026-11-23T22:31:27.123456Z``."""
+
+    def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
+        if value is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _nullable_time(description: str) -> UTCDateTime:
+    return UTCDateTime(required=True, allow_none=True, metadata={"description": description})
+
+
+class TaskCreateBase(Schema):
+    """The fields every TaskCreate has; each task type adds its ``type`` and ``params``."""
+
+    class Meta:
+        unknown = RAISE
+
+    max_attempts = StrictInteger(
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "How many attempts at most (1..100); default from the type."},
+    )
+    timeout_seconds = StrictFloat(
+        validate=validate.Range(min=0, min_inclusive=False, max=MAX_TIMEOUT_SECONDS),
+        metadata={
+            "description": "Seconds an attempt may run (0 < t <= 86400); default from the type.",
+            "exclusiveMinimum": 0,
+        },
+    )
+    delay_seconds = StrictFloat(
+        load_default=0,
+        validate=validate.Range(min=0, max=MAX_DELAY_SECONDS),
+        metadata={"description": "Seconds to wait before the task may start (0..2592000)."},
+    )
+    priority = StrictInteger(
+        load_default=0,
+        validate=validate.Range(min=-100, max=100),
+        metadata={"description": "Higher runs first among ready tasks (-100..100)."},
+    )
+
+
+def _class_name(type_name: str) -> str:
+    return "".join(part.capitalize() for part in type_name.replace("-", "_").split("_"))
+
+
+def make_variant(type_name: str, params: type[Schema], description: str) -> type[Schema]:
+    """The request schema of one task type: ``{"type": type_name, "params": {...}, ...}``."""
+    attrs: dict[str, Any] = {
+        "type": fields.String(
+            required=True,
+            validate=validate.OneOf([type_name]),
+            metadata={"description": "The task type.", "example": type_name},
+        ),
+        "params": fields.Nested(
+            params, required=True, metadata={"description": f"Params of `{type_name}`."}
+        ),
+        "__doc__": f"Submit a `{type_name}` task. {description}".strip(),
+    }
+    return type(f"{_class_name(type_name)}TaskCreate", (TaskCreateBase,), attrs)
+
+
+class OneOfSchema(Schema):
+    """A schema that loads with the variant named by a discriminator field.
+
+    ``VARIANTS`` maps discriminator values to schemas; the spec renders it as a ``oneOf`` with
+    a ``discriminator`` (see ``api.openapi.OneOfMarshmallowPlugin``).
+    """
+
+    DISCRIMINATOR: ClassVar[str] = "type"
+    VARIANTS: ClassVar[Mapping[str, type[Schema]]] = {}
+
+    def load(self, data: Any, *, many: bool | None = None, **kwargs: Any) -> Any:
+        if not isinstance(data, Mapping):
+            raise ValidationError({"_schema": ["Invalid input type: expected a JSON object."]})
+        tag = data.get(self.DISCRIMINATOR)
+        if tag is None:
+            raise ValidationError({self.DISCRIMINATOR: ["Missing data for required field."]})
+        variant = self.VARIANTS.get(tag) if isinstance(tag, str) else None
+        if variant is None:
+            known = ", ".join(sorted(self.VARIANTS))
+            raise ValidationError(
+                {self.DISCRIMINATOR: [f"Unknown task type; use one of: {known}."]}
+            )
+        return variant().load(data, **kwargs)
+
+
+def make_task_create(variants: Mapping[str, type[Schema]]) -> type[OneOfSchema]:
+    """The ``TaskCreate`` schema over the registered task types."""
+    return type(
+        "TaskCreate",
+        (OneOfSchema,),
+        {"VARIANTS": dict(variants), "__doc__": "A task to run: one schema per task type."},
+    )
+
+
+class TaskErrorSchema(Schema):
+    """The error of a failed attempt."""
+
+    type = fields.String(required=True, metadata={"description": "The exception's type name."})
+    message = fields.String(required=True, metadata={"description": "The exception's message."})
+
+
+class TaskProgressSchema(Schema):
+    """Progress that a running task reported."""
+
+    current = fields.Float(required=True, metadata={"description": "Work done so far."})
+    total = fields.Float(
+        required=True, allow_none=True, metadata={"description": "Work in all, when known."}
+    )
+    message = fields.String(
+        required=True, allow_none=True, metadata={"description": "What it is doing."}
+    )
+
+
+class TaskStatusSchema(Schema):
+    """A task and everything known about it."""
+
+    id = fields.UUID(required=True, metadata={"description": "The task's id."})
+    type = fields.String(required=True, metadata={"description": "The task type."})
+    status = fields.Enum(
+        Status,
+        by_value=True,
+        required=True,
+        metadata={"description": "queued, running, succeeded, failed or cancelled."},
+    )
+    params = fields.Dict(
+        required=True, metadata={"description": "The params as accepted, defaults applied."}
+    )
+    result = fields.Raw(
+        required=True,
+        allow_none=True,
+        metadata={"description": "What the task returned; set only when it succeeded."},
+    )
+    error = fields.Nested(
+        TaskErrorSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The last attempt's error, when it failed."},
+    )
+    progress = fields.Nested(
+        TaskProgressSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The progress last reported by the running task."},
+    )
+    attempts = fields.Integer(required=True, metadata={"description": "Attempts started so far."})
+    max_attempts = fields.Integer(required=True, metadata={"description": "Attempts at most."})
+    timeout_seconds = fields.Float(
+        required=True, allow_none=True, metadata={"description": "Seconds an attempt may run."}
+    )
+    priority = fields.Integer(required=True, metadata={"description": "Higher runs first."})
+    cancel_requested = fields.Boolean(
+        required=True, metadata={"description": "Whether cancellation was asked for."}
+    )
+    created_at = UTCDateTime(required=True, metadata={"description": "When it was submitted."})
+    run_after = UTCDateTime(required=True, metadata={"description": "Not started before this."})
+    started_at = _nullable_time("When its last attempt started.")
+    finished_at = _nullable_time("When it reached a terminal state.")
+    expires_at = _nullable_time("When this terminal task will be purged (TASKS_RESULT_TTL).")
+
+
+class TaskTypeSchema(Schema):
+    """A task type that the service can run."""
+
+    name = fields.String(required=True, metadata={"description": "The value of `type`."})
+    description = fields.String(required=True, metadata={"description": "What it does."})
+    params_schema = fields.Dict(
+        required=True, metadata={"description": "JSON Schema of its params."}
+    )
+    max_attempts = fields.Integer(required=True, metadata={"description": "Default attempts."})
+    timeout_seconds = fields.Float(
+        required=True, allow_none=True, metadata={"description": "Default timeout, if any."}
+    )
