@@ -230,3 +230,7 @@ def list_tasks(
         f"{pagination.get('total', len(tasks))} tasks",
         err=True,
     )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,91 @@
+"""Real ``taskapi`` processes for tests about processes: start, talk, signal, wait."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+TASKAPI = [sys.executable, "-m", "api.cli"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(
+            self.url + path, data, {"Content-Type": "application/json"}, method=method
+        )
+        try:
+            with urllib.request.urlopen(req, timeout=10) as response:
+                raw = response.read()
+                return response.status, json.loads(raw) if raw else None
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read() or b"null")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+        return self.process.wait(timeout)
+
+
+def start_server(db: Path, workdir: Path, **env: str) -> Server:
+    port = free_port()
+    log = workdir / f"server-{port}.log"
+    environ = {
+        **os.environ,
+        "TASKS_DATABASE_URL": f"sqlite:///{db}",
+        "TASKS_POLL_INTERVAL": "0.1",
+        "TASKS_SHUTDOWN_GRACE": "10",
+        **env,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [*TASKAPI, "serve", "--port", str(port)],
+            env=environ,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+        )
+    server = Server(process, f"http://127.0.0.1:{port}", log, environ)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if server.request("GET", "/ready")[0] == 200:
+                return server
+        except OSError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            server.stop(signal.SIGKILL)
+            raise RuntimeError(f"server did not start:\n{log.read_text()}")
+        time.sleep(0.1)
+
+
+def wait_terminal(server: Server, task_id: str, timeout: float = 30) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        status, task = server.request("GET", f"/tasks/{task_id}")
+        assert status == 200, task
+        if task["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
+            return task
+        time.sleep(0.05)

@@ -1,0 +1,283 @@
+"""The store contract: what every backend must do. Run here against SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from api.models import NewTask, Progress, Status, TaskError
+from api.store import Store, StoreError, TaskFilter, open_store
+from api.store.sqlite import MIGRATIONS, NEXT_READY_SQL, SQLiteStore
+
+T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+LATER = T0 + timedelta(days=7)
+
+
+def new_task(
+    *, type: str = "add", priority: int = 0, created: datetime = T0, delay: float = 0
+) -> NewTask:
+    return NewTask(
+        id=str(uuid.uuid4()),
+        type=type,
+        params={"x": 1, "y": 2, "text": "nul\u0000 and ünïcode"},
+        max_attempts=3,
+        timeout_seconds=None,
+        priority=priority,
+        created_at=created,
+        run_after=created + timedelta(seconds=delay),
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    s = open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+    yield s
+    s.close()
+
+
+def test_create_then_get_round_trips_every_field(store: Store) -> None:
+    submitted = new_task(delay=5)
+    created = store.create(submitted)
+    assert created == store.get(submitted.id)
+    assert created.status is Status.QUEUED
+    assert created.params == submitted.params
+    assert created.run_after == T0 + timedelta(seconds=5)
+    assert created.created_at == T0
+    assert (created.attempts, created.cancel_requested, created.result) == (0, False, None)
+
+
+def test_get_unknown_is_none(store: Store) -> None:
+    assert store.get(str(uuid.uuid4())) is None
+
+
+def test_list_is_newest_first_filtered_and_paged(store: Store) -> None:
+    ids = [store.create(new_task(type="add" if i % 2 else "sleep")).id for i in range(7)]
+    page, total = store.list(TaskFilter(), offset=0, limit=3)
+    assert total == 7
+    assert [t.id for t in page] == ids[::-1][:3]
+    page, total = store.list(TaskFilter(), offset=6, limit=3)
+    assert [t.id for t in page] == [ids[0]]
+    adds, total = store.list(TaskFilter(type="add"), offset=0, limit=10)
+    assert total == 3 and all(t.type == "add" for t in adds)
+    claimed = store.claim("w", T0, LATER)
+    assert claimed is not None
+    running, total = store.list(TaskFilter(statuses=[Status.RUNNING]), offset=0, limit=10)
+    assert [t.id for t in running] == [claimed.id] and total == 1
+    both, total = store.list(
+        TaskFilter(statuses=[Status.RUNNING, Status.QUEUED], type="sleep"), offset=0, limit=10
+    )
+    assert total == 4 and {t.type for t in both} == {"sleep"}
+    assert {t.status for t in both} == {Status.RUNNING, Status.QUEUED}
+
+
+def test_claim_takes_highest_priority_then_earliest_ready(store: Store) -> None:
+    low = store.create(new_task(priority=-5))
+    first = store.create(new_task(priority=10))
+    second = store.create(new_task(priority=10, created=T0 + timedelta(seconds=1)))
+    order = [store.claim("w", T0 + timedelta(seconds=2), LATER) for _ in range(3)]
+    assert [t.id for t in order if t] == [first.id, second.id, low.id]
+    assert store.claim("w", T0 + timedelta(seconds=2), LATER) is None
+
+
+def test_claim_never_takes_a_task_before_run_after(store: Store) -> None:
+    delayed = store.create(new_task(delay=60))
+    assert store.claim("w", T0 + timedelta(seconds=59), LATER) is None
+    assert store.next_run_after() == delayed.run_after
+    claimed = store.claim("w", T0 + timedelta(seconds=60), LATER)
+    assert claimed is not None and claimed.id == delayed.id
+
+
+def test_claim_marks_running_and_counts_the_attempt(store: Store) -> None:
+    task = store.create(new_task())
+    claimed = store.claim("worker-1", T0, LATER)
+    assert claimed is not None and claimed.id == task.id
+    assert claimed.status is Status.RUNNING
+    assert claimed.attempts == 1
+    assert claimed.started_at == T0
+    assert claimed.worker_id == "worker-1"
+    assert store.next_run_after() is None
+
+
+def test_concurrent_claims_never_hand_one_task_to_two_workers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+    store = open_store(url)
+    for _ in range(200):
+        store.create(new_task())
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        mine = open_store(url) if n % 2 else store  # other connections and the shared one
+        while (task := mine.claim(f"w{n}", T0, LATER)) is not None:
+            with lock:
+                claimed.append(task.id)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(claimed) == 200
+    assert len(set(claimed)) == 200
+    store.close()
+
+
+def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> None:
+    task = store.create(new_task())
+    assert not store.succeed(task.id, "w", 3, T0, LATER), "a queued task cannot succeed"
+    store.claim("w", T0, LATER)
+    assert not store.succeed(task.id, "other", 3, T0, LATER)
+    assert store.succeed(task.id, "w", {"sum": 3}, T0, LATER)
+    done = store.get(task.id)
+    assert done is not None
+    assert (done.status, done.result, done.finished_at, done.expires_at) == (
+        Status.SUCCEEDED,
+        {"sum": 3},
+        T0,
+        LATER,
+    )
+    assert not store.fail(task.id, "w", TaskError("E", "late"), T0, LATER), "terminal is final"
+    assert not store.retry(task.id, "w", TaskError("E", "late"), T0)
+    assert store.get(task.id) == done
+
+
+def test_retry_requeues_with_the_error_and_a_later_run_after(store: Store) -> None:
+    task = store.create(new_task())
+    store.claim("w", T0, LATER)
+    again = T0 + timedelta(seconds=2)
+    assert store.retry(task.id, "w", TaskError("ValueError", "boom"), again)
+    queued = store.get(task.id)
+    assert queued is not None
+    assert queued.status is Status.QUEUED
+    assert queued.error == TaskError("ValueError", "boom")
+    assert queued.run_after == again
+    assert store.claim("w", T0 + timedelta(seconds=1), LATER) is None
+    second = store.claim("w", again, LATER)
+    assert second is not None and second.attempts == 2
+
+
+def test_fail_and_cancelled_outcomes(store: Store) -> None:
+    failed = store.create(new_task())
+    store.claim("w", T0, LATER)
+    assert store.fail(failed.id, "w", TaskError("KeyError", "x"), T0, LATER)
+    got = store.get(failed.id)
+    assert (
+        got is not None and got.status is Status.FAILED and got.error == TaskError("KeyError", "x")
+    )
+    stopped = store.create(new_task())
+    store.claim("w", T0, LATER)
+    assert store.fail(stopped.id, "w", TaskError("TaskCancelled", ""), T0, LATER, cancelled=True)
+    got = store.get(stopped.id)
+    assert got is not None and got.status is Status.CANCELLED and got.error is None
+
+
+def test_progress_is_recorded_and_reports_a_cancel_request(store: Store) -> None:
+    task = store.create(new_task())
+    store.claim("w", T0, LATER)
+    assert store.report_progress(task.id, "w", Progress(1, 4, "one")) is False
+    got = store.get(task.id)
+    assert got is not None and got.progress == Progress(1, 4, "one")
+    store.cancel(task.id, T0, LATER)
+    assert store.report_progress(task.id, "w", Progress(2, 4, None)) is True
+    assert store.report_progress(task.id, "someone-else", Progress(3)) is None
+
+
+def test_cancel_queued_is_immediate_running_is_a_request_terminal_unchanged(
+    store: Store,
+) -> None:
+    queued = store.create(new_task())
+    cancelled = store.cancel(queued.id, T0, LATER)
+    assert cancelled is not None and cancelled.status is Status.CANCELLED
+    assert cancelled.finished_at == T0 and cancelled.expires_at == LATER
+    assert store.claim("w", T0, LATER) is None, "a cancelled task is never claimed"
+
+    running = store.create(new_task())
+    store.claim("w", T0, LATER)
+    asked = store.cancel(running.id, T0, LATER)
+    assert asked is not None and asked.status is Status.RUNNING and asked.cancel_requested
+    assert store.cancel_requested(running.id)
+
+    again = store.cancel(queued.id, T0 + timedelta(hours=1), LATER)
+    assert again == cancelled
+    assert store.cancel(str(uuid.uuid4()), T0, LATER) is None
+
+
+def test_delete_only_terminal_tasks(store: Store) -> None:
+    task = store.create(new_task())
+    assert not store.delete(task.id)
+    store.claim("w", T0, LATER)
+    assert not store.delete(task.id)
+    store.succeed(task.id, "w", 1, T0, LATER)
+    assert store.delete(task.id)
+    assert store.get(task.id) is None
+    assert not store.delete(task.id)
+
+
+def test_release_hands_a_running_task_back_without_using_its_attempt(store: Store) -> None:
+    task = store.create(new_task())
+    store.claim("w", T0, LATER)
+    assert not store.release(task.id, "other")
+    assert store.release(task.id, "w")
+    back = store.get(task.id)
+    assert back is not None and back.status is Status.QUEUED and back.attempts == 0
+    assert not store.succeed(task.id, "w", 1, T0, LATER), "the old holder lost it"
+
+
+def test_purge_deletes_expired_terminal_tasks_in_batches(store: Store) -> None:
+    for i in range(5):
+        task = store.create(new_task())
+        store.claim("w", T0, LATER)
+        store.succeed(task.id, "w", i, T0, T0 + timedelta(seconds=i))
+    keep = store.create(new_task())
+    assert store.purge_expired(T0 + timedelta(seconds=3), limit=2) == 2
+    assert store.purge_expired(T0 + timedelta(seconds=3), limit=10) == 2
+    remaining, total = store.list(TaskFilter(), offset=0, limit=10)
+    assert total == 2 and keep.id in {t.id for t in remaining}
+
+
+def test_ping_answers(store: Store) -> None:
+    store.ping()
+
+
+def test_schema_is_versioned_and_data_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "versioned.sqlite3"
+    first = SQLiteStore(path)
+    task = first.create(new_task())
+    first.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    second = SQLiteStore(path)
+    assert second.get(task.id) is not None
+    second.close()
+
+
+def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "future.sqlite3"
+    SQLiteStore(path).close()
+    with sqlite3.connect(path) as raw:
+        raw.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
+    with pytest.raises(StoreError, match="newer than this taskapi"):
+        SQLiteStore(path)
+
+
+@pytest.mark.parametrize(
+    "url", ["sqlite:///:memory:", "sqlite://", "mysql://localhost/x", "tasks.db"]
+)
+def test_bad_urls_are_refused_with_a_clear_error(url: str) -> None:
+    with pytest.raises(StoreError, match="TASKS_DATABASE_URL"):
+        open_store(url)
+
+
+def test_claim_uses_the_ready_index(store: Store) -> None:
+    assert isinstance(store, SQLiteStore)
+    plan = " ".join(
+        row[3] for row in store._conn().execute("EXPLAIN QUERY PLAN " + NEXT_READY_SQL, (0,))
+    )
+    assert "tasks_ready" in plan and "TEMP B-TREE" not in plan
