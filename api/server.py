@@ -8,6 +8,7 @@ finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue.
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,12 +27,28 @@ def _runtime(app: Flask) -> Any:
     return app.extensions[EXTENSION_KEY]
 
 
-def _worker_exit(server: Any, worker: Any) -> None:
+def _stop_workers(worker: Any) -> None:
+    """Stop the worker threads of this process, once, within the shutdown grace.
+
+    Ctrl-C reaches the master and this process alike, and the master then sends SIGQUIT:
+    each would end the process in the middle of the grace, so they are ignored from here on
+    (the master still kills the process after its graceful timeout).
+    """
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     app = getattr(worker, "wsgi", None)
     if isinstance(app, Flask):
         runtime = _runtime(app)
         runtime.pool.stop(runtime.settings.shutdown_grace)
         runtime.store.close()
+
+
+def _worker_int(worker: Any) -> None:
+    _stop_workers(worker)
+
+
+def _worker_exit(server: Any, worker: Any) -> None:
+    _stop_workers(worker)
 
 
 class TaskServer(BaseApplication):
@@ -64,6 +81,7 @@ def run_server(
         "worker_class": "gthread",
         "threads": threads,
         "graceful_timeout": int(settings.shutdown_grace) + KILL_MARGIN_SECONDS,
+        "worker_int": _worker_int,
         "worker_exit": _worker_exit,
         "accesslog": "-",
         "errorlog": "-",

@@ -116,27 +116,31 @@ class TaskService:
     def cancel(self, task_id: str) -> Task:
         """Cancel a queued task at once; ask a running one to stop."""
         current = self.get(task_id)
-        if current.is_terminal:
-            raise TaskConflict(
-                f"Task {current.id} is already {current.status.value}; only a queued or "
-                "running task can be cancelled."
-            )
-        now = self.clock()
-        task = self.store.cancel(current.id, now, now + timedelta(seconds=self.result_ttl))
-        if task is None:
-            raise TaskNotFound(task_id)
-        if task.status is Status.RUNNING:
-            self.notifier.cancel_requested(task.id)
-        return task
+        if not current.is_terminal:
+            now = self.clock()
+            changed = self.store.cancel(current.id, now, now + timedelta(seconds=self.result_ttl))
+            if changed is None:
+                raise TaskNotFound(task_id)
+            if changed.status is Status.RUNNING:
+                self.notifier.cancel_requested(changed.id)
+            # It may have ended on its own meanwhile: that is the 409 below, not a cancel.
+            if changed.status is Status.CANCELLED or not changed.is_terminal:
+                return changed
+            current = changed
+        raise TaskConflict(
+            f"Task {current.id} is already {current.status.value}; only a queued or running "
+            "task can be cancelled."
+        )
 
     def delete(self, task_id: str) -> None:
         """Delete a terminal task."""
         task = self.get(task_id)
         if self.store.delete(task.id):
             return
-        if self.store.get(task.id) is None:
+        latest = self.store.get(task.id)
+        if latest is None:
             raise TaskNotFound(task_id)
         raise TaskConflict(
-            f"Task {task.id} is {task.status.value}; only a terminal task (succeeded, failed "
-            "or cancelled) can be deleted. Cancel it first."
+            f"Task {latest.id} is {latest.status.value}; only a terminal task (succeeded, "
+            "failed or cancelled) can be deleted. Cancel it first."
         )

@@ -25,6 +25,8 @@ log = logging.getLogger(__name__)
 
 #: How often a running task's ``cancel_requested`` re-reads the store (cancel from elsewhere).
 CANCEL_CHECK_INTERVAL = 0.5
+#: After the grace, how long tasks asked to stop get to do so before the pool lets go of them.
+WIND_DOWN_SECONDS = 2.0
 #: The longest an idle worker waits before looking at the store again after an error.
 ERROR_PAUSE = 1.0
 
@@ -189,9 +191,17 @@ class WorkerPool:
         with self._lock:
             left = list(self._running.items())
         for task_id, (worker_id, context) in left:
-            context.request_cancel()
+            # Hand it back first: a task that stops on the signal below must not record
+            # itself cancelled, since no client asked for that.
             if self.store.release(task_id, worker_id):
                 log.warning("handed task %s back to the queue at shutdown", task_id)
+            context.request_cancel()
+        # Tasks that heed the signal end within moments; let them, so that nothing touches
+        # the store after the caller closes it. One that ignores it is left to the process exit.
+        if left:
+            deadline = time.monotonic() + WIND_DOWN_SECONDS
+            for thread in self._threads:
+                thread.join(max(0.0, deadline - time.monotonic()))
         self._threads = []
 
     def _loop(self, worker_id: str) -> None:
@@ -257,8 +267,10 @@ class WorkerPool:
             self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
         else:
             now = self.clock()
-            self.store.succeed(task.id, worker_id, result, now, self._expiry(now))
-            log.info("task %s succeeded", task.id)
+            if self.store.succeed(task.id, worker_id, result, now, self._expiry(now)):
+                log.info("task %s succeeded", task.id)
+            else:
+                log.warning("task %s ended after this worker lost it; result dropped", task.id)
 
     def _expiry(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.result_ttl)
@@ -266,8 +278,8 @@ class WorkerPool:
     def _finish_cancelled(self, task: Task, worker_id: str) -> None:
         now = self.clock()
         error = TaskError("TaskCancelled", "Cancelled on request.")
-        self.store.fail(task.id, worker_id, error, now, self._expiry(now), cancelled=True)
-        log.info("task %s cancelled", task.id)
+        if self.store.fail(task.id, worker_id, error, now, self._expiry(now), cancelled=True):
+            log.info("task %s cancelled", task.id)
 
     def _finish_failed(self, task: Task, worker_id: str, error: TaskError, *, retry: bool) -> None:
         now = self.clock()

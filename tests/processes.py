@@ -43,9 +43,13 @@ class Server:
         except urllib.error.HTTPError as exc:
             return exc.code, json.loads(exc.read() or b"null")
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30, *, group: bool = False) -> int:
+        """Signal the server (``group``: every process of it, as Ctrl-C does) and wait."""
         if self.process.poll() is None:
-            self.process.send_signal(sig)
+            if group:
+                os.killpg(self.process.pid, sig)
+            else:
+                self.process.send_signal(sig)
         return self.process.wait(timeout)
 
 
@@ -66,6 +70,7 @@ def start_server(db: Path, workdir: Path, **env: str) -> Server:
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True,
         )
     server = Server(process, f"http://127.0.0.1:{port}", log, environ)
     deadline = time.monotonic() + 30

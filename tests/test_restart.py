@@ -30,7 +30,10 @@ def test_tasks_survive_an_app_restart_on_the_same_file(db_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_a_server_stopped_with_sigterm_loses_nothing(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("sig", "group"), [(signal.SIGTERM, False), (signal.SIGINT, True)], ids=["sigterm", "ctrl-c"]
+)
+def test_a_stopped_server_loses_nothing(tmp_path: Path, sig: int, group: bool) -> None:
     db = tmp_path / "tasks.sqlite3"
     server = start_server(db, tmp_path, TASKS_WORKERS="2", TASKS_SHUTDOWN_GRACE="1")
     try:
@@ -42,7 +45,7 @@ def test_a_server_stopped_with_sigterm_loses_nothing(tmp_path: Path) -> None:
             server.request("POST", "/tasks", {"type": "add", "params": {"x": i, "y": 1}})[1]["id"]
             for i in range(20)
         ]
-        assert server.stop(signal.SIGTERM) == 0
+        assert server.stop(sig, group=group) == 0
     finally:
         server.stop(signal.SIGKILL)
     log = server.log.read_text()
