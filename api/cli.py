@@ -33,6 +33,20 @@ def _app_config(workers: int | None) -> dict[str, Any]:
     return {} if workers is None else {"TASKS_WORKERS": workers}
 
 
+class _StartupErrors:
+    """Turn a bad setting or an unreachable store into a one-line error and exit status 1."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: Any, error: BaseException | None, tb: Any) -> None:
+        from api.config import ConfigError
+        from api.store import StoreError
+
+        if isinstance(error, ConfigError | StoreError | ImportError):
+            raise click.ClickException(str(error)) from error
+
+
 @click.group()
 @click.version_option(package_name="taskapi")
 def main() -> None:
@@ -70,9 +84,10 @@ def serve(host: str, port: int, workers: int | None, threads: int, processes: in
     from api.server import run_server
 
     _configure_logging()
-    run_server(
-        host=host, port=port, processes=processes, threads=threads, config=_app_config(workers)
-    )
+    with _StartupErrors():
+        run_server(
+            host=host, port=port, processes=processes, threads=threads, config=_app_config(workers)
+        )
 
 
 @main.command()
@@ -88,7 +103,8 @@ def worker(workers: int | None) -> None:
     from api.runtime import EXTENSION_KEY, Runtime
 
     _configure_logging()
-    app = create_app(_app_config(workers))
+    with _StartupErrors():
+        app = create_app(_app_config(workers))
     runtime: Runtime = app.extensions[EXTENSION_KEY]
     if runtime.pool.size == 0:
         raise click.UsageError("TASKS_WORKERS is 0: there is nothing to run.")

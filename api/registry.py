@@ -153,7 +153,12 @@ class Registry:
 
     def load_module(self, dotted: str) -> None:
         """Import ``dotted`` and call its ``register(registry)``."""
-        module = importlib.import_module(dotted)
+        try:
+            module = importlib.import_module(dotted)
+        except ImportError as exc:
+            raise ImportError(
+                f"TASKS_IMPORT: cannot import {dotted!r} ({exc}); is its folder on PYTHONPATH?"
+            ) from exc
         register = getattr(module, "register", None)
         if not callable(register):
             raise ValueError(f"TASKS_IMPORT module {dotted!r} has no register(registry) function.")

@@ -72,9 +72,14 @@ class TaskServer(BaseApplication):
 def run_server(
     *, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]
 ) -> None:
-    from api.config import Settings
+    from api import create_app
+    from api.runtime import EXTENSION_KEY
 
-    settings = Settings.from_mapping({**Settings.defaults(), **Settings.from_environ(), **config})
+    # Build the app once before forking, so a bad setting, store URL or TASKS_IMPORT is
+    # reported here, plainly, rather than as a worker that fails to boot.
+    probe = create_app(config)
+    settings = probe.extensions[EXTENSION_KEY].settings
+    probe.extensions[EXTENSION_KEY].store.close()
     options = {
         "bind": f"{host}:{port}",
         "workers": processes,

@@ -24,7 +24,10 @@ class StrictInteger(fields.Integer):
 
 
 class StrictFloat(fields.Float):
-    """A finite JSON number: refuses strings, booleans, NaN and infinities."""
+    """A finite JSON number: refuses strings, booleans, NaN and infinities.
+
+    An integer stays an integer, so params read back exactly as they were sent.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(allow_nan=False, **kwargs)
@@ -32,4 +35,5 @@ class StrictFloat(fields.Float):
     def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise self.make_error("invalid")
-        return super()._deserialize(value, attr, data, **kwargs)
+        checked = super()._deserialize(value, attr, data, **kwargs)
+        return value if isinstance(value, int) else checked

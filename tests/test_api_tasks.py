@@ -49,6 +49,12 @@ def test_submit_answers_202_with_location_and_a_queued_task(client: FlaskClient)
     assert task["expires_at"] is None
 
 
+def test_params_read_back_as_sent(client: FlaskClient) -> None:
+    task = submit(client, {"type": "sleep", "params": {"seconds": 30}})
+    assert task["params"] == {"seconds": 30}
+    assert isinstance(task["params"]["seconds"], int)
+
+
 def test_submit_options_are_kept(client: FlaskClient) -> None:
     task = submit(
         client,
@@ -228,6 +234,7 @@ def test_delete_a_terminal_task(client: FlaskClient, drain: Callable[[], int]) -
     drain()
     response = client.delete(f"/tasks/{task['id']}")
     assert response.status_code == 204 and response.data == b""
+    assert "Content-Type" not in response.headers
     assert_problem(client.get(f"/tasks/{task['id']}"), 404)
     assert_problem(client.delete(f"/tasks/{task['id']}"), 404)
 

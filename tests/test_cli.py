@@ -77,3 +77,24 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
 def test_an_unreachable_server_is_reported() -> None:
     result = CliRunner().invoke(main, ["status", "x", "--url", f"http://127.0.0.1:{free_port()}"])
     assert result.exit_code == 2 and "Cannot reach" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("TASKS_WORKERS", "many", "TASKS_WORKERS='many' is not a valid int."),
+        ("TASKS_DATABASE_URL", "mysql://db/tasks", "Unsupported TASKS_DATABASE_URL"),
+        ("TASKS_IMPORT", "no_such_module", "TASKS_IMPORT: cannot import 'no_such_module'"),
+    ],
+)
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_a_bad_setting_stops_start_up_with_a_plain_message(
+    command: str, setting: str, value: str, message: str, tmp_path: Path
+) -> None:
+    env = {"TASKS_DATABASE_URL": f"sqlite:///{tmp_path / 't.sqlite3'}", setting: value}
+    result = CliRunner().invoke(
+        main, [command, "--port", "1"] if command == "serve" else [command], env=env
+    )
+    assert result.exit_code == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr

@@ -255,3 +255,13 @@ def test_registry_refuses_bad_definitions() -> None:
         TaskType("Bad Name", Schema, lambda c, p: 1)
     with pytest.raises(ValueError, match="max_attempts"):
         TaskType("x", Schema, lambda c, p: 1, max_attempts=0)
+
+
+def test_cancelling_a_task_waiting_to_retry_clears_the_old_error(
+    client: FlaskClient, drain: Callable[[], int]
+) -> None:
+    task = submit(client, {"type": "fail", "params": {"message": "x", "succeed_after": 1}})
+    drain()
+    cancelled = client.post(f"/tasks/{task['id']}/cancel").get_json()
+    assert cancelled["status"] == "cancelled"
+    assert cancelled["error"] is None, "error is set only when failed"

@@ -348,8 +348,8 @@ class SQLiteStore:
 
     def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
         cancelled = self._one(
-            f"""UPDATE tasks SET status = 'cancelled', cancel_requested = 1, finished_at = ?,
-                    expires_at = ?, version = version + 1
+            f"""UPDATE tasks SET status = 'cancelled', cancel_requested = 1, error = NULL,
+                    finished_at = ?, expires_at = ?, version = version + 1
                 WHERE id = ? AND status = 'queued' RETURNING {_COLUMNS}""",
             (_ts(now), _ts(expires_at), task_id),
         )

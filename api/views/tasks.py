@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import url_for
+from flask import Response, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
@@ -113,13 +113,16 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.response(204, description="The task is deleted; reading it now answers 404.")
         @blp.alt_response(404, "NOT_FOUND")
         @blp.alt_response(409, "CONFLICT")
-        def delete(self, task_id: Any) -> None:
+        def delete(self, task_id: Any) -> Response:
             """Delete a finished task
 
             Only a terminal task (succeeded, failed or cancelled) can be deleted: cancel a
             queued or running task first.
             """
             current().service.delete(str(task_id))
+            response = Response(status=204)
+            del response.headers["Content-Type"]  # no content, so no content type
+            return response
 
     @blp.route("/<uuid:task_id>/cancel")
     class TaskCancel(MethodView):

@@ -1,0 +1,43 @@
+"""Settings: defaults, environment, then the app's own mapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from api.config import ConfigError, Settings
+
+
+def test_defaults_are_the_contracts() -> None:
+    settings = Settings.from_mapping(Settings.defaults())
+    assert settings.database_url == "sqlite:///taskapi.sqlite3"
+    assert settings.workers == 4
+    assert settings.max_queued == 10_000
+    assert settings.result_ttl == 7 * 24 * 3600
+    assert settings.max_body_bytes == 64 * 1024
+
+
+def test_environment_values_are_converted_and_layered() -> None:
+    env = Settings.from_environ(
+        {"TASKS_WORKERS": "8", "TASKS_RESULT_TTL": "3600.5", "HOME": "/root", "TASKS_IMPORT": "a,b"}
+    )
+    assert env == {"TASKS_WORKERS": "8", "TASKS_RESULT_TTL": "3600.5", "TASKS_IMPORT": "a,b"}
+    settings = Settings.from_mapping({**Settings.defaults(), **env, "TASKS_WORKERS": 2})
+    assert settings.workers == 2
+    assert settings.result_ttl == 3600.5
+    assert settings.import_modules == ["a", "b"]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("TASKS_WORKERS", "-1"),
+        ("TASKS_WORKERS", "four"),
+        ("TASKS_MAX_QUEUED", "0"),
+        ("TASKS_RESULT_TTL", "0"),
+        ("TASKS_MAX_BODY_BYTES", "10"),
+        ("TASKS_POLL_INTERVAL", "0"),
+    ],
+)
+def test_bad_values_are_refused_naming_the_setting(key: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=key):
+        Settings.from_mapping({key: value})
