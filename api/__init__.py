@@ -78,6 +78,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     api = make_api()
     api.init_app(app)
+    app.url_map.converters["task_id"] = tasks.TaskIdConverter
+    api.register_converter(tasks.TaskIdConverter, tasks.task_id_param_schema)
     api.register_blueprint(tasks.make_blueprint(registry))
     api.register_blueprint(task_types.make_blueprint())
     api.register_blueprint(ops.make_blueprint())

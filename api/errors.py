@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
-from flask import Response, request
+from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from api.service import ServiceError
@@ -107,10 +107,16 @@ def require_json_body(view: Callable[..., Any]) -> Callable[..., Any]:
                 f"got {request.mimetype or 'no Content-Type'}.",
             )
         body = request.get_data(cache=True)
+        if _cut_at_the_limit(body):
+            return problem(413)
         if not body.strip():
             return problem(400, "The request body is empty; send a JSON object.")
         try:
-            json.loads(body, parse_constant=_reject_constant)
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return problem(400, f"The body is not UTF-8: {exc.reason} at byte {exc.start}.")
+        try:
+            json.loads(text, parse_constant=_reject_constant)
         except RecursionError:
             return problem(400, "The JSON body is nested too deeply.")
         except ValueError as exc:
@@ -118,6 +124,18 @@ def require_json_body(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _cut_at_the_limit(body: bytes) -> bool:
+    """Whether a body sent without Content-Length went on past the size limit.
+
+    Werkzeug refuses a declared length over the limit (413) but stops reading an undeclared
+    one at the limit without a word, so the rest would silently be dropped.
+    """
+    limit = current_app.config.get("MAX_CONTENT_LENGTH")
+    if request.content_length is not None or limit is None or len(body) < limit:
+        return False
+    return bool(request.environ["wsgi.input"].read(1))
 
 
 def _short(text: str, limit: int = 200) -> str:

@@ -16,6 +16,9 @@ from api.models import NewTask, Status, Task
 from api.registry import Registry
 from api.store import Store, TaskFilter
 
+#: The largest offset a listing asks of the store (a signed 64-bit integer).
+MAX_OFFSET = 2**63 - 1
+
 
 class ServiceError(Exception):
     """A request the service refuses; ``status`` is the HTTP status it maps to."""
@@ -111,7 +114,9 @@ class TaskService:
         self, statuses: Sequence[str], type_name: str | None, *, page: int, page_size: int
     ) -> tuple[list[Task], int]:
         where = TaskFilter(statuses=tuple(Status(s) for s in statuses), type=type_name)
-        return self.store.list(where, offset=(page - 1) * page_size, limit=page_size)
+        # A page far past the end is simply empty; keep its offset within what stores take.
+        offset = min((page - 1) * page_size, MAX_OFFSET)
+        return self.store.list(where, offset=offset, limit=page_size)
 
     def cancel(self, task_id: str) -> Task:
         """Cancel a queued task at once; ask a running one to stop."""

@@ -8,6 +8,7 @@ from flask import Response, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
+from werkzeug.routing import BaseConverter
 
 from api.errors import require_json_body
 from api.models import Task
@@ -42,6 +43,15 @@ STATUS_EXAMPLE = {
 LOCATION_HEADER = {
     "Location": {"description": "The URL of the new task.", "schema": {"type": "string"}}
 }
+
+
+class TaskIdConverter(BaseConverter):
+    """A task id in a path: documented as a UUID, but any segment reaches the view, so that a
+    malformed id gets the same "no such task" answer as an unknown one."""
+
+
+def task_id_param_schema(converter: BaseConverter) -> dict[str, str]:
+    return {"type": "string", "format": "uuid"}
 
 
 def make_blueprint(registry: Registry) -> Blueprint:
@@ -97,45 +107,45 @@ def make_blueprint(registry: Registry) -> Blueprint:
             task = current().service.submit(body)
             return task, 202, location(task)
 
-    @blp.route("/<uuid:task_id>")
+    @blp.route("/<task_id:task_id>")
     class TaskItem(MethodView):
         @blp.doc(operationId="getTask")
         @blp.response(200, TaskStatusSchema, description="The task.", example=STATUS_EXAMPLE)
         @blp.alt_response(404, "NOT_FOUND")
-        def get(self, task_id: Any) -> Task:
+        def get(self, task_id: str) -> Task:
             """Read a task
 
             Its status, progress, and its result or error once it has ended.
             """
-            return current().service.get(str(task_id))
+            return current().service.get(task_id)
 
         @blp.doc(operationId="deleteTask")
         @blp.response(204, description="The task is deleted; reading it now answers 404.")
         @blp.alt_response(404, "NOT_FOUND")
         @blp.alt_response(409, "CONFLICT")
-        def delete(self, task_id: Any) -> Response:
+        def delete(self, task_id: str) -> Response:
             """Delete a finished task
 
             Only a terminal task (succeeded, failed or cancelled) can be deleted: cancel a
             queued or running task first.
             """
-            current().service.delete(str(task_id))
+            current().service.delete(task_id)
             response = Response(status=204)
             del response.headers["Content-Type"]  # no content, so no content type
             return response
 
-    @blp.route("/<uuid:task_id>/cancel")
+    @blp.route("/<task_id:task_id>/cancel")
     class TaskCancel(MethodView):
         @blp.doc(operationId="cancelTask")
         @blp.response(200, TaskStatusSchema, description="The task after the request.")
         @blp.alt_response(404, "NOT_FOUND")
         @blp.alt_response(409, "CONFLICT")
-        def post(self, task_id: Any) -> Task:
+        def post(self, task_id: str) -> Task:
             """Cancel a task
 
             A queued task is cancelled at once; a running one is asked to stop
             (`cancel_requested: true`) and ends `cancelled` when it next checks.
             """
-            return current().service.cancel(str(task_id))
+            return current().service.cancel(task_id)
 
     return blp
