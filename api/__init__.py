@@ -45,6 +45,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     them, and tests use ``pool.drain()`` or start them themselves.
     """
     from api import builtin_tasks, errors
+    from api.events import TaskEvents
     from api.openapi import make_api
     from api.registry import Registry
     from api.runtime import EXTENSION_KEY, Runtime
@@ -66,6 +67,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         registry.load_module(module)
 
     store = open_store(settings.database_url)
+    events = TaskEvents()
     pool = WorkerPool(
         store,
         registry,
@@ -73,8 +75,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         result_ttl=settings.result_ttl,
         poll_interval=settings.poll_interval,
         lease_seconds=settings.lease_seconds,
+        events=events,
     )
-    service = TaskService(store, registry, result_ttl=settings.result_ttl, notifier=pool)
+    service = TaskService(
+        store,
+        registry,
+        result_ttl=settings.result_ttl,
+        max_queued=settings.max_queued,
+        notifier=pool,
+        events=events,
+    )
 
     api = make_api()
     api.init_app(app)

@@ -84,7 +84,7 @@ def from_http_exception(error: HTTPException) -> Response:
 
 
 def from_service_error(error: ServiceError) -> Response:
-    return problem(error.status, error.detail)
+    return problem(error.status, error.detail, errors=error.errors, headers=error.headers)
 
 
 def _reject_constant(name: str) -> Any:

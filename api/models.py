@@ -58,6 +58,16 @@ class Progress:
 
 
 @dataclass(frozen=True, slots=True)
+class IdempotencyKey:
+    """A client's ``Idempotency-Key``, scoped to the caller, with what it was first sent with."""
+
+    owner: str
+    key: str
+    fingerprint: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class NewTask:
     """A task as it is submitted, before the store gives it a row."""
 
@@ -93,6 +103,8 @@ class Task:
     finished_at: datetime | None
     expires_at: datetime | None
     worker_id: str | None = None
+    #: Grows with every change a client can see; the ETag of the task.
+    version: int = 1
 
     @property
     def is_terminal(self) -> bool:

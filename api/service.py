@@ -6,15 +6,26 @@ status allows, what a refusal says); the store owns how tasks are kept.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
-from api.models import NewTask, Status, Task
+from api.events import TaskEvents
+from api.models import IdempotencyKey, NewTask, Status, Task
 from api.registry import Registry
-from api.store import Store, TaskFilter
+from api.store import KeyTaken, QueueFull, Store, TaskFilter
+
+#: How long an Idempotency-Key is remembered (the contract: at least 24 hours).
+IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+#: While a reader waits on a task run by another process, how often the store is read again.
+CROSS_PROCESS_POLL_SECONDS = 0.25
+#: What a client is told to wait before submitting again when the queue is full.
+QUEUE_FULL_RETRY_AFTER = 5
 
 #: The largest offset a listing asks of the store (a signed 64-bit integer).
 MAX_OFFSET = 2**63 - 1
@@ -26,9 +37,17 @@ class ServiceError(Exception):
     status = 400
     title = "Bad Request"
 
-    def __init__(self, detail: str) -> None:
+    def __init__(
+        self,
+        detail: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        errors: Mapping[str, Mapping[str, list[str]]] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.detail = detail
+        self.headers = dict(headers or {})
+        self.errors = errors
 
 
 class TaskNotFound(ServiceError):
@@ -44,6 +63,16 @@ class TaskNotFound(ServiceError):
 class TaskConflict(ServiceError):
     status = 409
     title = "Conflict with the task's state"
+
+
+class KeyReused(ServiceError):
+    status = 422
+    title = "Idempotency-Key reused"
+
+
+class QueueFullError(ServiceError):
+    status = 503
+    title = "Queue full"
 
 
 class Notifier(Protocol):
@@ -74,34 +103,105 @@ def canonical_id(task_id: str) -> str | None:
         return None
 
 
+@dataclass(frozen=True)
+class Submitted:
+    """The task a submit answers with, and whether this submit created it."""
+
+    task: Task
+    created: bool
+
+
+def fingerprint(request: Mapping[str, Any]) -> str:
+    """What identifies a request body for Idempotency-Key: a hash of its canonical JSON."""
+    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
 @dataclass
 class TaskService:
     store: Store
     registry: Registry
     result_ttl: float
+    max_queued: int | None = None
     notifier: Notifier = field(default_factory=_Nobody)
+    events: TaskEvents = field(default_factory=TaskEvents)
     clock: Callable[[], datetime] = utcnow
 
-    def submit(self, request: dict[str, Any]) -> Task:
-        """Queue a task from a validated TaskCreate body."""
+    def submit(
+        self,
+        request: dict[str, Any],
+        *,
+        owner: str = "",
+        idempotency_key: str | None = None,
+    ) -> Submitted:
+        """Queue a task from a validated TaskCreate body.
+
+        With an ``idempotency_key`` already used by ``owner`` for the same body, answer the
+        task it created (``created`` False) and create nothing; for another body, refuse.
+        """
         task_type = self.registry.get(request["type"])
         if task_type is None:  # the schema only lets registered types through
             raise ServiceError(f"Unknown task type {request['type']!r}.")
         now = self.clock()
-        task = self.store.create(
-            NewTask(
-                id=str(uuid.uuid4()),
-                type=task_type.name,
-                params=request["params"],
-                max_attempts=request.get("max_attempts", task_type.max_attempts),
-                timeout_seconds=request.get("timeout_seconds", task_type.timeout_seconds),
-                priority=request.get("priority", 0),
-                created_at=now,
-                run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
-            )
+        print_ = fingerprint(request)
+        key = (
+            IdempotencyKey(owner, idempotency_key, print_, now + IDEMPOTENCY_KEY_TTL)
+            if idempotency_key is not None
+            else None
         )
+        new = NewTask(
+            id=str(uuid.uuid4()),
+            type=task_type.name,
+            params=request["params"],
+            max_attempts=request.get("max_attempts", task_type.max_attempts),
+            timeout_seconds=request.get("timeout_seconds", task_type.timeout_seconds),
+            priority=request.get("priority", 0),
+            created_at=now,
+            run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
+        )
+        try:
+            task = self.store.create(new, max_queued=self.max_queued, idempotency=key)
+        except KeyTaken as taken:
+            return Submitted(self._replay(taken, print_), created=False)
+        except QueueFull:
+            raise QueueFullError(
+                f"The queue holds its limit of {self.max_queued} tasks (TASKS_MAX_QUEUED); "
+                f"nothing was created. Submit again after {QUEUE_FULL_RETRY_AFTER} seconds.",
+                headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
+            ) from None
         self.notifier.task_submitted()
+        return Submitted(task, created=True)
+
+    def _replay(self, taken: KeyTaken, print_: str) -> Task:
+        if taken.fingerprint != print_:
+            raise KeyReused(
+                "This Idempotency-Key was first used with a different body; a key stands for "
+                "one request. Send this body with a new key.",
+                errors={"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+            )
+        task = self.store.get(taken.task_id)
+        if task is None:
+            raise TaskConflict(
+                "The task first created with this Idempotency-Key no longer exists (deleted or "
+                "expired); send the request with a new key."
+            )
         return task
+
+    def wait(self, task_id: str, seconds: float) -> Task:
+        """The task once it is terminal, or as it is after ``seconds``.
+
+        A change made in this process wakes the reader at once; one made elsewhere is seen
+        within CROSS_PROCESS_POLL_SECONDS.
+        """
+        deadline = time.monotonic() + seconds
+        while True:
+            key = canonical_id(task_id) or task_id
+            with self.events.subscribe(key) as changed:
+                task = self.get(task_id)
+                left = deadline - time.monotonic()
+                if task.is_terminal or left <= 0:
+                    return task
+                changed.wait(min(left, CROSS_PROCESS_POLL_SECONDS))
 
     def get(self, task_id: str) -> Task:
         key = canonical_id(task_id)
@@ -128,6 +228,7 @@ class TaskService:
                 raise TaskNotFound(task_id)
             if changed.status is Status.RUNNING:
                 self.notifier.cancel_requested(changed.id)
+            self.events.changed(changed.id)
             # It may have ended on its own meanwhile: that is the 409 below, not a cancel.
             if changed.status is Status.CANCELLED or not changed.is_terminal:
                 return changed

@@ -3,6 +3,10 @@
 Each thread runs ``while not stopping: run_one() or wait``. A task submitted in this process
 wakes an idle thread at once; tasks submitted elsewhere are found by polling every
 ``poll_interval`` seconds, or exactly when the next delayed task becomes ready.
+
+A monitor thread renews the lease of every running task (so a live worker keeps its tasks and
+hears of cancellations from other processes), takes back tasks whose worker was lost (their
+lease expired), and purges expired tasks in small batches.
 """
 
 from __future__ import annotations
@@ -15,16 +19,22 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from api.events import TaskEvents
 from api.models import Progress, Task, TaskError
-from api.registry import Registry, TaskCancelled
+from api.registry import Registry, TaskCancelled, TaskFunction
 from api.store import Store
 
 log = logging.getLogger(__name__)
 
-#: How often a running task's ``cancel_requested`` re-reads the store (cancel from elsewhere).
-CANCEL_CHECK_INTERVAL = 0.5
+#: How often the monitor renews leases and picks up cancellations asked elsewhere.
+HEARTBEAT_SECONDS = 1.0
+#: How often expired terminal tasks are purged, and how many rows one statement deletes.
+PURGE_INTERVAL_SECONDS = 60.0
+PURGE_BATCH = 500
 #: After the grace, how long tasks asked to stop get to do so before the pool lets go of them.
 WIND_DOWN_SECONDS = 2.0
 #: The longest an idle worker waits before looking at the store again after an error.
@@ -66,16 +76,21 @@ class Wakeup:
 
 
 class RunContext:
-    """The ``TaskContext`` a running task gets: progress and cancellation."""
+    """The ``TaskContext`` a running task gets: progress, and the signal to stop.
 
-    def __init__(self, store: Store, task: Task, worker_id: str) -> None:
+    The signal comes from a client's cancel, from the attempt's timeout, or from shutdown;
+    ``stop_reason`` says which.
+    """
+
+    def __init__(self, store: Store, events: TaskEvents, task: Task, worker_id: str) -> None:
         self._store = store
+        self._events = events
         self._task = task
         self._worker_id = worker_id
-        self._cancel = threading.Event()
-        self._checked_at = time.monotonic()
+        self._stop = threading.Event()
+        self.stop_reason: str | None = None
         if task.cancel_requested:
-            self._cancel.set()
+            self.request_stop("cancel")
 
     @property
     def task_id(self) -> str:
@@ -85,19 +100,14 @@ class RunContext:
     def attempt(self) -> int:
         return self._task.attempts
 
-    def request_cancel(self) -> None:
-        self._cancel.set()
+    def request_stop(self, reason: str) -> None:
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._stop.set()
 
     @property
     def cancel_requested(self) -> bool:
-        if (
-            not self._cancel.is_set()
-            and time.monotonic() - self._checked_at > CANCEL_CHECK_INTERVAL
-        ):
-            self._checked_at = time.monotonic()
-            if self._store.cancel_requested(self._task.id):
-                self._cancel.set()
-        return self._cancel.is_set()
+        return self._stop.is_set()
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -105,18 +115,25 @@ class RunContext:
         asked = self._store.report_progress(
             self._task.id, self._worker_id, Progress(float(current), total, message)
         )
-        self._checked_at = time.monotonic()
+        self._events.changed(self._task.id)
         if asked:
-            self._cancel.set()
+            self.request_stop("cancel")
 
     def sleep(self, seconds: float) -> bool:
-        deadline = time.monotonic() + max(seconds, 0.0)
-        while not self.cancel_requested:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return False
-            self._cancel.wait(min(left, CANCEL_CHECK_INTERVAL))
-        return True
+        return self._stop.wait(max(seconds, 0.0))
+
+
+@dataclass
+class _Running:
+    worker_id: str
+    context: RunContext
+
+
+@dataclass
+class _Outcome:
+    kind: str  # "ok", "error", "cancelled" or "timeout"
+    result: Any = None
+    error: BaseException | None = None
 
 
 class WorkerPool:
@@ -131,6 +148,7 @@ class WorkerPool:
         result_ttl: float,
         poll_interval: float,
         lease_seconds: float,
+        events: TaskEvents | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -139,11 +157,15 @@ class WorkerPool:
         self.result_ttl = result_ttl
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
+        self.events = events or TaskEvents()
         self.clock = clock
         self.wakeup = Wakeup(size)
+        self.heartbeat_seconds = min(HEARTBEAT_SECONDS, lease_seconds / 3)
         self._stop = threading.Event()
+        self._monitor_stop = threading.Event()
         self._threads: list[threading.Thread] = []
-        self._running: dict[str, tuple[str, RunContext]] = {}
+        self._monitor: threading.Thread | None = None
+        self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._id_prefix = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -154,55 +176,63 @@ class WorkerPool:
 
     def cancel_requested(self, task_id: str) -> None:
         with self._lock:
-            entry = self._running.get(task_id)
-        if entry is not None:
-            entry[1].request_cancel()
+            running = self._running.get(task_id)
+        if running is not None:
+            running.context.request_stop("cancel")
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    @property
-    def started(self) -> bool:
-        return bool(self._threads)
-
     def alive(self) -> bool:
         """True when every thread of a started pool is running."""
-        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+        threads = [*self._threads, *([self._monitor] if self._monitor else [])]
+        return bool(self._threads) and all(t.is_alive() for t in threads)
 
     def start(self) -> None:
         if self._threads:
             return
         self._stop.clear()
+        self._monitor_stop.clear()
         for n in range(self.size):
-            worker_id = f"{self._id_prefix}:{n}"
             thread = threading.Thread(
-                target=self._loop, args=(worker_id,), name=f"taskapi-worker-{n}", daemon=True
+                target=self._loop,
+                args=(f"{self._id_prefix}:{n}",),
+                name=f"taskapi-worker-{n}",
+                daemon=True,
             )
             self._threads.append(thread)
             thread.start()
+        self._monitor = threading.Thread(target=self._watch, name="taskapi-monitor", daemon=True)
+        self._monitor.start()
         log.info("started %d worker threads", self.size)
 
     def stop(self, grace: float) -> None:
         """Stop claiming; let running tasks finish for ``grace`` seconds, then hand them back."""
         self._stop.set()
         self.wakeup.notify_all()
-        deadline = time.monotonic() + grace
-        for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+        self._join(grace)
         with self._lock:
             left = list(self._running.items())
-        for task_id, (worker_id, context) in left:
+        for task_id, running in left:
             # Hand it back first: a task that stops on the signal below must not record
             # itself cancelled, since no client asked for that.
-            if self.store.release(task_id, worker_id):
+            if self.store.release(task_id, running.worker_id):
                 log.warning("handed task %s back to the queue at shutdown", task_id)
-            context.request_cancel()
-        # Tasks that heed the signal end within moments; let them, so that nothing touches
-        # the store after the caller closes it. One that ignores it is left to the process exit.
+                self.events.changed(task_id)
+            running.context.request_stop("shutdown")
         if left:
-            deadline = time.monotonic() + WIND_DOWN_SECONDS
-            for thread in self._threads:
-                thread.join(max(0.0, deadline - time.monotonic()))
+            # Tasks that heed the signal end within moments; let them, so that nothing
+            # touches the store after the caller closes it.
+            self._join(WIND_DOWN_SECONDS)
+        self._monitor_stop.set()
+        if self._monitor is not None:
+            self._monitor.join(WIND_DOWN_SECONDS)
         self._threads = []
+        self._monitor = None
+
+    def _join(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self, worker_id: str) -> None:
         while not self._stop.is_set():
@@ -221,6 +251,56 @@ class WorkerPool:
             return self.poll_interval
         return min(self.poll_interval, max((due - self.clock()).total_seconds(), 0.001))
 
+    # -- the monitor -------------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        next_recovery = next_purge = 0.0
+        while not self._monitor_stop.wait(self.heartbeat_seconds):
+            try:
+                self.renew_leases()
+                if time.monotonic() >= next_recovery:
+                    self.recover_lost()
+                    next_recovery = time.monotonic() + self.lease_seconds / 2
+                if time.monotonic() >= next_purge:
+                    self.purge_expired()
+                    next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+            except Exception:
+                log.exception("monitor: error; carrying on")
+
+    def renew_leases(self) -> None:
+        """Renew the lease of each running task; pass on cancels and lost leases to it."""
+        with self._lock:
+            running = list(self._running.items())
+        until = self.clock() + timedelta(seconds=self.lease_seconds)
+        for task_id, entry in running:
+            asked = self.store.heartbeat(task_id, entry.worker_id, until)
+            if asked is None:
+                log.warning("task %s: lease lost; its result will be dropped", task_id)
+                entry.context.request_stop("lost")
+            elif asked:
+                entry.context.request_stop("cancel")
+
+    def recover_lost(self) -> int:
+        """Take back tasks whose worker was lost; how many."""
+        now = self.clock()
+        count = self.store.recover_expired(now, self._expiry(now))
+        if count:
+            log.warning("took back %d tasks whose worker was lost", count)
+            self.wakeup.notify_all()
+        return count
+
+    def purge_expired(self) -> int:
+        """Delete expired terminal tasks, a batch at a time; how many."""
+        total = 0
+        while not self._monitor_stop.is_set():
+            deleted = self.store.purge_expired(self.clock(), PURGE_BATCH)
+            total += deleted
+            if deleted < PURGE_BATCH:
+                break
+        if total:
+            log.info("purged %d expired tasks", total)
+        return total
+
     # -- running tasks -----------------------------------------------------------------------
 
     def drain(self, worker_id: str = "drain") -> int:
@@ -236,44 +316,92 @@ class WorkerPool:
         task = self.store.claim(worker_id, now, now + timedelta(seconds=self.lease_seconds))
         if task is None:
             return False
-        context = RunContext(self.store, task, worker_id)
+        self.events.changed(task.id)
+        context = RunContext(self.store, self.events, task, worker_id)
         with self._lock:
-            self._running[task.id] = (worker_id, context)
+            self._running[task.id] = _Running(worker_id, context)
+        runner: threading.Thread | None = None
         try:
-            self._execute(task, worker_id, context)
+            runner = self._execute(task, worker_id, context)
         finally:
             with self._lock:
                 self._running.pop(task.id, None)
+            self.events.changed(task.id)
+        if runner is not None:
+            # The attempt timed out and is recorded; its thread has not stopped. This slot
+            # waits for it, so that no more task threads run than the pool has workers.
+            log.warning("task %s: waiting for its timed-out attempt to stop", task.id)
+            runner.join()
         return True
 
-    def _execute(self, task: Task, worker_id: str, context: RunContext) -> None:
+    def _execute(self, task: Task, worker_id: str, context: RunContext) -> threading.Thread | None:
+        """Run one attempt and record its outcome; the thread of a timed-out attempt, if any."""
         task_type = self.registry.get(task.type)
         if task_type is None:
             error = TaskError("UnknownTaskType", f"No task type {task.type!r} in this worker.")
             self._finish_failed(task, worker_id, error, retry=False)
-            return
+            return None
         log.info("task %s (%s) attempt %d started", task.id, task.type, task.attempts)
-        try:
-            result = task_type.func(context, task.params)
-            json.dumps(result, allow_nan=False)
-        except TaskCancelled:
-            self._finish_cancelled(task, worker_id)
-        except Exception as exc:
-            if context.cancel_requested:
-                self._finish_cancelled(task, worker_id)
-                return
-            error = TaskError(type(exc).__name__, str(exc) or type(exc).__name__)
-            log.info("task %s attempt %d failed: %s", task.id, task.attempts, error.type)
+        outcome, runner = self._call(task_type.func, context, task)
+        if outcome.kind == "timeout":
+            context.request_stop("timeout")
+            error = TaskError(
+                "TimeoutError", f"The attempt ran past its timeout of {task.timeout_seconds:g}s."
+            )
             self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
-        else:
-            now = self.clock()
-            if self.store.succeed(task.id, worker_id, result, now, self._expiry(now)):
-                log.info("task %s succeeded", task.id)
+            return runner
+        if outcome.kind == "ok":
+            try:
+                json.dumps(outcome.result, allow_nan=False)
+            except (TypeError, ValueError) as not_json:
+                outcome = _Outcome("error", error=not_json)
             else:
-                log.warning("task %s ended after this worker lost it; result dropped", task.id)
+                self._finish_succeeded(task, worker_id, outcome.result)
+                return None
+        if outcome.kind == "cancelled" or context.stop_reason == "cancel":
+            self._finish_cancelled(task, worker_id)
+            return None
+        raised = outcome.error
+        assert raised is not None
+        error = TaskError(type(raised).__name__, str(raised) or type(raised).__name__)
+        log.info("task %s attempt %d failed: %s", task.id, task.attempts, error.type)
+        self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
+        return None
+
+    def _call(
+        self, func: TaskFunction, context: RunContext, task: Task
+    ) -> tuple[_Outcome, threading.Thread | None]:
+        """Call the task function: inline, or on its own thread when it has a timeout."""
+
+        def attempt() -> _Outcome:
+            try:
+                return _Outcome("ok", result=func(context, task.params))
+            except TaskCancelled:
+                return _Outcome("cancelled")
+            except Exception as exc:
+                return _Outcome("error", error=exc)
+
+        if task.timeout_seconds is None:
+            return attempt(), None
+        box: list[_Outcome] = []
+        runner = threading.Thread(
+            target=lambda: box.append(attempt()), name=f"taskapi-task-{task.id}", daemon=True
+        )
+        runner.start()
+        runner.join(task.timeout_seconds)
+        if box:
+            return box[0], None
+        return _Outcome("timeout"), runner
 
     def _expiry(self, now: datetime) -> datetime:
         return now + timedelta(seconds=self.result_ttl)
+
+    def _finish_succeeded(self, task: Task, worker_id: str, result: Any) -> None:
+        now = self.clock()
+        if self.store.succeed(task.id, worker_id, result, now, self._expiry(now)):
+            log.info("task %s succeeded", task.id)
+        else:
+            log.warning("task %s ended after this worker lost it; result dropped", task.id)
 
     def _finish_cancelled(self, task: Task, worker_id: str) -> None:
         now = self.clock()
@@ -286,7 +414,8 @@ class WorkerPool:
         task_type = self.registry.get(task.type)
         if retry and task_type is not None:
             delay = task_type.backoff_seconds(task.attempts, random.random())
-            self.store.retry(task.id, worker_id, error, now + timedelta(seconds=delay))
+            if self.store.retry(task.id, worker_id, error, now + timedelta(seconds=delay)):
+                log.info("task %s: retry in %.2fs", task.id, delay)
             self.wakeup.notify()
             return
         self.store.fail(task.id, worker_id, error, now, self._expiry(now))

@@ -23,3 +23,53 @@ def make_list_query(type_names: Iterable[str]) -> type[Schema]:
         "__doc__": "Filters of the task list.",
     }
     return type("TaskListQuery", (Schema,), attrs)
+
+
+MAX_WAIT_SECONDS = 60
+
+
+class TaskReadQuery(Schema):
+    """Long-poll: hold the answer until the task is terminal or ``wait`` seconds pass."""
+
+    wait = fields.Float(
+        allow_nan=False,
+        validate=validate.Range(min=0, max=MAX_WAIT_SECONDS),
+        metadata={
+            "description": "Seconds (0..60) to hold the answer until the task is terminal; "
+            "the answer comes within moments of the change."
+        },
+    )
+
+
+class TaskReadHeaders(Schema):
+    """Conditional read."""
+
+    if_none_match = fields.String(
+        data_key="If-None-Match",
+        metadata={"description": "An ETag from an earlier read: 304 while the task is unchanged."},
+    )
+
+
+class SubmitHeaders(Schema):
+    """Headers that shape a submit."""
+
+    idempotency_key = fields.String(
+        data_key="Idempotency-Key",
+        validate=[
+            validate.Length(min=1, max=255),
+            validate.Regexp(r"^[\x20-\x7e]+$", error="Use printable ASCII characters only."),
+        ],
+        metadata={
+            "description": "1..255 printable ASCII characters. The same key with the same body "
+            "answers 200 with the task it created, and creates nothing; with another body, 422. "
+            "Keys are kept 24 hours, per caller."
+        },
+    )
+    prefer = fields.String(
+        data_key="Prefer",
+        metadata={
+            "description": "RFC 7240. `wait=N` (N <= 60): answer 200 with the final task if it "
+            "ends within N seconds, else the usual 202.",
+            "example": "wait=5",
+        },
+    )

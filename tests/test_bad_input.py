@@ -723,6 +723,30 @@ def test_junk_in_the_id_segment_is_404(
     assert_no_task_created(client)
 
 
+@pytest.mark.parametrize("wait", ["-1", "61", "abc", "1e9", "", "nan"])
+def test_bad_wait_on_a_task_read_is_422(client: FlaskClient, wait: str) -> None:
+    """``GET /tasks/{id}?wait=`` takes 0..60 seconds."""
+    task = submit(client, ADD)
+    assert_invalid(client.get(f"/tasks/{task['id']}?wait={wait}"), "query", "wait")
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("k" * 256, id="256-chars"),
+        pytest.param("clé", id="not-ascii"),
+        pytest.param("a\x01b", id="control-char"),
+        pytest.param("a\x7fb", id="DEL"),
+    ],
+)
+def test_bad_idempotency_key_is_422(client: FlaskClient, key: str) -> None:
+    """``Idempotency-Key`` is 1..255 printable ASCII characters."""
+    response = client.post("/tasks", json=ADD, headers={"Idempotency-Key": key})
+    assert_invalid(response, "headers", "Idempotency-Key")
+    assert_no_task_created(client)
+
+
 # --- methods and URLs -------------------------------------------------------------------------
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
 import uuid
@@ -11,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from api.models import NewTask, Progress, Status, TaskError
-from api.store import Store, StoreError, TaskFilter, open_store
+from api.models import IdempotencyKey, NewTask, Progress, Status, TaskError
+from api.store import KeyTaken, QueueFull, Store, StoreError, TaskFilter, open_store
 from api.store.sqlite import MIGRATIONS, NEXT_READY_SQL, SQLiteStore
 
 T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -281,3 +282,90 @@ def test_claim_uses_the_ready_index(store: Store) -> None:
         row[3] for row in store._conn().execute("EXPLAIN QUERY PLAN " + NEXT_READY_SQL, (0,))
     )
     assert "tasks_ready" in plan and "TEMP B-TREE" not in plan
+
+
+def test_heartbeat_renews_the_lease_of_its_holder_only(store: Store) -> None:
+    task = store.create(new_task())
+    store.claim("w", T0, T0 + timedelta(seconds=30))
+    assert store.heartbeat(task.id, "w", T0 + timedelta(seconds=60)) is False
+    assert store.recover_expired(T0 + timedelta(seconds=45), LATER) == 0, "renewed"
+    assert store.heartbeat(task.id, "other", T0 + timedelta(seconds=90)) is None
+    store.cancel(task.id, T0, LATER)
+    assert store.heartbeat(task.id, "w", T0 + timedelta(seconds=90)) is True
+
+
+def test_recovery_requeues_counting_the_lost_attempt(store: Store) -> None:
+    task = store.create(new_task())
+    store.claim("dead", T0, T0 + timedelta(seconds=30))
+    assert store.recover_expired(T0 + timedelta(seconds=29), LATER) == 0
+    assert store.recover_expired(T0 + timedelta(seconds=31), LATER) == 1
+    back = store.get(task.id)
+    assert back is not None and back.status is Status.QUEUED
+    assert back.attempts == 1 and back.error is not None and back.error.type == "WorkerLost"
+    assert store.heartbeat(task.id, "dead", LATER) is None, "the lost worker holds nothing"
+    assert not store.succeed(task.id, "dead", 1, T0, LATER)
+    again = store.claim("alive", T0 + timedelta(seconds=31), LATER)
+    assert again is not None and again.attempts == 2
+
+
+def test_recovery_fails_a_task_out_of_attempts_and_honours_a_cancel(store: Store) -> None:
+    last = store.create(dataclasses.replace(new_task(), max_attempts=1))
+    store.claim("dead", T0, T0 + timedelta(seconds=1))
+    asked = store.create(new_task())
+    store.claim("dead", T0, T0 + timedelta(seconds=1))
+    store.cancel(asked.id, T0, LATER)
+    assert store.recover_expired(T0 + timedelta(seconds=5), LATER) == 2
+    failed, cancelled = store.get(last.id), store.get(asked.id)
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.error is not None and failed.error.type == "WorkerLost"
+    assert failed.finished_at is not None and failed.expires_at == LATER
+    assert cancelled is not None and cancelled.status is Status.CANCELLED
+    assert cancelled.error is None
+
+
+def test_create_refuses_past_the_queue_limit_creating_nothing(store: Store) -> None:
+    for _ in range(3):
+        store.create(new_task(), max_queued=3)
+    with pytest.raises(QueueFull):
+        store.create(new_task(), max_queued=3)
+    assert store.list(TaskFilter(), offset=0, limit=10)[1] == 3
+    store.claim("w", T0, LATER)
+    store.create(new_task(), max_queued=3)  # a running task no longer counts as queued
+
+
+def test_an_idempotency_key_is_taken_once_per_owner_until_it_expires(store: Store) -> None:
+    def key(owner: str, fingerprint: str = "f1") -> IdempotencyKey:
+        return IdempotencyKey(owner, "k", fingerprint, T0 + timedelta(hours=24))
+
+    first = store.create(new_task(), idempotency=key("alice"))
+    with pytest.raises(KeyTaken) as taken:
+        store.create(new_task(), idempotency=key("alice", "f2"))
+    assert (taken.value.task_id, taken.value.fingerprint) == (first.id, "f1")
+    store.create(new_task(), idempotency=key("bob"))
+    assert store.list(TaskFilter(), offset=0, limit=10)[1] == 2, "the refused one left nothing"
+    later = new_task(created=T0 + timedelta(hours=25))
+    assert store.create(later, idempotency=key("alice")).id == later.id, "an expired key is free"
+
+
+def test_purge_also_drops_expired_idempotency_keys(store: Store) -> None:
+    key = IdempotencyKey("alice", "k", "f", T0 + timedelta(hours=24))
+    store.create(new_task(), idempotency=key)
+    store.purge_expired(T0 + timedelta(hours=24), limit=10)
+    store.create(new_task(), idempotency=key)  # would raise KeyTaken if the key were kept
+
+
+def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as raw:
+        raw.executescript(MIGRATIONS[0])
+        raw.execute(
+            "INSERT INTO tasks (id, type, status, params, max_attempts, created_at, run_after) "
+            "VALUES ('00000000-0000-4000-8000-000000000001', 'add', 'queued', '{}', 1, 0, 0)"
+        )
+        raw.execute("PRAGMA user_version=1")
+    store = SQLiteStore(path)
+    assert store.get("00000000-0000-4000-8000-000000000001") is not None
+    store.create(new_task(), idempotency=IdempotencyKey("o", "k", "f", LATER))
+    store.close()
+    with sqlite3.connect(path) as raw:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

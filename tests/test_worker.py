@@ -150,7 +150,7 @@ def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> 
     app = make_app(db_path, TASKS_WORKERS=1)
     runtime = runtime_of(app)
     runtime.registry.add(TaskType("stubborn", NoParams, stubborn))
-    task = runtime.service.submit({"type": "stubborn", "params": {}})
+    task = runtime.service.submit({"type": "stubborn", "params": {}}).task
     runtime.pool.start()
     wait_until(lambda: runtime.store.get(task.id).status.value == "running")  # type: ignore[union-attr]
     runtime.pool.stop(grace=0.2)
@@ -169,7 +169,7 @@ def test_a_result_that_is_not_json_fails_the_attempt(db_path: Path) -> None:
     app = make_app(db_path)
     runtime = runtime_of(app)
     runtime.registry.add(TaskType("bad", NoParams, lambda c, p: {1, 2}, max_attempts=1))
-    task = runtime.service.submit({"type": "bad", "params": {}})
+    task = runtime.service.submit({"type": "bad", "params": {}}).task
     runtime.pool.drain()
     failed = runtime.store.get(task.id)
     assert failed is not None and failed.error is not None
@@ -182,7 +182,7 @@ def test_a_task_type_unknown_to_this_worker_fails_clearly(db_path: Path) -> None
 
     submitter = make_app(db_path)
     runtime_of(submitter).registry.add(TaskType("elsewhere", P, lambda c, p: 1))
-    task = runtime_of(submitter).service.submit({"type": "elsewhere", "params": {}})
+    task = runtime_of(submitter).service.submit({"type": "elsewhere", "params": {}}).task
     worker = runtime_of(make_app(db_path))
     worker.pool.drain()
     failed = worker.store.get(task.id)

@@ -11,11 +11,24 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from api.models import NewTask, Progress, Status, Task, TaskError
+from api.models import IdempotencyKey, NewTask, Progress, Status, Task, TaskError
 
 
 class StoreError(Exception):
     """The store could not do what was asked (bad URL, unreachable database)."""
+
+
+class QueueFull(Exception):
+    """``create`` found as many queued tasks as it may hold; nothing was created."""
+
+
+class KeyTaken(Exception):
+    """``create`` found the idempotency key already used; nothing was created."""
+
+    def __init__(self, task_id: str, fingerprint: str) -> None:
+        super().__init__(task_id)
+        self.task_id = task_id
+        self.fingerprint = fingerprint
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,8 +42,18 @@ class TaskFilter:
 class Store(Protocol):
     """What the service and the workers need from a backend."""
 
-    def create(self, task: NewTask) -> Task:
-        """Insert a new queued task and return it as stored."""
+    def create(
+        self,
+        task: NewTask,
+        *,
+        max_queued: int | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Task:
+        """Insert a new queued task and return it as stored, all or nothing.
+
+        Raises QueueFull when ``max_queued`` tasks are queued already, and KeyTaken when an
+        unexpired ``idempotency`` key of the same owner exists; then nothing is created.
+        """
 
     def get(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
@@ -56,6 +79,20 @@ class Store(Protocol):
 
     def cancel_requested(self, task_id: str) -> bool:
         """Whether cancellation was asked for this task."""
+
+    def heartbeat(self, task_id: str, worker_id: str, lease_until: datetime) -> bool | None:
+        """Renew the lease of a task this worker holds; returns its ``cancel_requested``.
+
+        None when the worker no longer holds the task (its lease expired and it was taken back).
+        """
+
+    def recover_expired(self, now: datetime, expires_at: datetime) -> int:
+        """Take back running tasks whose lease expired before ``now`` (their worker is lost).
+
+        Each ends ``cancelled`` if cancellation was asked, goes back to ``queued`` (the lost
+        attempt counted) if it has attempts left, else ends ``failed`` with a ``WorkerLost``
+        error. Returns how many were taken back.
+        """
 
     def succeed(
         self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
@@ -91,7 +128,8 @@ class Store(Protocol):
         """Delete a terminal task; False when there is none (or it is not terminal)."""
 
     def purge_expired(self, now: datetime, limit: int) -> int:
-        """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed."""
+        """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and expired
+        idempotency keys; how many tasks were deleted."""
 
     def ping(self) -> None:
         """Raise StoreError when the store does not answer."""
@@ -111,4 +149,4 @@ def open_store(url: str) -> Store:
     raise StoreError(f"Unsupported TASKS_DATABASE_URL {url!r}: use sqlite:///path/to/file.db.")
 
 
-__all__ = ["Store", "StoreError", "TaskFilter", "open_store"]
+__all__ = ["KeyTaken", "QueueFull", "Store", "StoreError", "TaskFilter", "open_store"]

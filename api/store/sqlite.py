@@ -10,13 +10,23 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from api.models import TERMINAL, NewTask, Progress, Status, Task, TaskError, sources_of
-from api.store import StoreError, TaskFilter
+from api.models import (
+    TERMINAL,
+    IdempotencyKey,
+    NewTask,
+    Progress,
+    Status,
+    Task,
+    TaskError,
+    sources_of,
+)
+from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -52,12 +62,31 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX tasks_by_type ON tasks (type, seq);
     CREATE INDEX tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
     """,
+    """
+    CREATE TABLE idempotency_keys (
+        owner TEXT NOT NULL,
+        key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        task_id TEXT NOT NULL,
+        expires_at REAL NOT NULL,
+        PRIMARY KEY (owner, key)
+    );
+    CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
+    CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE status = 'running';
+    """,
 )
 
 _COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id"
+    "finished_at, expires_at, worker_id, version"
+)
+_WORKER_LOST = json.dumps(
+    {
+        "type": "WorkerLost",
+        "message": "The worker running this attempt stopped answering (its lease expired); "
+        "the process was probably killed.",
+    }
 )
 #: The next ready task, in claim order. ``INDEXED BY`` keeps the planner on the partial index
 #: that yields this order, whatever the table's statistics say.
@@ -105,6 +134,7 @@ def _row_to_task(row: sqlite3.Row) -> Task:
         finished_at=_dt(row["finished_at"]),
         expires_at=_dt(row["expires_at"]),
         worker_id=row["worker_id"],
+        version=row["version"],
     )
 
 
@@ -196,6 +226,18 @@ class SQLiteStore:
     def _changed(self, sql: str, args: Iterable[Any]) -> bool:
         return self._conn().execute(sql, tuple(args)).rowcount > 0
 
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the lock from its start (no upgrade deadlocks)."""
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
@@ -237,8 +279,48 @@ class SQLiteStore:
 
     # -- writes ------------------------------------------------------------------------------
 
-    def create(self, task: NewTask) -> Task:
-        created = self._one(
+    def create(
+        self,
+        task: NewTask,
+        *,
+        max_queued: int | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Task:
+        if max_queued is None and idempotency is None:
+            return self._insert(self._conn(), task)
+        with self._write() as conn:
+            if idempotency is not None:
+                row = conn.execute(
+                    """SELECT task_id, fingerprint FROM idempotency_keys
+                       WHERE owner = ? AND key = ? AND expires_at > ?""",
+                    (idempotency.owner, idempotency.key, _ts(task.created_at)),
+                ).fetchone()
+                if row is not None:
+                    raise KeyTaken(row[0], row[1])
+            if max_queued is not None:
+                queued = conn.execute(
+                    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT ?)",
+                    (max_queued,),
+                ).fetchone()[0]
+                if queued >= max_queued:
+                    raise QueueFull()
+            created = self._insert(conn, task)
+            if idempotency is not None:
+                conn.execute(
+                    """INSERT OR REPLACE INTO idempotency_keys
+                       (owner, key, fingerprint, task_id, expires_at) VALUES (?, ?, ?, ?, ?)""",
+                    (
+                        idempotency.owner,
+                        idempotency.key,
+                        idempotency.fingerprint,
+                        created.id,
+                        _ts(idempotency.expires_at),
+                    ),
+                )
+        return created
+
+    def _insert(self, conn: sqlite3.Connection, task: NewTask) -> Task:
+        row = conn.execute(
             f"""INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds,
                     priority, created_at, run_after)
                 VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
@@ -252,9 +334,8 @@ class SQLiteStore:
                 _ts(task.created_at),
                 _ts(task.run_after),
             ),
-        )
-        assert created is not None
-        return created
+        ).fetchone()
+        return _row_to_task(row)
 
     def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
         return self._one(
@@ -287,6 +368,42 @@ class SQLiteStore:
             .fetchone()
         )
         return None if row is None else bool(row[0])
+
+    def heartbeat(self, task_id: str, worker_id: str, lease_until: datetime) -> bool | None:
+        row = (
+            self._conn()
+            .execute(
+                """UPDATE tasks SET lease_expires_at = ?
+                   WHERE id = ? AND worker_id = ? AND status = 'running'
+                   RETURNING cancel_requested""",
+                (_ts(lease_until), task_id, worker_id),
+            )
+            .fetchone()
+        )
+        return None if row is None else bool(row[0])
+
+    def recover_expired(self, now: datetime, expires_at: datetime) -> int:
+        lost = "status = 'running' AND lease_expires_at < ?"
+        released = "worker_id = NULL, lease_expires_at = NULL, version = version + 1"
+        conn = self._conn()
+        cancelled = conn.execute(
+            f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = ?,
+                    expires_at = ?, {released}
+                WHERE {lost} AND cancel_requested = 1""",
+            (_ts(now), _ts(expires_at), _ts(now)),
+        ).rowcount
+        requeued = conn.execute(
+            f"""UPDATE tasks SET status = 'queued', error = ?, run_after = ?, {released}
+                WHERE {lost} AND attempts < max_attempts""",
+            (_WORKER_LOST, _ts(now), _ts(now)),
+        ).rowcount
+        failed = conn.execute(
+            f"""UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, expires_at = ?,
+                    {released}
+                WHERE {lost}""",
+            (_WORKER_LOST, _ts(now), _ts(expires_at), _ts(now)),
+        ).rowcount
+        return cancelled + requeued + failed
 
     def succeed(
         self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
@@ -369,13 +486,15 @@ class SQLiteStore:
         )
 
     def purge_expired(self, now: datetime, limit: int) -> int:
-        return (
-            self._conn()
-            .execute(
-                f"""DELETE FROM tasks WHERE seq IN (
+        conn = self._conn()
+        conn.execute(
+            """DELETE FROM idempotency_keys WHERE rowid IN (
+                   SELECT rowid FROM idempotency_keys WHERE expires_at <= ? LIMIT ?)""",
+            (_ts(now), limit),
+        )
+        return conn.execute(
+            f"""DELETE FROM tasks WHERE seq IN (
                     SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= ?
                     AND status IN ({_TERMINAL_SQL}) LIMIT ?)""",
-                (_ts(now), limit),
-            )
-            .rowcount
-        )
+            (_ts(now), limit),
+        ).rowcount

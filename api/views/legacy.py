@@ -31,8 +31,12 @@ def make_blueprint() -> Blueprint:
 
             Runs `add` with the seed's two seconds of simulated work. Use `POST /tasks`.
             """
-            task = current().service.submit(
-                {"type": "add", "params": {"x": x, "y": y, "delay_seconds": SEED_DELAY_SECONDS}}
+            task = (
+                current()
+                .service.submit(
+                    {"type": "add", "params": {"x": x, "y": y, "delay_seconds": SEED_DELAY_SECONDS}}
+                )
+                .task
             )
             return {"task_id": task.id, "status": "started"}
 

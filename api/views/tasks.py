@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
 from typing import Any
 
 from flask import Response, url_for
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
+from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import BaseConverter
 
-from api.errors import require_json_body
-from api.models import Task
+from api.errors import PROBLEM_MIME, require_json_body
+from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
-from schemas.queries import make_list_query
+from schemas.problems import ProblemSchema
+from schemas.queries import SubmitHeaders, TaskReadHeaders, TaskReadQuery, make_list_query
 from schemas.tasks import TaskStatusSchema, make_task_create, make_variant
 
 DEFAULT_PAGE_SIZE = 20
@@ -41,8 +45,51 @@ STATUS_EXAMPLE = {
     "expires_at": "2026-11-30T22:31:27.125710Z",
 }
 LOCATION_HEADER = {
-    "Location": {"description": "The URL of the new task.", "schema": {"type": "string"}}
+    "Location": {"description": "The URL of the task.", "schema": {"type": "string"}}
 }
+PREFERENCE_APPLIED_HEADER = {
+    "Preference-Applied": {
+        "description": "`wait=N` when the answer waited for the task to end (RFC 7240).",
+        "schema": {"type": "string"},
+    }
+}
+RETRY_AFTER_HEADER = {
+    "Retry-After": {
+        "description": "Seconds to wait before asking again.",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
+ETAG_HEADER = {
+    "ETag": {
+        "description": "Changes whenever the task does; send it in `If-None-Match`.",
+        "schema": {"type": "string"},
+    }
+}
+#: The longest a ``Prefer: wait`` holds a submit (seconds).
+MAX_PREFER_WAIT = 60
+
+
+def prefer_wait(header: str | None) -> float | None:
+    """The ``wait`` preference of a ``Prefer`` header (RFC 7240), capped; None when absent.
+
+    Preferences the service does not understand, or cannot read, are ignored, as the RFC asks.
+    """
+    for preference in (header or "").split(","):
+        name, _, value = preference.split(";")[0].strip().partition("=")
+        if name.strip().lower() == "wait":
+            try:
+                seconds = float(value.strip().strip('"'))
+            except ValueError:
+                return None
+            if math.isfinite(seconds) and seconds >= 0:
+                return min(seconds, MAX_PREFER_WAIT)
+    return None
+
+
+def retry_after(task: Task) -> int:
+    """Seconds a poller should wait: until a delayed task is due, else one."""
+    due = (task.run_after - datetime.now(UTC)).total_seconds()
+    return max(1, math.ceil(due)) if task.status is Status.QUEUED else 1
 
 
 class TaskIdConverter(BaseConverter):
@@ -93,31 +140,83 @@ def make_blueprint(registry: Registry) -> Blueprint:
             description="The task is queued; follow it at `Location`.",
             headers=LOCATION_HEADER,
         )
+        @blp.alt_response(
+            200,
+            schema=TaskStatusSchema,
+            success=True,
+            description="The task created earlier with this `Idempotency-Key` (as it is now), "
+            "or, with `Prefer: wait=N`, the task after it ended within N seconds.",
+            headers={**LOCATION_HEADER, **PREFERENCE_APPLIED_HEADER},
+        )
         @blp.alt_response(400, "BAD_REQUEST")
+        @blp.alt_response(409, "CONFLICT")
         @blp.alt_response(413, "REQUEST_ENTITY_TOO_LARGE")
         @blp.alt_response(415, "UNSUPPORTED_MEDIA_TYPE")
+        @blp.alt_response(
+            503,
+            schema=ProblemSchema,
+            content_type=PROBLEM_MIME,
+            description="The queue is full (TASKS_MAX_QUEUED); nothing was created.",
+            headers=RETRY_AFTER_HEADER,
+        )
         @require_json_body
         @blp.arguments(task_create, example=CREATE_EXAMPLE)
-        def post(self, body: dict[str, Any]) -> tuple[Task, int, dict[str, str]]:
+        @blp.arguments(SubmitHeaders, location="headers", as_kwargs=True)
+        def post(self, body: dict[str, Any], **headers: str) -> tuple[Task, int, dict[str, str]]:
             """Submit a task
 
             The body names a task `type` and its `params`; `GET /task-types` lists the types.
             The task is queued and runs on a worker; poll it at the `Location` answered.
             """
-            task = current().service.submit(body)
-            return task, 202, location(task)
+            service = current().service
+            submitted = service.submit(body, idempotency_key=headers.get("idempotency_key"))
+            task, answer = submitted.task, location(submitted.task)
+            wait = prefer_wait(headers.get("prefer"))
+            if submitted.created and wait is not None:
+                task = service.wait(task.id, wait)
+                if task.is_terminal:
+                    answer["Preference-Applied"] = f"wait={wait:g}"
+                    return task, 200, answer
+            return task, 202 if submitted.created else 200, answer
 
     @blp.route("/<task_id:task_id>")
     class TaskItem(MethodView):
         @blp.doc(operationId="getTask")
-        @blp.response(200, TaskStatusSchema, description="The task.", example=STATUS_EXAMPLE)
+        @blp.arguments(TaskReadQuery, location="query", as_kwargs=True)
+        @blp.arguments(TaskReadHeaders, location="headers", as_kwargs=True)
+        @blp.response(
+            200,
+            TaskStatusSchema,
+            description="The task.",
+            example=STATUS_EXAMPLE,
+            headers={**ETAG_HEADER, **RETRY_AFTER_HEADER},
+        )
+        @blp.alt_response(
+            304,
+            description="Unchanged since the ETag given in `If-None-Match`.",
+            headers=ETAG_HEADER,
+        )
         @blp.alt_response(404, "NOT_FOUND")
-        def get(self, task_id: str) -> Task:
+        def get(
+            self, task_id: str, wait: float | None = None, if_none_match: str | None = None
+        ) -> Any:
             """Read a task
 
-            Its status, progress, and its result or error once it has ended.
+            Its status, progress, and its result or error once it has ended. With `wait`, the
+            answer is held until the task ends or `wait` seconds pass.
             """
-            return current().service.get(task_id)
+            service = current().service
+            task = service.wait(task_id, wait) if wait else service.get(task_id)
+            etag = str(task.version)
+            if if_none_match is not None and parse_etags(if_none_match).contains_weak(etag):
+                unchanged = Response(status=304)
+                del unchanged.headers["Content-Type"]
+                unchanged.set_etag(etag)
+                return unchanged
+            headers = {"ETag": quote_etag(etag)}
+            if not task.is_terminal:
+                headers["Retry-After"] = str(retry_after(task))
+            return task, 200, headers
 
         @blp.doc(operationId="deleteTask")
         @blp.response(204, description="The task is deleted; reading it now answers 404.")
