@@ -17,7 +17,8 @@ from api.client import DEFAULT_URL, Client, ClientError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-DEFAULT_HTTP_THREADS = 8
+#: Long-polls (wait=N, Prefer: wait) each hold a thread while they wait: keep plenty.
+DEFAULT_HTTP_THREADS = 32
 POLL_SECONDS = 0.5
 FAILED_EXIT = 1
 
