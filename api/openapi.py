@@ -12,6 +12,7 @@ from apispec.ext.marshmallow.common import (
     resolve_schema_instance,
 )
 from flask_smorest import Api
+from flask_smorest.pagination import PaginationMetadataSchema
 from werkzeug.exceptions import HTTPException
 
 from api import errors
@@ -57,6 +58,18 @@ class TaskApi(Api):
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.from_http_exception(error)
+
+    def _register_pagination_header(self) -> None:
+        # The header carries JSON; flask-smorest documents it as a bare object schema, which
+        # OpenAPI reads as the simple style (k,v,k,v). Say it is JSON content instead.
+        self.spec.components.header(
+            "PAGINATION",
+            {
+                "description": "Pagination metadata, as JSON.",
+                "content": {"application/json": {"schema": PaginationMetadataSchema}},
+            },
+            lazy=True,
+        )
 
     def _register_responses(self) -> None:
         # flask-smorest documents errors with its own {code, status} schema; ours are problems.

@@ -41,6 +41,10 @@ WIND_DOWN_SECONDS = 2.0
 ERROR_PAUSE = 1.0
 
 
+#: Jitter of retry delays, from a generator of the pool's own (the global one belongs to the app).
+_JITTER = random.Random()
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -413,7 +417,7 @@ class WorkerPool:
         now = self.clock()
         task_type = self.registry.get(task.type)
         if retry and task_type is not None:
-            delay = task_type.backoff_seconds(task.attempts, random.random())
+            delay = task_type.backoff_seconds(task.attempts, _JITTER.random())
             if self.store.retry(task.id, worker_id, error, now + timedelta(seconds=delay)):
                 log.info("task %s: retry in %.2fs", task.id, delay)
             self.wakeup.notify()

@@ -26,6 +26,7 @@ def make_blueprint() -> Blueprint:
     class Start(MethodView):
         @blp.doc(operationId="legacyStart", deprecated=True)
         @blp.response(200, LegacyStartedSchema, description="The task is started.")
+        @blp.alt_response(404, "NOT_FOUND", description="x or y is not an integer 0..2**63-1.")
         def get(self, x: int, y: int) -> dict[str, str]:
             """Start an addition (deprecated)
 
