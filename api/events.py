@@ -13,6 +13,16 @@ class TaskEvents:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[threading.Event]] = {}
+        self.closed = False
+
+    def close(self) -> None:
+        """The process is shutting down: wake every waiter, and let no one wait again."""
+        with self._lock:
+            self.closed = True
+            waiting, self._waiting = self._waiting, {}
+        for events in waiting.values():
+            for event in events:
+                event.set()
 
     def changed(self, task_id: str) -> None:
         """Wake everyone waiting on ``task_id``."""
@@ -27,7 +37,10 @@ class TaskEvents:
         so that a change between the read and the wait is not missed."""
         event = threading.Event()
         with self._lock:
-            self._waiting.setdefault(task_id, set()).add(event)
+            if self.closed:
+                event.set()
+            else:
+                self._waiting.setdefault(task_id, set()).add(event)
         try:
             yield event
         finally:

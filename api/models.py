@@ -30,11 +30,6 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
-def can_move(current: Status, new: Status) -> bool:
-    """Whether the lifecycle allows ``current -> new``."""
-    return new in TRANSITIONS[current]
-
-
 def sources_of(new: Status) -> tuple[Status, ...]:
     """The statuses from which ``new`` may be reached, for conditional writes."""
     return tuple(sorted(s for s, targets in TRANSITIONS.items() if new in targets))
@@ -65,6 +60,8 @@ class IdempotencyKey:
     key: str
     fingerprint: str
     expires_at: datetime
+    #: Until then, a duplicate is refused as in flight (unless the request is answered first).
+    in_flight_until: datetime
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,28 +28,56 @@ def _runtime(app: Flask) -> Any:
     return app.extensions[EXTENSION_KEY]
 
 
-def _stop_workers(worker: Any) -> None:
-    """Stop the worker threads of this process, once, within the shutdown grace.
+def _begin_shutdown(worker: Any) -> threading.Thread | None:
+    """Start stopping this process's workers, once; the thread doing it.
 
+    Runs as soon as the process is told to stop, while gunicorn lets open requests finish:
+    long-polls are answered at once, workers stop claiming, and running tasks get the grace.
     Ctrl-C reaches the master and this process alike, and the master then sends SIGQUIT:
     each would end the process in the middle of the grace, so they are ignored from here on
     (the master still kills the process after its graceful timeout).
     """
+    started: threading.Thread | None = getattr(worker, "taskapi_shutdown", None)
+    app = getattr(worker, "wsgi", None)
+    if started is not None or not isinstance(app, Flask):
+        return started
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    app = getattr(worker, "wsgi", None)
-    if isinstance(app, Flask):
-        runtime = _runtime(app)
-        runtime.pool.stop(runtime.settings.shutdown_grace)
-        runtime.store.close()
+    runtime = _runtime(app)
+    runtime.service.events.close()
+    thread = threading.Thread(
+        target=runtime.pool.stop, args=(runtime.settings.shutdown_grace,), name="taskapi-stop"
+    )
+    thread.start()
+    worker.taskapi_shutdown = thread
+    return thread
+
+
+def _finish_shutdown(worker: Any) -> None:
+    thread = _begin_shutdown(worker)
+    if thread is not None:
+        thread.join()
+        _runtime(worker.wsgi).store.close()
+
+
+def _post_worker_init(worker: Any) -> None:
+    # gunicorn's own SIGTERM handler only stops the request loop, and the worker_exit hook
+    # comes after open requests ended: start the shutdown at the signal itself.
+    handle_exit = worker.handle_exit
+
+    def on_sigterm(sig: int, frame: Any) -> None:
+        _begin_shutdown(worker)
+        handle_exit(sig, frame)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
 
 
 def _worker_int(worker: Any) -> None:
-    _stop_workers(worker)
+    _finish_shutdown(worker)
 
 
 def _worker_exit(server: Any, worker: Any) -> None:
-    _stop_workers(worker)
+    _finish_shutdown(worker)
 
 
 class TaskServer(BaseApplication):
@@ -86,6 +115,7 @@ def run_server(
         "worker_class": "gthread",
         "threads": threads,
         "graceful_timeout": int(settings.shutdown_grace) + KILL_MARGIN_SECONDS,
+        "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
         "accesslog": "-",

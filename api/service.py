@@ -22,6 +22,9 @@ from api.store import KeyTaken, QueueFull, Store, TaskFilter
 
 #: How long an Idempotency-Key is remembered (the contract: at least 24 hours).
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
+#: The longest a request that took a key counts as in flight: its longest wait and a margin,
+#: so a key whose request died with its process is not refused for long.
+IDEMPOTENCY_IN_FLIGHT = timedelta(seconds=90)
 #: While a reader waits on a task run by another process, how often the store is read again.
 CROSS_PROCESS_POLL_SECONDS = 0.25
 #: What a client is told to wait before submitting again when the queue is full.
@@ -35,7 +38,6 @@ class ServiceError(Exception):
     """A request the service refuses; ``status`` is the HTTP status it maps to."""
 
     status = 400
-    title = "Bad Request"
 
     def __init__(
         self,
@@ -52,7 +54,6 @@ class ServiceError(Exception):
 
 class TaskNotFound(ServiceError):
     status = 404
-    title = "Task not found"
 
     def __init__(self, task_id: str) -> None:
         super().__init__(
@@ -62,17 +63,14 @@ class TaskNotFound(ServiceError):
 
 class TaskConflict(ServiceError):
     status = 409
-    title = "Conflict with the task's state"
 
 
 class KeyReused(ServiceError):
     status = 422
-    title = "Idempotency-Key reused"
 
 
 class QueueFullError(ServiceError):
     status = 503
-    title = "Queue full"
 
 
 class Notifier(Protocol):
@@ -105,15 +103,30 @@ def canonical_id(task_id: str) -> str | None:
 
 @dataclass(frozen=True)
 class Submitted:
-    """The task a submit answers with, and whether this submit created it."""
+    """The task a submit answers with, whether this submit created it, and whether the
+    answer waited for it to end (``Prefer: wait``)."""
 
     task: Task
     created: bool
+    waited: bool = False
+
+
+def _same_numbers(value: Any) -> Any:
+    """``0`` and ``0.0`` are the same JSON number: write integral floats as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _same_numbers(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_same_numbers(v) for v in value]
+    return value
 
 
 def fingerprint(request: Mapping[str, Any]) -> str:
     """What identifies a request body for Idempotency-Key: a hash of its canonical JSON."""
-    canonical = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    canonical = json.dumps(
+        _same_numbers(request), sort_keys=True, separators=(",", ":"), default=str
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -133,11 +146,14 @@ class TaskService:
         *,
         owner: str = "",
         idempotency_key: str | None = None,
+        wait: float | None = None,
     ) -> Submitted:
         """Queue a task from a validated TaskCreate body.
 
         With an ``idempotency_key`` already used by ``owner`` for the same body, answer the
-        task it created (``created`` False) and create nothing; for another body, refuse.
+        task it created (``created`` False) and create nothing; for another body, refuse;
+        while the request that used it is still being handled, refuse as a conflict. With
+        ``wait``, hold the answer until the new task ends or ``wait`` seconds pass.
         """
         task_type = self.registry.get(request["type"])
         if task_type is None:  # the schema only lets registered types through
@@ -145,7 +161,13 @@ class TaskService:
         now = self.clock()
         print_ = fingerprint(request)
         key = (
-            IdempotencyKey(owner, idempotency_key, print_, now + IDEMPOTENCY_KEY_TTL)
+            IdempotencyKey(
+                owner,
+                idempotency_key,
+                print_,
+                expires_at=now + IDEMPOTENCY_KEY_TTL,
+                in_flight_until=now + IDEMPOTENCY_IN_FLIGHT,
+            )
             if idempotency_key is not None
             else None
         )
@@ -170,7 +192,14 @@ class TaskService:
                 headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
             ) from None
         self.notifier.task_submitted()
-        return Submitted(task, created=True)
+        try:
+            if wait is None:
+                return Submitted(task, created=True)
+            task = self.wait(task.id, wait)
+            return Submitted(task, created=True, waited=task.is_terminal)
+        finally:
+            if key is not None:
+                self.store.settle_key(owner, key.key)
 
     def _replay(self, taken: KeyTaken, print_: str) -> Task:
         if taken.fingerprint != print_:
@@ -178,6 +207,12 @@ class TaskService:
                 "This Idempotency-Key was first used with a different body; a key stands for "
                 "one request. Send this body with a new key.",
                 errors={"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+            )
+        if taken.in_flight:
+            raise TaskConflict(
+                "The request that first used this Idempotency-Key is still being handled; "
+                "send this one again once it has been answered.",
+                headers={"Retry-After": "1"},
             )
         task = self.store.get(taken.task_id)
         if task is None:
@@ -199,7 +234,7 @@ class TaskService:
             with self.events.subscribe(key) as changed:
                 task = self.get(task_id)
                 left = deadline - time.monotonic()
-                if task.is_terminal or left <= 0:
+                if task.is_terminal or left <= 0 or self.events.closed:
                     return task
                 changed.wait(min(left, CROSS_PROCESS_POLL_SECONDS))
 

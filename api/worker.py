@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.events import TaskEvents
-from api.models import Progress, Task, TaskError
+from api.models import Progress, Status, Task, TaskError
 from api.registry import Registry, TaskCancelled, TaskFunction
 from api.store import Store
 
@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 #: How often the monitor renews leases and picks up cancellations asked elsewhere.
 HEARTBEAT_SECONDS = 1.0
-#: How often expired terminal tasks are purged, and how many rows one statement deletes.
+#: How often expired terminal tasks are purged, and how many rows one statement deletes. A
+#: backlog is purged a batch per heartbeat, so that leases are never left unrenewed.
 PURGE_INTERVAL_SECONDS = 60.0
 PURGE_BATCH = 500
 #: After the grace, how long tasks asked to stop get to do so before the pool lets go of them.
@@ -120,7 +121,9 @@ class RunContext:
             self._task.id, self._worker_id, Progress(float(current), total, message)
         )
         self._events.changed(self._task.id)
-        if asked:
+        if asked is None:
+            self.request_stop("lost")
+        elif asked:
             self.request_stop("cancel")
 
     def sleep(self, seconds: float) -> bool:
@@ -216,11 +219,13 @@ class WorkerPool:
         self._join(grace)
         with self._lock:
             left = list(self._running.items())
+        now = self.clock()
         for task_id, running in left:
             # Hand it back first: a task that stops on the signal below must not record
             # itself cancelled, since no client asked for that.
-            if self.store.release(task_id, running.worker_id):
-                log.warning("handed task %s back to the queue at shutdown", task_id)
+            status = self.store.release(task_id, running.worker_id, now, self._expiry(now))
+            if status is not None:
+                log.warning("handed task %s back at shutdown: %s", task_id, status.value)
                 self.events.changed(task_id)
             running.context.request_stop("shutdown")
         if left:
@@ -266,8 +271,8 @@ class WorkerPool:
                     self.recover_lost()
                     next_recovery = time.monotonic() + self.lease_seconds / 2
                 if time.monotonic() >= next_purge:
-                    self.purge_expired()
-                    next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+                    backlog = self._purge_batch() == PURGE_BATCH
+                    next_purge = time.monotonic() + (0 if backlog else PURGE_INTERVAL_SECONDS)
             except Exception:
                 log.exception("monitor: error; carrying on")
 
@@ -279,8 +284,11 @@ class WorkerPool:
         for task_id, entry in running:
             asked = self.store.heartbeat(task_id, entry.worker_id, until)
             if asked is None:
-                log.warning("task %s: lease lost; its result will be dropped", task_id)
-                entry.context.request_stop("lost")
+                with self._lock:
+                    still_ours = self._running.get(task_id) is entry
+                if still_ours:  # not merely finished since the snapshot above
+                    log.warning("task %s: lease lost; its result will be dropped", task_id)
+                    entry.context.request_stop("lost")
             elif asked:
                 entry.context.request_stop("cancel")
 
@@ -293,17 +301,19 @@ class WorkerPool:
             self.wakeup.notify_all()
         return count
 
+    def _purge_batch(self) -> int:
+        """One batch of expired tasks and keys; the larger of the two counts."""
+        tasks, keys = self.store.purge_expired(self.clock(), PURGE_BATCH)
+        if tasks or keys:
+            log.info("purged %d expired tasks and %d idempotency keys", tasks, keys)
+        return max(tasks, keys)
+
     def purge_expired(self) -> int:
-        """Delete expired terminal tasks, a batch at a time; how many."""
+        """Purge every expired task and key now, batch after batch; how many rows."""
         total = 0
-        while not self._monitor_stop.is_set():
-            deleted = self.store.purge_expired(self.clock(), PURGE_BATCH)
+        while (deleted := self._purge_batch()) == PURGE_BATCH:
             total += deleted
-            if deleted < PURGE_BATCH:
-                break
-        if total:
-            log.info("purged %d expired tasks", total)
-        return total
+        return total + deleted
 
     # -- running tasks -----------------------------------------------------------------------
 
@@ -388,8 +398,15 @@ class WorkerPool:
         if task.timeout_seconds is None:
             return attempt(), None
         box: list[_Outcome] = []
+
+        def run_on_own_thread() -> None:
+            try:
+                box.append(attempt())
+            finally:
+                self.store.detach_thread()  # the thread ends: so must its connection
+
         runner = threading.Thread(
-            target=lambda: box.append(attempt()), name=f"taskapi-task-{task.id}", daemon=True
+            target=run_on_own_thread, name=f"taskapi-task-{task.id}", daemon=True
         )
         runner.start()
         runner.join(task.timeout_seconds)
@@ -418,8 +435,18 @@ class WorkerPool:
         task_type = self.registry.get(task.type)
         if retry and task_type is not None:
             delay = task_type.backoff_seconds(task.attempts, _JITTER.random())
-            if self.store.retry(task.id, worker_id, error, now + timedelta(seconds=delay)):
+            status = self.store.retry(
+                task.id,
+                worker_id,
+                error,
+                now + timedelta(seconds=delay),
+                now,
+                self._expiry(now),
+            )
+            if status is Status.QUEUED:
                 log.info("task %s: retry in %.2fs", task.id, delay)
-            self.wakeup.notify()
+                self.wakeup.notify()
+            elif status is Status.CANCELLED:
+                log.info("task %s cancelled (asked while its attempt ran)", task.id)
             return
         self.store.fail(task.id, worker_id, error, now, self._expiry(now))

@@ -192,14 +192,16 @@ def test_concurrent_duplicates_never_make_two_tasks(db_path: Path) -> None:
         response = app.test_client().post("/tasks", json=ADD, headers={"Idempotency-Key": "dup"})
         with lock:
             statuses.append(response.status_code)
-            ids.add(response.get_json()["id"])
+            if response.status_code != 409:
+                ids.add(response.get_json()["id"])
 
     threads = [threading.Thread(target=send) for _ in range(8)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert sorted(statuses) == [200] * 7 + [202]
+    assert statuses.count(202) == 1
+    assert set(statuses) <= {200, 202, 409}, "a replay, or in flight while the first is handled"
     assert len(ids) == 1
     runtime_of(app).store.close()
 
@@ -210,6 +212,32 @@ def test_a_key_whose_task_was_deleted_is_409(client: FlaskClient, drain: Callabl
     client.delete(f"/tasks/{first['id']}")
     again = client.post("/tasks", json=ADD, headers={"Idempotency-Key": "gone"})
     assert again.status_code == 409 and "new key" in again.get_json()["detail"]
+
+
+def test_a_duplicate_while_the_first_is_still_handled_is_409(
+    client: FlaskClient, live: Runtime
+) -> None:
+    sleep = {"type": "sleep", "params": {"seconds": 1}}
+    headers = {"Idempotency-Key": "slow-1", "Prefer": "wait=30"}
+    first: list = []
+    waiting = threading.Thread(
+        target=lambda: first.append(client.post("/tasks", json=sleep, headers=headers))
+    )
+    waiting.start()
+    wait_until(lambda: json.loads(client.get("/tasks").headers["X-Pagination"])["total"] == 1)
+    duplicate = client.post("/tasks", json=sleep, headers={"Idempotency-Key": "slow-1"})
+    assert duplicate.status_code == 409 and duplicate.headers["Retry-After"] == "1"
+    waiting.join()
+    assert first[0].status_code == 200 and first[0].get_json()["status"] == "succeeded"
+    replay = client.post("/tasks", json=sleep, headers={"Idempotency-Key": "slow-1"})
+    assert replay.status_code == 200 and replay.get_json()["id"] == first[0].get_json()["id"]
+
+
+def test_the_same_number_written_two_ways_is_the_same_body(client: FlaskClient) -> None:
+    headers = {"Idempotency-Key": "numbers"}
+    first = client.post("/tasks", json={**ADD, "delay_seconds": 0}, headers=headers)
+    again = client.post("/tasks", json={**ADD, "delay_seconds": 0.0}, headers=headers)
+    assert (first.status_code, again.status_code) == (202, 200)
 
 
 # -- Prefer: wait, long-poll, ETag -------------------------------------------------------------
@@ -240,6 +268,18 @@ def test_long_poll_answers_when_the_task_ends(client: FlaskClient, live: Runtime
     assert done.get_json()["status"] == "succeeded"
     assert time.monotonic() - started < 10, "answered at the change, not at the end of the wait"
     assert "Retry-After" not in done.headers
+
+
+def test_long_poll_is_woken_by_the_change_not_by_polling(
+    client: FlaskClient, live: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.service
+
+    monkeypatch.setattr(api.service, "CROSS_PROCESS_POLL_SECONDS", 30)
+    task = submit(client, {"type": "sleep", "params": {"seconds": 0.3}})
+    started = time.monotonic()
+    assert client.get(f"/tasks/{task['id']}?wait=20").get_json()["status"] == "succeeded"
+    assert time.monotonic() - started < 10, "a poll would have taken 30 s"
 
 
 def test_long_poll_gives_up_after_the_wait(client: FlaskClient) -> None:
@@ -280,6 +320,62 @@ def test_etag_changes_with_the_task_and_if_none_match_gives_304(
 def test_retry_after_tells_when_a_delayed_task_is_due(client: FlaskClient) -> None:
     task = submit(client, {**ADD, "delay_seconds": 120})
     assert 110 <= int(client.get(f"/tasks/{task['id']}").headers["Retry-After"]) <= 120
+
+
+@pytest.mark.slow
+def test_sigterm_answers_long_polls_and_hands_back_running_tasks(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "t.sqlite3", tmp_path, TASKS_SHUTDOWN_GRACE="1")
+    try:
+        status, task = server.request(
+            "POST", "/tasks", {"type": "sleep", "params": {"seconds": 30}}
+        )
+        assert status == 202
+        wait_until(lambda: server.request("GET", f"/tasks/{task['id']}")[1]["status"] == "running")
+        polled: list = []
+        poll = threading.Thread(
+            target=lambda: polled.append(server.request("GET", f"/tasks/{task['id']}?wait=60"))
+        )
+        poll.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert server.stop(signal.SIGTERM) == 0
+        poll.join(10)
+        # Gunicorn alone would hold the open long-poll for its graceful timeout (grace + 5 s).
+        assert time.monotonic() - started < 5, "the open long-poll did not hold the shutdown"
+        assert polled and polled[0][0] == 200, "the long-poll got an answer, not a cut connection"
+    finally:
+        server.stop(signal.SIGKILL, group=True)
+    again = start_server(tmp_path / "t.sqlite3", tmp_path, TASKS_WORKERS="0")
+    try:
+        after = again.request("GET", f"/tasks/{task['id']}")[1]
+        assert (after["status"], after["attempts"]) == ("queued", 0), "nothing left running"
+    finally:
+        again.stop()
+
+
+def test_attempts_with_a_timeout_leave_no_connection_behind(db_path: Path) -> None:
+    app = make_app(db_path)
+    runtime = runtime_of(app)
+    client = app.test_client()
+    for _ in range(30):
+        submit(client, {"type": "sleep", "params": {"seconds": 0.01}, "timeout_seconds": 5})
+    assert runtime.pool.drain() == 30
+    from api.store.sqlite import SQLiteStore
+
+    assert isinstance(runtime.store, SQLiteStore)
+    assert len(runtime.store._connections) <= 2, "each attempt thread closed its connection"
+    runtime.store.close()
+
+
+def test_the_legacy_start_refuses_a_full_queue_as_documented(db_path: Path) -> None:
+    app = make_app(db_path, TASKS_MAX_QUEUED=1)
+    client = app.test_client()
+    assert client.get("/start/1/2").status_code == 200
+    full = client.get("/start/1/2")
+    assert full.status_code == 503 and full.headers["Retry-After"]
+    spec = client.get("/openapi.json").get_json()
+    assert "503" in spec["paths"]["/start/{x}/{y}"]["get"]["responses"]
+    runtime_of(app).store.close()
 
 
 # -- bounds ------------------------------------------------------------------------------------

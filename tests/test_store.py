@@ -144,7 +144,7 @@ def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> No
         LATER,
     )
     assert not store.fail(task.id, "w", TaskError("E", "late"), T0, LATER), "terminal is final"
-    assert not store.retry(task.id, "w", TaskError("E", "late"), T0)
+    assert store.retry(task.id, "w", TaskError("E", "late"), T0, T0, LATER) is None
     assert store.get(task.id) == done
 
 
@@ -152,7 +152,9 @@ def test_retry_requeues_with_the_error_and_a_later_run_after(store: Store) -> No
     task = store.create(new_task())
     store.claim("w", T0, LATER)
     again = T0 + timedelta(seconds=2)
-    assert store.retry(task.id, "w", TaskError("ValueError", "boom"), again)
+    assert store.retry(task.id, "w", TaskError("ValueError", "boom"), again, T0, LATER) == (
+        Status.QUEUED
+    )
     queued = store.get(task.id)
     assert queued is not None
     assert queued.status is Status.QUEUED
@@ -202,7 +204,7 @@ def test_cancel_queued_is_immediate_running_is_a_request_terminal_unchanged(
     store.claim("w", T0, LATER)
     asked = store.cancel(running.id, T0, LATER)
     assert asked is not None and asked.status is Status.RUNNING and asked.cancel_requested
-    assert store.cancel_requested(running.id)
+    assert store.heartbeat(running.id, "w", LATER) is True, "the worker hears of it"
 
     again = store.cancel(queued.id, T0 + timedelta(hours=1), LATER)
     assert again == cancelled
@@ -223,8 +225,8 @@ def test_delete_only_terminal_tasks(store: Store) -> None:
 def test_release_hands_a_running_task_back_without_using_its_attempt(store: Store) -> None:
     task = store.create(new_task())
     store.claim("w", T0, LATER)
-    assert not store.release(task.id, "other")
-    assert store.release(task.id, "w")
+    assert store.release(task.id, "other", T0, LATER) is None
+    assert store.release(task.id, "w", T0, LATER) is Status.QUEUED
     back = store.get(task.id)
     assert back is not None and back.status is Status.QUEUED and back.attempts == 0
     assert not store.succeed(task.id, "w", 1, T0, LATER), "the old holder lost it"
@@ -236,8 +238,8 @@ def test_purge_deletes_expired_terminal_tasks_in_batches(store: Store) -> None:
         store.claim("w", T0, LATER)
         store.succeed(task.id, "w", i, T0, T0 + timedelta(seconds=i))
     keep = store.create(new_task())
-    assert store.purge_expired(T0 + timedelta(seconds=3), limit=2) == 2
-    assert store.purge_expired(T0 + timedelta(seconds=3), limit=10) == 2
+    assert store.purge_expired(T0 + timedelta(seconds=3), limit=2) == (2, 0)
+    assert store.purge_expired(T0 + timedelta(seconds=3), limit=10) == (2, 0)
     remaining, total = store.list(TaskFilter(), offset=0, limit=10)
     assert total == 2 and keep.id in {t.id for t in remaining}
 
@@ -335,7 +337,7 @@ def test_create_refuses_past_the_queue_limit_creating_nothing(store: Store) -> N
 
 def test_an_idempotency_key_is_taken_once_per_owner_until_it_expires(store: Store) -> None:
     def key(owner: str, fingerprint: str = "f1") -> IdempotencyKey:
-        return IdempotencyKey(owner, "k", fingerprint, T0 + timedelta(hours=24))
+        return IdempotencyKey(owner, "k", fingerprint, T0 + timedelta(hours=24), T0)
 
     first = store.create(new_task(), idempotency=key("alice"))
     with pytest.raises(KeyTaken) as taken:
@@ -348,10 +350,12 @@ def test_an_idempotency_key_is_taken_once_per_owner_until_it_expires(store: Stor
 
 
 def test_purge_also_drops_expired_idempotency_keys(store: Store) -> None:
-    key = IdempotencyKey("alice", "k", "f", T0 + timedelta(hours=24))
-    store.create(new_task(), idempotency=key)
-    store.purge_expired(T0 + timedelta(hours=24), limit=10)
-    store.create(new_task(), idempotency=key)  # would raise KeyTaken if the key were kept
+    keys = [IdempotencyKey("alice", f"k{n}", "f", T0 + timedelta(hours=24), T0) for n in range(5)]
+    for key in keys:
+        store.create(new_task(), idempotency=key)
+    assert store.purge_expired(T0 + timedelta(hours=24), limit=3) == (0, 3)
+    assert store.purge_expired(T0 + timedelta(hours=24), limit=3) == (0, 2)
+    store.create(new_task(), idempotency=keys[0])  # would raise KeyTaken if the key were kept
 
 
 def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
@@ -365,7 +369,66 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
         raw.execute("PRAGMA user_version=1")
     store = SQLiteStore(path)
     assert store.get("00000000-0000-4000-8000-000000000001") is not None
-    store.create(new_task(), idempotency=IdempotencyKey("o", "k", "f", LATER))
+    store.create(new_task(), idempotency=IdempotencyKey("o", "k", "f", LATER, T0))
     store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+
+
+def test_a_key_is_in_flight_until_settled_or_its_window_ends(store: Store) -> None:
+    key = IdempotencyKey("alice", "k", "f", LATER, T0 + timedelta(seconds=90))
+    first = store.create(new_task(), idempotency=key)
+    with pytest.raises(KeyTaken) as taken:
+        store.create(new_task(created=T0 + timedelta(seconds=1)), idempotency=key)
+    assert taken.value.in_flight and taken.value.task_id == first.id
+    with pytest.raises(KeyTaken) as taken:
+        store.create(new_task(created=T0 + timedelta(seconds=91)), idempotency=key)
+    assert not taken.value.in_flight, "a request that died with its process frees the key"
+    store.settle_key("alice", "k")
+    with pytest.raises(KeyTaken) as taken:
+        store.create(new_task(created=T0 + timedelta(seconds=1)), idempotency=key)
+    assert not taken.value.in_flight
+
+
+def test_a_cancel_asked_during_an_attempt_wins_over_its_retry_and_hand_back(store: Store) -> None:
+    retried = store.create(new_task())
+    store.claim("w", T0, LATER)
+    store.cancel(retried.id, T0, LATER)
+    assert store.retry(retried.id, "w", TaskError("E", "x"), T0, T0, LATER) is Status.CANCELLED
+    handed = store.create(new_task())
+    store.claim("w", T0, LATER)
+    store.cancel(handed.id, T0, LATER)
+    assert store.release(handed.id, "w", T0, LATER) is Status.CANCELLED
+    for task_id in (retried.id, handed.id):
+        task = store.get(task_id)
+        assert task is not None and task.status is Status.CANCELLED and task.error is None
+        assert task.finished_at == T0 and task.expires_at == LATER
+    assert store.claim("w", T0, LATER) is None
+
+
+def test_cancel_is_not_lost_when_the_task_moves_between_queued_and_running(store: Store) -> None:
+    task = store.create(new_task())
+    store.claim("w", T0, LATER)
+    store.retry(task.id, "w", TaskError("E", "x"), T0, T0, LATER)  # running -> queued
+    after = store.cancel(task.id, T0, LATER)
+    assert after is not None and after.status is Status.CANCELLED
+    again = store.create(new_task())
+    store.claim("w", T0, LATER)
+    asked = store.cancel(again.id, T0, LATER)
+    assert asked is not None and asked.status is Status.RUNNING and asked.cancel_requested
+    unchanged = store.cancel(again.id, T0, LATER)
+    assert unchanged is not None and unchanged.version == asked.version, "asked once is enough"
+
+
+def test_a_thread_can_let_go_of_its_connection(store: Store) -> None:
+    assert isinstance(store, SQLiteStore)
+
+    def one_thread() -> None:
+        store.ping()
+        store.detach_thread()
+
+    for _ in range(20):
+        t = threading.Thread(target=one_thread)
+        t.start()
+        t.join()
+    assert len(store._connections) <= 1

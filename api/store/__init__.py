@@ -25,10 +25,12 @@ class QueueFull(Exception):
 class KeyTaken(Exception):
     """``create`` found the idempotency key already used; nothing was created."""
 
-    def __init__(self, task_id: str, fingerprint: str) -> None:
+    def __init__(self, task_id: str, fingerprint: str, *, in_flight: bool = False) -> None:
         super().__init__(task_id)
         self.task_id = task_id
         self.fingerprint = fingerprint
+        #: The request that took the key is still being handled.
+        self.in_flight = in_flight
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,9 @@ class Store(Protocol):
         unexpired ``idempotency`` key of the same owner exists; then nothing is created.
         """
 
+    def settle_key(self, owner: str, key: str) -> None:
+        """The request that took this idempotency key has been answered."""
+
     def get(self, task_id: str) -> Task | None:
         """The task with this id, or None."""
 
@@ -76,9 +81,6 @@ class Store(Protocol):
 
         None when the worker no longer holds the task.
         """
-
-    def cancel_requested(self, task_id: str) -> bool:
-        """Whether cancellation was asked for this task."""
 
     def heartbeat(self, task_id: str, worker_id: str, lease_until: datetime) -> bool | None:
         """Renew the lease of a task this worker holds; returns its ``cancel_requested``.
@@ -111,11 +113,29 @@ class Store(Protocol):
     ) -> bool:
         """running -> failed (or cancelled), if this worker holds the task."""
 
-    def retry(self, task_id: str, worker_id: str, error: TaskError, run_after: datetime) -> bool:
-        """running -> queued after a failed attempt, ready again at ``run_after``."""
+    def retry(
+        self,
+        task_id: str,
+        worker_id: str,
+        error: TaskError,
+        run_after: datetime,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Status | None:
+        """running -> queued after a failed attempt, ready again at ``run_after``.
 
-    def release(self, task_id: str, worker_id: str) -> bool:
-        """Hand a running task back to the queue without using up its attempt (shutdown)."""
+        A task whose cancel was asked ends ``cancelled`` instead. Returns the new status, or
+        None when the worker did not hold the task.
+        """
+
+    def release(
+        self, task_id: str, worker_id: str, now: datetime, expires_at: datetime
+    ) -> Status | None:
+        """Hand a running task back to the queue without using up its attempt (shutdown).
+
+        A task whose cancel was asked ends ``cancelled`` instead. Returns the new status, or
+        None when the worker did not hold the task.
+        """
 
     def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
         """Cancel a queued task at once, or ask a running one to stop.
@@ -127,9 +147,12 @@ class Store(Protocol):
     def delete(self, task_id: str) -> bool:
         """Delete a terminal task; False when there is none (or it is not terminal)."""
 
-    def purge_expired(self, now: datetime, limit: int) -> int:
-        """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and expired
-        idempotency keys; how many tasks were deleted."""
+    def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
+        """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and up to
+        ``limit`` expired idempotency keys; how many of each were deleted."""
+
+    def detach_thread(self) -> None:
+        """Let go of what the store keeps for the calling thread (it is about to end)."""
 
     def ping(self) -> None:
         """Raise StoreError when the store does not answer."""

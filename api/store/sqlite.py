@@ -69,6 +69,7 @@ MIGRATIONS: tuple[str, ...] = (
         fingerprint TEXT NOT NULL,
         task_id TEXT NOT NULL,
         expires_at REAL NOT NULL,
+        in_flight_until REAL,
         PRIMARY KEY (owner, key)
     );
     CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
@@ -107,6 +108,15 @@ def _dt(value: float | None) -> datetime | None:
 
 def _in(statuses: Iterable[Status]) -> str:
     return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
+
+
+_SUCCEED_FROM = _in(sources_of(Status.SUCCEEDED))
+#: A running task goes back to the queue, unless a client asked to cancel it meanwhile: then
+#: it ends cancelled. Its parameters: now, expires_at.
+_QUEUE_UNLESS_CANCELLED = """
+    status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested = 1 THEN ? END,
+    expires_at = CASE WHEN cancel_requested = 1 THEN ? END"""
 
 
 def _row_to_task(row: sqlite3.Row) -> Task:
@@ -213,6 +223,16 @@ class SQLiteStore:
             self._connections.clear()
         self._local = threading.local()
 
+    def detach_thread(self) -> None:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        del self._local.conn
+        with self._lock:
+            if conn in self._connections:
+                self._connections.remove(conn)
+        conn.close()
+
     def ping(self) -> None:
         try:
             self._conn().execute("SELECT 1 FROM tasks LIMIT 1").fetchall()
@@ -269,14 +289,6 @@ class SQLiteStore:
         )
         return _dt(row[0])
 
-    def cancel_requested(self, task_id: str) -> bool:
-        row = (
-            self._conn()
-            .execute("SELECT cancel_requested FROM tasks WHERE id = ?", (task_id,))
-            .fetchone()
-        )
-        return bool(row and row[0])
-
     # -- writes ------------------------------------------------------------------------------
 
     def create(
@@ -286,17 +298,16 @@ class SQLiteStore:
         max_queued: int | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Task:
-        if max_queued is None and idempotency is None:
-            return self._insert(self._conn(), task)
+        now = _ts(task.created_at)
         with self._write() as conn:
             if idempotency is not None:
                 row = conn.execute(
-                    """SELECT task_id, fingerprint FROM idempotency_keys
-                       WHERE owner = ? AND key = ? AND expires_at > ?""",
-                    (idempotency.owner, idempotency.key, _ts(task.created_at)),
+                    """SELECT task_id, fingerprint, COALESCE(in_flight_until > ?, 0)
+                       FROM idempotency_keys WHERE owner = ? AND key = ? AND expires_at > ?""",
+                    (now, idempotency.owner, idempotency.key, now),
                 ).fetchone()
                 if row is not None:
-                    raise KeyTaken(row[0], row[1])
+                    raise KeyTaken(row[0], row[1], in_flight=bool(row[2]))
             if max_queued is not None:
                 queued = conn.execute(
                     "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT ?)",
@@ -308,16 +319,24 @@ class SQLiteStore:
             if idempotency is not None:
                 conn.execute(
                     """INSERT OR REPLACE INTO idempotency_keys
-                       (owner, key, fingerprint, task_id, expires_at) VALUES (?, ?, ?, ?, ?)""",
+                       (owner, key, fingerprint, task_id, expires_at, in_flight_until)
+                       VALUES (?, ?, ?, ?, ?, ?)""",
                     (
                         idempotency.owner,
                         idempotency.key,
                         idempotency.fingerprint,
                         created.id,
                         _ts(idempotency.expires_at),
+                        _ts(idempotency.in_flight_until),
                     ),
                 )
         return created
+
+    def settle_key(self, owner: str, key: str) -> None:
+        self._conn().execute(
+            "UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = ? AND key = ?",
+            (owner, key),
+        )
 
     def _insert(self, conn: sqlite3.Connection, task: NewTask) -> Task:
         row = conn.execute(
@@ -385,7 +404,17 @@ class SQLiteStore:
     def recover_expired(self, now: datetime, expires_at: datetime) -> int:
         lost = "status = 'running' AND lease_expires_at < ?"
         released = "worker_id = NULL, lease_expires_at = NULL, version = version + 1"
-        conn = self._conn()
+        with self._write() as conn:
+            return self._recover(conn, lost, released, now, expires_at)
+
+    def _recover(
+        self,
+        conn: sqlite3.Connection,
+        lost: str,
+        released: str,
+        now: datetime,
+        expires_at: datetime,
+    ) -> int:
         cancelled = conn.execute(
             f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = ?,
                     expires_at = ?, {released}
@@ -412,7 +441,7 @@ class SQLiteStore:
             f"""UPDATE tasks SET status = 'succeeded', result = ?, error = NULL,
                     finished_at = ?, expires_at = ?, worker_id = NULL, lease_expires_at = NULL,
                     version = version + 1
-                WHERE id = ? AND worker_id = ? AND status IN {_in(sources_of(Status.SUCCEEDED))}""",
+                WHERE id = ? AND worker_id = ? AND status IN {_SUCCEED_FROM}""",
             (_dumps(result), _ts(now), _ts(expires_at), task_id, worker_id),
         )
 
@@ -441,60 +470,87 @@ class SQLiteStore:
             ),
         )
 
-    def retry(self, task_id: str, worker_id: str, error: TaskError, run_after: datetime) -> bool:
-        return self._changed(
-            """UPDATE tasks SET status = 'queued', error = ?, run_after = ?, worker_id = NULL,
-                    lease_expires_at = NULL, version = version + 1
-               WHERE id = ? AND worker_id = ? AND status = 'running'""",
-            (
-                _dumps({"type": error.type, "message": error.message}),
-                _ts(run_after),
-                task_id,
-                worker_id,
-            ),
+    def retry(
+        self,
+        task_id: str,
+        worker_id: str,
+        error: TaskError,
+        run_after: datetime,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Status | None:
+        row = (
+            self._conn()
+            .execute(
+                f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED}, run_after = ?,
+                        error = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END,
+                        worker_id = NULL, lease_expires_at = NULL, version = version + 1
+                    WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
+                (
+                    _ts(now),
+                    _ts(expires_at),
+                    _ts(run_after),
+                    _dumps({"type": error.type, "message": error.message}),
+                    task_id,
+                    worker_id,
+                ),
+            )
+            .fetchone()
         )
+        return None if row is None else Status(row[0])
 
-    def release(self, task_id: str, worker_id: str) -> bool:
-        return self._changed(
-            """UPDATE tasks SET status = 'queued', attempts = MAX(attempts - 1, 0),
-                    worker_id = NULL, lease_expires_at = NULL, started_at = NULL,
-                    version = version + 1
-               WHERE id = ? AND worker_id = ? AND status = 'running'""",
-            (task_id, worker_id),
+    def release(
+        self, task_id: str, worker_id: str, now: datetime, expires_at: datetime
+    ) -> Status | None:
+        row = (
+            self._conn()
+            .execute(
+                f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED},
+                        attempts = CASE WHEN cancel_requested = 1 THEN attempts
+                            ELSE MAX(attempts - 1, 0) END,
+                        started_at = CASE WHEN cancel_requested = 1 THEN started_at END,
+                        error = CASE WHEN cancel_requested = 1 THEN NULL ELSE error END,
+                        worker_id = NULL, lease_expires_at = NULL, version = version + 1
+                    WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
+                (_ts(now), _ts(expires_at), task_id, worker_id),
+            )
+            .fetchone()
         )
+        return None if row is None else Status(row[0])
 
     def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
-        cancelled = self._one(
-            f"""UPDATE tasks SET status = 'cancelled', cancel_requested = 1, error = NULL,
-                    finished_at = ?, expires_at = ?, version = version + 1
-                WHERE id = ? AND status = 'queued' RETURNING {_COLUMNS}""",
+        # One statement: a queued task is cancelled, a running one is asked to stop, whatever
+        # moves it between the two (a retry, a recovery) in the meantime.
+        changed = self._one(
+            f"""UPDATE tasks SET cancel_requested = 1,
+                    status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+                    error = CASE WHEN status = 'queued' THEN NULL ELSE error END,
+                    finished_at = CASE WHEN status = 'queued' THEN ? ELSE finished_at END,
+                    expires_at = CASE WHEN status = 'queued' THEN ? ELSE expires_at END,
+                    version = version + 1
+                WHERE id = ? AND (status = 'queued' OR (status = 'running'
+                    AND cancel_requested = 0))
+                RETURNING {_COLUMNS}""",
             (_ts(now), _ts(expires_at), task_id),
         )
-        if cancelled is not None:
-            return cancelled
-        asked = self._one(
-            f"""UPDATE tasks SET cancel_requested = 1, version = version + 1
-                WHERE id = ? AND status = 'running' AND cancel_requested = 0
-                RETURNING {_COLUMNS}""",
-            (task_id,),
-        )
-        return asked if asked is not None else self.get(task_id)
+        return changed if changed is not None else self.get(task_id)
 
     def delete(self, task_id: str) -> bool:
         return self._changed(
             f"DELETE FROM tasks WHERE id = ? AND status IN ({_TERMINAL_SQL})", (task_id,)
         )
 
-    def purge_expired(self, now: datetime, limit: int) -> int:
+    def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
         conn = self._conn()
-        conn.execute(
+        keys = conn.execute(
             """DELETE FROM idempotency_keys WHERE rowid IN (
                    SELECT rowid FROM idempotency_keys WHERE expires_at <= ? LIMIT ?)""",
             (_ts(now), limit),
-        )
-        return conn.execute(
+        ).rowcount
+        tasks = conn.execute(
             f"""DELETE FROM tasks WHERE seq IN (
                     SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= ?
                     AND status IN ({_TERMINAL_SQL}) LIMIT ?)""",
             (_ts(now), limit),
         ).rowcount
+        return tasks, keys

@@ -11,6 +11,7 @@ from flask_smorest import Blueprint
 from api.models import Status
 from api.runtime import current
 from api.service import TaskNotFound
+from api.views.headers import queue_full_response
 from schemas.fields import INT64_MAX
 from schemas.ops import LegacyNotFoundSchema, LegacyStartedSchema, LegacyStatusSchema
 
@@ -27,6 +28,7 @@ def make_blueprint() -> Blueprint:
         @blp.doc(operationId="legacyStart", deprecated=True)
         @blp.response(200, LegacyStartedSchema, description="The task is started.")
         @blp.alt_response(404, "NOT_FOUND", description="x or y is not an integer 0..2**63-1.")
+        @blp.alt_response(503, **queue_full_response())
         def get(self, x: int, y: int) -> dict[str, str]:
             """Start an addition (deprecated)
 

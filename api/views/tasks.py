@@ -13,11 +13,17 @@ from flask_smorest.pagination import PaginationParameters
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import BaseConverter
 
-from api.errors import PROBLEM_MIME, require_json_body
+from api.errors import require_json_body
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
-from schemas.problems import ProblemSchema
+from api.views.headers import (
+    ETAG_HEADER,
+    LOCATION_HEADER,
+    PREFERENCE_APPLIED_HEADER,
+    RETRY_AFTER_HEADER,
+    queue_full_response,
+)
 from schemas.queries import SubmitHeaders, TaskReadHeaders, TaskReadQuery, make_list_query
 from schemas.tasks import TaskStatusSchema, make_task_create, make_variant
 
@@ -43,27 +49,6 @@ STATUS_EXAMPLE = {
     "started_at": "2026-11-23T22:31:27.125002Z",
     "finished_at": "2026-11-23T22:31:27.125710Z",
     "expires_at": "2026-11-30T22:31:27.125710Z",
-}
-LOCATION_HEADER = {
-    "Location": {"description": "The URL of the task.", "schema": {"type": "string"}}
-}
-PREFERENCE_APPLIED_HEADER = {
-    "Preference-Applied": {
-        "description": "`wait=N` when the answer waited for the task to end (RFC 7240).",
-        "schema": {"type": "string"},
-    }
-}
-RETRY_AFTER_HEADER = {
-    "Retry-After": {
-        "description": "Seconds to wait before asking again.",
-        "schema": {"type": "integer", "minimum": 0},
-    }
-}
-ETAG_HEADER = {
-    "ETag": {
-        "description": "Changes whenever the task does; send it in `If-None-Match`.",
-        "schema": {"type": "string"},
-    }
 }
 #: The longest a ``Prefer: wait`` holds a submit (seconds).
 MAX_PREFER_WAIT = 60
@@ -152,13 +137,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.alt_response(409, "CONFLICT")
         @blp.alt_response(413, "REQUEST_ENTITY_TOO_LARGE")
         @blp.alt_response(415, "UNSUPPORTED_MEDIA_TYPE")
-        @blp.alt_response(
-            503,
-            schema=ProblemSchema,
-            content_type=PROBLEM_MIME,
-            description="The queue is full (TASKS_MAX_QUEUED); nothing was created.",
-            headers=RETRY_AFTER_HEADER,
-        )
+        @blp.alt_response(503, **queue_full_response())
         @require_json_body
         @blp.arguments(task_create, example=CREATE_EXAMPLE)
         @blp.arguments(SubmitHeaders, location="headers", as_kwargs=True)
@@ -168,16 +147,14 @@ def make_blueprint(registry: Registry) -> Blueprint:
             The body names a task `type` and its `params`; `GET /task-types` lists the types.
             The task is queued and runs on a worker; poll it at the `Location` answered.
             """
-            service = current().service
-            submitted = service.submit(body, idempotency_key=headers.get("idempotency_key"))
-            task, answer = submitted.task, location(submitted.task)
             wait = prefer_wait(headers.get("prefer"))
-            if submitted.created and wait is not None:
-                task = service.wait(task.id, wait)
-                if task.is_terminal:
-                    answer["Preference-Applied"] = f"wait={wait:g}"
-                    return task, 200, answer
-            return task, 202 if submitted.created else 200, answer
+            submitted = current().service.submit(
+                body, idempotency_key=headers.get("idempotency_key"), wait=wait
+            )
+            task, answer = submitted.task, location(submitted.task)
+            if submitted.waited:
+                answer["Preference-Applied"] = f"wait={wait:g}"
+            return task, 202 if submitted.created and not submitted.waited else 200, answer
 
     @blp.route("/<task_id:task_id>")
     class TaskItem(MethodView):
