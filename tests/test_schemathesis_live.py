@@ -1,0 +1,61 @@
+"""schemathesis's own command against a live `taskapi serve`, over a real socket.
+
+The in-process run (test_schemathesis.py) goes through the WSGI adapter; this one goes through
+gunicorn, its HTTP parsing and its headers, as a client does. Settings are schemathesis.toml's.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.processes import start_server
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
+#: Examples per operation and phase: enough to walk every operation, small enough for CI.
+MAX_EXAMPLES = 25
+#: A bound from outside: schemathesis's --max-time is not a cap (LIBRARY-NOTES).
+RUN_TIMEOUT_SECONDS = 420
+
+
+@pytest.mark.slow
+def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, TASKS_MAX_QUEUED=str(10**9))
+    try:
+        result = subprocess.run(
+            [
+                str(SCHEMATHESIS),
+                "--config-file",
+                str(ROOT / "schemathesis.toml"),
+                "--no-color",
+                "run",
+                f"{server.url}/openapi.json",
+                "--phases",
+                "examples,coverage,fuzzing,stateful",
+                "--max-examples",
+                str(MAX_EXAMPLES),
+                "--workers",
+                "1",
+            ],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+                "PYTHONPATH": str(ROOT),
+            },
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_SECONDS,
+        )
+    finally:
+        server.stop()
+    report = result.stdout[-6000:] + result.stderr[-2000:]
+    assert result.returncode == 0, report
+    assert "No issues found" in result.stdout, report
+    for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
+        assert f"✅  {phase}" in result.stdout, f"phase {phase} did not pass:\n{report}"
