@@ -32,7 +32,10 @@ def _flask_config(settings: Settings) -> dict[str, Any]:
                 "description": "Background tasks for Flask: submit a task, let a worker run it, "
                 "poll its status and result. Errors are RFC 9457 problems.",
                 "license": {"name": "MIT", "identifier": "MIT"},
+                "contact": {"name": "taskapi maintainers"},
             },
+            # The API is served at the root of the host that serves the spec.
+            "servers": [{"url": "/", "description": "The server that serves this document."}],
         },
         "MAX_CONTENT_LENGTH": settings.max_body_bytes,
     }

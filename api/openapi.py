@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 from http import HTTPStatus
 from typing import Any
 
@@ -21,12 +22,39 @@ from schemas.tasks import OneOfSchema
 
 OPENAPI_VERSION = "3.1.0"
 
+#: flask-smorest's pagination query parameters carry no description of their own.
+PAGINATION_PARAMETER_DESCRIPTIONS = {
+    "page": "The page to answer, counting from 1.",
+    "page_size": "How many tasks a page holds.",
+}
+
+
+def schema_description(schema_cls: Any) -> str | None:
+    """The first paragraph of a schema class's docstring, as one line of Markdown."""
+    doc = getattr(schema_cls, "__doc__", None) if isinstance(schema_cls, type) else None
+    if not doc:
+        return None
+    first = inspect.cleandoc(doc).split("\n\n")[0]
+    return " ".join(first.split()).replace("``", "`")
+
+
+def _describe_pagination_parameter(self: Any, field: Any, ret: dict[str, Any], **_: Any) -> dict:
+    """A parameter attribute function: describe ``page`` and ``page_size``."""
+    name = ret.get("name")
+    if ret.get("in") == "query" and "description" not in ret and name:
+        text = PAGINATION_PARAMETER_DESCRIPTIONS.get(name)
+        if text:
+            return {"description": text}
+    return {}
+
 
 class OneOfMarshmallowPlugin(MarshmallowPlugin):
     """Renders a ``schemas.tasks.OneOfSchema`` as ``oneOf`` its variants with a discriminator.
 
     apispec has no marshmallow spelling for ``oneOf`` (apispec issue 1012); every other schema
-    is converted as usual.
+    is converted as usual. Every component gets a description: the first paragraph of its
+    class's docstring (apispec reads only ``Meta.description``, and setting that drops
+    ``additionalProperties: false``).
     """
 
     # MarshmallowPlugin's own signature differs from BasePlugin's; we keep MarshmallowPlugin's.
@@ -35,7 +63,11 @@ class OneOfMarshmallowPlugin(MarshmallowPlugin):
     ) -> Any:
         cls = resolve_schema_cls(schema) if schema is not None else None
         if not (isinstance(cls, type) and issubclass(cls, OneOfSchema) and cls.VARIANTS):
-            return super().schema_helper(name, _, schema=schema, **kwargs)
+            result = super().schema_helper(name, _, schema=schema, **kwargs)
+            description = schema_description(cls)
+            if result is not None and description and "description" not in (_ or {}):
+                result.setdefault("description", description)
+            return result
         converter = self.converter
         assert converter is not None
         instance = resolve_schema_instance(schema)
@@ -56,12 +88,23 @@ class TaskApi(Api):
 
     DEFAULT_ERROR_RESPONSE_NAME = None
 
+    def _init_spec(self, **kwargs: Any) -> None:
+        super()._init_spec(**kwargs)
+        converter = self.ma_plugin.converter
+        assert converter is not None
+        converter.add_parameter_attribute_function(_describe_pagination_parameter)
+
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.from_http_exception(error)
 
     def _register_pagination_header(self) -> None:
         # The header carries JSON; flask-smorest documents it as a bare object schema, which
         # OpenAPI reads as the simple style (k,v,k,v). Say it is JSON content instead.
+        self.spec.components.schema(
+            "PaginationMetadata",
+            {"description": "Where a page lies in the listing: the `X-Pagination` header."},
+            schema=PaginationMetadataSchema,
+        )
         self.spec.components.header(
             "PAGINATION",
             {

@@ -15,7 +15,9 @@ class LegacyStartedSchema(Schema):
     """The seed's answer to /start: the task was accepted."""
 
     task_id = fields.String(required=True, metadata={"description": "Poll /status/{task_id}."})
-    status = fields.String(required=True, metadata={"example": "started", "description": "started"})
+    status = fields.String(
+        required=True, metadata={"example": "started", "description": "Always `started`."}
+    )
 
 
 class LegacyStatusSchema(Schema):
@@ -32,4 +34,7 @@ class LegacyStatusSchema(Schema):
 class LegacyNotFoundSchema(Schema):
     """The seed's answer for an unknown task."""
 
-    error = fields.String(required=True, metadata={"example": "Task not found"})
+    error = fields.String(
+        required=True,
+        metadata={"example": "Task not found", "description": "Always `Task not found`."},
+    )

@@ -69,7 +69,6 @@ class SubmitHeaders(Schema):
         data_key="Prefer",
         metadata={
             "description": "RFC 7240. `wait=N` (N <= 60): answer 200 with the final task if it "
-            "ends within N seconds, else the usual 202.",
-            "example": "wait=5",
+            "ends within N seconds, else the usual 202. Example: `wait=5`.",
         },
     )

@@ -72,7 +72,7 @@ def make_variant(type_name: str, params: type[Schema], description: str) -> type
         "params": fields.Nested(
             params, required=True, metadata={"description": f"Params of `{type_name}`."}
         ),
-        "__doc__": f"Submit a `{type_name}` task. {description}".strip(),
+        "__doc__": f"A task of type `{type_name}`. {description}".strip(),
     }
     return type(f"{_class_name(type_name)}TaskCreate", (TaskCreateBase,), attrs)
 
@@ -139,7 +139,11 @@ class TaskStatusSchema(Schema):
         Status,
         by_value=True,
         required=True,
-        metadata={"description": "queued, running, succeeded, failed or cancelled."},
+        # apispec gives an Enum field its values but no type; clients want both.
+        metadata={
+            "description": "queued, running, succeeded, failed or cancelled.",
+            "type": "string",
+        },
     )
     params = fields.Dict(
         required=True, metadata={"description": "The params as accepted, defaults applied."}

@@ -273,13 +273,16 @@ def test_ready_needs_running_workers(client: FlaskClient, runtime: Runtime) -> N
     assert client.get("/ready").get_json() == {"status": "ok"}
 
 
-def test_ready_is_503_when_the_store_does_not_answer(
-    client: FlaskClient, live: Runtime, db_path
-) -> None:  # type: ignore[no-untyped-def]
-    live.store.close()
-    db_path.unlink()
+def test_ready_is_503_when_the_store_does_not_answer(db_path) -> None:  # type: ignore[no-untyped-def]
+    from tests.conftest import make_app
+
+    app = make_app(db_path, TASKS_WORKERS=0)  # no worker thread to open the file again
+    runtime_of_app = app.extensions["taskapi"]
+    runtime_of_app.store.close()
+    for path in db_path.parent.glob(db_path.name + "*"):
+        path.unlink()
     db_path.mkdir()  # the file is gone and cannot be created again
-    body = assert_problem(client.get("/ready"), 503)
+    body = assert_problem(app.test_client().get("/ready"), 503)
     assert "store" in body["detail"].lower()
 
 

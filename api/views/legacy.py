@@ -23,7 +23,13 @@ _NOT_FOUND = {"error": "Task not found"}
 def make_blueprint() -> Blueprint:
     blp = Blueprint("legacy", __name__, description="The seed's API (deprecated).")
 
-    @blp.route(f"/start/<int(max={INT64_MAX}):x>/<int(max={INT64_MAX}):y>")
+    @blp.route(
+        f"/start/<int(max={INT64_MAX}):x>/<int(max={INT64_MAX}):y>",
+        parameters=[
+            {"in": "path", "name": "x", "description": "The first addend."},
+            {"in": "path", "name": "y", "description": "The second addend."},
+        ],
+    )
     class Start(MethodView):
         @blp.doc(operationId="legacyStart", deprecated=True)
         @blp.response(200, LegacyStartedSchema, description="The task is started.")
@@ -43,7 +49,12 @@ def make_blueprint() -> Blueprint:
             )
             return {"task_id": task.id, "status": "started"}
 
-    @blp.route("/status/<task_id>")
+    @blp.route(
+        "/status/<task_id>",
+        parameters=[
+            {"in": "path", "name": "task_id", "description": "The `task_id` that /start answered."}
+        ],
+    )
     class LegacyStatus(MethodView):
         @blp.doc(operationId="legacyStatus", deprecated=True)
         @blp.response(200, LegacyStatusSchema, description="running, done or failed.")

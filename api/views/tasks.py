@@ -30,7 +30,48 @@ from schemas.tasks import TaskStatusSchema, make_task_create, make_variant
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
 
-CREATE_EXAMPLE = {"type": "add", "params": {"x": 2, "y": 3}}
+#: Request examples of ``POST /tasks``, one per built-in type. Swagger UI offers `add` first
+#: (/openapi.json sorts keys, and it sorts first too).
+CREATE_EXAMPLES = {
+    "add": {
+        "summary": "Add two numbers",
+        "description": "Succeeds at once with the result 5.",
+        "value": {"type": "add", "params": {"x": 2, "y": 3}},
+    },
+    "sleep": {
+        "summary": "Sleep, reporting progress",
+        "description": "Runs for 2 seconds, reporting progress each second; cancel it meanwhile.",
+        "value": {"type": "sleep", "params": {"seconds": 2}},
+    },
+    "fail": {
+        "summary": "Fail, then succeed on a retry",
+        "description": "Fails its first attempt, is retried after a backoff, then succeeds.",
+        "value": {
+            "type": "fail",
+            "params": {"message": "flaky dependency", "succeed_after": 1},
+            "max_attempts": 3,
+        },
+    },
+}
+QUEUED_EXAMPLE = {
+    "id": "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+    "type": "add",
+    "status": "queued",
+    "params": {"x": 2, "y": 3, "delay_seconds": 0},
+    "result": None,
+    "error": None,
+    "progress": None,
+    "attempts": 0,
+    "max_attempts": 1,
+    "timeout_seconds": None,
+    "priority": 0,
+    "cancel_requested": False,
+    "created_at": "2026-11-23T22:31:27.123456Z",
+    "run_after": "2026-11-23T22:31:27.123456Z",
+    "started_at": None,
+    "finished_at": None,
+    "expires_at": None,
+}
 STATUS_EXAMPLE = {
     "id": "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
     "type": "add",
@@ -86,6 +127,32 @@ def task_id_param_schema(converter: BaseConverter) -> dict[str, str]:
     return {"type": "string", "format": "uuid"}
 
 
+TASK_ID_PARAMETER = {
+    "in": "path",
+    "name": "task_id",
+    "description": "The task's id, as `POST /tasks` answered it.",
+}
+
+
+def _task_link(operation_id: str, description: str) -> dict[str, Any]:
+    return {
+        "operationId": operation_id,
+        "parameters": {"task_id": "$response.body#/id"},
+        "description": description,
+    }
+
+
+#: OpenAPI links from a created task to what can be done with it (schemathesis's stateful
+#: phase follows them).
+TASK_LINKS = {
+    "GetTask": _task_link("getTask", "Read the task: `GET /tasks/{task_id}`."),
+    "CancelTask": _task_link("cancelTask", "Cancel the task: `POST /tasks/{task_id}/cancel`."),
+    "DeleteTask": _task_link(
+        "deleteTask", "Delete the task once it ended: `DELETE /tasks/{task_id}`."
+    ),
+}
+
+
 def make_blueprint(registry: Registry) -> Blueprint:
     """The tasks blueprint, its TaskCreate made of the registered task types."""
     task_create = make_task_create(
@@ -118,11 +185,15 @@ def make_blueprint(registry: Registry) -> Blueprint:
             pagination_parameters.item_count = total
             return tasks
 
-        @blp.doc(operationId="createTask")
+        @blp.doc(
+            operationId="createTask",
+            responses={200: {"links": TASK_LINKS}, 202: {"links": TASK_LINKS}},
+        )
         @blp.response(
             202,
             TaskStatusSchema,
             description="The task is queued; follow it at `Location`.",
+            example=QUEUED_EXAMPLE,
             headers=LOCATION_HEADER,
         )
         @blp.alt_response(
@@ -131,6 +202,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
             success=True,
             description="The task created earlier with this `Idempotency-Key` (as it is now), "
             "or, with `Prefer: wait=N`, the task after it ended within N seconds.",
+            example=STATUS_EXAMPLE,
             headers={**LOCATION_HEADER, **PREFERENCE_APPLIED_HEADER},
         )
         @blp.alt_response(400, "BAD_REQUEST")
@@ -139,7 +211,11 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.alt_response(415, "UNSUPPORTED_MEDIA_TYPE")
         @blp.alt_response(503, **queue_full_response())
         @require_json_body
-        @blp.arguments(task_create, example=CREATE_EXAMPLE)
+        @blp.arguments(
+            task_create,
+            description="The task: its `type`, its `params`, and optionally how to run it.",
+            examples=CREATE_EXAMPLES,
+        )
         @blp.arguments(SubmitHeaders, location="headers", as_kwargs=True)
         def post(self, body: dict[str, Any], **headers: str) -> tuple[Task, int, dict[str, str]]:
             """Submit a task
@@ -156,7 +232,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
                 answer["Preference-Applied"] = f"wait={wait:g}"
             return task, 202 if submitted.created and not submitted.waited else 200, answer
 
-    @blp.route("/<task_id:task_id>")
+    @blp.route("/<task_id:task_id>", parameters=[TASK_ID_PARAMETER])
     class TaskItem(MethodView):
         @blp.doc(operationId="getTask")
         @blp.arguments(TaskReadQuery, location="query", as_kwargs=True)
@@ -210,7 +286,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
             del response.headers["Content-Type"]  # no content, so no content type
             return response
 
-    @blp.route("/<task_id:task_id>/cancel")
+    @blp.route("/<task_id:task_id>/cancel", parameters=[TASK_ID_PARAMETER])
     class TaskCancel(MethodView):
         @blp.doc(operationId="cancelTask")
         @blp.response(200, TaskStatusSchema, description="The task after the request.")
