@@ -1,0 +1,110 @@
+// What a TypeScript user writes against the types that openapi-typescript generates from
+// openapi.yaml. tests/test_generated_clients.py generates them into a temporary folder, maps the
+// module name "taskapi-openapi" to that file in a generated tsconfig, and runs `tsc --noEmit`.
+// This file must type-check; wrong.ts, the same usage done wrong, must not.
+import type { components, operations, paths } from "taskapi-openapi";
+
+type Schemas = components["schemas"];
+export type TaskCreate = Schemas["TaskCreate"];
+export type TaskStatus = Schemas["TaskStatus"];
+export type Problem = Schemas["Problem"];
+export type ValidationProblem = Schemas["ValidationProblem"];
+
+// Request bodies: only `type` and `params` are required; the rest have server-side defaults.
+export function addBody(x: number, y: number): Schemas["AddTaskCreate"] {
+  return { type: "add", params: { x, y } };
+}
+
+export const bodies: TaskCreate[] = [
+  addBody(2, 3),
+  { type: "add", params: { x: 1, y: 2, delay_seconds: 0.5 }, priority: 10 },
+  { type: "sleep", params: { seconds: 30 }, timeout_seconds: 60, delay_seconds: 5 },
+  { type: "fail", params: { message: "boom", succeed_after: 1 }, max_attempts: 2 },
+  { type: "fail", params: { message: "always", succeed_after: null } },
+];
+
+// The discriminator narrows the union to the params of that type.
+export function paramsSummary(body: TaskCreate): string {
+  switch (body.type) {
+    case "add":
+      return `${body.params.x} + ${body.params.y}`;
+    case "sleep":
+      return `sleep ${body.params.seconds}s`;
+    case "fail":
+      return `fail: ${body.params.message}`;
+    default: {
+      const unreachable: never = body;
+      return unreachable;
+    }
+  }
+}
+
+// The request body of createTask is that union.
+export const createRequest: operations["createTask"]["requestBody"]["content"]["application/json"] =
+  addBody(40, 2);
+
+const TERMINAL: ReadonlySet<TaskStatus["status"]> = new Set(["succeeded", "failed", "cancelled"]);
+
+export function isTerminal(task: TaskStatus): boolean {
+  return TERMINAL.has(task.status);
+}
+
+export function describeTask(task: TaskStatus): string {
+  switch (task.status) {
+    case "queued":
+      return `${task.id} queued, runs after ${task.run_after}`;
+    case "running": {
+      const progress = task.progress;
+      const done = progress === null ? "" : ` ${progress.current}/${progress.total ?? "?"}`;
+      return `${task.id} running (attempt ${task.attempts} of ${task.max_attempts})${done}`;
+    }
+    case "succeeded":
+      return `${task.id} = ${JSON.stringify(task.result)} at ${task.finished_at ?? "?"}`;
+    case "failed":
+      return `${task.id} failed: ${task.error === null ? "?" : `${task.error.type}: ${task.error.message}`}`;
+    case "cancelled":
+      return `${task.id} cancelled${task.cancel_requested ? " on request" : ""}`;
+    default: {
+      const unreachable: never = task.status;
+      return unreachable;
+    }
+  }
+}
+
+// Responses and problems, as the operations declare them.
+type Created = operations["createTask"]["responses"][202]["content"]["application/json"];
+type NotFound = operations["getTask"]["responses"][404]["content"]["application/problem+json"];
+type Invalid = operations["createTask"]["responses"][422]["content"]["application/problem+json"];
+
+export function createdId(task: Created): string {
+  return task.id;
+}
+
+export function problemText(problem: NotFound | Problem): string {
+  return `${problem.status} ${problem.title}: ${problem.detail} (${problem.type})`;
+}
+
+export function fieldErrors(problem: Invalid | ValidationProblem): string[] {
+  const lines: string[] = [];
+  for (const [location, fields] of Object.entries(problem.errors)) {
+    for (const [field, messages] of Object.entries(fields)) {
+      lines.push(`${location}.${field}: ${messages.join(" ")}`);
+    }
+  }
+  return lines;
+}
+
+// Query parameters of listTasks, with the filters typed.
+export const listQuery: NonNullable<operations["listTasks"]["parameters"]["query"]> = {
+  status: ["queued", "running"],
+  type: "sleep",
+  page: 2,
+  page_size: 50,
+};
+
+export type TaskPath = keyof paths;
+export const taskPath: TaskPath = "/tasks/{task_id}";
+
+export function typeNames(types: Schemas["TaskType"][]): string[] {
+  return types.map((t) => `${t.name} (max ${t.max_attempts}, timeout ${t.timeout_seconds ?? "none"})`);
+}

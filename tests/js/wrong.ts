@@ -1,0 +1,37 @@
+// Usage that the generated types must refuse: tsc reports an error on every line marked
+// `// error` and on no other line (tests/test_generated_clients.py checks exactly that).
+import type { components } from "taskapi-openapi";
+
+type Schemas = components["schemas"];
+
+export const stringAddend: Schemas["AddTaskCreate"] = {
+  type: "add",
+  params: { x: "2", y: 3 }, // error
+};
+
+export const missingParams: Schemas["TaskCreate"] = { type: "sleep" }; // error
+
+export const paramsOfAnotherType: Schemas["TaskCreate"] = {
+  type: "sleep",
+  params: { x: 1, y: 2 }, // error
+};
+
+export const unknownType: Schemas["TaskCreate"] = { type: "mine", params: {} }; // error
+
+export const unknownField: Schemas["SleepTaskCreate"] = {
+  type: "sleep",
+  params: { seconds: 1 },
+  retries: 3, // error
+};
+
+export function isDone(task: Schemas["TaskStatus"]): boolean {
+  return task.status === "done"; // error
+}
+
+export function errorMessage(task: Schemas["TaskStatus"]): string {
+  return task.error.message; // error
+}
+
+export function problemStatus(problem: Schemas["Problem"]): string {
+  return problem.status; // error
+}

@@ -1,0 +1,175 @@
+"""Swagger UI in a real browser, used as a person uses it: Debian's Chromium, headless.
+
+Open ``/docs``, submit the default example of ``POST /tasks`` with "Try it out", then read that
+task back with ``GET /tasks/{task_id}``. No request may leave the machine: the page's assets and
+the spec come from the service itself. A screenshot is kept in ``test-artifacts/``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Locator, Page, Route, expect, sync_playwright
+
+from tests.processes import Server, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--disable-dev-shm-usage",
+]
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+TIMEOUT_MS = 15_000
+
+
+def origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Server]:
+    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, TASKS_WORKERS="2")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def operation(page: Page, method: str, path: str) -> Locator:
+    """The block of one operation, found by its method and path (not by tag or id)."""
+    return page.locator(f".opblock.opblock-{method}").filter(
+        has=page.locator(f'.opblock-summary-path[data-path="{path}"]')
+    )
+
+
+def execute(block: Locator) -> tuple[str, Any]:
+    """Press Execute and read the live response as a person sees it: status and body."""
+    clear = block.locator("button.btn-clear")
+    if clear.count():
+        clear.click()
+    live = block.locator(".live-responses-table")
+    expect(live).to_have_count(0)
+    block.locator("button.execute").click()
+    status = live.locator("tbody .response-col_status")
+    expect(status).not_to_be_empty(timeout=TIMEOUT_MS)
+    body = live.locator("tbody .response-col_description pre.microlight").first
+    expect(body).not_to_be_empty()
+    return status.inner_text().strip(), json.loads(body.inner_text())
+
+
+def spec_example(spec: dict[str, Any]) -> Any:
+    media = spec["paths"]["/tasks"]["post"]["requestBody"]["content"]["application/json"]
+    if "example" in media:
+        return media["example"]
+    return next(iter(media["examples"].values()))["value"]
+
+
+@pytest.mark.slow
+def test_swagger_ui_submits_the_default_example_and_reads_the_task_back(server: Server) -> None:
+    home = origin(server.url)
+    status, spec = server.request("GET", "/openapi.json")
+    assert status == 200
+    example = spec_example(spec)
+    assert example["type"] == "add", f"the example a newcomer tries first is a quick add: {example}"
+
+    requests: list[str] = []
+    aborted: list[str] = []
+
+    def only_this_server(route: Route) -> None:
+        if origin(route.request.url) == home:
+            route.continue_()
+        else:
+            aborted.append(route.request.url)
+            route.abort()
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        )
+        try:
+            context = browser.new_context(viewport={"width": 1280, "height": 900})
+            context.set_default_timeout(TIMEOUT_MS)
+            context.route("**/*", only_this_server)
+            context.on("request", lambda request: requests.append(request.url))
+            page = context.new_page()
+            console_errors: list[str] = []
+            page.on(
+                "console",
+                lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
+            )
+
+            page.goto(server.url + "/docs", wait_until="networkidle")
+            expect(page.locator(".swagger-ui .info .title")).to_contain_text("taskapi")
+
+            # POST /tasks: Try it out, keep the default example, Execute.
+            create = operation(page, "post", "/tasks")
+            expect(create).to_have_count(1)
+            create.locator(".opblock-summary-control").click()
+            create.locator("button.try-out__btn").click()
+            textarea = create.locator("textarea.body-param__text")
+            expect(textarea).to_be_editable()
+            assert json.loads(textarea.input_value()) == example, (
+                "Swagger UI shows the spec's example, not a generated sample"
+            )
+            prefilled = {
+                row.get_attribute("data-param-name"): value
+                for row in create.locator("tr[data-param-name]").all()
+                for value in [row.locator("input").first.input_value()]
+                if value
+            }
+            assert not prefilled, (
+                "Try it out fills these optional parameters from their examples, so the first "
+                f"request a newcomer sends is not a plain submit: {prefilled}"
+            )
+            status, created = execute(create)
+            assert status == "202", created
+            task_id = created["id"]
+            assert created["type"] == "add"
+
+            # GET /tasks/{task_id}: Try it out, fill in the id, Execute until it has ended.
+            read = operation(page, "get", "/tasks/{task_id}")
+            expect(read).to_have_count(1)
+            read.locator(".opblock-summary-control").click()
+            read.locator("button.try-out__btn").click()
+            read.locator('tr[data-param-name="task_id"] input').fill(task_id)
+            for _ in range(10):
+                status, task = execute(read)
+                assert status == "200", task
+                if task["status"] not in ("queued", "running"):
+                    break
+                time.sleep(0.2)
+            assert task["id"] == task_id
+            assert task["status"] == "succeeded", task
+            assert task["result"] == example["params"]["x"] + example["params"]["y"]
+            expect(
+                read.locator(".live-responses-table tbody .response-col_description")
+            ).to_contain_text('"status": "succeeded"')
+
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=ARTIFACTS / "swagger-ui.png", full_page=True)
+            context.close()
+        finally:
+            browser.close()
+
+    assert requests, "the page made requests"
+    strangers = [url for url in requests if origin(url) != home]
+    assert not strangers, f"requests that leave the machine: {strangers}"
+    assert not aborted
+    assert f"{home}/openapi.json" in requests
+    assert f"{home}/tasks" in requests
+    assert f"{home}/tasks/{task_id}" in requests
+    assert not console_errors, console_errors
