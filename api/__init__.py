@@ -47,9 +47,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
     them, and tests use ``pool.drain()`` or start them themselves.
     """
-    from api import builtin_tasks, errors
+    from api import builtin_tasks, errors, hardening
+    from api.access import ApiKeys, authenticate
     from api.events import TaskEvents
     from api.openapi import make_api
+    from api.ratelimit import RateLimit
     from api.registry import Registry
     from api.runtime import EXTENSION_KEY, Runtime
     from api.service import ServiceError, TaskService
@@ -100,6 +102,16 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_blueprint(docs.make_blueprint())
     app.register_error_handler(ServiceError, errors.from_service_error)
 
+    keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    app.before_request(lambda: authenticate(keys))
+    if settings.rate_limit:
+        limit = RateLimit(settings.rate_limit)
+        app.before_request(limit.before_request)
+        app.after_request(limit.after_request)
+    app.after_request(hardening.secure_headers)
+    if settings.cors_origin_list:
+        hardening.allow_origins(app, settings.cors_origin_list)
+
     converter = api.ma_plugin.converter
     assert converter is not None
     app.extensions[EXTENSION_KEY] = Runtime(
@@ -119,6 +131,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
             for t in registry
         ],
     )
-    if not settings.api_keys:
-        log.info("TASKS_API_KEYS is not set: the API is open to every caller")
+    if keys.enabled:
+        log.info("API keys on: %d callers", len(set(keys.tokens.values())))
+    else:
+        log.warning("TASKS_API_KEYS is not set: the API is open to every caller")
     return app

@@ -34,7 +34,9 @@ class Settings:
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     api_keys: str = ""
+    api_keys_file: str = ""
     rate_limit: str = ""
+    cors_origins: str = ""
     import_: str = ""
 
     @staticmethod
@@ -85,6 +87,10 @@ class Settings:
                 "TASKS_POLL_INTERVAL and TASKS_LEASE_SECONDS must be positive, "
                 "TASKS_SHUTDOWN_GRACE zero or more."
             )
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [o.strip() for o in self.cors_origins.split(",") if o.strip()]
 
     @property
     def import_modules(self) -> list[str]:

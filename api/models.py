@@ -76,6 +76,8 @@ class NewTask:
     priority: int
     created_at: datetime
     run_after: datetime
+    #: The caller that submitted it ("" when the API runs without keys).
+    owner: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +104,8 @@ class Task:
     worker_id: str | None = None
     #: Grows with every change a client can see; the ETag of the task.
     version: int = 1
+    #: The caller that submitted it; no other caller sees it.
+    owner: str = ""
 
     @property
     def is_terminal(self) -> bool:

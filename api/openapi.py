@@ -6,6 +6,7 @@ import inspect
 from http import HTTPStatus
 from typing import Any
 
+from apispec import BasePlugin
 from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec.ext.marshmallow.common import (
     make_schema_key,
@@ -21,6 +22,34 @@ from schemas.problems import ProblemSchema, ValidationProblemSchema
 from schemas.tasks import OneOfSchema
 
 OPENAPI_VERSION = "3.1.0"
+BEARER = "bearerAuth"
+#: Operations anyone may call, keys or not (api.access.OPEN_ENDPOINTS, as the spec names them).
+OPEN_OPERATIONS = frozenset({"getHealth", "getReadiness"})
+_RETRY_AFTER = {
+    "description": "Seconds to wait before trying again.",
+    "schema": {"type": "integer", "minimum": 0},
+}
+#: Headers of the problem responses that carry some.
+ERROR_HEADERS: dict[int, dict[str, Any]] = {
+    401: {
+        "WWW-Authenticate": {
+            "description": 'The scheme to use: `Bearer realm="taskapi"`, with `error` when the '
+            "token was malformed or wrong.",
+            "schema": {"type": "string"},
+        }
+    },
+    429: {
+        "Retry-After": _RETRY_AFTER,
+        "RateLimit": {
+            "description": 'What is left of the quota: `"default";r=<remaining>;t=<seconds>`.',
+            "schema": {"type": "string"},
+        },
+        "RateLimit-Policy": {
+            "description": 'The quota: `"default";q=<requests>;w=<seconds>`.',
+            "schema": {"type": "string"},
+        },
+    },
+}
 
 #: flask-smorest's pagination query parameters carry no description of their own.
 PAGINATION_PARAMETER_DESCRIPTIONS = {
@@ -90,6 +119,15 @@ class TaskApi(Api):
 
     def _init_spec(self, **kwargs: Any) -> None:
         super()._init_spec(**kwargs)
+        self.spec.components.security_scheme(
+            BEARER,
+            {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key of TASKS_API_KEYS, sent as `Authorization: Bearer "
+                "<token>`. Needed only when the service runs with keys.",
+            },
+        )
         converter = self.ma_plugin.converter
         assert converter is not None
         converter.add_parameter_attribute_function(_describe_pagination_parameter)
@@ -120,15 +158,42 @@ class TaskApi(Api):
             if status < 400:
                 continue
             schema = ValidationProblemSchema if status == 422 else ProblemSchema
-            self.spec.components.response(
-                status.name,
-                {
-                    "description": status.phrase,
-                    "content": {errors.PROBLEM_MIME: {"schema": schema}},
-                },
-                lazy=True,
-            )
+            response: dict[str, Any] = {
+                "description": status.phrase,
+                "content": {errors.PROBLEM_MIME: {"schema": schema}},
+            }
+            if status in ERROR_HEADERS:
+                response["headers"] = ERROR_HEADERS[status]
+            self.spec.components.response(status.name, response, lazy=True)
+
+
+class AccessDocsPlugin(BasePlugin):
+    """Says who may call each operation: the bearer scheme, and the 401 and 429 it can meet.
+
+    The bearer requirement is written as optional (``[{bearerAuth: []}, {}]``): one spec
+    serves a service run with keys and one run without them.
+    """
+
+    def operation_helper(
+        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+    ) -> None:
+        for operation in (operations or {}).values():
+            if not isinstance(operation, dict) or "responses" not in operation:
+                continue
+            if operation.get("operationId") in OPEN_OPERATIONS:
+                operation["security"] = []
+                continue
+            operation["security"] = [{BEARER: []}, {}]
+            responses = operation["responses"]
+            for status in (HTTPStatus.UNAUTHORIZED, HTTPStatus.TOO_MANY_REQUESTS):
+                if int(status) not in responses and str(int(status)) not in responses:
+                    responses[int(status)] = status.name
 
 
 def make_api() -> TaskApi:
-    return TaskApi(spec_kwargs={"marshmallow_plugin": OneOfMarshmallowPlugin()})
+    return TaskApi(
+        spec_kwargs={
+            "marshmallow_plugin": OneOfMarshmallowPlugin(),
+            "extra_plugins": [AccessDocsPlugin()],
+        }
+    )

@@ -180,6 +180,7 @@ class TaskService:
             priority=request.get("priority", 0),
             created_at=now,
             run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
+            owner=owner,
         )
         try:
             task = self.store.create(new, max_queued=self.max_queued, idempotency=key)
@@ -195,7 +196,7 @@ class TaskService:
         try:
             if wait is None:
                 return Submitted(task, created=True)
-            task = self.wait(task.id, wait)
+            task = self.wait(task.id, wait, owner=owner)
             return Submitted(task, created=True, waited=task.is_terminal)
         finally:
             if key is not None:
@@ -222,7 +223,7 @@ class TaskService:
             )
         return task
 
-    def wait(self, task_id: str, seconds: float) -> Task:
+    def wait(self, task_id: str, seconds: float, *, owner: str = "") -> Task:
         """The task once it is terminal, or as it is after ``seconds``.
 
         A change made in this process wakes the reader at once; one made elsewhere is seen
@@ -232,30 +233,37 @@ class TaskService:
         while True:
             key = canonical_id(task_id) or task_id
             with self.events.subscribe(key) as changed:
-                task = self.get(task_id)
+                task = self.get(task_id, owner=owner)
                 left = deadline - time.monotonic()
                 if task.is_terminal or left <= 0 or self.events.closed:
                     return task
                 changed.wait(min(left, CROSS_PROCESS_POLL_SECONDS))
 
-    def get(self, task_id: str) -> Task:
+    def get(self, task_id: str, *, owner: str = "") -> Task:
+        """The task, if ``owner`` submitted it: another caller's task is as good as unknown."""
         key = canonical_id(task_id)
         task = self.store.get(key) if key else None
-        if task is None:
+        if task is None or task.owner != owner:
             raise TaskNotFound(task_id)
         return task
 
     def list(
-        self, statuses: Sequence[str], type_name: str | None, *, page: int, page_size: int
+        self,
+        statuses: Sequence[str],
+        type_name: str | None,
+        *,
+        page: int,
+        page_size: int,
+        owner: str = "",
     ) -> tuple[list[Task], int]:
-        where = TaskFilter(statuses=tuple(Status(s) for s in statuses), type=type_name)
+        where = TaskFilter(statuses=tuple(Status(s) for s in statuses), type=type_name, owner=owner)
         # A page far past the end is simply empty; keep its offset within what stores take.
         offset = min((page - 1) * page_size, MAX_OFFSET)
         return self.store.list(where, offset=offset, limit=page_size)
 
-    def cancel(self, task_id: str) -> Task:
+    def cancel(self, task_id: str, *, owner: str = "") -> Task:
         """Cancel a queued task at once; ask a running one to stop."""
-        current = self.get(task_id)
+        current = self.get(task_id, owner=owner)
         if not current.is_terminal:
             now = self.clock()
             changed = self.store.cancel(current.id, now, now + timedelta(seconds=self.result_ttl))
@@ -273,9 +281,9 @@ class TaskService:
             "task can be cancelled."
         )
 
-    def delete(self, task_id: str) -> None:
+    def delete(self, task_id: str, *, owner: str = "") -> None:
         """Delete a terminal task."""
-        task = self.get(task_id)
+        task = self.get(task_id, owner=owner)
         if self.store.delete(task.id):
             return
         latest = self.store.get(task.id)

@@ -23,9 +23,18 @@ MAX_EXAMPLES = 25
 RUN_TIMEOUT_SECONDS = 420
 
 
+TOKEN = "tok-schemathesis-3b9e"
+
+
 @pytest.mark.slow
-def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, TASKS_MAX_QUEUED=str(10**9))
+@pytest.mark.parametrize("keys", [False, True], ids=["open", "with-api-keys"])
+def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path, keys: bool) -> None:
+    """With keys on, every request carries a token, and ``ignored_auth`` checks that the
+    service refuses one without it."""
+    env = {"TASKS_MAX_QUEUED": str(10**9)}
+    if keys:
+        env["TASKS_API_KEYS"] = f"schemathesis:{TOKEN}"
+    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, **env)
     try:
         result = subprocess.run(
             [
@@ -41,6 +50,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path) -> Non
                 str(MAX_EXAMPLES),
                 "--workers",
                 "1",
+                *(["--header", f"Authorization: Bearer {TOKEN}"] if keys else []),
             ],
             cwd=ROOT,
             env={

@@ -39,6 +39,8 @@ class TaskFilter:
 
     statuses: Sequence[Status] = ()
     type: str | None = None
+    #: Only this caller's tasks; None for every caller's (operators, tests).
+    owner: str | None = None
 
 
 class Store(Protocol):

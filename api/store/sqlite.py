@@ -75,12 +75,16 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
     CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE status = 'running';
     """,
+    """
+    ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+    CREATE INDEX tasks_by_owner ON tasks (owner, seq);
+    """,
 )
 
 _COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id, version"
+    "finished_at, expires_at, worker_id, version, owner"
 )
 _WORKER_LOST = json.dumps(
     {
@@ -145,6 +149,7 @@ def _row_to_task(row: sqlite3.Row) -> Task:
         expires_at=_dt(row["expires_at"]),
         worker_id=row["worker_id"],
         version=row["version"],
+        owner=row["owner"],
     )
 
 
@@ -272,6 +277,9 @@ class SQLiteStore:
         if where.type is not None:
             clauses.append("type = ?")
             args.append(where.type)
+        if where.owner is not None:
+            clauses.append("owner = ?")
+            args.append(where.owner)
         sql_where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         conn = self._conn()
         total = conn.execute(f"SELECT COUNT(*) FROM tasks {sql_where}", args).fetchone()[0]
@@ -341,8 +349,8 @@ class SQLiteStore:
     def _insert(self, conn: sqlite3.Connection, task: NewTask) -> Task:
         row = conn.execute(
             f"""INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds,
-                    priority, created_at, run_after)
-                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
+                    priority, created_at, run_after, owner)
+                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
             (
                 task.id,
                 task.type,
@@ -352,6 +360,7 @@ class SQLiteStore:
                 task.priority,
                 _ts(task.created_at),
                 _ts(task.run_after),
+                task.owner,
             ),
         ).fetchone()
         return _row_to_task(row)

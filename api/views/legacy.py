@@ -8,6 +8,7 @@ from flask import Response, jsonify
 from flask.views import MethodView
 from flask_smorest import Blueprint
 
+from api.access import caller
 from api.models import Status
 from api.runtime import current
 from api.service import TaskNotFound
@@ -40,13 +41,8 @@ def make_blueprint() -> Blueprint:
 
             Runs `add` with the seed's two seconds of simulated work. Use `POST /tasks`.
             """
-            task = (
-                current()
-                .service.submit(
-                    {"type": "add", "params": {"x": x, "y": y, "delay_seconds": SEED_DELAY_SECONDS}}
-                )
-                .task
-            )
+            params = {"x": x, "y": y, "delay_seconds": SEED_DELAY_SECONDS}
+            task = current().service.submit({"type": "add", "params": params}, owner=caller()).task
             return {"task_id": task.id, "status": "started"}
 
     @blp.route(
@@ -66,7 +62,7 @@ def make_blueprint() -> Blueprint:
             error (a cancelled task reads as failed). Use `GET /tasks/{id}`.
             """
             try:
-                task = current().service.get(task_id)
+                task = current().service.get(task_id, owner=caller())
             except TaskNotFound:
                 response: Response = jsonify(_NOT_FOUND)
                 response.status_code = 404

@@ -13,6 +13,7 @@ from flask_smorest.pagination import PaginationParameters
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import BaseConverter
 
+from api.access import caller
 from api.errors import require_json_body
 from api.models import Status, Task
 from api.registry import Registry
@@ -181,6 +182,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
                 filters.get("type"),
                 page=pagination_parameters.page,
                 page_size=pagination_parameters.page_size,
+                owner=caller(),
             )
             pagination_parameters.item_count = total
             return tasks
@@ -225,7 +227,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
             """
             wait = prefer_wait(headers.get("prefer"))
             submitted = current().service.submit(
-                body, idempotency_key=headers.get("idempotency_key"), wait=wait
+                body, owner=caller(), idempotency_key=headers.get("idempotency_key"), wait=wait
             )
             task, answer = submitted.task, location(submitted.task)
             if submitted.waited:
@@ -259,7 +261,11 @@ def make_blueprint(registry: Registry) -> Blueprint:
             answer is held until the task ends or `wait` seconds pass.
             """
             service = current().service
-            task = service.wait(task_id, wait) if wait else service.get(task_id)
+            task = (
+                service.wait(task_id, wait, owner=caller())
+                if wait
+                else service.get(task_id, owner=caller())
+            )
             etag = str(task.version)
             if if_none_match is not None and parse_etags(if_none_match).contains_weak(etag):
                 unchanged = Response(status=304)
@@ -281,7 +287,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
             Only a terminal task (succeeded, failed or cancelled) can be deleted: cancel a
             queued or running task first.
             """
-            current().service.delete(task_id)
+            current().service.delete(task_id, owner=caller())
             response = Response(status=204)
             del response.headers["Content-Type"]  # no content, so no content type
             return response
@@ -298,6 +304,6 @@ def make_blueprint(registry: Registry) -> Blueprint:
             A queued task is cancelled at once; a running one is asked to stop
             (`cancel_requested: true`) and ends `cancelled` when it next checks.
             """
-            return current().service.cancel(task_id)
+            return current().service.cancel(task_id, owner=caller())
 
     return blp

@@ -1,0 +1,104 @@
+"""Who is calling: API keys, the Bearer check, and the caller every task belongs to.
+
+With ``TASKS_API_KEYS`` (``name:token`` pairs) or ``TASKS_API_KEYS_FILE`` (one pair a line),
+every operation but the open ones needs ``Authorization: Bearer <token>``. Tokens are compared
+in constant time and never logged. With no keys the API is open and every caller is ``""``.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from flask import Response, g, request
+
+from api.config import ConfigError
+from api.errors import problem
+
+#: Endpoints anyone may call: liveness, readiness, the spec and its UI.
+OPEN_ENDPOINTS = frozenset(
+    {
+        "ops.Health",
+        "ops.Ready",
+        "api-docs.openapi_json",
+        "api-docs.openapi_swagger_ui",
+        "docs_assets.swagger_asset",
+        "static",
+    }
+)
+REALM = 'Bearer realm="taskapi"'
+
+
+@dataclass(frozen=True)
+class ApiKeys:
+    """The callers and their tokens."""
+
+    tokens: Mapping[str, str] = field(default_factory=dict)  # token -> caller name
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tokens)
+
+    @classmethod
+    def load(cls, spec: str, path: str = "") -> ApiKeys:
+        """From ``name:token,…`` and/or a file of ``name:token`` lines (``#`` comments)."""
+        entries = [e for e in spec.split(",") if e.strip()]
+        if path:
+            try:
+                text = Path(path).read_text()
+            except OSError as exc:
+                raise ConfigError(f"TASKS_API_KEYS_FILE: cannot read {path}: {exc}") from None
+            entries += [line for line in text.splitlines() if line.strip() and line[0] != "#"]
+        tokens: dict[str, str] = {}
+        for entry in entries:
+            name, sep, token = entry.strip().partition(":")
+            if not sep or not name.strip() or not token.strip():
+                raise ConfigError("TASKS_API_KEYS takes name:token pairs, comma-separated.")
+            if token.strip() in tokens:
+                raise ConfigError(f"TASKS_API_KEYS: two callers share the token of {name!r}.")
+            tokens[token.strip()] = name.strip()
+        return cls(tokens)
+
+    def caller(self, token: str) -> str | None:
+        """The caller whose token this is, or None; compares with every token, in constant time."""
+        found = None
+        for known, name in self.tokens.items():
+            if hmac.compare_digest(known.encode(), token.encode()):
+                found = name
+        return found
+
+
+def caller() -> str:
+    """The caller of this request ("" when the API runs without keys)."""
+    return str(g.get("caller", ""))
+
+
+def authenticate(keys: ApiKeys) -> Response | None:
+    """``before_request``: set the caller, or refuse with a 401 problem."""
+    g.caller = ""
+    if not keys.enabled or request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
+        return None
+    if request.method == "OPTIONS":  # a CORS preflight carries no credentials
+        return None
+    header = request.headers.get("Authorization")
+    if header is None:
+        return _unauthorized(
+            "This operation needs an API key: send Authorization: Bearer <token>.", None
+        )
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip() or " " in token.strip():
+        return _unauthorized(
+            "The Authorization header must read: Bearer <token>.", "invalid_request"
+        )
+    name = keys.caller(token.strip())
+    if name is None:
+        return _unauthorized("The token is not valid; check TASKS_TOKEN.", "invalid_token")
+    g.caller = name
+    return None
+
+
+def _unauthorized(detail: str, error: str | None) -> Response:
+    challenge = REALM if error is None else f'{REALM}, error="{error}"'
+    return problem(401, detail, headers={"WWW-Authenticate": challenge})
