@@ -210,6 +210,12 @@ class WorkerPool:
             thread.start()
         self._monitor = threading.Thread(target=self._watch, name="taskapi-monitor", daemon=True)
         self._monitor.start()
+        threading.Thread(
+            target=self.store.listen,
+            args=(self.wakeup.notify, self._monitor_stop),
+            name="taskapi-listen",
+            daemon=True,
+        ).start()
         log.info("started %d worker threads", self.size)
 
     def stop(self, grace: float) -> None:

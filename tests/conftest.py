@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -39,10 +41,37 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "tasks.sqlite3"
 
 
+def postgres_schema_url(base: str) -> Iterator[str]:
+    """A fresh schema in the test database, as a URL whose search_path is that schema."""
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(base, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(base, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, db_path: Path) -> Iterator[str]:
+    """Each store: a SQLite file, and a schema of its own in TASKS_TEST_DATABASE_URL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{db_path}"
+        return
+    base = os.environ.get("TASKS_TEST_DATABASE_URL")
+    if not base:
+        pytest.skip("TASKS_TEST_DATABASE_URL is not set: no PostgreSQL to test against")
+    yield from postgres_schema_url(base)
+
+
 @pytest.fixture
-def app(db_path: Path) -> Iterator[Flask]:
-    """An app whose workers are not started: run tasks with ``drain``."""
-    app = make_app(db_path)
+def app(db_path: Path, database_url: str) -> Iterator[Flask]:
+    """An app on each store, whose workers are not started: run tasks with ``drain``."""
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url)
     yield app
     runtime = runtime_of(app)
     runtime.pool.stop(grace=5)

@@ -36,8 +36,8 @@ def new_task(
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = open_store(f"sqlite:///{tmp_path / 'store.sqlite3'}")
+def store(database_url: str) -> Iterator[Store]:
+    s = open_store(database_url)
     yield s
     s.close()
 
@@ -105,8 +105,8 @@ def test_claim_marks_running_and_counts_the_attempt(store: Store) -> None:
     assert store.next_run_after() is None
 
 
-def test_concurrent_claims_never_hand_one_task_to_two_workers(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'race.sqlite3'}"
+def test_concurrent_claims_never_hand_one_task_to_two_workers(database_url: str) -> None:
+    url = database_url
     store = open_store(url)
     for _ in range(200):
         store.create(new_task())
@@ -278,8 +278,8 @@ def test_bad_urls_are_refused_with_a_clear_error(url: str) -> None:
         open_store(url)
 
 
-def test_claim_uses_the_ready_index(store: Store) -> None:
-    assert isinstance(store, SQLiteStore)
+def test_claim_uses_the_ready_index(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "plan.sqlite3")
     plan = " ".join(
         row[3] for row in store._conn().execute("EXPLAIN QUERY PLAN " + NEXT_READY_SQL, (0,))
     )
@@ -420,8 +420,8 @@ def test_cancel_is_not_lost_when_the_task_moves_between_queued_and_running(store
     assert unchanged is not None and unchanged.version == asked.version, "asked once is enough"
 
 
-def test_a_thread_can_let_go_of_its_connection(store: Store) -> None:
-    assert isinstance(store, SQLiteStore)
+def test_a_thread_can_let_go_of_its_connection(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "threads.sqlite3")
 
     def one_thread() -> None:
         store.ping()

@@ -6,7 +6,8 @@ happened instead of reading, checking and writing. Times are timezone-aware UTC 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -153,6 +154,12 @@ class Store(Protocol):
         """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and up to
         ``limit`` expired idempotency keys; how many of each were deleted."""
 
+    def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
+        """Call ``on_submit`` whenever a task becomes ready in another process, until ``stop``.
+
+        Blocks; a store that cannot hear other processes returns at once (workers poll).
+        """
+
     def detach_thread(self) -> None:
         """Let go of what the store keeps for the calling thread (it is about to end)."""
 
@@ -170,8 +177,17 @@ def open_store(url: str) -> Store:
 
         return SQLiteStore.from_url(url)
     if url.startswith(("postgresql:", "postgres:")):
-        raise StoreError("The PostgreSQL store is not available yet; use a sqlite:/// URL.")
-    raise StoreError(f"Unsupported TASKS_DATABASE_URL {url!r}: use sqlite:///path/to/file.db.")
+        try:
+            from api.store.postgres import PostgresStore
+        except ImportError:
+            raise StoreError(
+                "TASKS_DATABASE_URL is a PostgreSQL URL: install taskapi[postgres]."
+            ) from None
+        return PostgresStore.from_url(url)
+    raise StoreError(
+        f"Unsupported TASKS_DATABASE_URL {url!r}: use sqlite:///path/to/file.db or "
+        "postgresql://user@host/db."
+    )
 
 
 __all__ = ["KeyTaken", "QueueFull", "Store", "StoreError", "TaskFilter", "open_store"]

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -227,6 +227,9 @@ class SQLiteStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+
+    def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
+        return None  # no notifications between processes: workers poll
 
     def detach_thread(self) -> None:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
