@@ -94,3 +94,17 @@ def wait_terminal(server: Server, task_id: str, timeout: float = 30) -> dict[str
         if task["status"] in ("succeeded", "failed", "cancelled") or time.monotonic() > deadline:
             return task
         time.sleep(0.05)
+
+
+def start_worker(workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
+    """A ``taskapi worker`` process (in a session of its own, so a signal reaches it alone)."""
+    log = workdir / f"worker-{name}.log"
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [*TASKAPI, "worker"],
+            env={**os.environ, "TASKS_POLL_INTERVAL": "0.1", **env},
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            cwd=Path(__file__).resolve().parent.parent,
+            start_new_session=True,
+        )

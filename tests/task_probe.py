@@ -6,6 +6,7 @@ Loaded with ``TASKS_IMPORT=tests.task_probe``; ``PROBE_LOG`` names the file it a
 from __future__ import annotations
 
 import os
+import threading
 from typing import Any
 
 from marshmallow import Schema, fields
@@ -28,5 +29,31 @@ def record(context: TaskContext, params: dict[str, Any]) -> dict[str, int]:
     return {"attempt": context.attempt}
 
 
+class CountParams(Schema):
+    n = fields.Integer(required=True)
+
+
+_connections = threading.local()
+
+
+def count(context: TaskContext, params: dict[str, Any]) -> int:
+    """Record this execution in the ``executions`` table of PROBE_DATABASE_URL."""
+    import psycopg
+
+    conn = getattr(_connections, "conn", None)
+    if conn is None:
+        conn = _connections.conn = psycopg.connect(
+            os.environ["PROBE_DATABASE_URL"], autocommit=True
+        )
+    conn.execute(
+        "INSERT INTO executions (task_id, attempt, pid) VALUES (%s, %s, %s)",
+        (context.task_id, context.attempt, os.getpid()),
+    )
+    if context.sleep(float(os.environ.get("PROBE_COUNT_SECONDS", "0"))):
+        raise TaskCancelled()
+    return int(params["n"])
+
+
 def register(registry: Registry) -> None:
     registry.task("record", params=RecordParams, max_attempts=3, backoff_base_seconds=0.1)(record)
+    registry.task("count", params=CountParams, max_attempts=3, backoff_base_seconds=0.1)(count)
