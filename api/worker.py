@@ -94,6 +94,8 @@ class RunContext:
         self._worker_id = worker_id
         self._stop = threading.Event()
         self.stop_reason: str | None = None
+        #: The attempt has returned and its outcome is being written: no heartbeat needed.
+        self.finished = False
         if task.cancel_requested:
             self.request_stop("cancel")
 
@@ -288,11 +290,13 @@ class WorkerPool:
             running = list(self._running.items())
         until = self.clock() + timedelta(seconds=self.lease_seconds)
         for task_id, entry in running:
+            if entry.context.finished:  # its outcome is being written, lease and all
+                continue
             asked = self.store.heartbeat(task_id, entry.worker_id, until)
             if asked is None:
                 with self._lock:
                     still_ours = self._running.get(task_id) is entry
-                if still_ours:  # not merely finished since the snapshot above
+                if still_ours and not entry.context.finished:  # not merely done meanwhile
                     log.warning("task %s: lease lost; its result will be dropped", task_id)
                     entry.context.request_stop("lost")
             elif asked:
@@ -363,6 +367,7 @@ class WorkerPool:
             return None
         log.info("task %s (%s) attempt %d started", task.id, task.type, task.attempts)
         outcome, runner = self._call(task_type.func, context, task)
+        context.finished = True
         if outcome.kind == "timeout":
             context.request_stop("timeout")
             error = TaskError(
