@@ -72,8 +72,8 @@ def test_kill_9_loses_nothing_duplicates_nothing_and_counts_attempts(tmp_path: P
         assert finals[task_id]["attempts"] == 1 and runs[task_id] == 1, "exactly once"
 
 
-def test_a_lost_lease_is_taken_back_by_a_live_worker(db_path: Path) -> None:
-    app = make_app(db_path, TASKS_LEASE_SECONDS=0.5)
+def test_a_lost_lease_is_taken_back_by_a_live_worker(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_LEASE_SECONDS=0.5)
     runtime = runtime_of(app)
     task = runtime.service.submit(
         {"type": "add", "params": {"x": 1, "y": 2, "delay_seconds": 0}, "max_attempts": 2}
@@ -89,8 +89,8 @@ def test_a_lost_lease_is_taken_back_by_a_live_worker(db_path: Path) -> None:
         runtime.pool.stop(grace=5)
 
 
-def test_a_running_task_keeps_its_lease_while_it_runs(db_path: Path) -> None:
-    app = make_app(db_path, TASKS_LEASE_SECONDS=0.6)
+def test_a_running_task_keeps_its_lease_while_it_runs(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_LEASE_SECONDS=0.6)
     runtime = runtime_of(app)
     runtime.pool.start()
     try:
@@ -127,13 +127,15 @@ def test_a_timed_out_attempt_is_retried_when_attempts_are_left(
     assert done["error"]["type"] == "TimeoutError"
 
 
-def test_a_task_that_ignores_the_timeout_keeps_its_slot_until_it_stops(db_path: Path) -> None:
+def test_a_task_that_ignores_the_timeout_keeps_its_slot_until_it_stops(
+    db_path: Path, database_url: str
+) -> None:
     from marshmallow import Schema
 
     from api.registry import TaskType
 
     release = threading.Event()
-    app = make_app(db_path, TASKS_WORKERS=1)
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_WORKERS=1)
     runtime = runtime_of(app)
     runtime.registry.add(TaskType("deaf", Schema, lambda c, p: release.wait(30), max_attempts=1))
     client = app.test_client()
@@ -182,8 +184,8 @@ def test_the_same_key_with_another_body_is_422(client: FlaskClient) -> None:
     assert json.loads(client.get("/tasks").headers["X-Pagination"])["total"] == 1
 
 
-def test_concurrent_duplicates_never_make_two_tasks(db_path: Path) -> None:
-    app = make_app(db_path)
+def test_concurrent_duplicates_never_make_two_tasks(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url)
     statuses: list[int] = []
     ids: set[str] = set()
     lock = threading.Lock()
@@ -290,9 +292,9 @@ def test_long_poll_gives_up_after_the_wait(client: FlaskClient) -> None:
     assert response.get_json()["status"] == "queued" and response.headers["Retry-After"] == "1"
 
 
-def test_long_poll_sees_a_task_run_by_another_process(db_path: Path) -> None:
-    api_app = make_app(db_path, TASKS_WORKERS=0)
-    worker_app = make_app(db_path, TASKS_POLL_INTERVAL=0.05)
+def test_long_poll_sees_a_task_run_by_another_process(db_path: Path, database_url: str) -> None:
+    api_app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_WORKERS=0)
+    worker_app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_POLL_INTERVAL=0.05)
     client = api_app.test_client()
     task = submit(client, {"type": "sleep", "params": {"seconds": 0.3}})
     runtime_of(worker_app).pool.start()
@@ -367,8 +369,10 @@ def test_attempts_with_a_timeout_leave_no_connection_behind(db_path: Path) -> No
     runtime.store.close()
 
 
-def test_the_legacy_start_refuses_a_full_queue_as_documented(db_path: Path) -> None:
-    app = make_app(db_path, TASKS_MAX_QUEUED=1)
+def test_the_legacy_start_refuses_a_full_queue_as_documented(
+    db_path: Path, database_url: str
+) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_MAX_QUEUED=1)
     client = app.test_client()
     assert client.get("/start/1/2").status_code == 200
     full = client.get("/start/1/2")
@@ -381,8 +385,8 @@ def test_the_legacy_start_refuses_a_full_queue_as_documented(db_path: Path) -> N
 # -- bounds ------------------------------------------------------------------------------------
 
 
-def test_a_full_queue_answers_503_and_creates_nothing(db_path: Path) -> None:
-    app = make_app(db_path, TASKS_MAX_QUEUED=3)
+def test_a_full_queue_answers_503_and_creates_nothing(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_MAX_QUEUED=3)
     client = app.test_client()
     for _ in range(3):
         submit(client, ADD)
@@ -396,8 +400,8 @@ def test_a_full_queue_answers_503_and_creates_nothing(db_path: Path) -> None:
     runtime_of(app).store.close()
 
 
-def test_expired_tasks_are_purged_and_show_when(db_path: Path) -> None:
-    app = make_app(db_path, TASKS_RESULT_TTL=0.2)
+def test_expired_tasks_are_purged_and_show_when(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_RESULT_TTL=0.2)
     runtime = runtime_of(app)
     client = app.test_client()
     task = submit(client, ADD)
