@@ -48,7 +48,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     them, and tests use ``pool.drain()`` or start them themselves.
     """
     from api import builtin_tasks, errors, hardening
-    from api.access import ApiKeys, authenticate
+    from api.access import ApiKeys, authenticate, refuse_unauthenticated
     from api.events import TaskEvents
     from api.openapi import make_api
     from api.ratelimit import RateLimit
@@ -108,6 +108,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         limit = RateLimit(settings.rate_limit)
         app.before_request(limit.before_request)
         app.after_request(limit.after_request)
+    app.before_request(refuse_unauthenticated)
     app.after_request(hardening.secure_headers)
     if settings.cors_origin_list:
         hardening.allow_origins(app, settings.cors_origin_list)

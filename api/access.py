@@ -75,8 +75,22 @@ def caller() -> str:
     return str(g.get("caller", ""))
 
 
-def authenticate(keys: ApiKeys) -> Response | None:
-    """``before_request``: set the caller, or refuse with a 401 problem."""
+def authenticate(keys: ApiKeys) -> None:
+    """``before_request``: set the caller, or keep a 401 for ``refuse_unauthenticated``.
+
+    The refusal waits until the rate limit has counted the request (by address), so that
+    guessing tokens is limited like anything else.
+    """
+    g.refusal = _check(keys)
+
+
+def refuse_unauthenticated() -> Response | None:
+    """``before_request``, after the rate limit: the 401 of ``authenticate``, if any."""
+    refusal: Response | None = g.pop("refusal", None)
+    return refusal
+
+
+def _check(keys: ApiKeys) -> Response | None:
     g.caller = ""
     if not keys.enabled or request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
         return None

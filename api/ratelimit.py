@@ -58,7 +58,9 @@ class RateLimit:
         """Count this request against its caller; refuse it with 429 when over the limit."""
         if request.endpoint in OPEN_ENDPOINTS or request.endpoint is None:
             return None
-        window = self.hit(caller() or f"addr:{request.remote_addr}")
+        # A refused token is counted against its address, like a caller without keys.
+        known = caller() if g.get("refusal") is None else ""
+        window = self.hit(known or f"addr:{request.remote_addr}")
         g.rate_window = window
         if window.allowed:
             return None

@@ -174,6 +174,7 @@ class WorkerPool:
         self._monitor_stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._monitor: threading.Thread | None = None
+        self._listener: threading.Thread | None = None
         self._running: dict[str, _Running] = {}
         self._lock = threading.Lock()
         self._id_prefix = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -212,12 +213,13 @@ class WorkerPool:
             thread.start()
         self._monitor = threading.Thread(target=self._watch, name="taskapi-monitor", daemon=True)
         self._monitor.start()
-        threading.Thread(
+        self._listener = threading.Thread(
             target=self.store.listen,
             args=(self.wakeup.notify, self._monitor_stop),
             name="taskapi-listen",
             daemon=True,
-        ).start()
+        )
+        self._listener.start()
         log.info("started %d worker threads", self.size)
 
     def stop(self, grace: float) -> None:
@@ -241,10 +243,11 @@ class WorkerPool:
             # touches the store after the caller closes it.
             self._join(WIND_DOWN_SECONDS)
         self._monitor_stop.set()
-        if self._monitor is not None:
-            self._monitor.join(WIND_DOWN_SECONDS)
+        for helper in (self._monitor, self._listener):
+            if helper is not None:
+                helper.join(WIND_DOWN_SECONDS)
         self._threads = []
-        self._monitor = None
+        self._monitor = self._listener = None
 
     def _join(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

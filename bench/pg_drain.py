@@ -47,9 +47,14 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
 
 
+DRAIN_TIMEOUT_SECONDS = 300
+
+
 def count_done(url: str) -> int:
     with psycopg.connect(url) as conn:
-        row = conn.execute("SELECT COUNT(*) FROM tasks WHERE status = 'succeeded'").fetchone()
+        row = conn.execute(
+            "SELECT COUNT(*) FROM tasks WHERE status IN ('succeeded', 'failed', 'cancelled')"
+        ).fetchone()
     return int(row[0]) if row else 0
 
 
@@ -104,7 +109,10 @@ def main() -> None:
             )
             for _ in range(args.processes)
         ]
+        deadline = time.monotonic() + DRAIN_TIMEOUT_SECONDS
         while count_done(url) < args.tasks:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"not drained after {DRAIN_TIMEOUT_SECONDS} s")
             time.sleep(0.05)
         drain_seconds = time.perf_counter() - started
 

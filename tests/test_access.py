@@ -28,8 +28,8 @@ def auth(token: str) -> dict[str, str]:
 
 
 @pytest.fixture
-def keyed(db_path: Path) -> Iterator[Flask]:
-    app = make_app(db_path, TASKS_API_KEYS=KEYS)
+def keyed(db_path: Path, database_url: str) -> Iterator[Flask]:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_API_KEYS=KEYS)
     yield app
     runtime_of(app).store.close()
 
@@ -187,6 +187,16 @@ def test_a_burst_over_the_rate_limit_gets_429s_and_nothing_else_breaks(db_path: 
     assert c.get("/health").status_code == 200 and "RateLimit" not in c.get("/health").headers
     _, total = runtime_of(app).store.list(TaskFilter(), offset=0, limit=100)
     assert total == 5, "the refused requests created nothing"
+    runtime_of(app).store.close()
+
+
+def test_guessing_tokens_is_rate_limited_too(db_path: Path) -> None:
+    app = make_app(db_path, TASKS_API_KEYS=KEYS, TASKS_RATE_LIMIT="3/minute")
+    c = app.test_client()
+    answers = [c.get("/tasks", headers=auth(f"guess-{n}")) for n in range(5)]
+    assert [r.status_code for r in answers] == [401, 401, 401, 429, 429]
+    assert all("RateLimit" in r.headers for r in answers)
+    assert c.get("/tasks", headers=auth(ALICE)).status_code == 200, "alice has her own quota"
     runtime_of(app).store.close()
 
 

@@ -57,6 +57,7 @@ def test_two_servers_and_two_workers_run_every_task_exactly_once(tmp_path: Path)
         with ThreadPoolExecutor(16) as pool:
             ids = list(pool.map(submit, range(KILL_AFTER)))
             victim = workers[0]
+            _wait_until_running_in(url, victim.pid)
             os.killpg(victim.pid, signal.SIGKILL)
             victim.wait(10)
             ids += list(pool.map(submit, range(KILL_AFTER, TASKS)))
@@ -90,6 +91,23 @@ def test_two_servers_and_two_workers_run_every_task_exactly_once(tmp_path: Path)
         assert attempts[task_id] == n, "each execution is an attempt, counted"
     by_pid = Counter(r[2] for r in runs)
     assert len(by_pid) == 4 and victim.pid in by_pid, f"the work was shared: {by_pid}"
+
+
+def _wait_until_running_in(url: str, pid: int) -> None:
+    """Until the process ``pid`` holds a running task (worker ids carry the pid)."""
+    import psycopg
+
+    deadline = time.monotonic() + 60
+    with psycopg.connect(url, autocommit=True) as conn:
+        while time.monotonic() < deadline:
+            row = conn.execute(
+                "SELECT COUNT(*) FROM tasks WHERE status = 'running' AND worker_id LIKE %s",
+                (f"%:{pid}:%",),
+            ).fetchone()
+            if row and row[0]:
+                return
+            time.sleep(0.005)
+    raise AssertionError(f"worker {pid} never held a task")
 
 
 def _schema(base: str):  # type: ignore[no-untyped-def]

@@ -432,3 +432,58 @@ def test_a_thread_can_let_go_of_its_connection(tmp_path: Path) -> None:
         t.start()
         t.join()
     assert len(store._connections) <= 1
+
+
+def test_concurrent_submits_with_one_key_make_one_task(database_url: str) -> None:
+    stores = [open_store(database_url) for _ in range(2)]
+    for round_ in range(15):
+        key = IdempotencyKey("alice", f"k{round_}", "f", LATER, T0 + timedelta(seconds=90))
+        outcomes: list[str] = []
+        barrier = threading.Barrier(8)
+
+        def submit(
+            n: int,
+            key: IdempotencyKey = key,
+            outcomes: list[str] = outcomes,
+            barrier: threading.Barrier = barrier,
+        ) -> None:
+            barrier.wait()
+            try:
+                stores[n % 2].create(new_task(), idempotency=key)
+                outcomes.append("created")
+            except KeyTaken:
+                outcomes.append("taken")
+
+        threads = [threading.Thread(target=submit, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert outcomes.count("created") == 1, (round_, outcomes)
+    assert stores[0].list(TaskFilter(), offset=0, limit=100)[1] == 15
+    for s in stores:
+        s.close()
+
+
+def test_the_queue_limit_holds_under_concurrent_submits(database_url: str) -> None:
+    stores = [open_store(database_url) for _ in range(4)]
+    barrier = threading.Barrier(16)
+    created: list[bool] = []
+
+    def submit(n: int) -> None:
+        barrier.wait()
+        try:
+            stores[n % 4].create(new_task(), max_queued=5)
+            created.append(True)
+        except QueueFull:
+            created.append(False)
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert created.count(True) == 5
+    assert stores[0].list(TaskFilter(), offset=0, limit=100)[1] == 5
+    for s in stores:
+        s.close()

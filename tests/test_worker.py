@@ -265,3 +265,16 @@ def test_cancelling_a_task_waiting_to_retry_clears_the_old_error(
     cancelled = client.post(f"/tasks/{task['id']}/cancel").get_json()
     assert cancelled["status"] == "cancelled"
     assert cancelled["error"] is None, "error is set only when failed"
+
+
+def test_restarting_a_pool_leaves_no_thread_behind(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_WORKERS=1)
+    runtime = runtime_of(app)
+    before = threading.active_count()
+    for _ in range(3):
+        runtime.pool.start()
+        runtime.pool.stop(grace=1)
+    time.sleep(0.2)
+    names = [t.name for t in threading.enumerate() if t.name.startswith("taskapi-")]
+    assert names == [] and threading.active_count() <= before
+    runtime.store.close()

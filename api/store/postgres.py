@@ -33,6 +33,8 @@ POOL_MAX_SIZE = 16
 CONNECT_TIMEOUT_SECONDS = 10
 #: Serialises migrations of one database, whichever process starts first.
 MIGRATION_LOCK = 7_305_104_211
+#: Serialises the count-and-insert of submits, so that TASKS_MAX_QUEUED holds exactly.
+QUEUE_LOCK = 7_305_104_212
 
 MIGRATIONS: tuple[str, ...] = (
     """
@@ -147,6 +149,8 @@ class PostgresStore:
                 min_size=1,
                 max_size=max_size,
                 kwargs={"autocommit": True, "row_factory": dict_row},
+                # A connection the server dropped (restart, failover) is replaced, not used.
+                check=ConnectionPool.check_connection,
                 timeout=CONNECT_TIMEOUT_SECONDS,
                 open=True,
             )
@@ -174,11 +178,14 @@ class PostgresStore:
     def _migrate(self) -> None:
         with self._write() as conn:
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
-            conn.execute("CREATE TABLE IF NOT EXISTS taskapi_schema (version INTEGER NOT NULL)")
+            exists = conn.execute("SELECT to_regclass('taskapi_schema') AS t").fetchone()
+            if exists is None or exists["t"] is None:  # first start: needs CREATE, only now
+                conn.execute("CREATE TABLE taskapi_schema (version INTEGER NOT NULL)")
+                conn.execute("INSERT INTO taskapi_schema (version) VALUES (0)")
             row = conn.execute("SELECT version FROM taskapi_schema").fetchone()
             version = row["version"] if row else 0
-            if row is None:
-                conn.execute("INSERT INTO taskapi_schema (version) VALUES (0)")
+            if version == len(MIGRATIONS):
+                return
             if version > len(MIGRATIONS):
                 raise StoreError(
                     f"The database has schema version {version}, newer than this taskapi "
@@ -270,6 +277,8 @@ class PostgresStore:
                 if idempotency is not None:
                     self._take_key(conn, idempotency, task)
                 if max_queued is not None:
+                    # Submits count and insert one at a time, so the bound holds exactly.
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (QUEUE_LOCK,))
                     row = conn.execute(
                         "SELECT COUNT(*) AS n FROM "
                         "(SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %s) AS q",
@@ -295,9 +304,10 @@ class PostgresStore:
                     ),
                 ).fetchone()
                 conn.execute(f"NOTIFY {CHANNEL}")
-        except psycopg.errors.UniqueViolation:
+        except psycopg.errors.UniqueViolation as exc:
+            if idempotency is None or exc.diag.constraint_name != "idempotency_keys_pkey":
+                raise
             # A concurrent request took the same key first: answer as if it had come earlier.
-            assert idempotency is not None
             with self._conn() as conn:
                 row = conn.execute(
                     "SELECT task_id, fingerprint FROM idempotency_keys "
@@ -318,8 +328,11 @@ class PostgresStore:
         ).fetchone()
         if row is not None:
             raise KeyTaken(row["task_id"], row["fingerprint"], in_flight=row["busy"])
+        # Only an expired key may make way; a live one (committed meanwhile by a concurrent
+        # request) stays, and our INSERT below then fails on its primary key: a 409.
         conn.execute(
-            "DELETE FROM idempotency_keys WHERE owner = %s AND key = %s", (key.owner, key.key)
+            "DELETE FROM idempotency_keys WHERE owner = %s AND key = %s AND expires_at <= %s",
+            (key.owner, key.key, task.created_at),
         )
         conn.execute(
             """INSERT INTO idempotency_keys
