@@ -11,7 +11,6 @@ The schema may be chosen in the URL with libpq's options: ``?options=-csearch_pa
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterator
@@ -25,6 +24,7 @@ from psycopg_pool import ConnectionPool
 
 from api.models import TERMINAL, IdempotencyKey, NewTask, Progress, Status, Task, TaskError
 from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
+from api.store.rows import COLUMNS, WORKER_LOST, dumps, error_json, task_from_row
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +82,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = (
-    "id, type, status, params, result, error, progress, attempts, max_attempts, "
-    "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id, version, owner"
-)
 _TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
-_WORKER_LOST = json.dumps(
-    {
-        "type": "WorkerLost",
-        "message": "The worker running this attempt stopped answering (its lease expired); "
-        "the process was probably killed.",
-    }
-)
 _QUEUE_UNLESS_CANCELLED = """
     status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
     finished_at = CASE WHEN cancel_requested THEN %(now)s END,
@@ -102,40 +90,8 @@ _QUEUE_UNLESS_CANCELLED = """
 _RELEASED = "worker_id = NULL, lease_expires_at = NULL, version = version + 1"
 
 
-def _dumps(value: Any) -> str:
-    # ensure_ascii: a NUL or a lone surrogate is written as an escape, which text keeps.
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
-
-
-def _error(error: TaskError) -> str:
-    return _dumps({"type": error.type, "message": error.message})
-
-
 def _row_to_task(row: dict[str, Any]) -> Task:
-    error = json.loads(row["error"]) if row["error"] else None
-    progress = json.loads(row["progress"]) if row["progress"] else None
-    return Task(
-        id=row["id"],
-        type=row["type"],
-        status=Status(row["status"]),
-        params=json.loads(row["params"]),
-        result=json.loads(row["result"]) if row["result"] is not None else None,
-        error=TaskError(**error) if error else None,
-        progress=Progress(**progress) if progress else None,
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        timeout_seconds=row["timeout_seconds"],
-        priority=row["priority"],
-        cancel_requested=row["cancel_requested"],
-        created_at=row["created_at"],
-        run_after=row["run_after"],
-        started_at=row["started_at"],
-        finished_at=row["finished_at"],
-        expires_at=row["expires_at"],
-        worker_id=row["worker_id"],
-        version=row["version"],
-        owner=row["owner"],
-    )
+    return task_from_row(row, lambda value: value)  # psycopg reads timestamptz as datetime
 
 
 class PostgresStore:
@@ -233,7 +189,7 @@ class PostgresStore:
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
-        return self._one(f"SELECT {_COLUMNS} FROM tasks WHERE id = %s", (task_id,))
+        return self._one(f"SELECT {COLUMNS} FROM tasks WHERE id = %s", (task_id,))
 
     def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
         clauses: list[str] = []
@@ -251,7 +207,7 @@ class PostgresStore:
         with self._conn() as conn:
             total = conn.execute(f"SELECT COUNT(*) AS n FROM tasks {sql_where}", args).fetchone()
             rows = conn.execute(
-                f"SELECT {_COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT %s OFFSET %s",
+                f"SELECT {COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT %s OFFSET %s",
                 [*args, limit, offset],
             ).fetchall()
         return [_row_to_task(r) for r in rows], total["n"] if total else 0
@@ -290,11 +246,11 @@ class PostgresStore:
                     f"""INSERT INTO tasks (id, type, status, params, max_attempts,
                             timeout_seconds, priority, created_at, run_after, owner)
                         VALUES (%s, %s, 'queued', %s, %s, %s, %s, %s, %s, %s)
-                        RETURNING {_COLUMNS}""",
+                        RETURNING {COLUMNS}""",
                     (
                         task.id,
                         task.type,
-                        _dumps(task.params),
+                        dumps(task.params),
                         task.max_attempts,
                         task.timeout_seconds,
                         task.priority,
@@ -356,7 +312,7 @@ class PostgresStore:
                     SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %s
                     ORDER BY priority DESC, run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED
                 )
-                RETURNING {_COLUMNS}""",
+                RETURNING {COLUMNS}""",
             (now, worker_id, lease_until, now),
         )
 
@@ -367,7 +323,7 @@ class PostgresStore:
                    WHERE id = %s AND worker_id = %s AND status = 'running'
                    RETURNING cancel_requested""",
                 (
-                    _dumps(
+                    dumps(
                         {
                             "current": progress.current,
                             "total": progress.total,
@@ -392,7 +348,7 @@ class PostgresStore:
 
     def recover_expired(self, now: datetime, expires_at: datetime) -> int:
         lost = "status = 'running' AND lease_expires_at < %(now)s"
-        args = {"now": now, "expires_at": expires_at, "lost": _WORKER_LOST}
+        args = {"now": now, "expires_at": expires_at, "lost": WORKER_LOST}
         with self._write() as conn:
             cancelled = conn.execute(
                 f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = %(now)s,
@@ -423,7 +379,7 @@ class PostgresStore:
             f"""UPDATE tasks SET status = 'succeeded', result = %s, error = NULL,
                     finished_at = %s, expires_at = %s, {_RELEASED}
                 WHERE id = %s AND worker_id = %s AND status = 'running'""",
-            (_dumps(result), now, expires_at, task_id, worker_id),
+            (dumps(result), now, expires_at, task_id, worker_id),
         )
 
     def fail(
@@ -443,7 +399,7 @@ class PostgresStore:
                 WHERE id = %s AND worker_id = %s AND status = 'running'""",
             (
                 status.value,
-                None if cancelled else _error(error),
+                None if cancelled else error_json(error),
                 now,
                 expires_at,
                 task_id,
@@ -477,7 +433,7 @@ class PostgresStore:
                 "now": now,
                 "expires_at": expires_at,
                 "run_after": run_after,
-                "error": _error(error),
+                "error": error_json(error),
                 "id": task_id,
                 "worker": worker_id,
             },
@@ -508,7 +464,7 @@ class PostgresStore:
                     version = version + 1
                 WHERE id = %s AND (status = 'queued'
                     OR (status = 'running' AND NOT cancel_requested))
-                RETURNING {_COLUMNS}""",
+                RETURNING {COLUMNS}""",
             (now, expires_at, task_id),
         )
         return changed if changed is not None else self.get(task_id)

@@ -7,7 +7,6 @@ whichever thread or process runs it; the busy timeout queues concurrent writers.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -27,6 +26,7 @@ from api.models import (
     sources_of,
 )
 from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
+from api.store.rows import COLUMNS, WORKER_LOST, dumps, error_json, task_from_row
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -81,18 +81,6 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_COLUMNS = (
-    "id, type, status, params, result, error, progress, attempts, max_attempts, "
-    "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id, version, owner"
-)
-_WORKER_LOST = json.dumps(
-    {
-        "type": "WorkerLost",
-        "message": "The worker running this attempt stopped answering (its lease expired); "
-        "the process was probably killed.",
-    }
-)
 #: The next ready task, in claim order. ``INDEXED BY`` keeps the planner on the partial index
 #: that yields this order, whatever the table's statistics say.
 NEXT_READY_SQL = (
@@ -124,37 +112,7 @@ _QUEUE_UNLESS_CANCELLED = """
 
 
 def _row_to_task(row: sqlite3.Row) -> Task:
-    error = json.loads(row["error"]) if row["error"] else None
-    progress = json.loads(row["progress"]) if row["progress"] else None
-    created_at = _dt(row["created_at"])
-    run_after = _dt(row["run_after"])
-    assert created_at is not None and run_after is not None
-    return Task(
-        id=row["id"],
-        type=row["type"],
-        status=Status(row["status"]),
-        params=json.loads(row["params"]),
-        result=json.loads(row["result"]) if row["result"] is not None else None,
-        error=TaskError(**error) if error else None,
-        progress=Progress(**progress) if progress else None,
-        attempts=row["attempts"],
-        max_attempts=row["max_attempts"],
-        timeout_seconds=row["timeout_seconds"],
-        priority=row["priority"],
-        cancel_requested=bool(row["cancel_requested"]),
-        created_at=created_at,
-        run_after=run_after,
-        started_at=_dt(row["started_at"]),
-        finished_at=_dt(row["finished_at"]),
-        expires_at=_dt(row["expires_at"]),
-        worker_id=row["worker_id"],
-        version=row["version"],
-        owner=row["owner"],
-    )
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), allow_nan=False)
+    return task_from_row(row, _dt)  # type: ignore[arg-type]  # a Row reads by column name
 
 
 class SQLiteStore:
@@ -269,7 +227,7 @@ class SQLiteStore:
     # -- reads -------------------------------------------------------------------------------
 
     def get(self, task_id: str) -> Task | None:
-        return self._one(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+        return self._one(f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,))
 
     def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
         clauses: list[str] = []
@@ -287,7 +245,7 @@ class SQLiteStore:
         conn = self._conn()
         total = conn.execute(f"SELECT COUNT(*) FROM tasks {sql_where}", args).fetchone()[0]
         rows = conn.execute(
-            f"SELECT {_COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT ? OFFSET ?",
+            f"SELECT {COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             [*args, limit, offset],
         ).fetchall()
         return [_row_to_task(r) for r in rows], total
@@ -353,11 +311,11 @@ class SQLiteStore:
         row = conn.execute(
             f"""INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds,
                     priority, created_at, run_after, owner)
-                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {_COLUMNS}""",
+                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}""",
             (
                 task.id,
                 task.type,
-                _dumps(task.params),
+                dumps(task.params),
                 task.max_attempts,
                 task.timeout_seconds,
                 task.priority,
@@ -373,7 +331,7 @@ class SQLiteStore:
             f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,
                     worker_id = ?, lease_expires_at = ?, progress = NULL, version = version + 1
                 WHERE seq = ({NEXT_READY_SQL}) AND status = 'queued'
-                RETURNING {_COLUMNS}""",
+                RETURNING {COLUMNS}""",
             (_ts(now), worker_id, _ts(lease_until), _ts(now)),
         )
 
@@ -385,7 +343,7 @@ class SQLiteStore:
                    WHERE id = ? AND worker_id = ? AND status = 'running'
                    RETURNING cancel_requested""",
                 (
-                    _dumps(
+                    dumps(
                         {
                             "current": progress.current,
                             "total": progress.total,
@@ -436,13 +394,13 @@ class SQLiteStore:
         requeued = conn.execute(
             f"""UPDATE tasks SET status = 'queued', error = ?, run_after = ?, {released}
                 WHERE {lost} AND attempts < max_attempts""",
-            (_WORKER_LOST, _ts(now), _ts(now)),
+            (WORKER_LOST, _ts(now), _ts(now)),
         ).rowcount
         failed = conn.execute(
             f"""UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, expires_at = ?,
                     {released}
                 WHERE {lost}""",
-            (_WORKER_LOST, _ts(now), _ts(expires_at), _ts(now)),
+            (WORKER_LOST, _ts(now), _ts(expires_at), _ts(now)),
         ).rowcount
         return cancelled + requeued + failed
 
@@ -454,7 +412,7 @@ class SQLiteStore:
                     finished_at = ?, expires_at = ?, worker_id = NULL, lease_expires_at = NULL,
                     version = version + 1
                 WHERE id = ? AND worker_id = ? AND status IN {_SUCCEED_FROM}""",
-            (_dumps(result), _ts(now), _ts(expires_at), task_id, worker_id),
+            (dumps(result), _ts(now), _ts(expires_at), task_id, worker_id),
         )
 
     def fail(
@@ -474,7 +432,7 @@ class SQLiteStore:
                 WHERE id = ? AND worker_id = ? AND status = 'running'""",
             (
                 status.value,
-                None if cancelled else _dumps({"type": error.type, "message": error.message}),
+                None if cancelled else error_json(error),
                 _ts(now),
                 _ts(expires_at),
                 task_id,
@@ -502,7 +460,7 @@ class SQLiteStore:
                     _ts(now),
                     _ts(expires_at),
                     _ts(run_after),
-                    _dumps({"type": error.type, "message": error.message}),
+                    error_json(error),
                     task_id,
                     worker_id,
                 ),
@@ -542,7 +500,7 @@ class SQLiteStore:
                     version = version + 1
                 WHERE id = ? AND (status = 'queued' OR (status = 'running'
                     AND cancel_requested = 0))
-                RETURNING {_COLUMNS}""",
+                RETURNING {COLUMNS}""",
             (_ts(now), _ts(expires_at), task_id),
         )
         return changed if changed is not None else self.get(task_id)
