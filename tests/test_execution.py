@@ -284,6 +284,14 @@ def test_long_poll_is_woken_by_the_change_not_by_polling(
     assert time.monotonic() - started < 10, "a poll would have taken 30 s"
 
 
+def test_long_polls_leave_nothing_behind(client: FlaskClient, runtime: Runtime) -> None:
+    """Memory must not grow with the tasks handled: a finished wait forgets its task."""
+    tasks = [submit(client, ADD) for _ in range(5)]
+    for task in tasks:
+        client.get(f"/tasks/{task['id']}?wait=0.05")
+    assert runtime.service.events.waiting() == 0
+
+
 def test_long_poll_gives_up_after_the_wait(client: FlaskClient) -> None:
     task = submit(client, ADD)  # no worker runs it
     started = time.monotonic()

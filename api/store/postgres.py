@@ -24,7 +24,14 @@ from psycopg_pool import ConnectionPool
 
 from api.models import TERMINAL, IdempotencyKey, NewTask, Progress, Status, Task, TaskError
 from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
-from api.store.rows import COLUMNS, WORKER_LOST, dumps, error_json, task_from_row
+from api.store.rows import (
+    COLUMNS,
+    WORKER_LOST,
+    dumps,
+    error_json,
+    progress_json,
+    task_from_row,
+)
 
 log = logging.getLogger(__name__)
 
@@ -323,13 +330,7 @@ class PostgresStore:
                    WHERE id = %s AND worker_id = %s AND status = 'running'
                    RETURNING cancel_requested""",
                 (
-                    dumps(
-                        {
-                            "current": progress.current,
-                            "total": progress.total,
-                            "message": progress.message,
-                        }
-                    ),
+                    progress_json(progress),
                     task_id,
                     worker_id,
                 ),

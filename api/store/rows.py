@@ -26,6 +26,12 @@ def error_json(error: TaskError) -> str:
     return dumps({"type": error.type, "message": error.message})
 
 
+def progress_json(progress: Progress) -> str:
+    return dumps(
+        {"current": progress.current, "total": progress.total, "message": progress.message}
+    )
+
+
 WORKER_LOST = error_json(
     TaskError(
         "WorkerLost",

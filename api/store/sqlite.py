@@ -26,7 +26,14 @@ from api.models import (
     sources_of,
 )
 from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
-from api.store.rows import COLUMNS, WORKER_LOST, dumps, error_json, task_from_row
+from api.store.rows import (
+    COLUMNS,
+    WORKER_LOST,
+    dumps,
+    error_json,
+    progress_json,
+    task_from_row,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -343,13 +350,7 @@ class SQLiteStore:
                    WHERE id = ? AND worker_id = ? AND status = 'running'
                    RETURNING cancel_requested""",
                 (
-                    dumps(
-                        {
-                            "current": progress.current,
-                            "total": progress.total,
-                            "message": progress.message,
-                        }
-                    ),
+                    progress_json(progress),
                     task_id,
                     worker_id,
                 ),

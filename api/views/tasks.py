@@ -25,7 +25,13 @@ from api.views.headers import (
     RETRY_AFTER_HEADER,
     queue_full_response,
 )
-from schemas.queries import SubmitHeaders, TaskReadHeaders, TaskReadQuery, make_list_query
+from schemas.queries import (
+    MAX_WAIT_SECONDS,
+    SubmitHeaders,
+    TaskReadHeaders,
+    TaskReadQuery,
+    make_list_query,
+)
 from schemas.tasks import TaskStatusSchema, make_task_create, make_variant
 
 DEFAULT_PAGE_SIZE = 20
@@ -74,26 +80,14 @@ QUEUED_EXAMPLE = {
     "expires_at": None,
 }
 STATUS_EXAMPLE = {
-    "id": "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
-    "type": "add",
+    **QUEUED_EXAMPLE,
     "status": "succeeded",
-    "params": {"x": 2, "y": 3, "delay_seconds": 0},
     "result": 5,
-    "error": None,
-    "progress": None,
     "attempts": 1,
-    "max_attempts": 1,
-    "timeout_seconds": None,
-    "priority": 0,
-    "cancel_requested": False,
-    "created_at": "2026-11-23T22:31:27.123456Z",
-    "run_after": "2026-11-23T22:31:27.123456Z",
     "started_at": "2026-11-23T22:31:27.125002Z",
     "finished_at": "2026-11-23T22:31:27.125710Z",
     "expires_at": "2026-11-30T22:31:27.125710Z",
 }
-#: The longest a ``Prefer: wait`` holds a submit (seconds).
-MAX_PREFER_WAIT = 60
 
 
 def prefer_wait(header: str | None) -> float | None:
@@ -109,7 +103,7 @@ def prefer_wait(header: str | None) -> float | None:
             except ValueError:
                 return None
             if math.isfinite(seconds) and seconds >= 0:
-                return min(seconds, MAX_PREFER_WAIT)
+                return min(seconds, MAX_WAIT_SECONDS)
     return None
 
 
