@@ -118,7 +118,6 @@ def run_server(
         "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
-        "accesslog": "-",
         "errorlog": "-",
         "proc_name": "taskapi",
         "forwarded_allow_ips": "127.0.0.1",

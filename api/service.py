@@ -159,7 +159,7 @@ class TaskService:
         if task_type is None:  # the schema only lets registered types through
             raise ServiceError(f"Unknown task type {request['type']!r}.")
         now = self.clock()
-        print_ = fingerprint(request)
+        print_ = fingerprint(request) if idempotency_key is not None else ""
         key = (
             IdempotencyKey(
                 owner,

@@ -343,7 +343,7 @@ class WorkerPool:
         task = self.store.claim(worker_id, now, now + timedelta(seconds=self.lease_seconds))
         if task is None:
             return False
-        self.events.changed(task.id)
+        # No wake-up for readers here: a long-poll waits for the end, not for the start.
         context = RunContext(self.store, self.events, task, worker_id)
         with self._lock:
             self._running[task.id] = _Running(worker_id, context)

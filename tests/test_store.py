@@ -77,6 +77,28 @@ def test_list_is_newest_first_filtered_and_paged(store: Store) -> None:
     assert {t.status for t in both} == {Status.RUNNING, Status.QUEUED}
 
 
+def test_counts_by_status_follow_every_change(store: Store) -> None:
+    def counts() -> dict[Status, int]:
+        return {s: n for s, n in store.count_by_status().items() if n}
+
+    assert set(store.count_by_status()) == set(Status)
+    assert counts() == {}
+    queued = [store.create(new_task()) for _ in range(4)]
+    assert counts() == {Status.QUEUED: 4}
+    running = store.claim("w", T0, LATER)
+    assert running is not None
+    store.cancel(queued[3].id, T0, LATER)
+    assert counts() == {Status.QUEUED: 2, Status.RUNNING: 1, Status.CANCELLED: 1}
+    store.succeed(running.id, "w", 3, T0, LATER)
+    failing = store.claim("w", T0, LATER)
+    assert failing is not None
+    store.fail(failing.id, "w", TaskError("E", "x"), T0, LATER)
+    store.delete(queued[3].id)
+    assert counts() == {Status.QUEUED: 1, Status.SUCCEEDED: 1, Status.FAILED: 1}
+    store.purge_expired(LATER, limit=10)
+    assert counts() == {Status.QUEUED: 1}
+
+
 def test_claim_takes_highest_priority_then_earliest_ready(store: Store) -> None:
     low = store.create(new_task(priority=-5))
     first = store.create(new_task(priority=10))
@@ -369,7 +391,9 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
         raw.execute("PRAGMA user_version=1")
     store = SQLiteStore(path)
     assert store.get("00000000-0000-4000-8000-000000000001") is not None
+    assert store.count_by_status()[Status.QUEUED] == 1, "the counts start from the rows there"
     store.create(new_task(), idempotency=IdempotencyKey("o", "k", "f", LATER, T0))
+    assert store.count_by_status()[Status.QUEUED] == 2
     store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)

@@ -76,6 +76,9 @@ class Store(Protocol):
         attempt count grows by one. None when no task is ready at ``now``.
         """
 
+    def count_by_status(self) -> dict[Status, int]:
+        """How many tasks are in each status now, every status included (cheap to ask)."""
+
     def next_run_after(self) -> datetime | None:
         """When the earliest queued task becomes ready, or None when none is queued."""
 

@@ -219,6 +219,14 @@ class PostgresStore:
             ).fetchall()
         return [_row_to_task(r) for r in rows], total["n"] if total else 0
 
+    def count_by_status(self) -> dict[Status, int]:
+        # An index-only scan of tasks_by_status: linear in the table, unlike SQLite's counter
+        # rows, which here would make every state change of every worker wait on one row.
+        with self._conn() as conn:
+            rows = conn.execute("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
+            counted = {Status(row["status"]): int(row["n"]) for row in rows}
+        return {status: counted.get(status, 0) for status in Status}
+
     def next_run_after(self) -> datetime | None:
         with self._conn() as conn:
             row = conn.execute(

@@ -7,6 +7,8 @@ whichever thread or process runs it; the busy timeout queues concurrent writers.
 
 from __future__ import annotations
 
+import fcntl
+import os
 import sqlite3
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -36,6 +38,10 @@ from api.store.rows import (
 )
 
 BUSY_TIMEOUT_MS = 10_000
+#: Page cache of each connection, in KiB. Every HTTP and worker thread has a connection, and
+#: SQLite's default (2 MiB each) grows the process by tens of MiB as the store grows; pages
+#: not cached here are read from the operating system's cache, shared by all of them.
+CACHE_KIB = 256
 
 #: Schema versions, applied in order; ``PRAGMA user_version`` records the last one applied.
 MIGRATIONS: tuple[str, ...] = (
@@ -86,6 +92,25 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
     CREATE INDEX tasks_by_owner ON tasks (owner, seq);
     """,
+    # How many tasks are in each status, kept by triggers in the same transactions as the
+    # changes: the queue bound and the metrics read one row instead of counting an index.
+    """
+    CREATE TABLE task_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO task_counts (status, n) VALUES
+        ('queued', 0), ('running', 0), ('succeeded', 0), ('failed', 0), ('cancelled', 0);
+    UPDATE task_counts SET n = (SELECT COUNT(*) FROM tasks WHERE tasks.status = task_counts.status);
+    CREATE TRIGGER tasks_counted_in AFTER INSERT ON tasks BEGIN
+        UPDATE task_counts SET n = n + 1 WHERE status = new.status;
+    END;
+    CREATE TRIGGER tasks_counted_out AFTER DELETE ON tasks BEGIN
+        UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+    END;
+    CREATE TRIGGER tasks_counted_moved AFTER UPDATE OF status ON tasks
+    WHEN old.status <> new.status BEGIN
+        UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+        UPDATE task_counts SET n = n + 1 WHERE status = new.status;
+    END;
+    """,
 )
 
 #: The next ready task, in claim order. ``INDEXED BY`` keeps the planner on the partial index
@@ -94,6 +119,14 @@ NEXT_READY_SQL = (
     "SELECT seq FROM tasks INDEXED BY tasks_ready WHERE status = 'queued' AND run_after <= ? "
     "ORDER BY priority DESC, run_after, seq LIMIT 1"
 )
+#: A new task, unless the queue is full. Its parameters: those of ``_insert_args``, then the
+#: queue bound twice (None: no bound). The count is the trigger-kept row of ``task_counts``.
+_INSERT_IF_ROOM = f"""
+    INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
+        created_at, run_after, owner)
+    SELECT ?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?
+    WHERE ? IS NULL OR (SELECT n FROM task_counts WHERE status = 'queued') < ?
+    RETURNING {COLUMNS}"""
 _TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
 
 
@@ -103,6 +136,20 @@ def _ts(value: datetime | None) -> float | None:
 
 def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+def _insert_args(task: NewTask) -> tuple[Any, ...]:
+    return (
+        task.id,
+        task.type,
+        dumps(task.params),
+        task.max_attempts,
+        task.timeout_seconds,
+        task.priority,
+        _ts(task.created_at),
+        _ts(task.run_after),
+        task.owner,
+    )
 
 
 def _in(statuses: Iterable[Status]) -> str:
@@ -118,8 +165,62 @@ _QUEUE_UNLESS_CANCELLED = """
     expires_at = CASE WHEN cancel_requested = 1 THEN ? END"""
 
 
+def _statements(script: str) -> Iterator[str]:
+    """The statements of a script, one by one (a trigger's body has semicolons of its own).
+
+    ``executescript`` would do it, but it commits first: a migration runs in one transaction.
+    """
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip().strip(";").strip():
+                yield pending
+            pending = ""
+
+
 def _row_to_task(row: sqlite3.Row) -> Task:
     return task_from_row(row, _dt)  # type: ignore[arg-type]  # a Row reads by column name
+
+
+class WriteTurn:
+    """One writer at a time on this machine, handed from one to the next without sleeping.
+
+    SQLite lets one connection write at a time and makes the others retry with sleeps that
+    grow to 100 ms, so a busy store spends its time waiting rather than writing. Writers
+    queue here instead, first on a lock of their process, then on an advisory lock of a file
+    beside the database (``<store>-lock``) that the kernel hands over at once and releases
+    if its process dies. SQLite's own locking still guards the file from anyone else.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = f"{path}-lock"
+        self._pid = -1
+        self._threads = threading.Lock()
+        self._fd = -1
+
+    def _for_this_process(self) -> None:
+        # A forked child shares its parent's open file, and with it the parent's lock:
+        # it needs a file (and a thread lock) of its own.
+        if self._pid != os.getpid():
+            self._threads = threading.Lock()
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            self._pid = os.getpid()
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self._for_this_process()
+        with self._threads:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self._pid == os.getpid():
+            os.close(self._fd)
+        self._pid = -1
 
 
 class SQLiteStore:
@@ -130,6 +231,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        self._turn = WriteTurn(self.path)
         self._migrate()
 
     @classmethod
@@ -162,15 +264,14 @@ class SQLiteStore:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             self._local.conn = conn
             with self._lock:
                 self._connections.append(conn)
         return conn
 
     def _migrate(self) -> None:
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._write() as conn:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             if version > len(MIGRATIONS):
                 raise StoreError(
@@ -178,13 +279,9 @@ class SQLiteStore:
                     f"({len(MIGRATIONS)}): upgrade taskapi."
                 )
             for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in filter(str.strip, script.split(";")):
+                for statement in _statements(script):
                     conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={number}")
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         with self._lock:
@@ -192,6 +289,7 @@ class SQLiteStore:
                 conn.close()
             self._connections.clear()
         self._local = threading.local()
+        self._turn.close()
 
     def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
         return None  # no notifications between processes: workers poll
@@ -217,19 +315,36 @@ class SQLiteStore:
         return None if row is None else _row_to_task(row)
 
     def _changed(self, sql: str, args: Iterable[Any]) -> bool:
-        return self._conn().execute(sql, tuple(args)).rowcount > 0
+        """Run one writing statement in its turn; whether it changed a row."""
+        with self._turn.held():
+            return self._conn().execute(sql, tuple(args)).rowcount > 0
+
+    def _returning(self, sql: str, args: Iterable[Any]) -> sqlite3.Row | None:
+        """Run one ``… RETURNING`` statement in its turn; the row it returned, if any.
+
+        The row is read before the turn ends: the statement, and its implicit transaction,
+        is done only once its rows are read.
+        """
+        with self._turn.held():
+            rows = self._conn().execute(sql, tuple(args)).fetchall()
+        return rows[0] if rows else None
+
+    def _write_one(self, sql: str, args: Iterable[Any]) -> Task | None:
+        row = self._returning(sql, args)
+        return None if row is None else _row_to_task(row)
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the lock from its start (no upgrade deadlocks)."""
-        conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
+        with self._turn.held():
+            conn = self._conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -257,6 +372,10 @@ class SQLiteStore:
         ).fetchall()
         return [_row_to_task(r) for r in rows], total
 
+    def count_by_status(self) -> dict[Status, int]:
+        rows = self._conn().execute("SELECT status, n FROM task_counts").fetchall()
+        return {Status(status): n for status, n in rows}
+
     def next_run_after(self) -> datetime | None:
         row = (
             self._conn()
@@ -274,67 +393,49 @@ class SQLiteStore:
         max_queued: int | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Task:
+        if idempotency is None:
+            # The usual submit: the bound and the insert in one statement, one commit.
+            row = self._returning(_INSERT_IF_ROOM, (*_insert_args(task), max_queued, max_queued))
+            if row is None:
+                raise QueueFull()
+            return _row_to_task(row)
         now = _ts(task.created_at)
         with self._write() as conn:
-            if idempotency is not None:
-                row = conn.execute(
-                    """SELECT task_id, fingerprint, COALESCE(in_flight_until > ?, 0)
-                       FROM idempotency_keys WHERE owner = ? AND key = ? AND expires_at > ?""",
-                    (now, idempotency.owner, idempotency.key, now),
-                ).fetchone()
-                if row is not None:
-                    raise KeyTaken(row[0], row[1], in_flight=bool(row[2]))
-            if max_queued is not None:
-                queued = conn.execute(
-                    "SELECT COUNT(*) FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT ?)",
-                    (max_queued,),
-                ).fetchone()[0]
-                if queued >= max_queued:
-                    raise QueueFull()
-            created = self._insert(conn, task)
-            if idempotency is not None:
-                conn.execute(
-                    """INSERT OR REPLACE INTO idempotency_keys
-                       (owner, key, fingerprint, task_id, expires_at, in_flight_until)
-                       VALUES (?, ?, ?, ?, ?, ?)""",
-                    (
-                        idempotency.owner,
-                        idempotency.key,
-                        idempotency.fingerprint,
-                        created.id,
-                        _ts(idempotency.expires_at),
-                        _ts(idempotency.in_flight_until),
-                    ),
-                )
-        return created
+            row = conn.execute(
+                """SELECT task_id, fingerprint, COALESCE(in_flight_until > ?, 0)
+                   FROM idempotency_keys WHERE owner = ? AND key = ? AND expires_at > ?""",
+                (now, idempotency.owner, idempotency.key, now),
+            ).fetchone()
+            if row is not None:
+                raise KeyTaken(row[0], row[1], in_flight=bool(row[2]))
+            row = conn.execute(
+                _INSERT_IF_ROOM, (*_insert_args(task), max_queued, max_queued)
+            ).fetchone()
+            if row is None:
+                raise QueueFull()
+            conn.execute(
+                """INSERT OR REPLACE INTO idempotency_keys
+                   (owner, key, fingerprint, task_id, expires_at, in_flight_until)
+                   VALUES (?, ?, ?, ?, ?, ?)""",
+                (
+                    idempotency.owner,
+                    idempotency.key,
+                    idempotency.fingerprint,
+                    row["id"],
+                    _ts(idempotency.expires_at),
+                    _ts(idempotency.in_flight_until),
+                ),
+            )
+        return _row_to_task(row)
 
     def settle_key(self, owner: str, key: str) -> None:
-        self._conn().execute(
+        self._changed(
             "UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = ? AND key = ?",
             (owner, key),
         )
 
-    def _insert(self, conn: sqlite3.Connection, task: NewTask) -> Task:
-        row = conn.execute(
-            f"""INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds,
-                    priority, created_at, run_after, owner)
-                VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?) RETURNING {COLUMNS}""",
-            (
-                task.id,
-                task.type,
-                dumps(task.params),
-                task.max_attempts,
-                task.timeout_seconds,
-                task.priority,
-                _ts(task.created_at),
-                _ts(task.run_after),
-                task.owner,
-            ),
-        ).fetchone()
-        return _row_to_task(row)
-
     def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
-        return self._one(
+        return self._write_one(
             f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,
                     worker_id = ?, lease_expires_at = ?, progress = NULL, version = version + 1
                 WHERE seq = ({NEXT_READY_SQL}) AND status = 'queued'
@@ -343,32 +444,24 @@ class SQLiteStore:
         )
 
     def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
-        row = (
-            self._conn()
-            .execute(
-                """UPDATE tasks SET progress = ?, version = version + 1
-                   WHERE id = ? AND worker_id = ? AND status = 'running'
-                   RETURNING cancel_requested""",
-                (
-                    progress_json(progress),
-                    task_id,
-                    worker_id,
-                ),
-            )
-            .fetchone()
+        row = self._returning(
+            """UPDATE tasks SET progress = ?, version = version + 1
+               WHERE id = ? AND worker_id = ? AND status = 'running'
+               RETURNING cancel_requested""",
+            (
+                progress_json(progress),
+                task_id,
+                worker_id,
+            ),
         )
         return None if row is None else bool(row[0])
 
     def heartbeat(self, task_id: str, worker_id: str, lease_until: datetime) -> bool | None:
-        row = (
-            self._conn()
-            .execute(
-                """UPDATE tasks SET lease_expires_at = ?
-                   WHERE id = ? AND worker_id = ? AND status = 'running'
-                   RETURNING cancel_requested""",
-                (_ts(lease_until), task_id, worker_id),
-            )
-            .fetchone()
+        row = self._returning(
+            """UPDATE tasks SET lease_expires_at = ?
+               WHERE id = ? AND worker_id = ? AND status = 'running'
+               RETURNING cancel_requested""",
+            (_ts(lease_until), task_id, worker_id),
         )
         return None if row is None else bool(row[0])
 
@@ -450,49 +543,41 @@ class SQLiteStore:
         now: datetime,
         expires_at: datetime,
     ) -> Status | None:
-        row = (
-            self._conn()
-            .execute(
-                f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED}, run_after = ?,
-                        error = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END,
-                        worker_id = NULL, lease_expires_at = NULL, version = version + 1
-                    WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
-                (
-                    _ts(now),
-                    _ts(expires_at),
-                    _ts(run_after),
-                    error_json(error),
-                    task_id,
-                    worker_id,
-                ),
-            )
-            .fetchone()
+        row = self._returning(
+            f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED}, run_after = ?,
+                    error = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END,
+                    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+                WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
+            (
+                _ts(now),
+                _ts(expires_at),
+                _ts(run_after),
+                error_json(error),
+                task_id,
+                worker_id,
+            ),
         )
         return None if row is None else Status(row[0])
 
     def release(
         self, task_id: str, worker_id: str, now: datetime, expires_at: datetime
     ) -> Status | None:
-        row = (
-            self._conn()
-            .execute(
-                f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED},
-                        attempts = CASE WHEN cancel_requested = 1 THEN attempts
-                            ELSE MAX(attempts - 1, 0) END,
-                        started_at = CASE WHEN cancel_requested = 1 THEN started_at END,
-                        error = CASE WHEN cancel_requested = 1 THEN NULL ELSE error END,
-                        worker_id = NULL, lease_expires_at = NULL, version = version + 1
-                    WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
-                (_ts(now), _ts(expires_at), task_id, worker_id),
-            )
-            .fetchone()
+        row = self._returning(
+            f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED},
+                    attempts = CASE WHEN cancel_requested = 1 THEN attempts
+                        ELSE MAX(attempts - 1, 0) END,
+                    started_at = CASE WHEN cancel_requested = 1 THEN started_at END,
+                    error = CASE WHEN cancel_requested = 1 THEN NULL ELSE error END,
+                    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+                WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
+            (_ts(now), _ts(expires_at), task_id, worker_id),
         )
         return None if row is None else Status(row[0])
 
     def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
         # One statement: a queued task is cancelled, a running one is asked to stop, whatever
         # moves it between the two (a retry, a recovery) in the meantime.
-        changed = self._one(
+        changed = self._write_one(
             f"""UPDATE tasks SET cancel_requested = 1,
                     status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
                     error = CASE WHEN status = 'queued' THEN NULL ELSE error END,
@@ -512,7 +597,10 @@ class SQLiteStore:
         )
 
     def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
-        conn = self._conn()
+        with self._write() as conn:
+            return self._purge(conn, now, limit)
+
+    def _purge(self, conn: sqlite3.Connection, now: datetime, limit: int) -> tuple[int, int]:
         keys = conn.execute(
             """DELETE FROM idempotency_keys WHERE rowid IN (
                    SELECT rowid FROM idempotency_keys WHERE expires_at <= ? LIMIT ?)""",

@@ -6,7 +6,7 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Response, url_for
+from flask import Response, current_app, request
 from flask.views import MethodView
 from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
@@ -32,7 +32,7 @@ from schemas.queries import (
     TaskReadQuery,
     make_list_query,
 )
-from schemas.tasks import TaskStatusSchema, make_task_create, make_variant
+from schemas.tasks import TaskStatusSchema, make_task_create, make_variant, task_document
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -107,6 +107,16 @@ def prefer_wait(header: str | None) -> float | None:
     return None
 
 
+def task_answer(task: Task, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """The task as TaskStatus JSON: what the documented schema dumps, built directly."""
+    return current_app.response_class(
+        f"{current_app.json.dumps(task_document(task))}\n",
+        status=status,
+        headers=headers,
+        mimetype="application/json",
+    )
+
+
 def retry_after(task: Task) -> int:
     """Seconds a poller should wait: until a delayed task is due, else one."""
     due = (task.run_after - datetime.now(UTC)).total_seconds()
@@ -157,12 +167,14 @@ def make_blueprint(registry: Registry) -> Blueprint:
     blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Submit and follow tasks.")
 
     def location(task: Task) -> dict[str, str]:
-        return {"Location": url_for("tasks.TaskItem", task_id=task.id)}
+        # The path of TaskItem, built directly: url_for costs more than the rest of a submit's
+        # headers (a task id is a UUID, safe in a path as it is).
+        return {"Location": f"{request.script_root}{blp.url_prefix}/{task.id}"}
 
     @blp.route("")
     class TaskCollection(MethodView):
         @blp.doc(operationId="listTasks")
-        @blp.arguments(list_query, location="query", as_kwargs=True)
+        @blp.arguments(list_query(), location="query", as_kwargs=True)
         @blp.response(200, TaskStatusSchema(many=True), description="One page of tasks.")
         @blp.paginate(page_size=DEFAULT_PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
         def get(self, pagination_parameters: PaginationParameters, **filters: Any) -> list[Task]:
@@ -208,12 +220,12 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.alt_response(503, **queue_full_response())
         @require_json_body
         @blp.arguments(
-            task_create,
+            task_create(),
             description="The task: its `type`, its `params`, and optionally how to run it.",
             examples=CREATE_EXAMPLES,
         )
-        @blp.arguments(SubmitHeaders, location="headers", as_kwargs=True)
-        def post(self, body: dict[str, Any], **headers: str) -> tuple[Task, int, dict[str, str]]:
+        @blp.arguments(SubmitHeaders(), location="headers", as_kwargs=True)
+        def post(self, body: dict[str, Any], **headers: str) -> Response:
             """Submit a task
 
             The body names a task `type` and its `params`; `GET /task-types` lists the types.
@@ -226,13 +238,15 @@ def make_blueprint(registry: Registry) -> Blueprint:
             task, answer = submitted.task, location(submitted.task)
             if submitted.waited:
                 answer["Preference-Applied"] = f"wait={wait:g}"
-            return task, 202 if submitted.created and not submitted.waited else 200, answer
+            return task_answer(
+                task, 202 if submitted.created and not submitted.waited else 200, answer
+            )
 
     @blp.route("/<task_id:task_id>", parameters=[TASK_ID_PARAMETER])
     class TaskItem(MethodView):
         @blp.doc(operationId="getTask")
-        @blp.arguments(TaskReadQuery, location="query", as_kwargs=True)
-        @blp.arguments(TaskReadHeaders, location="headers", as_kwargs=True)
+        @blp.arguments(TaskReadQuery(), location="query", as_kwargs=True)
+        @blp.arguments(TaskReadHeaders(), location="headers", as_kwargs=True)
         @blp.response(
             200,
             TaskStatusSchema,
@@ -269,7 +283,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
             headers = {"ETag": quote_etag(etag)}
             if not task.is_terminal:
                 headers["Retry-After"] = str(retry_after(task))
-            return task, 200, headers
+            return task_answer(task, 200, headers)
 
         @blp.doc(operationId="deleteTask")
         @blp.response(204, description="The task is deleted; reading it now answers 404.")
@@ -292,12 +306,12 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.response(200, TaskStatusSchema, description="The task after the request.")
         @blp.alt_response(404, "NOT_FOUND")
         @blp.alt_response(409, "CONFLICT")
-        def post(self, task_id: str) -> Task:
+        def post(self, task_id: str) -> Response:
             """Cancel a task
 
             A queued task is cancelled at once; a running one is asked to stop
             (`cancel_requested: true`) and ends `cancelled` when it next checks.
             """
-            return current().service.cancel(task_id, owner=caller())
+            return task_answer(current().service.cancel(task_id, owner=caller()))
 
     return blp

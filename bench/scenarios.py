@@ -1,0 +1,185 @@
+"""The figures: each drives one server through the load generator and returns what it saw."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from dataclasses import dataclass
+from datetime import datetime
+
+from bench.loadgen import Connection, HttpError, LoadResult, closed_loop
+
+CLIENTS = 16
+ADD = {"type": "add", "params": {"x": 1, "y": 2}}
+TERMINAL = {"succeeded", "failed", "cancelled"}
+OBSERVE_WAIT_SECONDS = 30
+
+
+def connections(port: int, n: int = CLIENTS) -> list[Connection]:
+    return [Connection("127.0.0.1", port) for _ in range(n)]
+
+
+def close_all(conns: list[Connection]) -> None:
+    for conn in conns:
+        conn.close()
+
+
+async def submit_load(port: int, seconds: float) -> LoadResult:
+    """16 keep-alive clients submitting `add` tasks back to back."""
+    conns = connections(port)
+    try:
+        return await closed_loop(
+            conns, lambda c: c.request("POST", "/tasks", ADD), seconds=seconds, expect=202
+        )
+    finally:
+        close_all(conns)
+
+
+async def submit_ids(port: int, n: int) -> list[str]:
+    """Submit n tasks (16 clients); their ids."""
+    conns = connections(port)
+    ids: list[str] = []
+
+    async def client(conn: Connection, share: int) -> None:
+        for _ in range(share):
+            ids.append((await conn.request("POST", "/tasks", ADD)).json()["id"])
+
+    try:
+        await asyncio.gather(*(client(c, n // len(conns) + (i < n % len(conns)))
+                               for i, c in enumerate(conns)))  # fmt: skip
+    finally:
+        close_all(conns)
+    return ids
+
+
+async def status_load(port: int, ids: list[str], seconds: float) -> LoadResult:
+    """16 keep-alive clients reading tasks, each a random one of ``ids``."""
+    conns = connections(port)
+    pick = random.Random(7).choice
+    try:
+        return await closed_loop(
+            conns, lambda c: c.request("GET", f"/tasks/{pick(ids)}"), seconds=seconds, expect=200
+        )
+    finally:
+        close_all(conns)
+
+
+@dataclass
+class Drain:
+    tasks: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def per_second(self) -> float:
+        return self.tasks / self.seconds
+
+
+async def drain(port: int, tasks: int) -> Drain:
+    """Submit `tasks` tasks with 16 clients while 16 more observe each one done.
+
+    An observer reads the task with ``wait`` (the bare app answers it done at once) until it
+    is terminal; the figure is the time from the first submit to the last task seen done.
+    """
+    submitters, observers = connections(port), connections(port)
+    pending: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
+    latencies: list[float] = []
+
+    async def submit(conn: Connection, share: int) -> None:
+        for _ in range(share):
+            sent = time.perf_counter()
+            response = await conn.request("POST", "/tasks", ADD)
+            if response.status != 202:
+                raise HttpError(f"submit answered {response.status}: {response.body[:200]!r}")
+            pending.put_nowait((response.json()["id"], sent))
+
+    async def observe(conn: Connection) -> None:
+        while (item := await pending.get()) is not None:
+            task_id, sent = item
+            while True:
+                response = await conn.request(
+                    "GET", f"/tasks/{task_id}?wait={OBSERVE_WAIT_SECONDS}"
+                )
+                if response.json()["status"] in TERMINAL:
+                    break
+            latencies.append(time.perf_counter() - sent)
+
+    started = time.perf_counter()
+    watching = [asyncio.ensure_future(observe(c)) for c in observers]
+    try:
+        share = [tasks // CLIENTS + (i < tasks % CLIENTS) for i in range(CLIENTS)]
+        await asyncio.gather(*(submit(c, n) for c, n in zip(submitters, share, strict=True)))
+        for _ in observers:
+            pending.put_nowait(None)
+        await asyncio.gather(*watching)
+    finally:
+        close_all(submitters + observers)
+    return Drain(tasks, time.perf_counter() - started, latencies)
+
+
+@dataclass
+class Single:
+    round_trips: list[float]
+    to_start: list[float]
+
+
+async def single_bare(port: int, samples: int) -> Single:
+    """The bare round trip of submit-then-done: POST, then GET, one after the other."""
+    conn = Connection("127.0.0.1", port)
+    trips: list[float] = []
+    try:
+        for _ in range(samples):
+            sent = time.perf_counter()
+            task_id = (await conn.request("POST", "/tasks", ADD)).json()["id"]
+            await conn.request("GET", f"/tasks/{task_id}")
+            trips.append(time.perf_counter() - sent)
+    finally:
+        conn.close()
+    return Single(trips, [])
+
+
+async def single_taskapi(port: int, samples: int, pause: float = 0.02) -> Single:
+    """One task at a time on an idle service.
+
+    Submit to observed done: ``POST /tasks`` with ``Prefer: wait=5``, answered once the task
+    ended. Submit to start: the task's ``started_at`` less the moment the submit was sent
+    (one clock: both sides are on this machine).
+    """
+    conn = Connection("127.0.0.1", port)
+    trips: list[float] = []
+    to_start: list[float] = []
+    try:
+        for _ in range(samples):
+            await asyncio.sleep(pause)  # idle between tasks: workers are waiting
+            sent_wall, sent = time.time(), time.perf_counter()
+            response = await conn.request("POST", "/tasks", ADD, headers={"Prefer": "wait=5"})
+            trips.append(time.perf_counter() - sent)
+            body = response.json()
+            if response.status != 200 or body["status"] != "succeeded":
+                raise HttpError(f"Prefer: wait gave {response.status} {body.get('status')}")
+            started = datetime.fromisoformat(body["started_at"].replace("Z", "+00:00"))
+            to_start.append(started.timestamp() - sent_wall)
+    finally:
+        conn.close()
+    return Single(trips, to_start)
+
+
+async def queued_and_running(port: int) -> int:
+    """Tasks not yet ended, from the API (X-Pagination's total)."""
+    conn = Connection("127.0.0.1", port)
+    try:
+        response = await conn.request("GET", "/tasks?status=queued&status=running&page_size=1")
+    finally:
+        conn.close()
+    return int(json.loads(response.headers["x-pagination"])["total"])
+
+
+async def settle(port: int, timeout: float = 300) -> None:
+    """Wait until every submitted task has ended."""
+    deadline = time.monotonic() + timeout
+    while await queued_and_running(port):
+        if time.monotonic() > deadline:
+            raise TimeoutError("tasks were still queued or running")
+        await asyncio.sleep(0.2)

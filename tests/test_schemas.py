@@ -1,0 +1,83 @@
+"""The directly built TaskStatus document is exactly what the documented schema dumps."""
+
+from __future__ import annotations
+
+import dataclasses
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+
+from api.models import Progress, Status, Task, TaskError
+from schemas.tasks import TaskStatusSchema, task_document
+
+T0 = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
+
+QUEUED = Task(
+    id="0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+    type="add",
+    status=Status.QUEUED,
+    params={"x": 2, "y": 3.5, "nested": {"a": [1, None, "é\u0000"]}},
+    result=None,
+    error=None,
+    progress=None,
+    attempts=0,
+    max_attempts=1,
+    timeout_seconds=None,
+    priority=-3,
+    cancel_requested=False,
+    created_at=T0,
+    run_after=T0 + timedelta(seconds=5),
+    started_at=None,
+    finished_at=None,
+    expires_at=None,
+)
+
+TASKS = {
+    "queued": QUEUED,
+    "running with integer progress and a timeout": dataclasses.replace(
+        QUEUED,
+        status=Status.RUNNING,
+        attempts=1,
+        progress=Progress(2, 10, "two of ten"),
+        timeout_seconds=3,
+        started_at=T0.astimezone(timezone(timedelta(hours=5))),
+    ),
+    "running with progress of unknown total": dataclasses.replace(
+        QUEUED, status=Status.RUNNING, progress=Progress(0.5), cancel_requested=True
+    ),
+    "succeeded": dataclasses.replace(
+        QUEUED,
+        status=Status.SUCCEEDED,
+        result={"sum": 5, "list": [1.5, "x"]},
+        attempts=2,
+        max_attempts=3,
+        timeout_seconds=2.5,
+        started_at=T0,
+        finished_at=T0 + timedelta(microseconds=1),
+        expires_at=T0 + timedelta(days=7),
+    ),
+    "failed": dataclasses.replace(
+        QUEUED,
+        status=Status.FAILED,
+        error=TaskError("ValueError", "bad ünïcode"),
+        finished_at=T0,
+        expires_at=T0,
+    ),
+    "cancelled with a falsy result": dataclasses.replace(
+        QUEUED, status=Status.CANCELLED, result=0, finished_at=T0, expires_at=T0
+    ),
+}
+
+
+@pytest.mark.parametrize("task", TASKS.values(), ids=TASKS.keys())
+def test_task_document_equals_the_schemas_dump(task: Task) -> None:
+    document = task_document(task)
+    assert document == TaskStatusSchema().dump(task)
+    # == says 1 == 1.0; the JSON would not: the types must match too.
+    assert {k: type(v) for k, v in document.items()} == {
+        k: type(v) for k, v in TaskStatusSchema().dump(task).items()
+    }
+    if task.progress is not None:
+        assert {k: type(v) for k, v in document["progress"].items()} == {
+            k: type(v) for k, v in TaskStatusSchema().dump(task)["progress"].items()
+        }
