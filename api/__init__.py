@@ -47,16 +47,17 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
     them, and tests use ``pool.drain()`` or start them themselves.
     """
-    from api import builtin_tasks, errors, hardening
+    from api import builtin_tasks, errors, hardening, logs
     from api.access import ApiKeys, authenticate, refuse_unauthenticated
     from api.events import TaskEvents
+    from api.metrics import Metrics
     from api.openapi import make_api
     from api.ratelimit import RateLimit
     from api.registry import Registry
     from api.runtime import EXTENSION_KEY, Runtime
     from api.service import ServiceError, TaskService
     from api.store import open_store
-    from api.views import docs, legacy, ops, task_types, tasks
+    from api.views import dashboard, docs, legacy, ops, task_types, tasks
     from api.worker import WorkerPool
 
     app = Flask(__name__)
@@ -73,6 +74,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     store = open_store(settings.database_url)
     events = TaskEvents()
+    metrics = Metrics(store)
     pool = WorkerPool(
         store,
         registry,
@@ -81,6 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         poll_interval=settings.poll_interval,
         lease_seconds=settings.lease_seconds,
         events=events,
+        metrics=metrics,
     )
     service = TaskService(
         store,
@@ -89,6 +92,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         max_queued=settings.max_queued,
         notifier=pool,
         events=events,
+        metrics=metrics,
     )
 
     api = make_api()
@@ -100,9 +104,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(ops.make_blueprint())
     api.register_blueprint(legacy.make_blueprint())
     app.register_blueprint(docs.make_blueprint())
+    app.register_blueprint(dashboard.make_blueprint())
     app.register_error_handler(ServiceError, errors.from_service_error)
 
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    logs.install(app, metrics)  # first: every request gets an id, refusals included
     app.before_request(lambda: authenticate(keys))
     if settings.rate_limit:
         limit = RateLimit(settings.rate_limit)
@@ -121,6 +127,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
         registry=registry,
         service=service,
         pool=pool,
+        metrics=metrics,
         task_types=[
             {
                 "name": t.name,

@@ -17,7 +17,8 @@ from flask import Response, g, request
 from api.config import ConfigError
 from api.errors import problem
 
-#: Endpoints anyone may call: liveness, readiness, the spec and its UI.
+#: Endpoints anyone may call: liveness, readiness, the spec and its UI, the dashboard's page
+#: and assets (they hold no data: the page calls the API with the token it is given).
 OPEN_ENDPOINTS = frozenset(
     {
         "ops.Health",
@@ -25,6 +26,8 @@ OPEN_ENDPOINTS = frozenset(
         "api-docs.openapi_json",
         "api-docs.openapi_swagger_ui",
         "docs_assets.swagger_asset",
+        "dashboard.page",
+        "dashboard.asset",
         "static",
     }
 )

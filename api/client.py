@@ -50,8 +50,12 @@ class Client:
         task, _ = self._request("POST", "/tasks", body)
         return task
 
-    def get(self, task_id: str) -> dict[str, Any]:
-        task, _ = self._request("GET", f"/tasks/{urllib.parse.quote(task_id)}")
+    def get(self, task_id: str, wait: float | None = None) -> dict[str, Any]:
+        """The task; with ``wait``, held by the server until it ends or ``wait`` seconds pass."""
+        path = f"/tasks/{urllib.parse.quote(task_id, safe='')}"
+        if wait:
+            path += "?" + urllib.parse.urlencode({"wait": f"{wait:g}"})
+        task, _ = self._request("GET", path)
         return task
 
     def list(

@@ -15,6 +15,7 @@ CACHEABLE_ENDPOINTS = frozenset(
 #: What a browser client may send and read across origins.
 CORS_REQUEST_HEADERS = [
     "Authorization",
+    "X-Request-ID",
     "Content-Type",
     "Idempotency-Key",
     "Prefer",
@@ -28,6 +29,7 @@ CORS_RESPONSE_HEADERS = [
     "Preference-Applied",
     "RateLimit",
     "RateLimit-Policy",
+    "X-Request-ID",
 ]
 
 

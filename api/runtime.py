@@ -8,6 +8,7 @@ from typing import Any, cast
 from flask import current_app
 
 from api.config import Settings
+from api.metrics import Metrics
 from api.registry import Registry
 from api.service import TaskService
 from api.store import Store
@@ -23,6 +24,7 @@ class Runtime:
     registry: Registry
     service: TaskService
     pool: WorkerPool
+    metrics: Metrics
     task_types: list[dict[str, Any]] = field(default_factory=list)
 
 

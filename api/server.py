@@ -8,9 +8,13 @@ finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
+import tempfile
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -20,6 +24,7 @@ log = logging.getLogger(__name__)
 
 #: Seconds gunicorn waits beyond the shutdown grace before it kills a process.
 KILL_MARGIN_SECONDS = 5
+KEEPALIVE_SECONDS = 5
 
 
 def _runtime(app: Flask) -> Any:
@@ -80,6 +85,32 @@ def _worker_exit(server: Any, worker: Any) -> None:
     _finish_shutdown(worker)
 
 
+def _child_exit(server: Any, worker: Any) -> None:
+    from api.metrics import process_exited
+
+    process_exited(worker.pid)
+
+
+def _metrics_dir() -> str | None:
+    """Set up prometheus_client's multiprocess mode for the processes about to be forked.
+
+    Each app built after this (api.metrics.Metrics) writes its samples there. A directory in
+    PROMETHEUS_MULTIPROC_DIR is emptied (its samples belong to an earlier run); else a new
+    one is made, and removed when the server ends (returned).
+    """
+    from api.metrics import MULTIPROCESS_DIR
+
+    given = os.environ.get(MULTIPROCESS_DIR)
+    if given:
+        Path(given).mkdir(parents=True, exist_ok=True)
+        for stale in Path(given).glob("*.db"):
+            stale.unlink()
+        return None
+    made = tempfile.mkdtemp(prefix="taskapi-metrics-")
+    os.environ[MULTIPROCESS_DIR] = made
+    return made
+
+
 class TaskServer(BaseApplication):
     def __init__(self, options: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         self.options = dict(options)
@@ -101,7 +132,22 @@ class TaskServer(BaseApplication):
 def run_server(
     *, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]
 ) -> None:
+    from api.metrics import MULTIPROCESS_DIR
+
+    made, master = _metrics_dir(), os.getpid()
+    try:
+        _run(host=host, port=port, processes=processes, threads=threads, config=config)
+    finally:
+        # A forked server process leaves through here too when it exits: only the master,
+        # which outlives them all, may remove the directory.
+        if made is not None and os.getpid() == master:
+            shutil.rmtree(made, ignore_errors=True)
+            os.environ.pop(MULTIPROCESS_DIR, None)
+
+
+def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]) -> None:
     from api import create_app
+    from api.logs import gunicorn_config
     from api.runtime import EXTENSION_KEY
 
     # Build the app once before forking, so a bad setting, store URL or TASKS_IMPORT is
@@ -118,8 +164,14 @@ def run_server(
         "post_worker_init": _post_worker_init,
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
-        "errorlog": "-",
+        "child_exit": _child_exit,
+        "logconfig_dict": gunicorn_config(
+            os.environ.get("TASKS_LOG_LEVEL", "INFO"), os.environ.get("TASKS_LOG_FORMAT", "text")
+        ),
         "proc_name": "taskapi",
+        # Idle keep-alive connections are kept this long: longer than clients that poll
+        # every 2 s (the dashboard) wait, so a poll never races the server closing its socket.
+        "keepalive": KEEPALIVE_SECONDS,
         "forwarded_allow_ips": "127.0.0.1",
     }
     TaskServer(options, config).run()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -16,9 +17,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from api.events import TaskEvents
+from api.metrics import Metrics
 from api.models import IdempotencyKey, NewTask, Status, Task
 from api.registry import Registry
 from api.store import KeyTaken, QueueFull, Store, TaskFilter
+
+log = logging.getLogger(__name__)
 
 #: How long an Idempotency-Key is remembered (the contract: at least 24 hours).
 IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
@@ -138,6 +142,7 @@ class TaskService:
     max_queued: int | None = None
     notifier: Notifier = field(default_factory=_Nobody)
     events: TaskEvents = field(default_factory=TaskEvents)
+    metrics: Metrics | None = None
     clock: Callable[[], datetime] = utcnow
 
     def submit(
@@ -193,6 +198,9 @@ class TaskService:
                 headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
             ) from None
         self.notifier.task_submitted()
+        log.info("task %s (%s) queued", task.id, task.type, extra={"task_id": task.id})
+        if self.metrics is not None:
+            self.metrics.task_created(task.type)
         try:
             if wait is None:
                 return Submitted(task, created=True)
@@ -271,6 +279,11 @@ class TaskService:
                 raise TaskNotFound(task_id)
             if changed.status is Status.RUNNING:
                 self.notifier.cancel_requested(changed.id)
+                log.info("task %s: cancel asked", changed.id, extra={"task_id": changed.id})
+            elif changed.status is Status.CANCELLED and current.status is Status.QUEUED:
+                log.info("task %s cancelled", changed.id, extra={"task_id": changed.id})
+                if self.metrics is not None:
+                    self.metrics.task_finished(changed.type, Status.CANCELLED)
             self.events.changed(changed.id)
             # It may have ended on its own meanwhile: that is the 409 below, not a cancel.
             if changed.status is Status.CANCELLED or not changed.is_terminal:

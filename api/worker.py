@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from api.events import TaskEvents
+from api.metrics import Metrics
 from api.models import Progress, Status, Task, TaskError
 from api.registry import Registry, TaskCancelled, TaskFunction
 from api.store import Store
@@ -158,6 +159,7 @@ class WorkerPool:
         poll_interval: float,
         lease_seconds: float,
         events: TaskEvents | None = None,
+        metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
         self.store = store
@@ -167,6 +169,7 @@ class WorkerPool:
         self.poll_interval = poll_interval
         self.lease_seconds = lease_seconds
         self.events = events or TaskEvents()
+        self.metrics = metrics
         self.clock = clock
         self.wakeup = Wakeup(size)
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, lease_seconds / 3)
@@ -235,7 +238,12 @@ class WorkerPool:
             # itself cancelled, since no client asked for that.
             status = self.store.release(task_id, running.worker_id, now, self._expiry(now))
             if status is not None:
-                log.warning("handed task %s back at shutdown: %s", task_id, status.value)
+                log.warning(
+                    "handed task %s back at shutdown: %s",
+                    task_id,
+                    status.value,
+                    extra={"task_id": task_id},
+                )
                 self.events.changed(task_id)
             running.context.request_stop("shutdown")
         if left:
@@ -300,7 +308,11 @@ class WorkerPool:
                 with self._lock:
                     still_ours = self._running.get(task_id) is entry
                 if still_ours and not entry.context.finished:  # not merely done meanwhile
-                    log.warning("task %s: lease lost; its result will be dropped", task_id)
+                    log.warning(
+                        "task %s: lease lost; its result will be dropped",
+                        task_id,
+                        extra={"task_id": task_id},
+                    )
                     entry.context.request_stop("lost")
             elif asked:
                 entry.context.request_stop("cancel")
@@ -344,6 +356,8 @@ class WorkerPool:
         if task is None:
             return False
         # No wake-up for readers here: a long-poll waits for the end, not for the start.
+        if self.metrics is not None:
+            self.metrics.task_started(task)
         context = RunContext(self.store, self.events, task, worker_id)
         with self._lock:
             self._running[task.id] = _Running(worker_id, context)
@@ -357,7 +371,11 @@ class WorkerPool:
         if runner is not None:
             # The attempt timed out and is recorded; its thread has not stopped. This slot
             # waits for it, so that no more task threads run than the pool has workers.
-            log.warning("task %s: waiting for its timed-out attempt to stop", task.id)
+            log.warning(
+                "task %s: waiting for its timed-out attempt to stop",
+                task.id,
+                extra={"task_id": task.id},
+            )
             runner.join()
         return True
 
@@ -368,9 +386,18 @@ class WorkerPool:
             error = TaskError("UnknownTaskType", f"No task type {task.type!r} in this worker.")
             self._finish_failed(task, worker_id, error, retry=False)
             return None
-        log.info("task %s (%s) attempt %d started", task.id, task.type, task.attempts)
+        log.info(
+            "task %s (%s) attempt %d started",
+            task.id,
+            task.type,
+            task.attempts,
+            extra={"task_id": task.id},
+        )
+        began = time.monotonic()
         outcome, runner = self._call(task_type.func, context, task)
         context.finished = True
+        if self.metrics is not None:
+            self.metrics.attempt_ended(task.type, time.monotonic() - began)
         if outcome.kind == "timeout":
             context.request_stop("timeout")
             error = TaskError(
@@ -392,7 +419,13 @@ class WorkerPool:
         raised = outcome.error
         assert raised is not None
         error = TaskError(type(raised).__name__, str(raised) or type(raised).__name__)
-        log.info("task %s attempt %d failed: %s", task.id, task.attempts, error.type)
+        log.info(
+            "task %s attempt %d failed: %s",
+            task.id,
+            task.attempts,
+            error.type,
+            extra={"task_id": task.id},
+        )
         self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
         return None
 
@@ -434,15 +467,21 @@ class WorkerPool:
     def _finish_succeeded(self, task: Task, worker_id: str, result: Any) -> None:
         now = self.clock()
         if self.store.succeed(task.id, worker_id, result, now, self._expiry(now)):
-            log.info("task %s succeeded", task.id)
+            log.info("task %s succeeded", task.id, extra={"task_id": task.id})
+            self._count_finished(task, Status.SUCCEEDED)
         else:
-            log.warning("task %s ended after this worker lost it; result dropped", task.id)
+            log.warning(
+                "task %s ended after this worker lost it; result dropped",
+                task.id,
+                extra={"task_id": task.id},
+            )
 
     def _finish_cancelled(self, task: Task, worker_id: str) -> None:
         now = self.clock()
         error = TaskError("TaskCancelled", "Cancelled on request.")
         if self.store.fail(task.id, worker_id, error, now, self._expiry(now), cancelled=True):
-            log.info("task %s cancelled", task.id)
+            log.info("task %s cancelled", task.id, extra={"task_id": task.id})
+            self._count_finished(task, Status.CANCELLED)
 
     def _finish_failed(self, task: Task, worker_id: str, error: TaskError, *, retry: bool) -> None:
         now = self.clock()
@@ -458,9 +497,28 @@ class WorkerPool:
                 self._expiry(now),
             )
             if status is Status.QUEUED:
-                log.info("task %s: retry in %.2fs", task.id, delay)
+                log.info("task %s: retry in %.2fs", task.id, delay, extra={"task_id": task.id})
+                if self.metrics is not None:
+                    self.metrics.task_retried(task.type)
                 self.wakeup.notify()
             elif status is Status.CANCELLED:
-                log.info("task %s cancelled (asked while its attempt ran)", task.id)
+                log.info(
+                    "task %s cancelled (asked while its attempt ran)",
+                    task.id,
+                    extra={"task_id": task.id},
+                )
+                self._count_finished(task, Status.CANCELLED)
             return
-        self.store.fail(task.id, worker_id, error, now, self._expiry(now))
+        if self.store.fail(task.id, worker_id, error, now, self._expiry(now)):
+            log.info(
+                "task %s failed: %s: %s",
+                task.id,
+                error.type,
+                error.message[:200],
+                extra={"task_id": task.id},
+            )
+            self._count_finished(task, Status.FAILED)
+
+    def _count_finished(self, task: Task, outcome: Status) -> None:
+        if self.metrics is not None:
+            self.metrics.task_finished(task.type, outcome)

@@ -53,7 +53,8 @@ class Server:
         return self.process.wait(timeout)
 
 
-def start_server(db: Path, workdir: Path, **env: str) -> Server:
+def start_server(db: Path, workdir: Path, *args: str, **env: str) -> Server:
+    """``taskapi serve`` on a free port with extra ``args``, once it answers /ready."""
     port = free_port()
     log = workdir / f"server-{port}.log"
     environ = {
@@ -65,7 +66,7 @@ def start_server(db: Path, workdir: Path, **env: str) -> Server:
     }
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [*TASKAPI, "serve", "--port", str(port)],
+            [*TASKAPI, "serve", "--port", str(port), *args],
             env=environ,
             stdout=out,
             stderr=subprocess.STDOUT,

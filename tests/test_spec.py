@@ -20,6 +20,7 @@ OPERATIONS = {
     ("get", "/task-types"): "listTaskTypes",
     ("get", "/health"): "getHealth",
     ("get", "/ready"): "getReadiness",
+    ("get", "/metrics"): "getMetrics",
     ("get", "/start/{x}/{y}"): "legacyStart",
     ("get", "/status/{task_id}"): "legacyStatus",
 }

@@ -1,7 +1,8 @@
-"""``/health`` and ``/ready``: for load balancers and orchestrators."""
+"""``/health``, ``/ready`` and ``/metrics``: for load balancers, orchestrators, Prometheus."""
 
 from __future__ import annotations
 
+from flask import Response
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
@@ -45,5 +46,27 @@ def make_blueprint() -> Blueprint:
             if runtime.pool.size and not runtime.pool.alive():
                 abort(503, message="The worker threads of this process are not running.")
             return OK
+
+    @blp.route("/metrics")
+    class Metrics(MethodView):
+        @blp.doc(operationId="getMetrics")
+        @blp.response(
+            200,
+            {"type": "string", "description": "Prometheus text format 0.0.4."},
+            content_type="text/plain",
+            description="The metrics of every process of this server, in Prometheus text "
+            "format: `taskapi_tasks{status}` (tasks in the store now), "
+            "`taskapi_tasks_created_total{type}`, `taskapi_tasks_finished_total{type,outcome}`, "
+            "`taskapi_task_retries_total{type}`, the histograms `taskapi_task_run_seconds` and "
+            "`taskapi_task_queue_wait_seconds` by type, `taskapi_http_requests_total"
+            "{method,route,status}` and `taskapi_http_request_duration_seconds`.",
+        )
+        def get(self) -> Response:
+            """Prometheus metrics
+
+            For a Prometheus scrape job (with API keys on, give it a key as a bearer token).
+            """
+            body, content_type = current().metrics.exposition()
+            return Response(body, content_type=content_type)
 
     return blp

@@ -1,0 +1,151 @@
+"""Prometheus metrics: tasks by type and outcome, queue depth, run and wait times, HTTP.
+
+One ``Metrics`` per app. Under ``taskapi serve`` every server process writes its samples to
+files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up by
+api/server.py), and a scrape of any process sums them all. Queue depth is read from the store
+at scrape time (a row per status, kept by the store), so it is right whoever changed it.
+
+prometheus_client reads that variable once, when it is first imported, to choose where
+samples live; ``Metrics`` chooses again, from the variable as it is when the app is built.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+from api.models import Status, Task
+from api.store import Store
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: Seconds: from a fast `add` to a task that runs for minutes.
+TASK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
+HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60)
+
+
+class _QueueDepth:
+    """A collector: tasks in each status, read from the store when scraped."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily(
+            "taskapi_tasks", "Tasks in the store now, by status.", labels=["status"]
+        )
+        counts = self.store.count_by_status()
+        for status in Status:
+            family.add_metric([status.value], counts.get(status, 0))
+        yield family
+
+
+class Metrics:
+    """What the service, the workers and the request hooks count."""
+
+    def __init__(self, store: Store) -> None:
+        from prometheus_client import (
+            CollectorRegistry,
+            Counter,
+            Histogram,
+            disable_created_metrics,
+            values,
+        )
+
+        disable_created_metrics()  # `_created` series only double what a scrape holds
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_DIR))
+        values.ValueClass = values.get_value_class()  # files, or this process's memory
+        self._registry = CollectorRegistry()
+        # In multiprocess mode the samples go to files and a scrape reads the files: the
+        # metrics themselves must not be collected from this process's memory too.
+        own = None if self.multiprocess else self._registry
+        self._queue_depth = _QueueDepth(store)
+        self._registry.register(self._queue_depth)
+        self.created = Counter(
+            "taskapi_tasks_created", "Tasks created, by type.", ["type"], registry=own
+        )
+        self.finished = Counter(
+            "taskapi_tasks_finished",
+            "Tasks that ended, by type and outcome (succeeded, failed, cancelled).",
+            ["type", "outcome"],
+            registry=own,
+        )
+        self.retries = Counter(
+            "taskapi_task_retries", "Failed attempts queued again, by type.", ["type"], registry=own
+        )
+        self.run_seconds = Histogram(
+            "taskapi_task_run_seconds",
+            "Seconds an attempt ran, by type.",
+            ["type"],
+            buckets=TASK_BUCKETS,
+            registry=own,
+        )
+        self.queue_wait_seconds = Histogram(
+            "taskapi_task_queue_wait_seconds",
+            "Seconds from ready (submitted, or due) to started, by type.",
+            ["type"],
+            buckets=TASK_BUCKETS,
+            registry=own,
+        )
+        self.requests = Counter(
+            "taskapi_http_requests",
+            "HTTP requests answered, by method, route and status.",
+            ["method", "route", "status"],
+            registry=own,
+        )
+        self.request_seconds = Histogram(
+            "taskapi_http_request_duration_seconds",
+            "Seconds to answer an HTTP request, by method and route.",
+            ["method", "route"],
+            buckets=HTTP_BUCKETS,
+            registry=own,
+        )
+
+    # -- what the service and the workers report ---------------------------------------------
+
+    def task_created(self, task_type: str) -> None:
+        self.created.labels(task_type).inc()
+
+    def task_started(self, task: Task) -> None:
+        if task.started_at is not None:
+            waited = (task.started_at - task.run_after).total_seconds()
+            self.queue_wait_seconds.labels(task.type).observe(max(waited, 0.0))
+
+    def attempt_ended(self, task_type: str, seconds: float) -> None:
+        self.run_seconds.labels(task_type).observe(seconds)
+
+    def task_finished(self, task_type: str, outcome: Status) -> None:
+        self.finished.labels(task_type, outcome.value).inc()
+
+    def task_retried(self, task_type: str) -> None:
+        self.retries.labels(task_type).inc()
+
+    def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.request_seconds.labels(method, route).observe(seconds)
+
+    # -- the scrape --------------------------------------------------------------------------
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The metrics in Prometheus text format, and its content type."""
+        from prometheus_client import CollectorRegistry, generate_latest
+        from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
+        registry = self._registry
+        if self.multiprocess:
+            from prometheus_client.multiprocess import MultiProcessCollector
+
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)
+            registry.register(self._queue_depth)
+        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+
+
+def process_exited(pid: int) -> None:
+    """Let a server process's samples go when it exits (multiprocess mode)."""
+    if os.environ.get(MULTIPROCESS_DIR):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,179 @@
+"""``GET /metrics``: Prometheus text that parses, moves as tasks run, and adds up processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from flask.testing import FlaskClient
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import submit
+from tests.processes import Server, start_server
+
+Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+
+
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def scrape(client: FlaskClient) -> Samples:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return parse(response.get_data(as_text=True))
+
+
+def value(samples: Samples, name: str, **labels: str) -> float:
+    return samples.get((name, frozenset(labels.items())), 0.0)
+
+
+def test_metrics_move_as_tasks_are_created_run_retried_and_end(
+    client: FlaskClient, drain: Callable[[], int]
+) -> None:
+    before = scrape(client)
+    for x in range(3):
+        submit(client, {"type": "add", "params": {"x": x, "y": 1}})
+    submit(client, {"type": "fail", "params": {"message": "no"}, "max_attempts": 1})
+    flaky = {"type": "fail", "params": {"message": "once", "succeed_after": 1}, "max_attempts": 2}
+    submit(client, flaky)
+    later = submit(client, {"type": "add", "params": {"x": 1, "y": 1}, "delay_seconds": 60})
+    queued = scrape(client)
+    assert value(queued, "taskapi_tasks", status="queued") == 6
+    assert value(queued, "taskapi_tasks_created_total", type="add") == 4
+    assert value(queued, "taskapi_tasks_created_total", type="fail") == 2
+    assert client.post(f"/tasks/{later['id']}/cancel").status_code == 200
+    assert drain() == 5
+    retried = scrape(client)
+    assert value(retried, "taskapi_task_retries_total", type="fail") == 1
+    assert value(retried, "taskapi_tasks", status="queued") == 1  # the retry, after a backoff
+    deadline = time.monotonic() + 15
+    while drain() == 0 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    after = scrape(client)
+    assert value(after, "taskapi_tasks_finished_total", type="add", outcome="succeeded") == 3
+    assert value(after, "taskapi_tasks_finished_total", type="add", outcome="cancelled") == 1
+    assert value(after, "taskapi_tasks_finished_total", type="fail", outcome="failed") == 1
+    assert value(after, "taskapi_tasks_finished_total", type="fail", outcome="succeeded") == 1
+    assert value(after, "taskapi_tasks", status="succeeded") == 4
+    assert value(after, "taskapi_tasks", status="failed") == 1
+    assert value(after, "taskapi_tasks", status="cancelled") == 1
+    assert value(after, "taskapi_tasks", status="queued") == 0
+    # Attempts: three adds, and the fails' 1 + 2; each waited in the queue first.
+    assert value(after, "taskapi_task_run_seconds_count", type="add") == 3
+    assert value(after, "taskapi_task_run_seconds_count", type="fail") == 3
+    assert value(after, "taskapi_task_queue_wait_seconds_count", type="fail") == 3
+    assert value(after, "taskapi_task_run_seconds_bucket", type="add", le="+Inf") == 3
+    posts = {"method": "POST", "route": "/tasks", "status": "202"}
+    posted = value(after, "taskapi_http_requests_total", **posts)
+    assert posted - value(before, "taskapi_http_requests_total", **posts) == 6
+    timed = value(
+        after, "taskapi_http_request_duration_seconds_count", method="POST", route="/tasks"
+    )
+    assert timed == posted
+    cancels = {"method": "POST", "route": "/tasks/<task_id:task_id>/cancel", "status": "200"}
+    assert value(after, "taskapi_http_requests_total", **cancels) == 1
+
+
+def test_unmatched_paths_share_one_route_label(client: FlaskClient) -> None:
+    for n in range(3):
+        assert client.get(f"/no/such/path/{n}").status_code == 404
+    samples = scrape(client)
+    assert value(samples, "taskapi_http_requests_total", method="GET", route="unmatched",
+                 status="404") == 3  # fmt: skip
+    routes = {dict(labels).get("route") for name, labels in samples if "http" in name}
+    assert not any(route and route.startswith("/no/") for route in routes)
+
+
+@pytest.mark.slow
+def test_every_process_of_a_server_adds_to_one_set_of_metrics(tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    (metrics_dir / "counter_1.db").write_bytes(b"stale")  # left by an earlier run
+    server = start_server(
+        tmp_path / "tasks.sqlite3",
+        tmp_path,
+        "--processes",
+        "2",
+        PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+    )
+    try:
+        _check_processes_add_up(server, metrics_dir)
+    finally:
+        server.stop()
+
+
+def _check_processes_add_up(server: Server, metrics_dir: Path) -> None:
+    _both_processes(server)
+    for n in range(40):  # a connection each: the two processes share them
+        status, _ = server.request("POST", "/tasks", {"type": "add", "params": {"x": n, "y": 0}})
+        assert status == 202
+    writers = {path.stem.rsplit("_", 1)[1] for path in metrics_dir.glob("counter_*.db")}
+    assert len(writers) == 2, f"both processes should have counted: {sorted(writers)}"
+    for _ in range(6):  # each scrape may be answered by either process
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            samples = parse(response.read().decode())
+        assert value(samples, "taskapi_tasks_created_total", type="add") == 40
+        assert value(samples, "taskapi_http_requests_total", method="POST", route="/tasks",
+                     status="202") == 40  # fmt: skip
+
+
+def test_metrics_need_a_key_when_keys_are_on(tmp_path: Path) -> None:
+    from tests.conftest import make_app
+
+    app = make_app(tmp_path / "k.sqlite3", TASKS_API_KEYS="ops:s3cret-metrics")
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 401
+    ok = client.get("/metrics", headers={"Authorization": "Bearer s3cret-metrics"})
+    assert ok.status_code == 200 and b"taskapi_tasks{" in ok.data
+
+
+def test_no_server_environment_leaks_into_the_tests() -> None:
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
+
+
+@pytest.mark.slow
+def test_metrics_survive_a_server_process_that_exits_and_is_replaced(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, "--processes", "2")
+    try:
+        children = _both_processes(server)
+        os.kill(children[0], signal.SIGTERM)  # it exits cleanly; gunicorn starts another
+        deadline = time.monotonic() + 20
+        while (now := _children(server.process.pid)) == children or len(now) != 2:
+            assert time.monotonic() < deadline, "no new server process"
+            time.sleep(0.1)
+        for n in range(20):
+            status, _ = server.request(
+                "POST", "/tasks", {"type": "add", "params": {"x": n, "y": 0}}
+            )
+            assert status == 202
+        for _ in range(4):
+            with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+                assert value(parse(response.read().decode()), "taskapi_tasks_created_total",
+                             type="add") == 20  # fmt: skip
+    finally:
+        server.stop()
+
+
+def _both_processes(server: Server) -> list[int]:
+    """The two server processes, once both run (/ready answered when one did)."""
+    deadline = time.monotonic() + 20
+    while len(children := _children(server.process.pid)) != 2:
+        assert time.monotonic() < deadline, "the second server process did not start"
+        time.sleep(0.1)
+    return children
+
+
+def _children(pid: int) -> list[int]:
+    tasks = Path(f"/proc/{pid}/task").glob("*/children")
+    return sorted(int(child) for task in tasks for child in task.read_text().split())
