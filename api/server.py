@@ -19,6 +19,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.glogging import Logger
 
 log = logging.getLogger(__name__)
 
@@ -111,6 +112,17 @@ def _metrics_dir() -> str | None:
     return made
 
 
+class _ServerLogger(Logger):
+    """gunicorn's logger without its access log: api/logs.py logs each request, with its id.
+
+    (Silencing the ``gunicorn.access`` logger is not enough: gunicorn would still build each
+    line, at a tenth of a status read's time, before the logger dropped it.)
+    """
+
+    def access(self, resp: Any, req: Any, environ: Any, request_time: Any) -> None:
+        return None
+
+
 class TaskServer(BaseApplication):
     def __init__(self, options: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         self.options = dict(options)
@@ -165,6 +177,7 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
         "worker_int": _worker_int,
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
+        "logger_class": _ServerLogger,
         "logconfig_dict": gunicorn_config(
             os.environ.get("TASKS_LOG_LEVEL", "INFO"), os.environ.get("TASKS_LOG_FORMAT", "text")
         ),
