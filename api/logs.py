@@ -28,6 +28,8 @@ _USABLE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 FIELDS = ("request_id", "task_id", "method", "path", "status", "duration_ms")
 TEXT_FIELDS = ("request_id", "task_id", "duration_ms")
 FORMATS = ("text", "json")
+#: Methods counted by name in the metrics; any other a client invents is counted as "other".
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 requests_log = logging.getLogger("api.requests")
 
@@ -46,6 +48,12 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # A path or a task's error message is the client's text: it must not start a line
+        # that looks like a log line of its own.
+        record.message = record.message.replace("\r", "\\r").replace("\n", "\\n")
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -134,7 +142,8 @@ def install(app: Flask, metrics: Metrics) -> None:
         request_id = g.get("request_id") or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
         route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        metrics.request_answered(request.method, route, response.status_code, seconds)
+        method = request.method if request.method in METHODS else "other"
+        metrics.request_answered(method, route, response.status_code, seconds)
         if requests_log.isEnabledFor(logging.INFO):
             requests_log.info(
                 "%s %s %d",

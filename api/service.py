@@ -274,16 +274,17 @@ class TaskService:
         current = self.get(task_id, owner=owner)
         if not current.is_terminal:
             now = self.clock()
-            changed = self.store.cancel(current.id, now, now + timedelta(seconds=self.result_ttl))
-            if changed is None:
+            outcome = self.store.cancel(current.id, now, now + timedelta(seconds=self.result_ttl))
+            if outcome is None:
                 raise TaskNotFound(task_id)
-            if changed.status is Status.RUNNING:
-                self.notifier.cancel_requested(changed.id)
-                log.info("task %s: cancel asked", changed.id, extra={"task_id": changed.id})
-            elif changed.status is Status.CANCELLED and current.status is Status.QUEUED:
+            changed = outcome.task
+            if outcome.ended:
                 log.info("task %s cancelled", changed.id, extra={"task_id": changed.id})
                 if self.metrics is not None:
                     self.metrics.task_finished(changed.type, Status.CANCELLED)
+            elif changed.status is Status.RUNNING:
+                self.notifier.cancel_requested(changed.id)
+                log.info("task %s: cancel asked", changed.id, extra={"task_id": changed.id})
             self.events.changed(changed.id)
             # It may have ended on its own meanwhile: that is the 409 below, not a cancel.
             if changed.status is Status.CANCELLED or not changed.is_terminal:

@@ -117,11 +117,21 @@ class RunContext:
     def cancel_requested(self) -> bool:
         return self._stop.is_set()
 
+    @property
+    def task_type(self) -> str:
+        return self._task.type
+
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
     ) -> None:
         asked = self._store.report_progress(
-            self._task.id, self._worker_id, Progress(float(current), total, message)
+            self._task.id,
+            self._worker_id,
+            Progress(
+                float(current),
+                None if total is None else float(total),
+                None if message is None else str(message),
+            ),
         )
         self._events.changed(self._task.id)
         if asked is None:
@@ -237,6 +247,8 @@ class WorkerPool:
             # Hand it back first: a task that stops on the signal below must not record
             # itself cancelled, since no client asked for that.
             status = self.store.release(task_id, running.worker_id, now, self._expiry(now))
+            if status is Status.CANCELLED and self.metrics is not None:
+                self.metrics.task_finished(running.context.task_type, Status.CANCELLED)
             if status is not None:
                 log.warning(
                     "handed task %s back at shutdown: %s",
@@ -320,11 +332,23 @@ class WorkerPool:
     def recover_lost(self) -> int:
         """Take back tasks whose worker was lost; how many."""
         now = self.clock()
-        count = self.store.recover_expired(now, self._expiry(now))
-        if count:
-            log.warning("took back %d tasks whose worker was lost", count)
+        taken = self.store.recover_expired(now, self._expiry(now))
+        for task in taken:
+            log.warning(
+                "task %s: its worker was lost; %s",
+                task.id,
+                "queued again" if task.status is Status.QUEUED else task.status.value,
+                extra={"task_id": task.id},
+            )
+            if self.metrics is None:
+                continue
+            if task.status is Status.QUEUED:
+                self.metrics.task_retried(task.type)
+            else:
+                self.metrics.task_finished(task.type, task.status)
+        if taken:
             self.wakeup.notify_all()
-        return count
+        return len(taken)
 
     def _purge_batch(self) -> int:
         """One batch of expired tasks and keys; the larger of the two counts."""
@@ -518,6 +542,12 @@ class WorkerPool:
                 extra={"task_id": task.id},
             )
             self._count_finished(task, Status.FAILED)
+        else:
+            log.warning(
+                "task %s failed after this worker lost it; its error is dropped",
+                task.id,
+                extra={"task_id": task.id},
+            )
 
     def _count_finished(self, task: Task, outcome: Status) -> None:
         if self.metrics is not None:

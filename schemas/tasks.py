@@ -211,7 +211,7 @@ def task_document(task: Task) -> dict[str, Any]:
         else {
             "current": float(progress.current),
             "total": _float(progress.total),
-            "message": progress.message,
+            "message": None if progress.message is None else str(progress.message),
         },
         "attempts": task.attempts,
         "max_attempts": task.max_attempts,

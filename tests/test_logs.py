@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from api.logs import RequestContext
+from api.logs import RequestContext, TextFormatter
 from tests.processes import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,3 +91,12 @@ def test_an_unknown_log_format_stops_start_up_with_a_plain_message(tmp_path: Pat
     )  # fmt: skip
     assert result.returncode == 1
     assert "TASKS_LOG_FORMAT must be text or json, not 'xml'" in result.stderr
+
+
+def test_text_lines_cannot_be_forged_by_client_text() -> None:
+    record = logging.LogRecord(
+        "api.requests", logging.INFO, __file__, 1, "GET %s 404", ("/x\n2030-01-01 INFO forged",),
+        None,
+    )  # fmt: skip
+    line = TextFormatter().format(record)
+    assert "\n" not in line and "/x\\n2030-01-01 INFO forged" in line

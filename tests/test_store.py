@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -217,19 +221,23 @@ def test_cancel_queued_is_immediate_running_is_a_request_terminal_unchanged(
     store: Store,
 ) -> None:
     queued = store.create(new_task())
-    cancelled = store.cancel(queued.id, T0, LATER)
-    assert cancelled is not None and cancelled.status is Status.CANCELLED
+    outcome = store.cancel(queued.id, T0, LATER)
+    assert outcome is not None and outcome.ended
+    cancelled = outcome.task
+    assert cancelled.status is Status.CANCELLED
     assert cancelled.finished_at == T0 and cancelled.expires_at == LATER
     assert store.claim("w", T0, LATER) is None, "a cancelled task is never claimed"
 
     running = store.create(new_task())
     store.claim("w", T0, LATER)
     asked = store.cancel(running.id, T0, LATER)
-    assert asked is not None and asked.status is Status.RUNNING and asked.cancel_requested
+    assert asked is not None and not asked.ended
+    assert asked.task.status is Status.RUNNING and asked.task.cancel_requested
     assert store.heartbeat(running.id, "w", LATER) is True, "the worker hears of it"
 
     again = store.cancel(queued.id, T0 + timedelta(hours=1), LATER)
-    assert again == cancelled
+    assert again is not None and again.task == cancelled
+    assert not again.ended, "a second cancel did not end it: the first one did"
     assert store.cancel(str(uuid.uuid4()), T0, LATER) is None
 
 
@@ -312,7 +320,7 @@ def test_heartbeat_renews_the_lease_of_its_holder_only(store: Store) -> None:
     task = store.create(new_task())
     store.claim("w", T0, T0 + timedelta(seconds=30))
     assert store.heartbeat(task.id, "w", T0 + timedelta(seconds=60)) is False
-    assert store.recover_expired(T0 + timedelta(seconds=45), LATER) == 0, "renewed"
+    assert store.recover_expired(T0 + timedelta(seconds=45), LATER) == [], "renewed"
     assert store.heartbeat(task.id, "other", T0 + timedelta(seconds=90)) is None
     store.cancel(task.id, T0, LATER)
     assert store.heartbeat(task.id, "w", T0 + timedelta(seconds=90)) is True
@@ -321,8 +329,9 @@ def test_heartbeat_renews_the_lease_of_its_holder_only(store: Store) -> None:
 def test_recovery_requeues_counting_the_lost_attempt(store: Store) -> None:
     task = store.create(new_task())
     store.claim("dead", T0, T0 + timedelta(seconds=30))
-    assert store.recover_expired(T0 + timedelta(seconds=29), LATER) == 0
-    assert store.recover_expired(T0 + timedelta(seconds=31), LATER) == 1
+    assert store.recover_expired(T0 + timedelta(seconds=29), LATER) == []
+    taken = store.recover_expired(T0 + timedelta(seconds=31), LATER)
+    assert [(t.id, t.type, t.status) for t in taken] == [(task.id, "add", Status.QUEUED)]
     back = store.get(task.id)
     assert back is not None and back.status is Status.QUEUED
     assert back.attempts == 1 and back.error is not None and back.error.type == "WorkerLost"
@@ -338,7 +347,11 @@ def test_recovery_fails_a_task_out_of_attempts_and_honours_a_cancel(store: Store
     asked = store.create(new_task())
     store.claim("dead", T0, T0 + timedelta(seconds=1))
     store.cancel(asked.id, T0, LATER)
-    assert store.recover_expired(T0 + timedelta(seconds=5), LATER) == 2
+    taken = store.recover_expired(T0 + timedelta(seconds=5), LATER)
+    assert {(t.id, t.status) for t in taken} == {
+        (last.id, Status.FAILED),
+        (asked.id, Status.CANCELLED),
+    }
     failed, cancelled = store.get(last.id), store.get(asked.id)
     assert failed is not None and failed.status is Status.FAILED
     assert failed.error is not None and failed.error.type == "WorkerLost"
@@ -435,13 +448,16 @@ def test_cancel_is_not_lost_when_the_task_moves_between_queued_and_running(store
     store.claim("w", T0, LATER)
     store.retry(task.id, "w", TaskError("E", "x"), T0, T0, LATER)  # running -> queued
     after = store.cancel(task.id, T0, LATER)
-    assert after is not None and after.status is Status.CANCELLED
+    assert after is not None and after.ended and after.task.status is Status.CANCELLED
     again = store.create(new_task())
     store.claim("w", T0, LATER)
     asked = store.cancel(again.id, T0, LATER)
-    assert asked is not None and asked.status is Status.RUNNING and asked.cancel_requested
+    assert asked is not None and asked.task.status is Status.RUNNING
+    assert asked.task.cancel_requested
     unchanged = store.cancel(again.id, T0, LATER)
-    assert unchanged is not None and unchanged.version == asked.version, "asked once is enough"
+    assert unchanged is not None and unchanged.task.version == asked.task.version, (
+        "asked once is enough"
+    )
 
 
 def test_a_thread_can_let_go_of_its_connection(tmp_path: Path) -> None:
@@ -511,3 +527,81 @@ def test_the_queue_limit_holds_under_concurrent_submits(database_url: str) -> No
     assert stores[0].list(TaskFilter(), offset=0, limit=100)[1] == 5
     for s in stores:
         s.close()
+
+
+# -- the SQLite write turn -------------------------------------------------------------------
+
+
+def test_a_store_in_a_missing_directory_is_a_plain_store_error(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="Cannot open the SQLite store at"):
+        SQLiteStore(tmp_path / "no" / "such" / "tasks.sqlite3")
+
+
+def test_writers_racing_on_a_closed_store_all_get_their_turn(tmp_path: Path) -> None:
+    path = tmp_path / "turns.sqlite3"
+    for _ in range(5):
+        store = SQLiteStore(path)
+        store.close()  # as at shutdown, while late task threads still write
+        start = threading.Barrier(8)
+        done: list[int] = []
+
+        def write(
+            n: int,
+            store: SQLiteStore = store,
+            start: threading.Barrier = start,
+            done: list[int] = done,
+        ) -> None:
+            start.wait()
+            store.settle_key("o", f"k{n}")
+            done.append(n)
+
+        threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(8)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        assert len(done) == 8, "writers hung waiting for their turn"
+        store.close()
+    other = SQLiteStore(path)  # and nothing is left holding the turn
+    other.create(new_task())
+    other.close()
+
+
+def test_a_child_forked_by_a_dead_writer_does_not_keep_the_turn(tmp_path: Path) -> None:
+    path = tmp_path / "forked.sqlite3"
+    SQLiteStore(path).close()
+    holder = f"""
+import os, sys, time
+from api.store.sqlite import SQLiteStore
+store = SQLiteStore({str(path)!r})
+with store._turn.held():
+    if os.fork() == 0:  # a task that starts a helper process, while a write is under way
+        time.sleep(30)
+        os._exit(0)
+    print("holding", flush=True)
+    time.sleep(30)
+"""
+    process = subprocess.Popen(
+        [sys.executable, "-c", holder],
+        stdout=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None and process.stdout.readline() == b"holding\n"
+        process.kill()  # the writer dies in the middle of its turn; its child lives on
+        process.wait()
+        finished = threading.Event()
+
+        def write() -> None:
+            store = SQLiteStore(path)  # its migration check writes too
+            store.create(new_task())
+            store.close()
+            finished.set()
+
+        threading.Thread(target=write, daemon=True).start()
+        assert finished.wait(5), "the turn stayed with the dead writer's child"
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        if process.stdout is not None:
+            process.stdout.close()

@@ -44,6 +44,27 @@ class TaskFilter:
     owner: str | None = None
 
 
+@dataclass(frozen=True)
+class CancelResult:
+    """What a cancel did."""
+
+    #: The task afterwards.
+    task: Task
+    #: This call moved it from queued to cancelled (not: asked a running task to stop, nor
+    #: found it ended by someone else meanwhile).
+    ended: bool
+
+
+@dataclass(frozen=True)
+class Recovered:
+    """A task taken back from a lost worker."""
+
+    id: str
+    type: str
+    #: queued (to run again), failed (no attempts left) or cancelled (it had been asked).
+    status: Status
+
+
 class Store(Protocol):
     """What the service and the workers need from a backend."""
 
@@ -94,12 +115,12 @@ class Store(Protocol):
         None when the worker no longer holds the task (its lease expired and it was taken back).
         """
 
-    def recover_expired(self, now: datetime, expires_at: datetime) -> int:
+    def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         """Take back running tasks whose lease expired before ``now`` (their worker is lost).
 
         Each ends ``cancelled`` if cancellation was asked, goes back to ``queued`` (the lost
         attempt counted) if it has attempts left, else ends ``failed`` with a ``WorkerLost``
-        error. Returns how many were taken back.
+        error. Returns the tasks taken back, each with its status afterwards.
         """
 
     def succeed(
@@ -143,11 +164,11 @@ class Store(Protocol):
         None when the worker did not hold the task.
         """
 
-    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
+    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> CancelResult | None:
         """Cancel a queued task at once, or ask a running one to stop.
 
-        Returns the task as it is afterwards (unchanged when it was already terminal), or None
-        when there is no such task.
+        Returns the task as it is afterwards (unchanged when it was already terminal), and
+        whether this call is the one that ended it; None when there is no such task.
         """
 
     def delete(self, task_id: str) -> bool:

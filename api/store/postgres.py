@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -23,7 +23,14 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from api.models import TERMINAL, IdempotencyKey, NewTask, Progress, Status, Task, TaskError
-from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
+from api.store import (
+    CancelResult,
+    KeyTaken,
+    QueueFull,
+    Recovered,
+    StoreError,
+    TaskFilter,
+)
 from api.store.rows import (
     COLUMNS,
     WORKER_LOST,
@@ -355,31 +362,33 @@ class PostgresStore:
             ).fetchone()
         return None if row is None else bool(row["cancel_requested"])
 
-    def recover_expired(self, now: datetime, expires_at: datetime) -> int:
+    def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         lost = "status = 'running' AND lease_expires_at < %(now)s"
         args = {"now": now, "expires_at": expires_at, "lost": WORKER_LOST}
+        taken = "RETURNING id, type, status"
         with self._write() as conn:
-            cancelled = conn.execute(
+            rows = conn.execute(
                 f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = %(now)s,
                         expires_at = %(expires_at)s, {_RELEASED}
-                    WHERE {lost} AND cancel_requested""",
+                    WHERE {lost} AND cancel_requested {taken}""",
                 args,
-            ).rowcount
+            ).fetchall()
             requeued = conn.execute(
                 f"""UPDATE tasks SET status = 'queued', error = %(lost)s, run_after = %(now)s,
                         {_RELEASED}
-                    WHERE {lost} AND attempts < max_attempts""",
+                    WHERE {lost} AND attempts < max_attempts {taken}""",
                 args,
-            ).rowcount
-            failed = conn.execute(
+            ).fetchall()
+            rows += requeued
+            rows += conn.execute(
                 f"""UPDATE tasks SET status = 'failed', error = %(lost)s, finished_at = %(now)s,
                         expires_at = %(expires_at)s, {_RELEASED}
-                    WHERE {lost}""",
+                    WHERE {lost} {taken}""",
                 args,
-            ).rowcount
+            ).fetchall()
             if requeued:
                 conn.execute(f"NOTIFY {CHANNEL}")
-        return cancelled + requeued + failed
+        return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows]
 
     def succeed(
         self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
@@ -463,7 +472,7 @@ class PostgresStore:
             {"now": now, "expires_at": expires_at, "id": task_id, "worker": worker_id},
         )
 
-    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
+    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> CancelResult | None:
         changed = self._one(
             f"""UPDATE tasks SET cancel_requested = TRUE,
                     status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
@@ -476,7 +485,10 @@ class PostgresStore:
                 RETURNING {COLUMNS}""",
             (now, expires_at, task_id),
         )
-        return changed if changed is not None else self.get(task_id)
+        if changed is not None:
+            return CancelResult(changed, ended=changed.status is Status.CANCELLED)
+        current = self.get(task_id)
+        return None if current is None else CancelResult(current, ended=False)
 
     def delete(self, task_id: str) -> bool:
         return self._changed(

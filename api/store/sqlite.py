@@ -11,7 +11,7 @@ import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -27,7 +27,14 @@ from api.models import (
     TaskError,
     sources_of,
 )
-from api.store import KeyTaken, QueueFull, StoreError, TaskFilter
+from api.store import (
+    CancelResult,
+    KeyTaken,
+    QueueFull,
+    Recovered,
+    StoreError,
+    TaskFilter,
+)
 from api.store.rows import (
     COLUMNS,
     WORKER_LOST,
@@ -183,44 +190,68 @@ def _row_to_task(row: sqlite3.Row) -> Task:
     return task_from_row(row, _dt)  # type: ignore[arg-type]  # a Row reads by column name
 
 
+#: Guards the set-up of write turns; a forked child gets a fresh one (the parent's may have
+#: been held by another thread at the fork).
+_SETUP = threading.Lock()
+
+
+def _new_setup_lock() -> None:
+    global _SETUP
+    _SETUP = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_new_setup_lock)
+
+
 class WriteTurn:
     """One writer at a time on this machine, handed from one to the next without sleeping.
 
     SQLite lets one connection write at a time and makes the others retry with sleeps that
     grow to 100 ms, so a busy store spends its time waiting rather than writing. Writers
-    queue here instead, first on a lock of their process, then on an advisory lock of a file
-    beside the database (``<store>-lock``) that the kernel hands over at once and releases
-    if its process dies. SQLite's own locking still guards the file from anyone else.
+    queue here instead, first on a lock of their process, then on a POSIX record lock of a
+    file beside the database (``<store>-lock``), which the kernel hands over at once, which a
+    forked child does not inherit, and which goes with its process if that dies. This only
+    orders the writers: SQLite's own locking still guards the data, so anything that escapes
+    the order (another program, a second store object on the same file in one process) waits
+    on SQLite's busy timeout as before.
     """
 
     def __init__(self, path: str) -> None:
         self.path = f"{path}-lock"
-        self._pid = -1
-        self._threads = threading.Lock()
-        self._fd = -1
+        #: (pid, thread lock, lock file) of the process that made them.
+        self._own: tuple[int, threading.Lock, int] | None = None
 
-    def _for_this_process(self) -> None:
-        # A forked child shares its parent's open file, and with it the parent's lock:
-        # it needs a file (and a thread lock) of its own.
-        if self._pid != os.getpid():
-            self._threads = threading.Lock()
-            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            self._pid = os.getpid()
+    def _for_this_process(self) -> tuple[threading.Lock, int]:
+        pid, own = os.getpid(), self._own
+        if own is None or own[0] != pid:
+            with _SETUP:
+                own = self._own
+                if own is None or own[0] != pid:
+                    try:
+                        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+                    except OSError as exc:
+                        raise StoreError(
+                            f"Cannot open the SQLite store's lock file {self.path}: {exc}"
+                        ) from exc
+                    own = self._own = (pid, threading.Lock(), fd)
+        return own[1], own[2]
 
     @contextmanager
     def held(self) -> Iterator[None]:
-        self._for_this_process()
-        with self._threads:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        lock, fd = self._for_this_process()  # released through the very same pair
+        with lock:
+            fcntl.lockf(fd, fcntl.LOCK_EX)
             try:
                 yield
             finally:
-                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                fcntl.lockf(fd, fcntl.LOCK_UN)
 
     def close(self) -> None:
-        if self._pid == os.getpid():
-            os.close(self._fd)
-        self._pid = -1
+        with _SETUP:
+            own, self._own = self._own, None
+        if own is not None and own[0] == os.getpid():
+            with own[1]:  # after the writer holding it, if any
+                os.close(own[2])
 
 
 class SQLiteStore:
@@ -336,8 +367,8 @@ class SQLiteStore:
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
         """A write transaction that holds the lock from its start (no upgrade deadlocks)."""
+        conn = self._conn()
         with self._turn.held():
-            conn = self._conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -465,38 +496,29 @@ class SQLiteStore:
         )
         return None if row is None else bool(row[0])
 
-    def recover_expired(self, now: datetime, expires_at: datetime) -> int:
+    def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         lost = "status = 'running' AND lease_expires_at < ?"
         released = "worker_id = NULL, lease_expires_at = NULL, version = version + 1"
+        taken = "RETURNING id, type, status"
         with self._write() as conn:
-            return self._recover(conn, lost, released, now, expires_at)
-
-    def _recover(
-        self,
-        conn: sqlite3.Connection,
-        lost: str,
-        released: str,
-        now: datetime,
-        expires_at: datetime,
-    ) -> int:
-        cancelled = conn.execute(
-            f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = ?,
-                    expires_at = ?, {released}
-                WHERE {lost} AND cancel_requested = 1""",
-            (_ts(now), _ts(expires_at), _ts(now)),
-        ).rowcount
-        requeued = conn.execute(
-            f"""UPDATE tasks SET status = 'queued', error = ?, run_after = ?, {released}
-                WHERE {lost} AND attempts < max_attempts""",
-            (WORKER_LOST, _ts(now), _ts(now)),
-        ).rowcount
-        failed = conn.execute(
-            f"""UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, expires_at = ?,
-                    {released}
-                WHERE {lost}""",
-            (WORKER_LOST, _ts(now), _ts(expires_at), _ts(now)),
-        ).rowcount
-        return cancelled + requeued + failed
+            rows = conn.execute(
+                f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = ?,
+                        expires_at = ?, {released}
+                    WHERE {lost} AND cancel_requested = 1 {taken}""",
+                (_ts(now), _ts(expires_at), _ts(now)),
+            ).fetchall()
+            rows += conn.execute(
+                f"""UPDATE tasks SET status = 'queued', error = ?, run_after = ?, {released}
+                    WHERE {lost} AND attempts < max_attempts {taken}""",
+                (WORKER_LOST, _ts(now), _ts(now)),
+            ).fetchall()
+            rows += conn.execute(
+                f"""UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, expires_at = ?,
+                        {released}
+                    WHERE {lost} {taken}""",
+                (WORKER_LOST, _ts(now), _ts(expires_at), _ts(now)),
+            ).fetchall()
+        return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows]
 
     def succeed(
         self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
@@ -574,7 +596,7 @@ class SQLiteStore:
         )
         return None if row is None else Status(row[0])
 
-    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> Task | None:
+    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> CancelResult | None:
         # One statement: a queued task is cancelled, a running one is asked to stop, whatever
         # moves it between the two (a retry, a recovery) in the meantime.
         changed = self._write_one(
@@ -589,7 +611,10 @@ class SQLiteStore:
                 RETURNING {COLUMNS}""",
             (_ts(now), _ts(expires_at), task_id),
         )
-        return changed if changed is not None else self.get(task_id)
+        if changed is not None:
+            return CancelResult(changed, ended=changed.status is Status.CANCELLED)
+        current = self.get(task_id)
+        return None if current is None else CancelResult(current, ended=False)
 
     def delete(self, task_id: str) -> bool:
         return self._changed(
