@@ -6,6 +6,7 @@ import dataclasses
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
+from flask.testing import FlaskClient
 
 from api.models import Progress, Status, Task, TaskError
 from schemas.tasks import TaskStatusSchema, task_document
@@ -81,3 +82,12 @@ def test_task_document_equals_the_schemas_dump(task: Task) -> None:
         assert {k: type(v) for k, v in document["progress"].items()} == {
             k: type(v) for k, v in TaskStatusSchema().dump(task)["progress"].items()
         }
+
+
+def test_a_task_is_answered_like_a_listed_one_byte_for_byte(client: FlaskClient) -> None:
+    created = client.post("/tasks", json={"type": "add", "params": {"x": 1, "y": 2}})
+    read = client.get(created.headers["Location"])
+    listed = client.get("/tasks")
+    one = read.get_data(as_text=True).strip()
+    assert one == listed.get_data(as_text=True).strip()[1:-1], "the same JSON, compact"
+    assert created.get_json() == read.get_json()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from flask import Response, current_app, request
 from flask.views import MethodView
@@ -109,12 +109,12 @@ def prefer_wait(header: str | None) -> float | None:
 
 def task_answer(task: Task, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """The task as TaskStatus JSON: what the documented schema dumps, built directly."""
-    return current_app.response_class(
-        f"{current_app.json.dumps(task_document(task))}\n",
-        status=status,
-        headers=headers,
-        mimetype="application/json",
-    )
+    # As flask-smorest would answer: the app's JSON provider (compact, sorted keys).
+    response = cast(Response, current_app.json.response(task_document(task)))
+    response.status_code = status
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def retry_after(task: Task) -> int:
