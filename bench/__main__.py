@@ -180,9 +180,10 @@ def measure(args: argparse.Namespace) -> list[Row]:
         say(f"filling the store to {total} tasks")
         sample = fill(database, total)
         with serving(lambda: start_taskapi(database, **ours, log=work / "growth.log")) as t:
-            submit = run(scenarios.submit_load(t.port, size.growth_seconds))
+            # One connection: what a request costs with a full store, not time in a queue.
+            submit = run(scenarios.submit_load(t.port, size.growth_seconds, clients=1))
             run(scenarios.settle(t.port))
-            status = run(scenarios.status_load(t.port, sample, size.growth_seconds))
+            status = run(scenarios.status_load(t.port, sample, size.growth_seconds, clients=1))
         growth[total] = (p50(submit.latencies), p50(status.latencies))
     small, large = growth[size.growth_small], growth[size.growth_large]
     rows += [

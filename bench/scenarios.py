@@ -26,9 +26,9 @@ def close_all(conns: list[Connection]) -> None:
         conn.close()
 
 
-async def submit_load(port: int, seconds: float) -> LoadResult:
-    """16 keep-alive clients submitting `add` tasks back to back."""
-    conns = connections(port)
+async def submit_load(port: int, seconds: float, clients: int = CLIENTS) -> LoadResult:
+    """Keep-alive clients (16) submitting `add` tasks back to back."""
+    conns = connections(port, clients)
     try:
         return await closed_loop(
             conns, lambda c: c.request("POST", "/tasks", ADD), seconds=seconds, expect=202
@@ -54,9 +54,11 @@ async def submit_ids(port: int, n: int) -> list[str]:
     return ids
 
 
-async def status_load(port: int, ids: list[str], seconds: float) -> LoadResult:
-    """16 keep-alive clients reading tasks, each a random one of ``ids``."""
-    conns = connections(port)
+async def status_load(
+    port: int, ids: list[str], seconds: float, clients: int = CLIENTS
+) -> LoadResult:
+    """Keep-alive clients (16) reading tasks, each a random one of ``ids``."""
+    conns = connections(port, clients)
     pick = random.Random(7).choice
     try:
         return await closed_loop(
