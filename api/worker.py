@@ -47,6 +47,11 @@ ERROR_PAUSE = 1.0
 _JITTER = random.Random()
 
 
+def _task_log(emit: Callable[..., None], task_id: str, text: str, *args: Any) -> None:
+    """A line about one task (``text`` starts with ``task %s``), carrying its ``task_id``."""
+    emit(text, task_id, *args, extra={"task_id": task_id})
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -250,12 +255,7 @@ class WorkerPool:
             if status is Status.CANCELLED and self.metrics is not None:
                 self.metrics.task_finished(running.context.task_type, Status.CANCELLED)
             if status is not None:
-                log.warning(
-                    "handed task %s back at shutdown: %s",
-                    task_id,
-                    status.value,
-                    extra={"task_id": task_id},
-                )
+                _task_log(log.warning, task_id, "task %s handed back at shutdown: %s", status.value)
                 self.events.changed(task_id)
             running.context.request_stop("shutdown")
         if left:
@@ -320,10 +320,8 @@ class WorkerPool:
                 with self._lock:
                     still_ours = self._running.get(task_id) is entry
                 if still_ours and not entry.context.finished:  # not merely done meanwhile
-                    log.warning(
-                        "task %s: lease lost; its result will be dropped",
-                        task_id,
-                        extra={"task_id": task_id},
+                    _task_log(
+                        log.warning, task_id, "task %s: lease lost; its result will be dropped"
                     )
                     entry.context.request_stop("lost")
             elif asked:
@@ -334,11 +332,11 @@ class WorkerPool:
         now = self.clock()
         taken = self.store.recover_expired(now, self._expiry(now))
         for task in taken:
-            log.warning(
-                "task %s: its worker was lost; %s",
+            _task_log(
+                log.warning,
                 task.id,
+                "task %s: its worker was lost; %s",
                 "queued again" if task.status is Status.QUEUED else task.status.value,
-                extra={"task_id": task.id},
             )
             if self.metrics is None:
                 continue
@@ -395,11 +393,7 @@ class WorkerPool:
         if runner is not None:
             # The attempt timed out and is recorded; its thread has not stopped. This slot
             # waits for it, so that no more task threads run than the pool has workers.
-            log.warning(
-                "task %s: waiting for its timed-out attempt to stop",
-                task.id,
-                extra={"task_id": task.id},
-            )
+            _task_log(log.warning, task.id, "task %s: waiting for its timed-out attempt to stop")
             runner.join()
         return True
 
@@ -410,13 +404,7 @@ class WorkerPool:
             error = TaskError("UnknownTaskType", f"No task type {task.type!r} in this worker.")
             self._finish_failed(task, worker_id, error, retry=False)
             return None
-        log.info(
-            "task %s (%s) attempt %d started",
-            task.id,
-            task.type,
-            task.attempts,
-            extra={"task_id": task.id},
-        )
+        _task_log(log.info, task.id, "task %s (%s) attempt %d started", task.type, task.attempts)
         began = time.monotonic()
         outcome, runner = self._call(task_type.func, context, task)
         context.finished = True
@@ -443,13 +431,7 @@ class WorkerPool:
         raised = outcome.error
         assert raised is not None
         error = TaskError(type(raised).__name__, str(raised) or type(raised).__name__)
-        log.info(
-            "task %s attempt %d failed: %s",
-            task.id,
-            task.attempts,
-            error.type,
-            extra={"task_id": task.id},
-        )
+        _task_log(log.info, task.id, "task %s attempt %d failed: %s", task.attempts, error.type)
         self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
         return None
 
@@ -491,20 +473,18 @@ class WorkerPool:
     def _finish_succeeded(self, task: Task, worker_id: str, result: Any) -> None:
         now = self.clock()
         if self.store.succeed(task.id, worker_id, result, now, self._expiry(now)):
-            log.info("task %s succeeded", task.id, extra={"task_id": task.id})
+            _task_log(log.info, task.id, "task %s succeeded")
             self._count_finished(task, Status.SUCCEEDED)
         else:
-            log.warning(
-                "task %s ended after this worker lost it; result dropped",
-                task.id,
-                extra={"task_id": task.id},
+            _task_log(
+                log.warning, task.id, "task %s ended after this worker lost it; result dropped"
             )
 
     def _finish_cancelled(self, task: Task, worker_id: str) -> None:
         now = self.clock()
         error = TaskError("TaskCancelled", "Cancelled on request.")
         if self.store.fail(task.id, worker_id, error, now, self._expiry(now), cancelled=True):
-            log.info("task %s cancelled", task.id, extra={"task_id": task.id})
+            _task_log(log.info, task.id, "task %s cancelled")
             self._count_finished(task, Status.CANCELLED)
 
     def _finish_failed(self, task: Task, worker_id: str, error: TaskError, *, retry: bool) -> None:
@@ -521,32 +501,22 @@ class WorkerPool:
                 self._expiry(now),
             )
             if status is Status.QUEUED:
-                log.info("task %s: retry in %.2fs", task.id, delay, extra={"task_id": task.id})
+                _task_log(log.info, task.id, "task %s: retry in %.2fs", delay)
                 if self.metrics is not None:
                     self.metrics.task_retried(task.type)
                 self.wakeup.notify()
             elif status is Status.CANCELLED:
-                log.info(
-                    "task %s cancelled (asked while its attempt ran)",
-                    task.id,
-                    extra={"task_id": task.id},
-                )
+                _task_log(log.info, task.id, "task %s cancelled (asked while its attempt ran)")
                 self._count_finished(task, Status.CANCELLED)
             return
         if self.store.fail(task.id, worker_id, error, now, self._expiry(now)):
-            log.info(
-                "task %s failed: %s: %s",
-                task.id,
-                error.type,
-                error.message[:200],
-                extra={"task_id": task.id},
-            )
+            _task_log(log.info, task.id, "task %s failed: %s: %s", error.type, error.message[:200])
             self._count_finished(task, Status.FAILED)
         else:
-            log.warning(
-                "task %s failed after this worker lost it; its error is dropped",
+            _task_log(
+                log.warning,
                 task.id,
-                extra={"task_id": task.id},
+                "task %s failed after this worker lost it; its error is dropped",
             )
 
     def _count_finished(self, task: Task, outcome: Status) -> None:

@@ -49,7 +49,7 @@ def test_a_stopped_server_loses_nothing(tmp_path: Path, sig: int, group: bool) -
     finally:
         server.stop(signal.SIGKILL)
     log = server.log.read_text()
-    assert "handed task" in log, log
+    assert "handed back at shutdown" in log, log
 
     again = start_server(db, tmp_path, TASKS_WORKERS="4")
     try:
