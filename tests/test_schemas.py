@@ -43,6 +43,11 @@ TASKS = {
         timeout_seconds=3,
         started_at=T0.astimezone(timezone(timedelta(hours=5))),
     ),
+    "running with a message that is not a string": dataclasses.replace(
+        QUEUED,
+        status=Status.RUNNING,
+        progress=Progress(1, 10, 5),  # type: ignore[arg-type]  # what a task may pass
+    ),
     "running with progress of unknown total": dataclasses.replace(
         QUEUED, status=Status.RUNNING, progress=Progress(0.5), cancel_requested=True
     ),

@@ -10,6 +10,7 @@ from pathlib import Path
 from flask.testing import FlaskClient
 from marshmallow import Schema, fields
 
+from api.models import Progress
 from api.registry import Registry, TaskContext, TaskType
 from api.runtime import Runtime
 from api.worker import Wakeup
@@ -278,3 +279,29 @@ def test_restarting_a_pool_leaves_no_thread_behind(db_path: Path, database_url: 
     names = [t.name for t in threading.enumerate() if t.name.startswith("taskapi-")]
     assert names == [] and threading.active_count() <= before
     runtime.store.close()
+
+
+def test_progress_is_stored_as_numbers_and_text_whatever_the_task_passes(
+    db_path: Path,
+) -> None:
+    class NoParams(Schema):
+        pass
+
+    def chatty(context: TaskContext, params: dict) -> None:
+        context.progress(1, 10, 5)  # type: ignore[arg-type]  # a careless task
+        return None
+
+    app = make_app(db_path, TASKS_WORKERS=0)
+    runtime = runtime_of(app)
+    runtime.registry.add(TaskType("chatty", NoParams, chatty))
+    seen: list[Progress] = []
+    report = runtime.store.report_progress
+
+    def spy(task_id: str, worker_id: str, progress: Progress) -> bool | None:
+        seen.append(progress)
+        return report(task_id, worker_id, progress)
+
+    runtime.store.report_progress = spy  # type: ignore[method-assign]
+    runtime.service.submit({"type": "chatty", "params": {}})
+    assert runtime.pool.drain() == 1
+    assert seen == [Progress(1.0, 10.0, "5")]
