@@ -12,32 +12,12 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
-from playwright.sync_api import Locator, Page, Route, expect, sync_playwright
+from playwright.sync_api import Locator, Page, expect
 
+from tests.browser import ARTIFACTS, TIMEOUT_MS, browse, origin
 from tests.processes import Server, start_server
-
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-quic",
-    "--disable-dev-shm-usage",
-]
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-TIMEOUT_MS = 15_000
-
-
-def origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 @pytest.fixture
@@ -86,90 +66,60 @@ def test_swagger_ui_submits_the_default_example_and_reads_the_task_back(server: 
     example = spec_example(spec)
     assert example["type"] == "add", f"the example a newcomer tries first is a quick add: {example}"
 
-    requests: list[str] = []
-    aborted: list[str] = []
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/docs", wait_until="networkidle")
+        expect(page.locator(".swagger-ui .info .title")).to_contain_text("taskapi")
 
-    def only_this_server(route: Route) -> None:
-        if origin(route.request.url) == home:
-            route.continue_()
-        else:
-            aborted.append(route.request.url)
-            route.abort()
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
+        # POST /tasks: Try it out, keep the default example, Execute.
+        create = operation(page, "post", "/tasks")
+        expect(create).to_have_count(1)
+        create.locator(".opblock-summary-control").click()
+        create.locator("button.try-out__btn").click()
+        textarea = create.locator("textarea.body-param__text")
+        expect(textarea).to_be_editable()
+        assert json.loads(textarea.input_value()) == example, (
+            "Swagger UI shows the spec's example, not a generated sample"
         )
-        try:
-            context = browser.new_context(viewport={"width": 1280, "height": 900})
-            context.set_default_timeout(TIMEOUT_MS)
-            context.route("**/*", only_this_server)
-            context.on("request", lambda request: requests.append(request.url))
-            page = context.new_page()
-            console_errors: list[str] = []
-            page.on(
-                "console",
-                lambda msg: console_errors.append(msg.text) if msg.type == "error" else None,
-            )
+        prefilled = {
+            row.get_attribute("data-param-name"): value
+            for row in create.locator("tr[data-param-name]").all()
+            for value in [row.locator("input").first.input_value()]
+            if value
+        }
+        assert not prefilled, (
+            "Try it out fills these optional parameters from their examples, so the first "
+            f"request a newcomer sends is not a plain submit: {prefilled}"
+        )
+        status, created = execute(create)
+        assert status == "202", created
+        task_id = created["id"]
+        assert created["type"] == "add"
 
-            page.goto(server.url + "/docs", wait_until="networkidle")
-            expect(page.locator(".swagger-ui .info .title")).to_contain_text("taskapi")
+        # GET /tasks/{task_id}: Try it out, fill in the id, Execute until it has ended.
+        read = operation(page, "get", "/tasks/{task_id}")
+        expect(read).to_have_count(1)
+        read.locator(".opblock-summary-control").click()
+        read.locator("button.try-out__btn").click()
+        read.locator('tr[data-param-name="task_id"] input').fill(task_id)
+        for _ in range(10):
+            status, task = execute(read)
+            assert status == "200", task
+            if task["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.2)
+        assert task["id"] == task_id
+        assert task["status"] == "succeeded", task
+        assert task["result"] == example["params"]["x"] + example["params"]["y"]
+        expect(
+            read.locator(".live-responses-table tbody .response-col_description")
+        ).to_contain_text('"status": "succeeded"')
 
-            # POST /tasks: Try it out, keep the default example, Execute.
-            create = operation(page, "post", "/tasks")
-            expect(create).to_have_count(1)
-            create.locator(".opblock-summary-control").click()
-            create.locator("button.try-out__btn").click()
-            textarea = create.locator("textarea.body-param__text")
-            expect(textarea).to_be_editable()
-            assert json.loads(textarea.input_value()) == example, (
-                "Swagger UI shows the spec's example, not a generated sample"
-            )
-            prefilled = {
-                row.get_attribute("data-param-name"): value
-                for row in create.locator("tr[data-param-name]").all()
-                for value in [row.locator("input").first.input_value()]
-                if value
-            }
-            assert not prefilled, (
-                "Try it out fills these optional parameters from their examples, so the first "
-                f"request a newcomer sends is not a plain submit: {prefilled}"
-            )
-            status, created = execute(create)
-            assert status == "202", created
-            task_id = created["id"]
-            assert created["type"] == "add"
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "swagger-ui.png", full_page=True)
 
-            # GET /tasks/{task_id}: Try it out, fill in the id, Execute until it has ended.
-            read = operation(page, "get", "/tasks/{task_id}")
-            expect(read).to_have_count(1)
-            read.locator(".opblock-summary-control").click()
-            read.locator("button.try-out__btn").click()
-            read.locator('tr[data-param-name="task_id"] input').fill(task_id)
-            for _ in range(10):
-                status, task = execute(read)
-                assert status == "200", task
-                if task["status"] not in ("queued", "running"):
-                    break
-                time.sleep(0.2)
-            assert task["id"] == task_id
-            assert task["status"] == "succeeded", task
-            assert task["result"] == example["params"]["x"] + example["params"]["y"]
-            expect(
-                read.locator(".live-responses-table tbody .response-col_description")
-            ).to_contain_text('"status": "succeeded"')
-
-            ARTIFACTS.mkdir(exist_ok=True)
-            page.screenshot(path=ARTIFACTS / "swagger-ui.png", full_page=True)
-            context.close()
-        finally:
-            browser.close()
-
-    assert requests, "the page made requests"
-    strangers = [url for url in requests if origin(url) != home]
-    assert not strangers, f"requests that leave the machine: {strangers}"
-    assert not aborted
+    requests = seen.urls()
     assert f"{home}/openapi.json" in requests
     assert f"{home}/tasks" in requests
     assert f"{home}/tasks/{task_id}" in requests
-    assert not console_errors, console_errors
+    assert not seen.console_errors, seen.console_errors
