@@ -8,11 +8,17 @@ handled (a submit's "queued" line included). Lines about a task carry its ``task
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
 import re
+import sys
+import threading
 import time
 import uuid
+import weakref
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +37,10 @@ FORMATS = ("text", "json")
 #: Methods counted by name in the metrics; any other a client invents is counted as "other".
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
+#: The longest a line waits before it is written, and the most lines that wait.
+FLUSH_SECONDS = 0.1
+BATCH_LINES = 256
+
 requests_log = logging.getLogger("api.requests")
 
 
@@ -48,6 +58,16 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        self._second: tuple[int, str] = (-1, "")
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        # As logging's own, with the date and time of day made once a second, not per line.
+        second, stamp = self._second
+        if int(record.created) != second:
+            second = int(record.created)
+            stamp = time.strftime(self.default_time_format, self.converter(second))
+            self._second = (second, stamp)
+        return f"{stamp},{int(record.msecs):03d}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         # A path or a task's error message is the client's text: it must not start a line
@@ -87,11 +107,85 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False, default=str)
 
 
+class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-ignore]
+    """Lines to a stream, written a batch at a time.
+
+    Writing each request's line at once costs a system call per request, and, with many
+    request threads, a switch of the GIL to another thread each time. Here a line is formatted
+    when it is logged (so it has its request id), then kept for at most ``FLUSH_SECONDS``
+    and written with the others by a thread of the handler's own. A WARNING or worse is written
+    at once, with every line before it; so is a full batch. Pending lines are written at exit
+    and before the process forks, and a forked child starts with none.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+        self._flusher: threading.Thread | None = None
+        self._flusher_pid = 0
+        mine = weakref.ref(self)
+        os.register_at_fork(
+            before=lambda: _if_alive(mine, BatchingHandler.flush),
+            after_in_child=lambda: _if_alive(mine, BatchingHandler.forget_pending),
+        )
+
+    def emit(self, record: logging.LogRecord) -> None:  # called with self.lock held
+        try:
+            self._pending.append(self.format(record) + self.terminator)
+        except Exception:
+            self.handleError(record)
+            return
+        if record.levelno >= logging.WARNING or len(self._pending) >= BATCH_LINES:
+            self._write_pending()
+        elif self._flusher_pid != os.getpid():
+            self._flusher_pid = os.getpid()
+            self._flusher = threading.Thread(
+                target=self._flush_every, args=(weakref.ref(self),), name="taskapi-log", daemon=True
+            )
+            self._flusher.start()
+
+    def _write_pending(self) -> None:
+        text = "".join(self._pending)
+        self._pending.clear()
+        try:
+            if text:
+                self.stream.write(text)
+            if hasattr(self.stream, "flush"):
+                self.stream.flush()
+        except (OSError, ValueError):  # the stream is gone (a closed pipe, a closed file)
+            with contextlib.suppress(OSError, ValueError):
+                sys.stderr.write(f"taskapi: {len(text.splitlines())} log lines lost\n")
+
+    def flush(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+        finally:
+            self.release()
+
+    def forget_pending(self) -> None:
+        """In a forked child: the lines pending are the parent's to write."""
+        self._pending.clear()
+
+    @staticmethod
+    def _flush_every(handler: weakref.ref[BatchingHandler]) -> None:
+        while (alive := handler()) is not None:
+            alive.flush()
+            del alive
+            time.sleep(FLUSH_SECONDS)
+
+
+def _if_alive(ref: weakref.ref[BatchingHandler], do: Callable[[BatchingHandler], None]) -> None:
+    alive = ref()
+    if alive is not None:
+        do(alive)
+
+
 def handler(fmt: str) -> logging.Handler:
     """A handler to stderr writing ``fmt`` lines (text or json), with request ids."""
     if fmt not in FORMATS:
         raise ValueError(f"TASKS_LOG_FORMAT must be text or json, not {fmt!r}.")
-    made = logging.StreamHandler()
+    made = BatchingHandler()
     made.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     made.addFilter(RequestContext())
     return made
@@ -129,32 +223,41 @@ def install(app: Flask, metrics: Metrics) -> None:
     refusals get an id too) and its ``after_request`` last (so it sees the final answer).
     """
 
+    # Each use of ``request`` or ``g`` is a lookup through a proxy: these hooks run for every
+    # request, so they look each up once.
     @app.before_request
     def begin() -> None:
-        g.request_started = time.perf_counter()
+        here = g._get_current_object()
+        here.request_started = time.perf_counter()
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if _USABLE_ID.fullmatch(given) else uuid.uuid4().hex
+        here.request_id = given if _USABLE_ID.fullmatch(given) else uuid.uuid4().hex
 
     @app.after_request
     def answered(response: Response) -> Response:
-        started = g.get("request_started")
+        here = g._get_current_object()
+        started = here.get("request_started")
         seconds = time.perf_counter() - started if started is not None else 0.0
-        request_id = g.get("request_id") or uuid.uuid4().hex
+        request_id = here.get("request_id") or uuid.uuid4().hex
         response.headers[REQUEST_ID_HEADER] = request_id
-        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
-        method = request.method if request.method in METHODS else "other"
-        metrics.request_answered(method, route, response.status_code, seconds)
+        rule, method, status = request.url_rule, request.method, response.status_code
+        metrics.request_answered(
+            method if method in METHODS else "other",
+            rule.rule if rule is not None else "unmatched",
+            status,
+            seconds,
+        )
         if requests_log.isEnabledFor(logging.INFO):
+            path = request.path
             requests_log.info(
                 "%s %s %d",
-                request.method,
-                request.full_path if request.query_string else request.path,
-                response.status_code,
+                method,
+                request.full_path if request.query_string else path,
+                status,
                 extra={
                     "request_id": request_id,
-                    "method": request.method,
-                    "path": request.path,
-                    "status": response.status_code,
+                    "method": method,
+                    "path": path,
+                    "status": status,
                     "duration_ms": round(seconds * 1000, 2),
                 },
             )

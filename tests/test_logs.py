@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -12,7 +14,7 @@ from pathlib import Path
 import pytest
 from flask.testing import FlaskClient
 
-from api.logs import RequestContext, TextFormatter
+from api.logs import BatchingHandler, RequestContext, TextFormatter
 from tests.processes import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +102,86 @@ def test_text_lines_cannot_be_forged_by_client_text() -> None:
     )  # fmt: skip
     line = TextFormatter().format(record)
     assert "\n" not in line and "/x\\n2030-01-01 INFO forged" in line
+
+
+def test_text_lines_show_the_time_as_logging_does_across_seconds() -> None:
+    ours, standard = TextFormatter(), logging.Formatter()
+    for created in (1_700_000_000.001, 1_700_000_000.999, 1_700_000_001.5, 1_700_000_000.25):
+        record = logging.LogRecord("api", logging.INFO, __file__, 1, "m", None, None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        assert ours.formatTime(record) == standard.formatTime(record)
+
+
+class _Collected(io.StringIO):
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes = 0
+
+    def write(self, text: str) -> int:
+        self.writes += 1
+        return super().write(text)
+
+
+def _logger(handler: logging.Handler) -> logging.Logger:
+    logger = logging.getLogger(f"test.batching.{id(handler)}")
+    logger.propagate = False
+    logger.setLevel(logging.INFO)
+    logger.addHandler(handler)
+    return logger
+
+
+def test_info_lines_are_written_together_within_moments() -> None:
+    stream = _Collected()
+    logger = _logger(BatchingHandler(stream))
+    for n in range(50):
+        logger.info("line %d", n)
+    deadline = time.monotonic() + 5
+    while stream.getvalue().count("\n") < 50 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert stream.getvalue().splitlines() == [f"line {n}" for n in range(50)]
+    assert stream.writes < 10  # in batches, not a write per line
+
+
+def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+    stream = _Collected()
+    logger = _logger(BatchingHandler(stream))
+    logger.info("before")
+    logger.warning("trouble")
+    assert stream.getvalue().splitlines() == ["before", "trouble"]
+
+
+def test_lines_pending_at_exit_are_written() -> None:
+    script = (
+        "import logging, sys\n"
+        "from api.logs import handler\n"
+        "logging.basicConfig(level='INFO', handlers=[handler('text')])\n"
+        "for n in range(3): logging.getLogger('t').info('bye %d', n)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=True
+    )
+    said = [line.split(": ")[-1] for line in done.stderr.splitlines()]
+    assert said == ["bye 0", "bye 1", "bye 2"]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_does_not_write_its_parents_lines_again(tmp_path: Path) -> None:
+    out = tmp_path / "log"
+    script = (
+        "import logging, os, sys\n"
+        "from api.logs import BatchingHandler\n"
+        f"stream = open({str(out)!r}, 'a', buffering=1)\n"
+        "logging.basicConfig(level='INFO', format='%(message)s',\n"
+        "                    handlers=[BatchingHandler(stream)])\n"
+        "logging.getLogger('t').info('parent, before the fork')\n"
+        "pid = os.fork()\n"
+        "if pid == 0:\n"
+        "    logging.getLogger('t').info('child')\n"
+        "    logging.shutdown(); os._exit(0)\n"
+        "os.waitpid(pid, 0)\n"
+        "logging.getLogger('t').info('parent, after')\n"
+    )
+    subprocess.run([sys.executable, "-c", script], timeout=60, check=True)
+    lines = out.read_text().splitlines()
+    assert sorted(lines) == sorted(["parent, before the fork", "child", "parent, after"])
+    assert lines[0] == "parent, before the fork"
