@@ -1,0 +1,79 @@
+"""The arguments parser answers at once when a request carries none of a schema's arguments,
+and parses exactly as webargs does otherwise."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from marshmallow import Schema, ValidationError, fields, validates_schema
+from werkzeug.exceptions import UnprocessableEntity
+
+from api.views.arguments import ArgumentsParser
+from tests.conftest import submit
+
+ADD = {"type": "add", "params": {"x": 2, "y": 3}}
+
+
+class Optional(Schema):
+    wait = fields.Float()
+    if_none_match = fields.String(data_key="If-None-Match")
+
+
+class WithDefault(Schema):
+    page = fields.Integer(load_default=1)
+
+
+class WithValidator(Schema):
+    token = fields.String()
+
+    @validates_schema
+    def needs_token(self, data: dict[str, Any], **kwargs: Any) -> None:
+        if "token" not in data:
+            raise ValidationError("token is required")
+
+
+@pytest.fixture
+def parse() -> Any:
+    parser, app = ArgumentsParser(), Flask(__name__)
+
+    def parse(schema: Schema, location: str, path: str = "/", **headers: str) -> Any:
+        with app.test_request_context(path, headers=headers):
+            return parser.parse(schema, location=location)
+
+    return parse
+
+
+def test_absent_arguments_load_as_nothing(parse: Any) -> None:
+    assert parse(Optional(), "query", "/?unrelated=1") == {}
+    assert parse(Optional(), "headers", Accept="application/json") == {}
+
+
+def test_present_arguments_are_parsed_and_validated(parse: Any) -> None:
+    assert parse(Optional(), "query", "/?wait=2.5") == {"wait": 2.5}
+    assert parse(Optional(), "headers", **{"if-none-match": '"3"'}) == {"if_none_match": '"3"'}
+    with pytest.raises(UnprocessableEntity):
+        parse(Optional(), "query", "/?wait=soon")
+
+
+def test_defaults_and_schema_validators_still_apply_when_nothing_is_given(parse: Any) -> None:
+    assert parse(WithDefault(), "query") == {"page": 1}
+    with pytest.raises(UnprocessableEntity):
+        parse(WithValidator(), "headers")
+
+
+def test_a_read_with_a_lowercase_conditional_header_is_answered_304(client: FlaskClient) -> None:
+    task = submit(client, ADD)
+    etag = client.get(f"/tasks/{task['id']}").headers["ETag"]
+    assert client.get(f"/tasks/{task['id']}", headers={"if-none-match": etag}).status_code == 304
+    assert client.get(f"/tasks/{task['id']}?other=1").status_code == 200
+
+
+def test_a_bad_wait_is_still_refused_with_a_problem(client: FlaskClient) -> None:
+    task = submit(client, ADD)
+    response = client.get(f"/tasks/{task['id']}?wait=-1")
+    assert response.status_code == 422
+    assert response.mimetype == "application/problem+json"
+    assert "wait" in response.get_data(as_text=True)
