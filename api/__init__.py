@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import FunctionType
 from typing import Any
 
 from flask import Flask
@@ -13,6 +14,27 @@ from api.config import Settings
 __version__ = "0.1.0"
 
 log = logging.getLogger(__name__)
+
+
+class TaskApp(Flask):
+    """Flask, remembering which of its functions are coroutines.
+
+    Flask asks it of every hook and view on every request (fourteen times for a task read),
+    and for a function the answer never changes. Bound methods (a view instance's) are not
+    remembered: a new one is made per request.
+    """
+
+    def __init__(self, import_name: str) -> None:
+        super().__init__(import_name)
+        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        if type(func) is not FunctionType:
+            return super().ensure_sync(func)
+        made = self._sync.get(func)
+        if made is None:
+            made = self._sync[func] = super().ensure_sync(func)
+        return made
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
@@ -60,7 +82,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from api.views import dashboard, docs, legacy, ops, task_types, tasks
     from api.worker import WorkerPool
 
-    app = Flask(__name__)
+    app = TaskApp(__name__)
     app.config.from_mapping(Settings.defaults())
     app.config.from_mapping(Settings.from_environ())
     app.config.from_mapping(config or {})

@@ -102,6 +102,7 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=own,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     # -- what the service and the workers report ---------------------------------------------
 
@@ -123,8 +124,16 @@ class Metrics:
         self.retries.labels(task_type).inc()
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.request_seconds.labels(method, route).observe(seconds)
+        # The labelled children, found once per label set (there are few: methods, routes
+        # and statuses are bounded): prometheus_client's labels() checks and locks each time.
+        children = self._request_children.get((method, route, status))
+        if children is None:
+            children = self._request_children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)),
+                self.request_seconds.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
     # -- the scrape --------------------------------------------------------------------------
 
