@@ -194,6 +194,8 @@ class WorkerPool:
         self._monitor: threading.Thread | None = None
         self._listener: threading.Thread | None = None
         self._running: dict[str, _Running] = {}
+        #: A task claimed for a worker in the transaction that recorded its last success.
+        self._claimed: dict[str, Task] = {}
         self._lock = threading.Lock()
         self._id_prefix = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
@@ -275,7 +277,7 @@ class WorkerPool:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self, worker_id: str) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() or worker_id in self._claimed:
             try:
                 if self.run_one(worker_id):
                     continue
@@ -373,8 +375,10 @@ class WorkerPool:
 
     def run_one(self, worker_id: str) -> bool:
         """Claim and run at most one ready task; False when none was ready."""
-        now = self.clock()
-        task = self.store.claim(worker_id, now, now + timedelta(seconds=self.lease_seconds))
+        task = self._claimed.pop(worker_id, None)
+        if task is None:
+            now = self.clock()
+            task = self.store.claim(worker_id, now, now + timedelta(seconds=self.lease_seconds))
         if task is None:
             return False
         # No wake-up for readers here: a long-poll waits for the end, not for the start.
@@ -472,7 +476,18 @@ class WorkerPool:
 
     def _finish_succeeded(self, task: Task, worker_id: str, result: Any) -> None:
         now = self.clock()
-        if self.store.succeed(task.id, worker_id, result, now, self._expiry(now)):
+        if self._stop.is_set():
+            done = self.store.succeed(task.id, worker_id, result, now, self._expiry(now))
+        else:
+            # Under load most successes are followed by a claim: one transaction for both.
+            # The claimed task runs next on this worker, before it looks at the stop signal.
+            lease_until = now + timedelta(seconds=self.lease_seconds)
+            done, claimed = self.store.succeed_and_claim(
+                task.id, worker_id, result, now, self._expiry(now), lease_until
+            )
+            if claimed is not None:
+                self._claimed[worker_id] = claimed
+        if done:
             _task_log(log.info, task.id, "task %s succeeded")
             self._count_finished(task, Status.SUCCEEDED)
         else:

@@ -174,6 +174,37 @@ def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> No
     assert store.get(task.id) == done
 
 
+def test_succeed_and_claim_records_the_success_and_takes_the_next_ready_task(
+    store: Store,
+) -> None:
+    first = store.create(new_task())
+    low = store.create(new_task(priority=-1))
+    high = store.create(new_task(priority=5, created=T0 + timedelta(seconds=1)))
+    later = store.create(new_task(delay=60))
+    assert store.claim("w", T0 + timedelta(seconds=1), LATER) == store.get(high.id)
+    now = T0 + timedelta(seconds=2)
+    done, claimed = store.succeed_and_claim(high.id, "w", 8, now, LATER, LATER)
+    assert done and store.get(high.id).status is Status.SUCCEEDED  # type: ignore[union-attr]
+    assert claimed is not None and claimed.id == first.id
+    assert (claimed.status, claimed.worker_id, claimed.attempts) == (Status.RUNNING, "w", 1)
+    assert claimed == store.get(first.id)
+    done, claimed = store.succeed_and_claim(first.id, "w", 1, now, LATER, LATER)
+    assert done and claimed is not None and claimed.id == low.id
+    done, claimed = store.succeed_and_claim(low.id, "w", 1, now, LATER, LATER)
+    assert done and claimed is None, "the delayed task is not ready yet"
+    assert store.get(later.id).status is Status.QUEUED  # type: ignore[union-attr]
+
+
+def test_succeed_and_claim_by_a_worker_that_lost_its_task_records_nothing(store: Store) -> None:
+    lost = store.create(new_task())
+    store.claim("w", T0, LATER)
+    waiting = store.create(new_task(created=T0 + timedelta(seconds=1)))
+    now = T0 + timedelta(seconds=1)
+    done, claimed = store.succeed_and_claim(lost.id, "other", 3, now, LATER, LATER)
+    assert not done and store.get(lost.id).status is Status.RUNNING  # type: ignore[union-attr]
+    assert claimed is not None and claimed.id == waiting.id and claimed.worker_id == "other"
+
+
 def test_retry_requeues_with_the_error_and_a_later_run_after(store: Store) -> None:
     task = store.create(new_task())
     store.claim("w", T0, LATER)

@@ -138,6 +138,33 @@ def test_stop_lets_a_running_task_finish_within_the_grace(
     assert client.get(f"/tasks/{task['id']}").get_json()["status"] == "succeeded"
 
 
+def test_a_worker_finishing_during_stop_claims_nothing_more(db_path: Path) -> None:
+    # A success is recorded together with the claim of the next task, except once the pool
+    # is stopping: then the next tasks stay queued for the next start.
+    started, release = threading.Event(), threading.Event()
+
+    class NoParams(Schema):
+        pass
+
+    def gated(context: TaskContext, params: dict) -> str:
+        started.set()
+        release.wait(30)
+        return "done"
+
+    app = make_app(db_path, TASKS_WORKERS=1)
+    runtime = runtime_of(app)
+    runtime.registry.add(TaskType("gated", NoParams, gated))
+    first, *rest = [runtime.service.submit({"type": "gated", "params": {}}).task for _ in range(3)]
+    runtime.pool.start()
+    assert started.wait(15)
+    threading.Timer(0.3, release.set).start()  # the first ends while stop() waits
+    runtime.pool.stop(grace=10)
+    assert runtime.store.get(first.id).status.value == "succeeded"  # type: ignore[union-attr]
+    for task in rest:
+        left = runtime.store.get(task.id)
+        assert left is not None and (left.status.value, left.attempts) == ("queued", 0)
+
+
 def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> None:
     release = threading.Event()
 

@@ -128,6 +128,18 @@ class Store(Protocol):
     ) -> bool:
         """running -> succeeded, if this worker holds the task."""
 
+    def succeed_and_claim(
+        self,
+        task_id: str,
+        worker_id: str,
+        result: Any,
+        now: datetime,
+        expires_at: datetime,
+        lease_until: datetime,
+    ) -> tuple[bool, Task | None]:
+        """``succeed``, then ``claim`` for the same worker, in one transaction: whether the
+        success was recorded, and the task claimed (None when none was ready)."""
+
     def fail(
         self,
         task_id: str,

@@ -102,6 +102,16 @@ _QUEUE_UNLESS_CANCELLED = """
     finished_at = CASE WHEN cancel_requested THEN %(now)s END,
     expires_at = CASE WHEN cancel_requested THEN %(expires_at)s END"""
 _RELEASED = "worker_id = NULL, lease_expires_at = NULL, version = version + 1"
+_CLAIM_SQL = f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %s,
+        worker_id = %s, lease_expires_at = %s, progress = NULL, version = version + 1
+    WHERE seq = (
+        SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %s
+        ORDER BY priority DESC, run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED
+    )
+    RETURNING {COLUMNS}"""
+_SUCCEED_SQL = f"""UPDATE tasks SET status = 'succeeded', result = %s, error = NULL,
+        finished_at = %s, expires_at = %s, {_RELEASED}
+    WHERE id = %s AND worker_id = %s AND status = 'running'"""
 
 
 def _row_to_task(row: dict[str, Any]) -> Task:
@@ -327,16 +337,7 @@ class PostgresStore:
             )
 
     def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
-        return self._one(
-            f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %s,
-                    worker_id = %s, lease_expires_at = %s, progress = NULL, version = version + 1
-                WHERE seq = (
-                    SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %s
-                    ORDER BY priority DESC, run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED
-                )
-                RETURNING {COLUMNS}""",
-            (now, worker_id, lease_until, now),
-        )
+        return self._one(_CLAIM_SQL, (now, worker_id, lease_until, now))
 
     def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
         with self._conn() as conn:
@@ -393,12 +394,23 @@ class PostgresStore:
     def succeed(
         self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
     ) -> bool:
-        return self._changed(
-            f"""UPDATE tasks SET status = 'succeeded', result = %s, error = NULL,
-                    finished_at = %s, expires_at = %s, {_RELEASED}
-                WHERE id = %s AND worker_id = %s AND status = 'running'""",
-            (dumps(result), now, expires_at, task_id, worker_id),
-        )
+        return self._changed(_SUCCEED_SQL, (dumps(result), now, expires_at, task_id, worker_id))
+
+    def succeed_and_claim(
+        self,
+        task_id: str,
+        worker_id: str,
+        result: Any,
+        now: datetime,
+        expires_at: datetime,
+        lease_until: datetime,
+    ) -> tuple[bool, Task | None]:
+        with self._write() as conn:
+            done = conn.execute(
+                _SUCCEED_SQL, (dumps(result), now, expires_at, task_id, worker_id)
+            ).rowcount
+            row = conn.execute(_CLAIM_SQL, (now, worker_id, lease_until, now)).fetchone()
+        return done > 0, None if row is None else _row_to_task(row)
 
     def fail(
         self,

@@ -164,6 +164,26 @@ def _in(statuses: Iterable[Status]) -> str:
 
 
 _SUCCEED_FROM = _in(sources_of(Status.SUCCEEDED))
+_CLAIM_SQL = f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,
+        worker_id = ?, lease_expires_at = ?, progress = NULL, version = version + 1
+    WHERE seq = ({NEXT_READY_SQL}) AND status = 'queued'
+    RETURNING {COLUMNS}"""
+_SUCCEED_SQL = f"""UPDATE tasks SET status = 'succeeded', result = ?, error = NULL,
+        finished_at = ?, expires_at = ?, worker_id = NULL, lease_expires_at = NULL,
+        version = version + 1
+    WHERE id = ? AND worker_id = ? AND status IN {_SUCCEED_FROM}"""
+
+
+def _claim_args(worker_id: str, now: datetime, lease_until: datetime) -> tuple[Any, ...]:
+    return (_ts(now), worker_id, _ts(lease_until), _ts(now))
+
+
+def _succeed_args(
+    task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
+) -> tuple[Any, ...]:
+    return (dumps(result), _ts(now), _ts(expires_at), task_id, worker_id)
+
+
 #: A running task goes back to the queue, unless a client asked to cancel it meanwhile: then
 #: it ends cancelled. Its parameters: now, expires_at.
 _QUEUE_UNLESS_CANCELLED = """
@@ -466,13 +486,7 @@ class SQLiteStore:
         )
 
     def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
-        return self._write_one(
-            f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,
-                    worker_id = ?, lease_expires_at = ?, progress = NULL, version = version + 1
-                WHERE seq = ({NEXT_READY_SQL}) AND status = 'queued'
-                RETURNING {COLUMNS}""",
-            (_ts(now), worker_id, _ts(lease_until), _ts(now)),
-        )
+        return self._write_one(_CLAIM_SQL, _claim_args(worker_id, now, lease_until))
 
     def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
         row = self._returning(
@@ -524,12 +538,24 @@ class SQLiteStore:
         self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
     ) -> bool:
         return self._changed(
-            f"""UPDATE tasks SET status = 'succeeded', result = ?, error = NULL,
-                    finished_at = ?, expires_at = ?, worker_id = NULL, lease_expires_at = NULL,
-                    version = version + 1
-                WHERE id = ? AND worker_id = ? AND status IN {_SUCCEED_FROM}""",
-            (dumps(result), _ts(now), _ts(expires_at), task_id, worker_id),
+            _SUCCEED_SQL, _succeed_args(task_id, worker_id, result, now, expires_at)
         )
+
+    def succeed_and_claim(
+        self,
+        task_id: str,
+        worker_id: str,
+        result: Any,
+        now: datetime,
+        expires_at: datetime,
+        lease_until: datetime,
+    ) -> tuple[bool, Task | None]:
+        with self._write() as conn:
+            done = conn.execute(
+                _SUCCEED_SQL, _succeed_args(task_id, worker_id, result, now, expires_at)
+            ).rowcount
+            rows = conn.execute(_CLAIM_SQL, _claim_args(worker_id, now, lease_until)).fetchall()
+        return done > 0, _row_to_task(rows[0]) if rows else None
 
     def fail(
         self,
