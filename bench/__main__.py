@@ -6,8 +6,10 @@
 Starts ``taskapi serve`` as production runs it (gunicorn, gthread workers, a SQLite file),
 and the bare Flask app of bench/bare_app.py on the same server with the same processes and
 threads, both on loopback; drives both from this process (bench/loadgen.py) and prints each
-figure with its ratio to the bare app and the target it must meet. The machine is shared and
-noisy: read the ratios of one run, not absolute numbers across runs.
+figure with its ratio to the bare app and the target it must meet. It also serves the floor
+(bench/floor_app.py: Flask and one SQLite statement per request, nothing else) with the same
+settings, to show how much of the gap to the bare app the store alone makes. The machine is
+shared and noisy: read the ratios of one run, not absolute numbers across runs.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from typing import Any
 from bench import scenarios
 from bench.fill import fill
 from bench.loadgen import percentile
-from bench.servers import Running, start_bare, start_taskapi
+from bench.servers import Running, start_bare, start_floor, start_taskapi
 
 
 @dataclass
@@ -153,6 +155,11 @@ def measure(args: argparse.Namespace) -> list[Row]:
             t_drain = run(scenarios.drain(t.port, size.drain))
         t_single = run(scenarios.single_taskapi(t.port, size.single))
 
+    say("floor (Flask and one SQLite statement): submit, status")
+    with serving(lambda: start_floor(work / "main.db", **shape, log=work / "floor.log")) as f:
+        f_submit = run(scenarios.submit_load(f.port, size.seconds))
+        f_status = run(scenarios.status_load(f.port, ids, size.seconds))
+
     p50, p99 = (lambda v: percentile(v, 50) * 1000), (lambda v: percentile(v, 99) * 1000)
     rows += [
         Row("submit throughput", "req/s", t_submit.per_second, b_submit.per_second,
@@ -169,6 +176,10 @@ def measure(args: argparse.Namespace) -> list[Row]:
             p99(b_single.round_trips)),
         Row("idle: submit to start p50", "ms", p50(t_single.to_start), None, "<=5"),
         Row("idle: submit to start p99", "ms", p99(t_single.to_start)),
+        Row("floor submit, 1 SQLite insert", "req/s", f_submit.per_second,
+            b_submit.per_second),
+        Row("floor status, 1 SQLite read", "req/s", f_status.per_second,
+            b_status.per_second),
         Row("PSS under load", "MiB", memory.peak_pss / 2**20, bare_memory.peak_pss / 2**20,
             "<=100"),
     ]  # fmt: skip

@@ -115,13 +115,26 @@ def start_taskapi(
 
 def start_bare(*, processes: int, threads: int, log: Path) -> Running:
     """The bare Flask app on the same server with the same processes and threads."""
+    return _on_gunicorn("bare", "bench.bare_app:app", processes, threads, {}, log)
+
+
+def start_floor(database: Path, *, processes: int, threads: int, log: Path) -> Running:
+    """Flask and the SQLite store alone (bench/floor_app.py), on the same server and settings."""
+    return _on_gunicorn(
+        "floor", "bench.floor_app:app", processes, threads, {"FLOOR_DATABASE": str(database)}, log
+    )
+
+
+def _on_gunicorn(
+    name: str, app: str, processes: int, threads: int, env: dict[str, str], log: Path
+) -> Running:
     return start(
-        "bare",
+        name,
         [
             sys.executable, "-m", "gunicorn", "--bind", "127.0.0.1:{port}",
             "--worker-class", "gthread", "--workers", str(processes),
-            "--threads", str(threads), "bench.bare_app:app",
+            "--threads", str(threads), app,
         ],
-        {},
+        env,
         log,
     )  # fmt: skip

@@ -27,6 +27,8 @@ def test_bench_against_the_bare_stack_runs(tmp_path: Path) -> None:
     for name in (
         "submit throughput",
         "status reads",
+        "floor submit, 1 SQLite insert",
+        "floor status, 1 SQLite read",
         "drain",
         "idle: submit to done p50 (wait)",
         "idle: submit to start p50",
