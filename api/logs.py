@@ -140,7 +140,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
         elif self._flusher_pid != os.getpid():
             self._flusher_pid = os.getpid()
             self._flusher = threading.Thread(
-                target=self._flush_every, args=(weakref.ref(self),), name="taskapi-log", daemon=True
+                target=self._flush_every, args=(weakref.ref(self),), name="log-flusher", daemon=True
             )
             self._flusher.start()
 

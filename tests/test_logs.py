@@ -9,7 +9,9 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
@@ -122,17 +124,29 @@ class _Collected(io.StringIO):
         return super().write(text)
 
 
-def _logger(handler: logging.Handler) -> logging.Logger:
-    logger = logging.getLogger(f"test.batching.{id(handler)}")
-    logger.propagate = False
-    logger.setLevel(logging.INFO)
-    logger.addHandler(handler)
-    return logger
+@pytest.fixture
+def batching() -> Iterator[Callable[[io.StringIO], logging.Logger]]:
+    """A logger of its own writing through a BatchingHandler to a stream; removed after."""
+    made: list[tuple[logging.Logger, logging.Handler]] = []
+
+    def make(stream: io.StringIO) -> logging.Logger:
+        handler = BatchingHandler(stream)
+        logger = logging.getLogger(f"test.batching.{id(handler)}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+        made.append((logger, handler))
+        return logger
+
+    yield make
+    for logger, handler in made:
+        logger.removeHandler(handler)
+        handler.close()
 
 
-def test_info_lines_are_written_together_within_moments() -> None:
+def test_info_lines_are_written_together_within_moments(batching: Any) -> None:
     stream = _Collected()
-    logger = _logger(BatchingHandler(stream))
+    logger = batching(stream)
     for n in range(50):
         logger.info("line %d", n)
     deadline = time.monotonic() + 5
@@ -142,9 +156,9 @@ def test_info_lines_are_written_together_within_moments() -> None:
     assert stream.writes < 10  # in batches, not a write per line
 
 
-def test_a_warning_is_written_at_once_after_the_lines_before_it() -> None:
+def test_a_warning_is_written_at_once_after_the_lines_before_it(batching: Any) -> None:
     stream = _Collected()
-    logger = _logger(BatchingHandler(stream))
+    logger = batching(stream)
     logger.info("before")
     logger.warning("trouble")
     assert stream.getvalue().splitlines() == ["before", "trouble"]
