@@ -62,6 +62,8 @@ class TextFormatter(logging.Formatter):
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
         # As logging's own, with the date and time of day made once a second, not per line.
+        if datefmt is not None:
+            return super().formatTime(record, datefmt)
         second, stamp = self._second
         if int(record.created) != second:
             second = int(record.created)
@@ -121,7 +123,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self._pending: list[str] = []
-        self._flusher: threading.Thread | None = None
+        #: The process whose flusher thread runs (a forked child starts its own).
         self._flusher_pid = 0
         mine = weakref.ref(self)
         os.register_at_fork(
@@ -139,10 +141,9 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
             self._write_pending()
         elif self._flusher_pid != os.getpid():
             self._flusher_pid = os.getpid()
-            self._flusher = threading.Thread(
+            threading.Thread(
                 target=self._flush_every, args=(weakref.ref(self),), name="log-flusher", daemon=True
-            )
-            self._flusher.start()
+            ).start()
 
     def _write_pending(self) -> None:
         text = "".join(self._pending)
