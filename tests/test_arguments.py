@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from marshmallow import Schema, ValidationError, fields, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
 from werkzeug.exceptions import UnprocessableEntity
 
 from api.views.arguments import ArgumentsParser
@@ -56,6 +56,12 @@ def test_present_arguments_are_parsed_and_validated(parse: Any) -> None:
     assert parse(Optional(), "headers", **{"if-none-match": '"3"'}) == {"if_none_match": '"3"'}
     with pytest.raises(UnprocessableEntity):
         parse(Optional(), "query", "/?wait=soon")
+
+
+def test_a_caller_asking_to_refuse_unknown_arguments_still_gets_refused() -> None:
+    parser, app = ArgumentsParser(), Flask(__name__)
+    with app.test_request_context("/?stray=1"), pytest.raises(UnprocessableEntity):
+        parser.parse(Optional(), location="query", unknown=RAISE)
 
 
 def test_defaults_and_schema_validators_still_apply_when_nothing_is_given(parse: Any) -> None:

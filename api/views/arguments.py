@@ -2,10 +2,10 @@
 
 Most requests carry none of the optional query or header arguments an endpoint documents
 (``wait``, ``If-None-Match``, ``Prefer``, ``Idempotency-Key``). webargs still builds a proxy of
-the query string or headers and runs the schema's ``load`` on it, only to answer ``{}``: for a
-task read, measured, a fifth of the time the service holds the GIL. The parser answers ``{}``
-at once when none of a schema's arguments is present and nothing else could change that
-answer; any request that carries one is parsed exactly as before.
+the query string or headers and runs the schema's ``load`` on it, only to answer ``{}``: a task
+read took 180 us in-process with it, 170 without. The parser answers ``{}`` at once when none
+of a schema's arguments is present and nothing else could change that answer; any request that
+carries one is parsed exactly as before.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ from typing import Any
 
 import flask_smorest
 from marshmallow import EXCLUDE, Schema, missing
-from webargs.core import _UNKNOWN_DEFAULT_PARAM
 from webargs.flaskparser import FlaskParser
 
 #: Locations whose arguments are looked up by name (headers without regard to case).
 _BY_NAME = ("query", "headers")
+#: ``unknown`` not given: webargs then applies its default for the location.
+_NOT_GIVEN: Any = object()
 
 
 def _names_if_skippable(schema: Schema) -> frozenset[str] | None:
@@ -46,14 +47,15 @@ class ArgumentsParser(FlaskParser):
         req: Any = None,
         *,
         location: str | None = None,
-        unknown: str | None = _UNKNOWN_DEFAULT_PARAM,
+        unknown: str | None = _NOT_GIVEN,
         validate: Any = None,
         **kwargs: Any,
     ) -> Any:
-        if (
+        if unknown is not _NOT_GIVEN:
+            kwargs["unknown"] = unknown
+        elif (
             location in _BY_NAME
             and isinstance(argmap, Schema)
-            and unknown is _UNKNOWN_DEFAULT_PARAM
             and self.DEFAULT_UNKNOWN_BY_LOCATION.get(location) == EXCLUDE
             and validate is None
         ):
@@ -63,9 +65,7 @@ class ArgumentsParser(FlaskParser):
                 given = request.args if location == "query" else request.headers
                 if not any(name in given for name in names):
                     return {}
-        return super().parse(
-            argmap, req, location=location, unknown=unknown, validate=validate, **kwargs
-        )
+        return super().parse(argmap, req, location=location, validate=validate, **kwargs)
 
     def _skippable_names(self, schema: Schema) -> frozenset[str] | None:
         # Keyed by identity, the schema kept alive beside its entry: decorators hold their
