@@ -249,16 +249,13 @@ class WorkerPool:
         self._join(grace)
         with self._lock:
             left = list(self._running.items())
-        now = self.clock()
+            claimed, self._claimed = list(self._claimed.items()), {}
+        for worker_id, task in claimed:  # claimed with a success, not started before the stop
+            self._hand_back(task.id, worker_id, task.type)
         for task_id, running in left:
             # Hand it back first: a task that stops on the signal below must not record
             # itself cancelled, since no client asked for that.
-            status = self.store.release(task_id, running.worker_id, now, self._expiry(now))
-            if status is Status.CANCELLED and self.metrics is not None:
-                self.metrics.task_finished(running.context.task_type, Status.CANCELLED)
-            if status is not None:
-                _task_log(log.warning, task_id, "task %s handed back at shutdown: %s", status.value)
-                self.events.changed(task_id)
+            self._hand_back(task_id, running.worker_id, running.context.task_type)
             running.context.request_stop("shutdown")
         if left:
             # Tasks that heed the signal end within moments; let them, so that nothing
@@ -271,13 +268,23 @@ class WorkerPool:
         self._threads = []
         self._monitor = self._listener = None
 
+    def _hand_back(self, task_id: str, worker_id: str, task_type: str) -> None:
+        """Give a task this pool holds back to the queue (or to ``cancelled``, if asked)."""
+        now = self.clock()
+        status = self.store.release(task_id, worker_id, now, self._expiry(now))
+        if status is Status.CANCELLED and self.metrics is not None:
+            self.metrics.task_finished(task_type, Status.CANCELLED)
+        if status is not None:
+            _task_log(log.warning, task_id, "task %s handed back at shutdown: %s", status.value)
+            self.events.changed(task_id)
+
     def _join(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
         for thread in self._threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def _loop(self, worker_id: str) -> None:
-        while not self._stop.is_set() or worker_id in self._claimed:
+        while not self._stop.is_set():
             try:
                 if self.run_one(worker_id):
                     continue
@@ -375,7 +382,8 @@ class WorkerPool:
 
     def run_one(self, worker_id: str) -> bool:
         """Claim and run at most one ready task; False when none was ready."""
-        task = self._claimed.pop(worker_id, None)
+        with self._lock:
+            task = self._claimed.pop(worker_id, None)
         if task is None:
             now = self.clock()
             task = self.store.claim(worker_id, now, now + timedelta(seconds=self.lease_seconds))
@@ -480,13 +488,19 @@ class WorkerPool:
             done = self.store.succeed(task.id, worker_id, result, now, self._expiry(now))
         else:
             # Under load most successes are followed by a claim: one transaction for both.
-            # The claimed task runs next on this worker, before it looks at the stop signal.
+            # The claimed task runs next on this worker; if the pool began to stop meanwhile,
+            # it goes back to the queue (here, or in stop() if that comes later still).
             lease_until = now + timedelta(seconds=self.lease_seconds)
             done, claimed = self.store.succeed_and_claim(
                 task.id, worker_id, result, now, self._expiry(now), lease_until
             )
             if claimed is not None:
-                self._claimed[worker_id] = claimed
+                with self._lock:
+                    stopping = self._stop.is_set()
+                    if not stopping:
+                        self._claimed[worker_id] = claimed
+                if stopping:
+                    self._hand_back(claimed.id, worker_id, claimed.type)
         if done:
             _task_log(log.info, task.id, "task %s succeeded")
             self._count_finished(task, Status.SUCCEEDED)

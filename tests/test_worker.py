@@ -5,12 +5,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from flask.testing import FlaskClient
 from marshmallow import Schema, fields
 
-from api.models import Progress
+from api.models import Progress, Task
 from api.registry import Registry, TaskContext, TaskType
 from api.runtime import Runtime
 from api.worker import Wakeup
@@ -163,6 +166,53 @@ def test_a_worker_finishing_during_stop_claims_nothing_more(db_path: Path) -> No
     for task in rest:
         left = runtime.store.get(task.id)
         assert left is not None and (left.status.value, left.attempts) == ("queued", 0)
+
+
+def _quick_tasks(db_path: Path, n: int) -> tuple[Runtime, list[Task]]:
+    class NoParams(Schema):
+        pass
+
+    app = make_app(db_path, TASKS_WORKERS=1)
+    runtime = runtime_of(app)
+    runtime.registry.add(TaskType("quick", NoParams, lambda context, params: "ok"))
+    return runtime, [runtime.service.submit({"type": "quick", "params": {}}).task for _ in range(n)]
+
+
+def test_a_stop_begun_during_a_success_sends_the_task_claimed_with_it_back(
+    db_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runtime, (first, second) = _quick_tasks(db_path, 2)
+    real = runtime.store.succeed_and_claim
+
+    def stop_begins_meanwhile(*args: Any, **kwargs: Any) -> Any:
+        runtime.pool._stop.set()  # as stop() does, while the success is being written
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runtime.store, "succeed_and_claim", stop_begins_meanwhile)
+    runtime.pool.start()
+    wait_until(lambda: runtime.store.get(first.id).status.value == "succeeded")  # type: ignore[union-attr]
+    runtime.pool.stop(grace=5)
+    back = runtime.store.get(second.id)
+    assert back is not None
+    assert (back.status.value, back.attempts, back.started_at, back.worker_id) == (
+        "queued",
+        0,
+        None,
+        None,
+    )
+
+
+def test_stop_hands_back_a_task_claimed_for_a_worker_that_did_not_start_it(
+    db_path: Path,
+) -> None:
+    runtime, (task,) = _quick_tasks(db_path, 1)
+    now = datetime.now(UTC)
+    claimed = runtime.store.claim("worker-gone", now, now + timedelta(seconds=30))
+    assert claimed is not None
+    runtime.pool._claimed["worker-gone"] = claimed  # left by a worker that saw the stop
+    runtime.pool.stop(grace=0)
+    back = runtime.store.get(task.id)
+    assert back is not None and (back.status.value, back.attempts) == ("queued", 0)
 
 
 def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> None:
