@@ -4,11 +4,13 @@ and parses exactly as webargs does otherwise."""
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import patch
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from marshmallow import RAISE, Schema, ValidationError, fields, validates_schema
+from webargs.flaskparser import FlaskParser
 from werkzeug.exceptions import UnprocessableEntity
 
 from api.views.arguments import ArgumentsParser
@@ -20,6 +22,10 @@ ADD = {"type": "add", "params": {"x": 2, "y": 3}}
 class Optional(Schema):
     wait = fields.Float()
     if_none_match = fields.String(data_key="If-None-Match")
+
+
+class Required(Schema):
+    token = fields.String(required=True)
 
 
 class WithDefault(Schema):
@@ -59,9 +65,32 @@ def test_present_arguments_are_parsed_and_validated(parse: Any) -> None:
 
 
 def test_a_caller_asking_to_refuse_unknown_arguments_still_gets_refused() -> None:
-    parser, app = ArgumentsParser(), Flask(__name__)
+    app = Flask(__name__)
     with app.test_request_context("/?stray=1"), pytest.raises(UnprocessableEntity):
-        parser.parse(Optional(), location="query", unknown=RAISE)
+        ArgumentsParser().parse(Optional(), location="query", unknown=RAISE)
+    with app.test_request_context("/?stray=1"), pytest.raises(UnprocessableEntity):
+        ArgumentsParser(unknown=RAISE).parse(Optional(), location="query")
+
+
+def test_a_missing_required_argument_is_still_refused(parse: Any) -> None:
+    with pytest.raises(UnprocessableEntity):
+        parse(Required(), "headers")
+
+
+def test_the_service_skips_webargs_for_a_read_without_arguments(client: FlaskClient) -> None:
+    task = submit(client, ADD)
+    loads: list[str] = []
+    real = FlaskParser._load_location_data
+
+    def counted(self: FlaskParser, *, schema: Any, req: Any, location: str) -> Any:
+        loads.append(location)
+        return real(self, schema=schema, req=req, location=location)
+
+    with patch.object(FlaskParser, "_load_location_data", counted):
+        assert client.get(f"/tasks/{task['id']}").status_code == 200
+        assert loads == [], "no argument given: nothing for webargs to load"
+        assert client.get(f"/tasks/{task['id']}?wait=0.01").status_code == 200
+        assert "query" in loads
 
 
 def test_defaults_and_schema_validators_still_apply_when_nothing_is_given(parse: Any) -> None:

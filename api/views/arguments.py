@@ -10,6 +10,7 @@ carries one is parsed exactly as before.
 
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import flask_smorest
@@ -18,17 +19,18 @@ from webargs.flaskparser import FlaskParser
 
 #: Locations whose arguments are looked up by name (headers without regard to case).
 _BY_NAME = ("query", "headers")
-#: ``unknown`` not given: webargs then applies its default for the location.
-_NOT_GIVEN: Any = object()
+#: The ``unknown`` webargs' parser takes when none is given (``use_args`` passes it on).
+_UNKNOWN_NOT_GIVEN = inspect.signature(FlaskParser.parse).parameters["unknown"].default
 
 
 def _names_if_skippable(schema: Schema) -> frozenset[str] | None:
     """The names a request would use for the schema's arguments, if an absent set of them
-    always loads as ``{}``: no defaults to fill in, no hooks or schema validators to run."""
+    always loads as ``{}``: none required, no defaults to fill in, no hooks or schema
+    validators to run."""
     if any(schema._hooks.values()):  # pre/post_load, validates_schema, …
         return None
     fields = schema.load_fields
-    if any(f.load_default is not missing for f in fields.values()):
+    if any(f.required or f.load_default is not missing for f in fields.values()):
         return None
     return frozenset(f.data_key or name for name, f in fields.items())
 
@@ -47,16 +49,14 @@ class ArgumentsParser(FlaskParser):
         req: Any = None,
         *,
         location: str | None = None,
-        unknown: str | None = _NOT_GIVEN,
+        unknown: str | None = _UNKNOWN_NOT_GIVEN,
         validate: Any = None,
         **kwargs: Any,
     ) -> Any:
-        if unknown is not _NOT_GIVEN:
-            kwargs["unknown"] = unknown
-        elif (
+        if (
             location in _BY_NAME
             and isinstance(argmap, Schema)
-            and self.DEFAULT_UNKNOWN_BY_LOCATION.get(location) == EXCLUDE
+            and self._unknown_for(unknown, location) == EXCLUDE
             and validate is None
         ):
             names = self._skippable_names(argmap)
@@ -65,7 +65,18 @@ class ArgumentsParser(FlaskParser):
                 given = request.args if location == "query" else request.headers
                 if not any(name in given for name in names):
                     return {}
-        return super().parse(argmap, req, location=location, validate=validate, **kwargs)
+        return super().parse(
+            argmap, req, location=location, unknown=unknown, validate=validate, **kwargs
+        )
+
+    def _unknown_for(self, unknown: str | None, location: str) -> str | None:
+        """What webargs does with unknown arguments here: as asked, else as the parser was
+        made, else its default for the location."""
+        if unknown != _UNKNOWN_NOT_GIVEN:
+            return unknown
+        if self.unknown != _UNKNOWN_NOT_GIVEN:
+            return str(self.unknown)
+        return self.DEFAULT_UNKNOWN_BY_LOCATION.get(location)
 
     def _skippable_names(self, schema: Schema) -> frozenset[str] | None:
         # Keyed by identity, the schema kept alive beside its entry: decorators hold their
