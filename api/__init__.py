@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Callable, Mapping
 from types import FunctionType
 from typing import Any
@@ -17,23 +18,28 @@ log = logging.getLogger(__name__)
 
 
 class TaskApp(Flask):
-    """Flask, remembering which of its functions are coroutines.
+    """Flask, remembering which of its functions are plain (not coroutines).
 
     Flask asks it of every hook and view on every request (fourteen times for a task read),
-    and for a function the answer never changes. Bound methods (a view instance's) are not
-    remembered: a new one is made per request.
+    and for a function the answer never changes. Functions are remembered only while they
+    live (one made per request, as ``after_this_request`` takes, goes with its request), and
+    bound methods not at all: a view instance's is new on each request.
     """
 
     def __init__(self, import_name: str) -> None:
         super().__init__(import_name)
-        self._sync: dict[Callable[..., Any], Callable[..., Any]] = {}
+        self._plain: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
+            weakref.WeakKeyDictionary()
+        )
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if type(func) is not FunctionType:
             return super().ensure_sync(func)
-        made = self._sync.get(func)
-        if made is None:
-            made = self._sync[func] = super().ensure_sync(func)
+        if self._plain.get(func):
+            return func
+        made = super().ensure_sync(func)
+        if made is func:
+            self._plain[func] = True
         return made
 
 

@@ -117,7 +117,8 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
     when it is logged (so it has its request id), then kept for at most ``FLUSH_SECONDS``
     and written with the others by a thread of the handler's own. A WARNING or worse is written
     at once, with every line before it; so is a full batch. Pending lines are written at exit
-    and before the process forks, and a forked child starts with none.
+    and before the process forks, and a forked child starts with none. Once the handler is
+    closed (``logging.shutdown`` at exit does it), each line is written at once.
     """
 
     def __init__(self, stream: Any = None) -> None:
@@ -125,6 +126,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
         self._pending: list[str] = []
         #: The process whose flusher thread runs (a forked child starts its own).
         self._flusher_pid = 0
+        self._closed = False
         mine = weakref.ref(self)
         os.register_at_fork(
             before=lambda: _if_alive(mine, BatchingHandler.flush),
@@ -137,20 +139,34 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
         except Exception:
             self.handleError(record)
             return
-        if record.levelno >= logging.WARNING or len(self._pending) >= BATCH_LINES:
+        if (
+            record.levelno >= logging.WARNING
+            or len(self._pending) >= BATCH_LINES
+            or self._closed
+            or not self._flusher_running()
+        ):
             self._write_pending()
-        elif self._flusher_pid != os.getpid():
-            self._flusher_pid = os.getpid()
+
+    def _flusher_running(self) -> bool:
+        """Start this process's flusher thread if need be; False if it cannot run."""
+        if self._flusher_pid == os.getpid():
+            return True
+        try:
             threading.Thread(
                 target=self._flush_every, args=(weakref.ref(self),), name="log-flusher", daemon=True
             ).start()
+        except RuntimeError:  # no threads left, or the interpreter is exiting
+            return False
+        self._flusher_pid = os.getpid()
+        return True
 
     def _write_pending(self) -> None:
+        if not self._pending:
+            return
         text = "".join(self._pending)
         self._pending.clear()
         try:
-            if text:
-                self.stream.write(text)
+            self.stream.write(text)
             if hasattr(self.stream, "flush"):
                 self.stream.flush()
         except (OSError, ValueError):  # the stream is gone (a closed pipe, a closed file)
@@ -164,13 +180,22 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
         finally:
             self.release()
 
+    def close(self) -> None:
+        self.acquire()
+        try:
+            self._write_pending()
+            self._closed = True
+        finally:
+            self.release()
+        super().close()
+
     def forget_pending(self) -> None:
         """In a forked child: the lines pending are the parent's to write."""
         self._pending.clear()
 
     @staticmethod
     def _flush_every(handler: weakref.ref[BatchingHandler]) -> None:
-        while (alive := handler()) is not None:
+        while (alive := handler()) is not None and not alive._closed:
             alive.flush()
             del alive
             time.sleep(FLUSH_SECONDS)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from flask.testing import FlaskClient
 
-from api.logs import BatchingHandler, RequestContext, TextFormatter
+from api.logs import FLUSH_SECONDS, BatchingHandler, RequestContext, TextFormatter
 from tests.processes import start_server
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,6 +187,9 @@ def test_a_forked_child_does_not_write_its_parents_lines_again(tmp_path: Path) -
         f"stream = open({str(out)!r}, 'a', buffering=1)\n"
         "logging.basicConfig(level='INFO', format='%(message)s',\n"
         "                    handlers=[BatchingHandler(stream)])\n"
+        "import time\n"
+        "logging.getLogger('t').info('parent, first')\n"
+        "time.sleep(0.3)  # the flusher has written the first line and sleeps\n"
         "logging.getLogger('t').info('parent, before the fork')\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
@@ -197,5 +200,28 @@ def test_a_forked_child_does_not_write_its_parents_lines_again(tmp_path: Path) -
     )
     subprocess.run([sys.executable, "-c", script], timeout=60, check=True)
     lines = out.read_text().splitlines()
-    assert sorted(lines) == sorted(["parent, before the fork", "child", "parent, after"])
-    assert lines[0] == "parent, before the fork"
+    assert sorted(lines) == sorted(
+        ["parent, first", "parent, before the fork", "child", "parent, after"]
+    )
+    assert lines[:2] == ["parent, first", "parent, before the fork"]
+
+
+def test_after_close_lines_are_written_at_once(batching: Any) -> None:
+    stream = _Collected()
+    logger = batching(stream)
+    logger.info("before")
+    logger.handlers[0].close()
+    assert stream.getvalue().splitlines() == ["before"]
+    logger.info("late")  # a thread still logging after logging.shutdown()
+    assert stream.getvalue().splitlines() == ["before", "late"]
+
+
+def test_a_closed_stream_loses_its_lines_once_and_says_so_once(
+    batching: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    stream = _Collected()
+    logger = batching(stream)
+    stream.close()
+    logger.info("nowhere to go")
+    time.sleep(4 * FLUSH_SECONDS)
+    assert capsys.readouterr().err.count("log lines lost") == 1
