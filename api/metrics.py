@@ -102,38 +102,38 @@ class Metrics:
             buckets=HTTP_BUCKETS,
             registry=own,
         )
-        self._request_children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     # -- what the service and the workers report ---------------------------------------------
 
+    def _child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, found once per label set: prometheus_client checks and
+        locks on each call, and the sets are few (task types, outcomes, methods, routes)."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        return child
+
     def task_created(self, task_type: str) -> None:
-        self.created.labels(task_type).inc()
+        self._child(self.created, task_type).inc()
 
     def task_started(self, task: Task) -> None:
         if task.started_at is not None:
             waited = (task.started_at - task.run_after).total_seconds()
-            self.queue_wait_seconds.labels(task.type).observe(max(waited, 0.0))
+            self._child(self.queue_wait_seconds, task.type).observe(max(waited, 0.0))
 
     def attempt_ended(self, task_type: str, seconds: float) -> None:
-        self.run_seconds.labels(task_type).observe(seconds)
+        self._child(self.run_seconds, task_type).observe(seconds)
 
     def task_finished(self, task_type: str, outcome: Status) -> None:
-        self.finished.labels(task_type, outcome.value).inc()
+        self._child(self.finished, task_type, outcome.value).inc()
 
     def task_retried(self, task_type: str) -> None:
-        self.retries.labels(task_type).inc()
+        self._child(self.retries, task_type).inc()
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
-        # The labelled children, found once per label set (there are few: methods, routes
-        # and statuses are bounded): prometheus_client's labels() checks and locks each time.
-        children = self._request_children.get((method, route, status))
-        if children is None:
-            children = self._request_children[(method, route, status)] = (
-                self.requests.labels(method, route, str(status)),
-                self.request_seconds.labels(method, route),
-            )
-        children[0].inc()
-        children[1].observe(seconds)
+        self._child(self.requests, method, route, str(status)).inc()
+        self._child(self.request_seconds, method, route).observe(seconds)
 
     # -- the scrape --------------------------------------------------------------------------
 
