@@ -249,8 +249,8 @@ def install(app: Flask, metrics: Metrics) -> None:
     refusals get an id too) and its ``after_request`` last (so it sees the final answer).
     """
 
-    # Each use of ``request`` or ``g`` is a lookup through a proxy: these hooks run for every
-    # request, so they look each up once.
+    # Each use of ``request`` or ``g`` is a lookup through a proxy, and these hooks run for
+    # every request: ``g`` is looked up once, and each attribute of ``request`` read once.
     @app.before_request
     def begin() -> None:
         here = g._get_current_object()
