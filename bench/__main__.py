@@ -136,13 +136,14 @@ def measure(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     say(f"working in {work}; server logs there")
 
-    say("bare app: submit, status, drain, round trip")
-    with serving(lambda: start_bare(**shape, log=work / "bare.log")) as bare:
-        with MemoryWatch(bare) as bare_memory:
-            b_submit = run(scenarios.submit_load(bare.port, size.seconds))
-            b_status = run(scenarios.status_load(bare.port, ["1"], size.seconds))
-            b_drain = run(scenarios.drain(bare.port, size.drain))
-        b_single = run(scenarios.single_bare(bare.port, size.single))
+    say("bare app: submit, status, drain")
+    with (
+        serving(lambda: start_bare(**shape, log=work / "bare.log")) as bare,
+        MemoryWatch(bare) as bare_memory,
+    ):
+        b_submit = run(scenarios.submit_load(bare.port, size.seconds))
+        b_status = run(scenarios.status_load(bare.port, ["1"], size.seconds))
+        b_drain = run(scenarios.drain(bare.port, size.drain))
 
     say("taskapi: submit, status, drain, single task")
     with serving(lambda: start_taskapi(work / "main.db", **ours, log=work / "taskapi.log")) as t:
@@ -153,7 +154,9 @@ def measure(args: argparse.Namespace) -> list[Row]:
             run(scenarios.settle(t.port))
             t_status = run(scenarios.status_load(t.port, ids, size.seconds))
             t_drain = run(scenarios.drain(t.port, size.drain))
-        t_single = run(scenarios.single_taskapi(t.port, size.single))
+        say("idle: taskapi and the bare app, one task at a time, alternately")
+        with serving(lambda: start_bare(**shape, log=work / "bare.log")) as bare:
+            t_single, b_single = run(scenarios.idle(t.port, bare.port, size.single))
 
     say("floor (Flask and one SQLite statement): submit, status")
     with serving(lambda: start_floor(work / "main.db", **shape, log=work / "floor.log")) as f:
