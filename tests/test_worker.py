@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -18,6 +19,10 @@ from api.registry import Registry, TaskContext, TaskType
 from api.runtime import Runtime
 from api.worker import Wakeup
 from tests.conftest import make_app, runtime_of, submit, wait_for
+
+
+class NoParams(Schema):
+    pass
 
 
 def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
@@ -141,41 +146,51 @@ def test_stop_lets_a_running_task_finish_within_the_grace(
     assert client.get(f"/tasks/{task['id']}").get_json()["status"] == "succeeded"
 
 
-def test_a_worker_finishing_during_stop_claims_nothing_more(db_path: Path) -> None:
-    # A success is recorded together with the claim of the next task, except once the pool
-    # is stopping: then the next tasks stay queued for the next start.
-    started, release = threading.Event(), threading.Event()
+def _one_worker_with(db_path: Path, name: str, func: Any, n: int) -> tuple[Runtime, list[Task]]:
+    """A one-worker pool, not started, with task type ``name`` running ``func``, and ``n``
+    such tasks queued."""
+    runtime = runtime_of(make_app(db_path, TASKS_WORKERS=1))
+    runtime.registry.add(TaskType(name, NoParams, func))
+    return runtime, [runtime.service.submit({"type": name, "params": {}}).task for _ in range(n)]
 
-    class NoParams(Schema):
-        pass
+
+def test_a_worker_finishing_during_stop_claims_nothing_more(
+    db_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A success is recorded together with the claim of the next task, except once the pool
+    # is stopping: then the next tasks stay queued for the next start, never claimed (a claim
+    # handed straight back would end the same, but warn of a hand-back for a task not run).
+    started, release = threading.Event(), threading.Event()
 
     def gated(context: TaskContext, params: dict) -> str:
         started.set()
         release.wait(30)
         return "done"
 
-    app = make_app(db_path, TASKS_WORKERS=1)
-    runtime = runtime_of(app)
-    runtime.registry.add(TaskType("gated", NoParams, gated))
-    first, *rest = [runtime.service.submit({"type": "gated", "params": {}}).task for _ in range(3)]
+    runtime, (first, *rest) = _one_worker_with(db_path, "gated", gated, 3)
+    claims: list[str] = []
+    real = runtime.store.succeed_and_claim
+
+    def recorded(task_id: str, *args: Any, **kwargs: Any) -> Any:
+        claims.append(task_id)
+        return real(task_id, *args, **kwargs)
+
+    runtime.store.succeed_and_claim = recorded  # type: ignore[method-assign]
+    caplog.set_level(logging.INFO, logger="api.worker")
     runtime.pool.start()
     assert started.wait(15)
     threading.Timer(0.3, release.set).start()  # the first ends while stop() waits
     runtime.pool.stop(grace=10)
     assert runtime.store.get(first.id).status.value == "succeeded"  # type: ignore[union-attr]
+    assert claims == [], "a stopping pool must not claim with its last success"
+    assert "handed back" not in caplog.text
     for task in rest:
         left = runtime.store.get(task.id)
         assert left is not None and (left.status.value, left.attempts) == ("queued", 0)
 
 
 def _quick_tasks(db_path: Path, n: int) -> tuple[Runtime, list[Task]]:
-    class NoParams(Schema):
-        pass
-
-    app = make_app(db_path, TASKS_WORKERS=1)
-    runtime = runtime_of(app)
-    runtime.registry.add(TaskType("quick", NoParams, lambda context, params: "ok"))
-    return runtime, [runtime.service.submit({"type": "quick", "params": {}}).task for _ in range(n)]
+    return _one_worker_with(db_path, "quick", lambda context, params: "ok", n)
 
 
 def test_a_stop_begun_during_a_success_sends_the_task_claimed_with_it_back(
@@ -191,15 +206,22 @@ def test_a_stop_begun_during_a_success_sends_the_task_claimed_with_it_back(
     monkeypatch.setattr(runtime.store, "succeed_and_claim", stop_begins_meanwhile)
     runtime.pool.start()
     wait_until(lambda: runtime.store.get(first.id).status.value == "succeeded")  # type: ignore[union-attr]
+
+    def handed_back() -> bool:
+        back = runtime.store.get(second.id)
+        assert back is not None
+        return (back.status.value, back.attempts, back.started_at, back.worker_id) == (
+            "queued",
+            0,
+            None,
+            None,
+        )
+
+    # The worker itself hands it back, at once: stop() may have emptied what the pool holds
+    # before the worker put the claimed task there, and would then never see it.
+    wait_until(handed_back)
     runtime.pool.stop(grace=5)
-    back = runtime.store.get(second.id)
-    assert back is not None
-    assert (back.status.value, back.attempts, back.started_at, back.worker_id) == (
-        "queued",
-        0,
-        None,
-        None,
-    )
+    assert handed_back()
 
 
 def test_stop_hands_back_a_task_claimed_for_a_worker_that_did_not_start_it(
@@ -218,17 +240,11 @@ def test_stop_hands_back_a_task_claimed_for_a_worker_that_did_not_start_it(
 def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> None:
     release = threading.Event()
 
-    class NoParams(Schema):
-        pass
-
     def stubborn(context: TaskContext, params: dict) -> str:
         release.wait(30)  # ignores cancellation, like a task blocked in I/O
         return "late"
 
-    app = make_app(db_path, TASKS_WORKERS=1)
-    runtime = runtime_of(app)
-    runtime.registry.add(TaskType("stubborn", NoParams, stubborn))
-    task = runtime.service.submit({"type": "stubborn", "params": {}}).task
+    runtime, (task,) = _one_worker_with(db_path, "stubborn", stubborn, 1)
     runtime.pool.start()
     wait_until(lambda: runtime.store.get(task.id).status.value == "running")  # type: ignore[union-attr]
     runtime.pool.stop(grace=0.2)
@@ -241,9 +257,6 @@ def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> 
 
 
 def test_a_result_that_is_not_json_fails_the_attempt(db_path: Path) -> None:
-    class NoParams(Schema):
-        pass
-
     app = make_app(db_path)
     runtime = runtime_of(app)
     runtime.registry.add(TaskType("bad", NoParams, lambda c, p: {1, 2}, max_attempts=1))
@@ -361,9 +374,6 @@ def test_restarting_a_pool_leaves_no_thread_behind(db_path: Path, database_url: 
 def test_progress_is_stored_as_numbers_and_text_whatever_the_task_passes(
     db_path: Path,
 ) -> None:
-    class NoParams(Schema):
-        pass
-
     def chatty(context: TaskContext, params: dict) -> None:
         context.progress(1, 10, 5)  # type: ignore[arg-type]  # a careless task
         return None
