@@ -145,7 +145,7 @@ def measure(args: argparse.Namespace) -> list[Row]:
         b_status = run(scenarios.status_load(bare.port, ["1"], size.seconds))
         b_drain = run(scenarios.drain(bare.port, size.drain))
 
-    say("taskapi: submit, status, drain, single task")
+    say("taskapi: submit, status, drain")
     with serving(lambda: start_taskapi(work / "main.db", **ours, log=work / "taskapi.log")) as t:
         with MemoryWatch(t) as memory:
             t_submit = run(scenarios.submit_load(t.port, size.seconds))
