@@ -124,8 +124,8 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
     def __init__(self, stream: Any = None) -> None:
         super().__init__(stream)
         self._pending: list[str] = []
-        #: The process whose flusher thread runs (a forked child starts its own).
-        self._flusher_pid = 0
+        #: This process's flusher thread was started (a forked child starts its own).
+        self._flusher_started = False
         self._closed = False
         mine = weakref.ref(self)
         os.register_at_fork(
@@ -149,7 +149,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
 
     def _flusher_running(self) -> bool:
         """Start this process's flusher thread if need be; False if it cannot run."""
-        if self._flusher_pid == os.getpid():
+        if self._flusher_started:
             return True
         try:
             threading.Thread(
@@ -157,7 +157,7 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
             ).start()
         except RuntimeError:  # no threads left, or the interpreter is exiting
             return False
-        self._flusher_pid = os.getpid()
+        self._flusher_started = True
         return True
 
     def _write_pending(self) -> None:
@@ -190,8 +190,10 @@ class BatchingHandler(logging.StreamHandler):  # type: ignore[type-arg, unused-i
         super().close()
 
     def forget_pending(self) -> None:
-        """In a forked child: the lines pending are the parent's to write."""
+        """In a forked child: the lines pending are the parent's to write, and the parent's
+        flusher thread did not come along."""
         self._pending.clear()
+        self._flusher_started = False
 
     @staticmethod
     def _flush_every(handler: weakref.ref[BatchingHandler]) -> None:

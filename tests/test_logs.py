@@ -206,6 +206,29 @@ def test_a_forked_child_does_not_write_its_parents_lines_again(tmp_path: Path) -
     assert lines[:2] == ["parent, first", "parent, before the fork"]
 
 
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_writes_its_lines_without_waiting_for_exit(tmp_path: Path) -> None:
+    # The parent's flusher thread does not survive the fork: the child must start its own,
+    # or its lines would wait for its exit (a gunicorn worker lives for days).
+    out = tmp_path / "log"
+    script = (
+        "import logging, os, time\n"
+        "from api.logs import BatchingHandler\n"
+        f"stream = open({str(out)!r}, 'a', buffering=1)\n"
+        "logging.basicConfig(level='INFO', format='%(message)s',\n"
+        "                    handlers=[BatchingHandler(stream)])\n"
+        "logging.getLogger('t').info('parent')  # starts the parent's flusher\n"
+        "time.sleep(0.3)\n"
+        "if os.fork() == 0:\n"
+        "    logging.getLogger('t').info('child')\n"
+        "    time.sleep(1)\n"
+        "    os._exit(0)  # no logging.shutdown: only a flusher could have written it\n"
+        "os.wait()\n"
+    )
+    subprocess.run([sys.executable, "-c", script], timeout=60, check=True)
+    assert out.read_text().splitlines() == ["parent", "child"]
+
+
 def test_after_close_lines_are_written_at_once(batching: Any) -> None:
     stream = _Collected()
     logger = batching(stream)
