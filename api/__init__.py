@@ -28,18 +28,16 @@ class TaskApp(Flask):
 
     def __init__(self, import_name: str) -> None:
         super().__init__(import_name)
-        self._plain: weakref.WeakKeyDictionary[Callable[..., Any], bool] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._plain: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         if type(func) is not FunctionType:
             return super().ensure_sync(func)
-        if self._plain.get(func):
+        if func in self._plain:
             return func
         made = super().ensure_sync(func)
         if made is func:
-            self._plain[func] = True
+            self._plain.add(func)
         return made
 
 

@@ -41,7 +41,8 @@ class ArgumentsParser(FlaskParser):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._names: dict[int, tuple[Schema, frozenset[str] | None]] = {}
+        #: Per schema instance (the decorators hold theirs for the life of the app: a few).
+        self._names: dict[Schema, frozenset[str] | None] = {}
 
     def parse(
         self,
@@ -79,12 +80,9 @@ class ArgumentsParser(FlaskParser):
         return self.DEFAULT_UNKNOWN_BY_LOCATION.get(location)
 
     def _skippable_names(self, schema: Schema) -> frozenset[str] | None:
-        # Keyed by identity, the schema kept alive beside its entry: decorators hold their
-        # schema instances for the life of the app, so this holds a few entries.
-        entry = self._names.get(id(schema))
-        if entry is None or entry[0] is not schema:
-            entry = self._names[id(schema)] = (schema, _names_if_skippable(schema))
-        return entry[1]
+        if schema not in self._names:  # schemas hash by identity
+            self._names[schema] = _names_if_skippable(schema)
+        return self._names[schema]
 
 
 class Blueprint(flask_smorest.Blueprint):
