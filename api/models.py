@@ -30,6 +30,13 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
+#: A task whose worker is lost this many times in a row ends ``failed`` with ``WorkerLost``:
+#: it is most likely what kills its process (a poison pill), and running it again would only
+#: take down another worker. Losses before that send it back to the queue whatever its
+#: ``max_attempts``: an attempt cut short by a dead process is not a failure of the task.
+MAX_LOST_ATTEMPTS = 3
+
+
 def sources_of(new: Status) -> tuple[Status, ...]:
     """The statuses from which ``new`` may be reached, for conditional writes."""
     return tuple(sorted(s for s, targets in TRANSITIONS.items() if new in targets))
@@ -106,6 +113,14 @@ class Task:
     version: int = 1
     #: The caller that submitted it; no other caller sees it.
     owner: str = ""
+    #: Attempts cut short by a lost worker: counted in ``attempts``, not against
+    #: ``max_attempts``.
+    lost_attempts: int = 0
+
+    @property
+    def failed_attempts(self) -> int:
+        """Attempts that ended in an error or a timeout: what ``max_attempts`` bounds."""
+        return self.attempts - self.lost_attempts
 
     @property
     def is_terminal(self) -> bool:

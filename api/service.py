@@ -223,7 +223,7 @@ class TaskService:
                 "send this one again once it has been answered.",
                 headers={"Retry-After": "1"},
             )
-        task = self.store.get(taken.task_id)
+        task = self.store.get(taken.task_id, self.clock())
         if task is None:
             raise TaskConflict(
                 "The task first created with this Idempotency-Key no longer exists (deleted or "
@@ -250,7 +250,7 @@ class TaskService:
     def get(self, task_id: str, *, owner: str = "") -> Task:
         """The task, if ``owner`` submitted it: another caller's task is as good as unknown."""
         key = canonical_id(task_id)
-        task = self.store.get(key) if key else None
+        task = self.store.get(key, self.clock()) if key else None
         if task is None or task.owner != owner:
             raise TaskNotFound(task_id)
         return task
@@ -267,7 +267,7 @@ class TaskService:
         where = TaskFilter(statuses=tuple(Status(s) for s in statuses), type=type_name, owner=owner)
         # A page far past the end is simply empty; keep its offset within what stores take.
         offset = min((page - 1) * page_size, MAX_OFFSET)
-        return self.store.list(where, offset=offset, limit=page_size)
+        return self.store.list(where, offset=offset, limit=page_size, now=self.clock())
 
     def cancel(self, task_id: str, *, owner: str = "") -> Task:
         """Cancel a queued task at once; ask a running one to stop."""
@@ -298,9 +298,10 @@ class TaskService:
     def delete(self, task_id: str, *, owner: str = "") -> None:
         """Delete a terminal task."""
         task = self.get(task_id, owner=owner)
-        if self.store.delete(task.id):
+        now = self.clock()
+        if self.store.delete(task.id, now):
             return
-        latest = self.store.get(task.id)
+        latest = self.store.get(task.id, now)
         if latest is None:
             raise TaskNotFound(task_id)
         raise TaskConflict(

@@ -427,7 +427,9 @@ class WorkerPool:
             error = TaskError(
                 "TimeoutError", f"The attempt ran past its timeout of {task.timeout_seconds:g}s."
             )
-            self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
+            self._finish_failed(
+                task, worker_id, error, retry=task.failed_attempts < task.max_attempts
+            )
             return runner
         if outcome.kind == "ok":
             try:
@@ -444,7 +446,7 @@ class WorkerPool:
         assert raised is not None
         error = TaskError(type(raised).__name__, str(raised) or type(raised).__name__)
         _task_log(log.info, task.id, "task %s attempt %d failed: %s", task.attempts, error.type)
-        self._finish_failed(task, worker_id, error, retry=task.attempts < task.max_attempts)
+        self._finish_failed(task, worker_id, error, retry=task.failed_attempts < task.max_attempts)
         return None
 
     def _call(
@@ -520,7 +522,7 @@ class WorkerPool:
         now = self.clock()
         task_type = self.registry.get(task.type)
         if retry and task_type is not None:
-            delay = task_type.backoff_seconds(task.attempts, _JITTER.random())
+            delay = task_type.backoff_seconds(task.failed_attempts, _JITTER.random())
             status = self.store.retry(
                 task.id,
                 worker_id,

@@ -38,7 +38,7 @@ def submit() -> ResponseReturnValue:
 
 @app.get("/tasks/<task_id>")
 def status(task_id: str) -> ResponseReturnValue:
-    task = store.get(task_id)
+    task = store.get(task_id, datetime.now(UTC))
     if task is None:
         missing = app.json.response({"title": "Not Found"})
         missing.status_code = 404

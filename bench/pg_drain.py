@@ -120,7 +120,7 @@ def main() -> None:
         latencies = []
         for n in range(100):
             task = store.create(new_task(n))
-            while (got := store.get(task.id)) is None or got.started_at is None:
+            while (got := store.get(task.id, datetime.now(UTC))) is None or got.started_at is None:
                 time.sleep(0.0005)
             latencies.append((got.started_at - task.created_at).total_seconds() * 1000)
             time.sleep(0.02)

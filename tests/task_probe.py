@@ -6,6 +6,7 @@ Loaded with ``TASKS_IMPORT=tests.task_probe``; ``PROBE_LOG`` names the file it a
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from typing import Any
 
@@ -54,6 +55,18 @@ def count(context: TaskContext, params: dict[str, Any]) -> int:
     return int(params["n"])
 
 
+class NoParams(Schema):
+    pass
+
+
+def poison(context: TaskContext, params: dict[str, Any]) -> None:
+    """Append ``task_id attempt`` to PROBE_LOG, then kill the process running it."""
+    with open(os.environ["PROBE_LOG"], "a") as log:
+        log.write(f"{context.task_id} {context.attempt}\n")
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def register(registry: Registry) -> None:
     registry.task("record", params=RecordParams, max_attempts=3, backoff_base_seconds=0.1)(record)
     registry.task("count", params=CountParams, max_attempts=3, backoff_base_seconds=0.1)(count)
+    registry.task("poison", params=NoParams, max_attempts=1)(poison)

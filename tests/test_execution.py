@@ -421,3 +421,30 @@ def test_expired_tasks_are_purged_and_show_when(db_path: Path, database_url: str
     assert runtime.pool.purge_expired() == 1
     assert client.get(f"/tasks/{task['id']}").status_code == 404
     runtime.store.close()
+
+
+def test_an_expired_task_is_gone_before_the_purge_runs(db_path: Path, database_url: str) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_RESULT_TTL=0.5)
+    runtime = runtime_of(app)
+    client = app.test_client()
+    replayed = {"Idempotency-Key": "kept-for-a-day"}
+    task = client.post("/tasks", json=ADD, headers=replayed).get_json()
+    runtime.pool.drain()
+    url = f"/tasks/{task['id']}"
+    assert client.get(url).status_code == 200
+    assert client.post("/tasks", json=ADD, headers=replayed).status_code == 200
+    time.sleep(0.6)
+
+    assert client.get(url).status_code == 404
+    assert client.get(f"{url}?wait=1").status_code == 404
+    assert client.get(f"/status/{task['id']}").status_code == 404
+    listed = client.get("/tasks")
+    assert listed.get_json() == [] and json.loads(listed.headers["X-Pagination"])["total"] == 0
+    assert client.post(f"{url}/cancel").status_code == 404
+    assert client.delete(url).status_code == 404
+    again = client.post("/tasks", json=ADD, headers=replayed)
+    assert again.status_code == 409 and "no longer exists" in again.get_json()["detail"]
+    assert 'taskapi_tasks{status="succeeded"} 0.0' in client.get("/metrics").text
+    assert runtime.pool.purge_expired() == 1, "the purge had not run: reads did not need it"
+    runtime.pool.stop(grace=1)
+    runtime.store.close()

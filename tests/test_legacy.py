@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from flask.testing import FlaskClient
 
@@ -19,7 +20,7 @@ def test_start_then_status_running_then_done(
     assert body["status"] == "started"
     task_id = body["task_id"]
     assert client.get(f"/status/{task_id}").get_json() == {"status": "running"}
-    task = runtime.store.get(task_id)
+    task = runtime.store.get(task_id, datetime.now(UTC))
     assert task is not None and task.params["delay_seconds"] == 2, "the seed's simulated work"
     assert drain() == 1
     assert client.get(f"/status/{task_id}").get_json() == {"status": "done", "result": 15}

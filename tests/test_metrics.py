@@ -17,7 +17,7 @@ from flask.testing import FlaskClient
 from marshmallow import Schema
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.models import Status
+from api.models import MAX_LOST_ATTEMPTS, Status
 from api.registry import TaskContext, TaskType
 from tests.conftest import submit
 from tests.processes import Server, start_server
@@ -200,8 +200,15 @@ def test_tasks_taken_back_from_a_lost_worker_are_counted(client: FlaskClient) ->
         assert runtime.store.claim("lost", now, now - timedelta(seconds=1))
     assert runtime.pool.recover_lost() == 2
     samples = scrape(client)
-    assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 1
-    assert value(samples, "taskapi_task_retries_total", type="add") == 1
+    assert value(samples, "taskapi_task_retries_total", type="add") == 2, "both run again"
+    assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 0
+    for _ in range(2 * (MAX_LOST_ATTEMPTS - 1)):  # lost again and again: both fail
+        now = datetime.now(UTC)
+        assert runtime.store.claim("lost", now, now - timedelta(seconds=1))
+        assert runtime.pool.recover_lost() == 1
+    samples = scrape(client)
+    assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 2
+    assert value(samples, "taskapi_task_retries_total", type="add") == 2 * MAX_LOST_ATTEMPTS - 2
 
 
 def test_a_task_handed_back_at_shutdown_after_a_cancel_counts_as_cancelled(db_path: Path) -> None:
@@ -220,7 +227,7 @@ def test_a_task_handed_back_at_shutdown_after_a_cancel_counts_as_cancelled(db_pa
     runtime.pool.start()
     try:
         deadline = time.monotonic() + 10
-        while runtime.store.get(task.id).status is not Status.RUNNING:
+        while runtime.store.get(task.id, datetime.now(UTC)).status is not Status.RUNNING:
             assert time.monotonic() < deadline
             time.sleep(0.05)
         runtime.service.cancel(task.id)  # asked; the task does not listen
@@ -228,7 +235,7 @@ def test_a_task_handed_back_at_shutdown_after_a_cancel_counts_as_cancelled(db_pa
     finally:
         release.set()
     samples = parse(runtime.metrics.exposition()[0].decode())
-    assert runtime.store.get(task.id).status is Status.CANCELLED
+    assert runtime.store.get(task.id, datetime.now(UTC)).status is Status.CANCELLED
     assert value(samples, "taskapi_tasks_finished_total", type="stubborn", outcome="cancelled") == 1
 
 

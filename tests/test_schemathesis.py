@@ -155,14 +155,16 @@ def test_largest_valid_body_is_accepted(case: Case) -> None:
 def _empty(store: Store) -> None:
     """Cancel and delete every task, through the store's own operations."""
     while True:
-        tasks, _ = store.list(TaskFilter(), offset=0, limit=1000)
+        tasks, _ = store.list(TaskFilter(), offset=0, limit=1000, now=datetime.now(UTC))
         if not tasks:
             return
         now = datetime.now(UTC)
         for task in tasks:
             if not task.is_terminal:
                 store.cancel(task.id, now, now)
-            assert store.delete(task.id), f"cannot delete task {task.id} ({task.status})"
+            assert store.delete(task.id, datetime.now(UTC)), (
+                f"cannot delete task {task.id} ({task.status})"
+            )
 
 
 class APIWorkflow(stateful_schema.as_state_machine()):  # type: ignore[misc]

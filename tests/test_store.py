@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from api.models import IdempotencyKey, NewTask, Progress, Status, TaskError
+from api.models import MAX_LOST_ATTEMPTS, IdempotencyKey, NewTask, Progress, Status, TaskError
 from api.store import KeyTaken, QueueFull, Store, StoreError, TaskFilter, open_store
 from api.store.sqlite import MIGRATIONS, NEXT_READY_SQL, SQLiteStore
 
@@ -49,7 +49,7 @@ def store(database_url: str) -> Iterator[Store]:
 def test_create_then_get_round_trips_every_field(store: Store) -> None:
     submitted = new_task(delay=5)
     created = store.create(submitted)
-    assert created == store.get(submitted.id)
+    assert created == store.get(submitted.id, T0)
     assert created.status is Status.QUEUED
     assert created.params == submitted.params
     assert created.run_after == T0 + timedelta(seconds=5)
@@ -58,24 +58,27 @@ def test_create_then_get_round_trips_every_field(store: Store) -> None:
 
 
 def test_get_unknown_is_none(store: Store) -> None:
-    assert store.get(str(uuid.uuid4())) is None
+    assert store.get(str(uuid.uuid4()), T0) is None
 
 
 def test_list_is_newest_first_filtered_and_paged(store: Store) -> None:
     ids = [store.create(new_task(type="add" if i % 2 else "sleep")).id for i in range(7)]
-    page, total = store.list(TaskFilter(), offset=0, limit=3)
+    page, total = store.list(TaskFilter(), offset=0, limit=3, now=T0)
     assert total == 7
     assert [t.id for t in page] == ids[::-1][:3]
-    page, total = store.list(TaskFilter(), offset=6, limit=3)
+    page, total = store.list(TaskFilter(), offset=6, limit=3, now=T0)
     assert [t.id for t in page] == [ids[0]]
-    adds, total = store.list(TaskFilter(type="add"), offset=0, limit=10)
+    adds, total = store.list(TaskFilter(type="add"), offset=0, limit=10, now=T0)
     assert total == 3 and all(t.type == "add" for t in adds)
     claimed = store.claim("w", T0, LATER)
     assert claimed is not None
-    running, total = store.list(TaskFilter(statuses=[Status.RUNNING]), offset=0, limit=10)
+    running, total = store.list(TaskFilter(statuses=[Status.RUNNING]), offset=0, limit=10, now=T0)
     assert [t.id for t in running] == [claimed.id] and total == 1
     both, total = store.list(
-        TaskFilter(statuses=[Status.RUNNING, Status.QUEUED], type="sleep"), offset=0, limit=10
+        TaskFilter(statuses=[Status.RUNNING, Status.QUEUED], type="sleep"),
+        offset=0,
+        limit=10,
+        now=T0,
     )
     assert total == 4 and {t.type for t in both} == {"sleep"}
     assert {t.status for t in both} == {Status.RUNNING, Status.QUEUED}
@@ -83,9 +86,9 @@ def test_list_is_newest_first_filtered_and_paged(store: Store) -> None:
 
 def test_counts_by_status_follow_every_change(store: Store) -> None:
     def counts() -> dict[Status, int]:
-        return {s: n for s, n in store.count_by_status().items() if n}
+        return {s: n for s, n in store.count_by_status(T0).items() if n}
 
-    assert set(store.count_by_status()) == set(Status)
+    assert set(store.count_by_status(T0)) == set(Status)
     assert counts() == {}
     queued = [store.create(new_task()) for _ in range(4)]
     assert counts() == {Status.QUEUED: 4}
@@ -97,7 +100,7 @@ def test_counts_by_status_follow_every_change(store: Store) -> None:
     failing = store.claim("w", T0, LATER)
     assert failing is not None
     store.fail(failing.id, "w", TaskError("E", "x"), T0, LATER)
-    store.delete(queued[3].id)
+    store.delete(queued[3].id, T0)
     assert counts() == {Status.QUEUED: 1, Status.SUCCEEDED: 1, Status.FAILED: 1}
     store.purge_expired(LATER, limit=10)
     assert counts() == {Status.QUEUED: 1}
@@ -161,7 +164,7 @@ def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> No
     store.claim("w", T0, LATER)
     assert not store.succeed(task.id, "other", 3, T0, LATER)
     assert store.succeed(task.id, "w", {"sum": 3}, T0, LATER)
-    done = store.get(task.id)
+    done = store.get(task.id, T0)
     assert done is not None
     assert (done.status, done.result, done.finished_at, done.expires_at) == (
         Status.SUCCEEDED,
@@ -171,7 +174,7 @@ def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> No
     )
     assert not store.fail(task.id, "w", TaskError("E", "late"), T0, LATER), "terminal is final"
     assert store.retry(task.id, "w", TaskError("E", "late"), T0, T0, LATER) is None
-    assert store.get(task.id) == done
+    assert store.get(task.id, T0) == done
 
 
 def test_succeed_and_claim_records_the_success_and_takes_the_next_ready_task(
@@ -181,18 +184,18 @@ def test_succeed_and_claim_records_the_success_and_takes_the_next_ready_task(
     low = store.create(new_task(priority=-1))
     high = store.create(new_task(priority=5, created=T0 + timedelta(seconds=1)))
     later = store.create(new_task(delay=60))
-    assert store.claim("w", T0 + timedelta(seconds=1), LATER) == store.get(high.id)
+    assert store.claim("w", T0 + timedelta(seconds=1), LATER) == store.get(high.id, T0)
     now = T0 + timedelta(seconds=2)
     done, claimed = store.succeed_and_claim(high.id, "w", 8, now, LATER, LATER)
-    assert done and store.get(high.id).status is Status.SUCCEEDED  # type: ignore[union-attr]
+    assert done and store.get(high.id, T0).status is Status.SUCCEEDED  # type: ignore[union-attr]
     assert claimed is not None and claimed.id == first.id
     assert (claimed.status, claimed.worker_id, claimed.attempts) == (Status.RUNNING, "w", 1)
-    assert claimed == store.get(first.id)
+    assert claimed == store.get(first.id, T0)
     done, claimed = store.succeed_and_claim(first.id, "w", 1, now, LATER, LATER)
     assert done and claimed is not None and claimed.id == low.id
     done, claimed = store.succeed_and_claim(low.id, "w", 1, now, LATER, LATER)
     assert done and claimed is None, "the delayed task is not ready yet"
-    assert store.get(later.id).status is Status.QUEUED  # type: ignore[union-attr]
+    assert store.get(later.id, T0).status is Status.QUEUED  # type: ignore[union-attr]
 
 
 def test_succeed_and_claim_by_a_worker_that_lost_its_task_records_nothing(store: Store) -> None:
@@ -201,7 +204,7 @@ def test_succeed_and_claim_by_a_worker_that_lost_its_task_records_nothing(store:
     waiting = store.create(new_task(created=T0 + timedelta(seconds=1)))
     now = T0 + timedelta(seconds=1)
     done, claimed = store.succeed_and_claim(lost.id, "other", 3, now, LATER, LATER)
-    assert not done and store.get(lost.id).status is Status.RUNNING  # type: ignore[union-attr]
+    assert not done and store.get(lost.id, T0).status is Status.RUNNING  # type: ignore[union-attr]
     assert claimed is not None and claimed.id == waiting.id and claimed.worker_id == "other"
 
 
@@ -212,7 +215,7 @@ def test_retry_requeues_with_the_error_and_a_later_run_after(store: Store) -> No
     assert store.retry(task.id, "w", TaskError("ValueError", "boom"), again, T0, LATER) == (
         Status.QUEUED
     )
-    queued = store.get(task.id)
+    queued = store.get(task.id, T0)
     assert queued is not None
     assert queued.status is Status.QUEUED
     assert queued.error == TaskError("ValueError", "boom")
@@ -226,14 +229,14 @@ def test_fail_and_cancelled_outcomes(store: Store) -> None:
     failed = store.create(new_task())
     store.claim("w", T0, LATER)
     assert store.fail(failed.id, "w", TaskError("KeyError", "x"), T0, LATER)
-    got = store.get(failed.id)
+    got = store.get(failed.id, T0)
     assert (
         got is not None and got.status is Status.FAILED and got.error == TaskError("KeyError", "x")
     )
     stopped = store.create(new_task())
     store.claim("w", T0, LATER)
     assert store.fail(stopped.id, "w", TaskError("TaskCancelled", ""), T0, LATER, cancelled=True)
-    got = store.get(stopped.id)
+    got = store.get(stopped.id, T0)
     assert got is not None and got.status is Status.CANCELLED and got.error is None
 
 
@@ -241,7 +244,7 @@ def test_progress_is_recorded_and_reports_a_cancel_request(store: Store) -> None
     task = store.create(new_task())
     store.claim("w", T0, LATER)
     assert store.report_progress(task.id, "w", Progress(1, 4, "one")) is False
-    got = store.get(task.id)
+    got = store.get(task.id, T0)
     assert got is not None and got.progress == Progress(1, 4, "one")
     store.cancel(task.id, T0, LATER)
     assert store.report_progress(task.id, "w", Progress(2, 4, None)) is True
@@ -274,13 +277,13 @@ def test_cancel_queued_is_immediate_running_is_a_request_terminal_unchanged(
 
 def test_delete_only_terminal_tasks(store: Store) -> None:
     task = store.create(new_task())
-    assert not store.delete(task.id)
+    assert not store.delete(task.id, T0)
     store.claim("w", T0, LATER)
-    assert not store.delete(task.id)
+    assert not store.delete(task.id, T0)
     store.succeed(task.id, "w", 1, T0, LATER)
-    assert store.delete(task.id)
-    assert store.get(task.id) is None
-    assert not store.delete(task.id)
+    assert store.delete(task.id, T0)
+    assert store.get(task.id, T0) is None
+    assert not store.delete(task.id, T0)
 
 
 def test_release_hands_a_running_task_back_without_using_its_attempt(store: Store) -> None:
@@ -288,7 +291,7 @@ def test_release_hands_a_running_task_back_without_using_its_attempt(store: Stor
     store.claim("w", T0, LATER)
     assert store.release(task.id, "other", T0, LATER) is None
     assert store.release(task.id, "w", T0, LATER) is Status.QUEUED
-    back = store.get(task.id)
+    back = store.get(task.id, T0)
     assert back is not None and back.status is Status.QUEUED and back.attempts == 0
     assert not store.succeed(task.id, "w", 1, T0, LATER), "the old holder lost it"
 
@@ -301,8 +304,38 @@ def test_purge_deletes_expired_terminal_tasks_in_batches(store: Store) -> None:
     keep = store.create(new_task())
     assert store.purge_expired(T0 + timedelta(seconds=3), limit=2) == (2, 0)
     assert store.purge_expired(T0 + timedelta(seconds=3), limit=10) == (2, 0)
-    remaining, total = store.list(TaskFilter(), offset=0, limit=10)
+    remaining, total = store.list(TaskFilter(), offset=0, limit=10, now=T0)
     assert total == 2 and keep.id in {t.id for t in remaining}
+
+
+def test_an_expired_task_is_gone_for_every_reader_before_the_purge(store: Store) -> None:
+    expiry = T0 + timedelta(seconds=10)
+    gone = store.create(dataclasses.replace(new_task(), owner="alice"))
+    store.claim("w", T0, LATER)
+    store.succeed(gone.id, "w", 1, T0, expiry)
+    kept = store.create(dataclasses.replace(new_task(), owner="alice"))
+    store.claim("w", T0, LATER)
+    store.fail(kept.id, "w", TaskError("E", "x"), T0, LATER)
+    queued = store.create(dataclasses.replace(new_task(), owner="alice"))
+    before, at = expiry - timedelta(microseconds=1), expiry
+
+    assert store.get(gone.id, before) is not None
+    assert store.get(gone.id, at) is None, "expires_at is the end"
+    for where in (TaskFilter(), TaskFilter(owner="alice"), TaskFilter(type="add")):
+        shown, total = store.list(where, offset=0, limit=10, now=at)
+        assert [t.id for t in shown] == [queued.id, kept.id] and total == 2, where
+    ended, total = store.list(
+        TaskFilter(statuses=[Status.SUCCEEDED, Status.FAILED]), offset=0, limit=10, now=at
+    )
+    assert [t.id for t in ended] == [kept.id] and total == 1
+    assert store.list(TaskFilter(), offset=0, limit=10, now=before)[1] == 3
+    counts = store.count_by_status(at)
+    assert (counts[Status.SUCCEEDED], counts[Status.FAILED], counts[Status.QUEUED]) == (0, 1, 1)
+    assert store.count_by_status(before)[Status.SUCCEEDED] == 1
+    assert store.cancel(gone.id, at, LATER) is None
+    assert not store.delete(gone.id, at)
+    assert store.purge_expired(at, limit=10) == (1, 0), "the row was still there until now"
+    assert store.count_by_status(at)[Status.SUCCEEDED] == 0
 
 
 def test_ping_answers(store: Store) -> None:
@@ -318,7 +351,7 @@ def test_schema_is_versioned_and_data_survives_reopening(tmp_path: Path) -> None
         assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     second = SQLiteStore(path)
-    assert second.get(task.id) is not None
+    assert second.get(task.id, T0) is not None
     second.close()
 
 
@@ -363,32 +396,68 @@ def test_recovery_requeues_counting_the_lost_attempt(store: Store) -> None:
     assert store.recover_expired(T0 + timedelta(seconds=29), LATER) == []
     taken = store.recover_expired(T0 + timedelta(seconds=31), LATER)
     assert [(t.id, t.type, t.status) for t in taken] == [(task.id, "add", Status.QUEUED)]
-    back = store.get(task.id)
+    back = store.get(task.id, T0)
     assert back is not None and back.status is Status.QUEUED
     assert back.attempts == 1 and back.error is not None and back.error.type == "WorkerLost"
+    assert back.lost_attempts == 1, "lost, not failed: max_attempts is not used up"
     assert store.heartbeat(task.id, "dead", LATER) is None, "the lost worker holds nothing"
     assert not store.succeed(task.id, "dead", 1, T0, LATER)
     again = store.claim("alive", T0 + timedelta(seconds=31), LATER)
     assert again is not None and again.attempts == 2
 
 
-def test_recovery_fails_a_task_out_of_attempts_and_honours_a_cancel(store: Store) -> None:
-    last = store.create(dataclasses.replace(new_task(), max_attempts=1))
+def test_recovery_requeues_whatever_max_attempts_and_honours_a_cancel(store: Store) -> None:
+    only = store.create(dataclasses.replace(new_task(), max_attempts=1))
     store.claim("dead", T0, T0 + timedelta(seconds=1))
     asked = store.create(new_task())
     store.claim("dead", T0, T0 + timedelta(seconds=1))
     store.cancel(asked.id, T0, LATER)
     taken = store.recover_expired(T0 + timedelta(seconds=5), LATER)
     assert {(t.id, t.status) for t in taken} == {
-        (last.id, Status.FAILED),
+        (only.id, Status.QUEUED),
         (asked.id, Status.CANCELLED),
     }
-    failed, cancelled = store.get(last.id), store.get(asked.id)
-    assert failed is not None and failed.status is Status.FAILED
-    assert failed.error is not None and failed.error.type == "WorkerLost"
-    assert failed.finished_at is not None and failed.expires_at == LATER
+    back, cancelled = store.get(only.id, T0), store.get(asked.id, T0)
+    assert back is not None and back.status is Status.QUEUED
+    assert (back.attempts, back.lost_attempts, back.failed_attempts) == (1, 1, 0)
     assert cancelled is not None and cancelled.status is Status.CANCELLED
     assert cancelled.error is None
+
+
+def lose(store: Store, task_id: str, at: datetime) -> Status:
+    """Claim the task for a worker that then dies; what recovery makes of it."""
+    claimed = store.claim("dead", at, at + timedelta(seconds=1))
+    assert claimed is not None and claimed.id == task_id
+    (taken,) = store.recover_expired(at + timedelta(seconds=5), LATER)
+    return taken.status
+
+
+def test_a_task_that_loses_its_worker_three_times_in_a_row_fails(store: Store) -> None:
+    task = store.create(dataclasses.replace(new_task(), max_attempts=1))
+    statuses = [lose(store, task.id, T0 + timedelta(minutes=n)) for n in range(MAX_LOST_ATTEMPTS)]
+    assert statuses == [Status.QUEUED] * (MAX_LOST_ATTEMPTS - 1) + [Status.FAILED]
+    failed = store.get(task.id, T0)
+    assert failed is not None and failed.status is Status.FAILED
+    assert failed.error is not None and failed.error.type == "WorkerLost"
+    assert f"{MAX_LOST_ATTEMPTS} times in a row" in failed.error.message
+    assert failed.attempts == MAX_LOST_ATTEMPTS
+    assert failed.finished_at is not None and failed.expires_at == LATER
+
+
+def test_a_failed_attempt_ends_the_run_of_lost_attempts(store: Store) -> None:
+    task = store.create(new_task())
+    at = iter(T0 + timedelta(minutes=n) for n in range(100))
+    for _ in range(MAX_LOST_ATTEMPTS - 1):
+        assert lose(store, task.id, next(at)) is Status.QUEUED
+    now = next(at)
+    store.claim("w", now, LATER)
+    assert store.retry(task.id, "w", TaskError("E", "x"), now, now, LATER) is Status.QUEUED
+    for _ in range(MAX_LOST_ATTEMPTS - 1):
+        assert lose(store, task.id, next(at)) is Status.QUEUED
+    back = store.get(task.id, T0)
+    assert back is not None
+    assert (back.attempts, back.lost_attempts, back.failed_attempts) == (5, 4, 1)
+    assert lose(store, task.id, next(at)) is Status.FAILED
 
 
 def test_create_refuses_past_the_queue_limit_creating_nothing(store: Store) -> None:
@@ -396,7 +465,7 @@ def test_create_refuses_past_the_queue_limit_creating_nothing(store: Store) -> N
         store.create(new_task(), max_queued=3)
     with pytest.raises(QueueFull):
         store.create(new_task(), max_queued=3)
-    assert store.list(TaskFilter(), offset=0, limit=10)[1] == 3
+    assert store.list(TaskFilter(), offset=0, limit=10, now=T0)[1] == 3
     store.claim("w", T0, LATER)
     store.create(new_task(), max_queued=3)  # a running task no longer counts as queued
 
@@ -410,7 +479,9 @@ def test_an_idempotency_key_is_taken_once_per_owner_until_it_expires(store: Stor
         store.create(new_task(), idempotency=key("alice", "f2"))
     assert (taken.value.task_id, taken.value.fingerprint) == (first.id, "f1")
     store.create(new_task(), idempotency=key("bob"))
-    assert store.list(TaskFilter(), offset=0, limit=10)[1] == 2, "the refused one left nothing"
+    assert store.list(TaskFilter(), offset=0, limit=10, now=T0)[1] == 2, (
+        "the refused one left nothing"
+    )
     later = new_task(created=T0 + timedelta(hours=25))
     assert store.create(later, idempotency=key("alice")).id == later.id, "an expired key is free"
 
@@ -434,10 +505,10 @@ def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
         )
         raw.execute("PRAGMA user_version=1")
     store = SQLiteStore(path)
-    assert store.get("00000000-0000-4000-8000-000000000001") is not None
-    assert store.count_by_status()[Status.QUEUED] == 1, "the counts start from the rows there"
+    assert store.get("00000000-0000-4000-8000-000000000001", T0) is not None
+    assert store.count_by_status(T0)[Status.QUEUED] == 1, "the counts start from the rows there"
     store.create(new_task(), idempotency=IdempotencyKey("o", "k", "f", LATER, T0))
-    assert store.count_by_status()[Status.QUEUED] == 2
+    assert store.count_by_status(T0)[Status.QUEUED] == 2
     store.close()
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -468,7 +539,7 @@ def test_a_cancel_asked_during_an_attempt_wins_over_its_retry_and_hand_back(stor
     store.cancel(handed.id, T0, LATER)
     assert store.release(handed.id, "w", T0, LATER) is Status.CANCELLED
     for task_id in (retried.id, handed.id):
-        task = store.get(task_id)
+        task = store.get(task_id, T0)
         assert task is not None and task.status is Status.CANCELLED and task.error is None
         assert task.finished_at == T0 and task.expires_at == LATER
     assert store.claim("w", T0, LATER) is None
@@ -531,7 +602,7 @@ def test_concurrent_submits_with_one_key_make_one_task(database_url: str) -> Non
         for t in threads:
             t.join()
         assert outcomes.count("created") == 1, (round_, outcomes)
-    assert stores[0].list(TaskFilter(), offset=0, limit=100)[1] == 15
+    assert stores[0].list(TaskFilter(), offset=0, limit=100, now=T0)[1] == 15
     for s in stores:
         s.close()
 
@@ -555,7 +626,7 @@ def test_the_queue_limit_holds_under_concurrent_submits(database_url: str) -> No
     for t in threads:
         t.join()
     assert created.count(True) == 5
-    assert stores[0].list(TaskFilter(), offset=0, limit=100)[1] == 5
+    assert stores[0].list(TaskFilter(), offset=0, limit=100, now=T0)[1] == 5
     for s in stores:
         s.close()
 

@@ -181,11 +181,11 @@ def test_a_worker_finishing_during_stop_claims_nothing_more(
     assert started.wait(15)
     threading.Timer(0.3, release.set).start()  # the first ends while stop() waits
     runtime.pool.stop(grace=10)
-    assert runtime.store.get(first.id).status.value == "succeeded"  # type: ignore[union-attr]
+    assert runtime.store.get(first.id, datetime.now(UTC)).status.value == "succeeded"  # type: ignore[union-attr]
     assert claims == [], "a stopping pool must not claim with its last success"
     assert "handed back" not in caplog.text
     for task in rest:
-        left = runtime.store.get(task.id)
+        left = runtime.store.get(task.id, datetime.now(UTC))
         assert left is not None and (left.status.value, left.attempts) == ("queued", 0)
 
 
@@ -205,10 +205,10 @@ def test_a_stop_begun_during_a_success_sends_the_task_claimed_with_it_back(
 
     monkeypatch.setattr(runtime.store, "succeed_and_claim", stop_begins_meanwhile)
     runtime.pool.start()
-    wait_until(lambda: runtime.store.get(first.id).status.value == "succeeded")  # type: ignore[union-attr]
+    wait_until(lambda: runtime.store.get(first.id, datetime.now(UTC)).status.value == "succeeded")  # type: ignore[union-attr]
 
     def handed_back() -> bool:
-        back = runtime.store.get(second.id)
+        back = runtime.store.get(second.id, datetime.now(UTC))
         assert back is not None
         return (back.status.value, back.attempts, back.started_at, back.worker_id) == (
             "queued",
@@ -233,7 +233,7 @@ def test_stop_hands_back_a_task_claimed_for_a_worker_that_did_not_start_it(
     assert claimed is not None
     runtime.pool._claimed["worker-gone"] = claimed  # left by a worker that saw the stop
     runtime.pool.stop(grace=0)
-    back = runtime.store.get(task.id)
+    back = runtime.store.get(task.id, datetime.now(UTC))
     assert back is not None and (back.status.value, back.attempts) == ("queued", 0)
 
 
@@ -246,13 +246,13 @@ def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> 
 
     runtime, (task,) = _one_worker_with(db_path, "stubborn", stubborn, 1)
     runtime.pool.start()
-    wait_until(lambda: runtime.store.get(task.id).status.value == "running")  # type: ignore[union-attr]
+    wait_until(lambda: runtime.store.get(task.id, datetime.now(UTC)).status.value == "running")  # type: ignore[union-attr]
     runtime.pool.stop(grace=0.2)
-    back = runtime.store.get(task.id)
+    back = runtime.store.get(task.id, datetime.now(UTC))
     assert back is not None and back.status.value == "queued" and back.attempts == 0
     release.set()
     time.sleep(0.1)
-    after = runtime.store.get(task.id)
+    after = runtime.store.get(task.id, datetime.now(UTC))
     assert after is not None and after.status.value == "queued", "the late result is dropped"
 
 
@@ -262,7 +262,7 @@ def test_a_result_that_is_not_json_fails_the_attempt(db_path: Path) -> None:
     runtime.registry.add(TaskType("bad", NoParams, lambda c, p: {1, 2}, max_attempts=1))
     task = runtime.service.submit({"type": "bad", "params": {}}).task
     runtime.pool.drain()
-    failed = runtime.store.get(task.id)
+    failed = runtime.store.get(task.id, datetime.now(UTC))
     assert failed is not None and failed.error is not None
     assert failed.status.value == "failed" and failed.error.type == "TypeError"
 
@@ -276,7 +276,7 @@ def test_a_task_type_unknown_to_this_worker_fails_clearly(db_path: Path) -> None
     task = runtime_of(submitter).service.submit({"type": "elsewhere", "params": {}}).task
     worker = runtime_of(make_app(db_path))
     worker.pool.drain()
-    failed = worker.store.get(task.id)
+    failed = worker.store.get(task.id, datetime.now(UTC))
     assert failed is not None and failed.error is not None
     assert failed.error.type == "UnknownTaskType" and "elsewhere" in failed.error.message
 

@@ -2,6 +2,10 @@
 
 Every method that changes a task is a single conditional write: it says whether the change
 happened instead of reading, checking and writing. Times are timezone-aware UTC datetimes.
+
+A terminal task is gone for every reader from its ``expires_at`` on: the reads and the delete
+take ``now`` and leave such a task out, whether or not ``purge_expired`` has deleted its row
+yet (the purge only reclaims the space, in small batches).
 """
 
 from __future__ import annotations
@@ -84,11 +88,14 @@ class Store(Protocol):
     def settle_key(self, owner: str, key: str) -> None:
         """The request that took this idempotency key has been answered."""
 
-    def get(self, task_id: str) -> Task | None:
-        """The task with this id, or None."""
+    def get(self, task_id: str, now: datetime) -> Task | None:
+        """The task with this id, or None (also when it expired before ``now``)."""
 
-    def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
-        """Tasks matching ``where``, newest first, one page of them, and how many match."""
+    def list(
+        self, where: TaskFilter, *, offset: int, limit: int, now: datetime
+    ) -> tuple[list[Task], int]:
+        """Tasks matching ``where`` and not expired at ``now``, newest first, one page of
+        them, and how many match."""
 
     def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
         """Atomically take the next ready task (highest priority, then earliest ready).
@@ -97,8 +104,9 @@ class Store(Protocol):
         attempt count grows by one. None when no task is ready at ``now``.
         """
 
-    def count_by_status(self) -> dict[Status, int]:
-        """How many tasks are in each status now, every status included (cheap to ask)."""
+    def count_by_status(self, now: datetime) -> dict[Status, int]:
+        """How many tasks not expired at ``now`` are in each status, every status included
+        (cheap to ask)."""
 
     def next_run_after(self) -> datetime | None:
         """When the earliest queued task becomes ready, or None when none is queued."""
@@ -118,9 +126,11 @@ class Store(Protocol):
     def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         """Take back running tasks whose lease expired before ``now`` (their worker is lost).
 
-        Each ends ``cancelled`` if cancellation was asked, goes back to ``queued`` (the lost
-        attempt counted) if it has attempts left, else ends ``failed`` with a ``WorkerLost``
-        error. Returns the tasks taken back, each with its status afterwards.
+        Each ends ``cancelled`` if cancellation was asked; ends ``failed`` with a
+        ``WorkerLost`` error if this is its MAX_LOST_ATTEMPTS-th lost attempt in a row; else
+        goes back to ``queued``, whatever its ``max_attempts``: the lost attempt stays in
+        ``attempts`` and is counted in ``lost_attempts``, not against ``max_attempts``.
+        Returns the tasks taken back, each with its status afterwards.
         """
 
     def succeed(
@@ -163,8 +173,9 @@ class Store(Protocol):
     ) -> Status | None:
         """running -> queued after a failed attempt, ready again at ``run_after``.
 
-        A task whose cancel was asked ends ``cancelled`` instead. Returns the new status, or
-        None when the worker did not hold the task.
+        A task whose cancel was asked ends ``cancelled`` instead. The attempt ended, so the
+        run of lost attempts is over. Returns the new status, or None when the worker did not
+        hold the task.
         """
 
     def release(
@@ -180,11 +191,13 @@ class Store(Protocol):
         """Cancel a queued task at once, or ask a running one to stop.
 
         Returns the task as it is afterwards (unchanged when it was already terminal), and
-        whether this call is the one that ended it; None when there is no such task.
+        whether this call is the one that ended it; None when there is no such task (or it
+        expired before ``now``).
         """
 
-    def delete(self, task_id: str) -> bool:
-        """Delete a terminal task; False when there is none (or it is not terminal)."""
+    def delete(self, task_id: str, now: datetime) -> bool:
+        """Delete a terminal task; False when there is none (or it is not terminal, or it
+        expired before ``now``)."""
 
     def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
         """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and up to

@@ -22,7 +22,16 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from api.models import TERMINAL, IdempotencyKey, NewTask, Progress, Status, Task, TaskError
+from api.models import (
+    MAX_LOST_ATTEMPTS,
+    TERMINAL,
+    IdempotencyKey,
+    NewTask,
+    Progress,
+    Status,
+    Task,
+    TaskError,
+)
 from api.store import (
     CancelResult,
     KeyTaken,
@@ -34,6 +43,7 @@ from api.store import (
 from api.store.rows import (
     COLUMNS,
     WORKER_LOST,
+    WORKER_LOST_AGAIN,
     dumps,
     error_json,
     progress_json,
@@ -94,9 +104,17 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
     """,
+    # Attempts cut short by a lost worker: in all (they do not use up max_attempts), and in a
+    # row since the last attempt that ended otherwise (MAX_LOST_ATTEMPTS ends the task).
+    """
+    ALTER TABLE tasks ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN lost_in_a_row INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 _TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+#: A task is readable until its ``expires_at``, whether or not the purge has deleted it yet.
+VISIBLE = "(expires_at IS NULL OR expires_at > %(now)s)"
 _QUEUE_UNLESS_CANCELLED = """
     status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
     finished_at = CASE WHEN cancel_requested THEN %(now)s END,
@@ -212,37 +230,60 @@ class PostgresStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> Task | None:
-        return self._one(f"SELECT {COLUMNS} FROM tasks WHERE id = %s", (task_id,))
+    def get(self, task_id: str, now: datetime) -> Task | None:
+        return self._one(
+            f"SELECT {COLUMNS} FROM tasks WHERE id = %(id)s AND {VISIBLE}",
+            {"id": task_id, "now": now},
+        )
 
-    def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
+    def list(
+        self, where: TaskFilter, *, offset: int, limit: int, now: datetime
+    ) -> tuple[list[Task], int]:
         clauses: list[str] = []
-        args: list[Any] = []
+        args: dict[str, Any] = {"now": now, "limit": limit, "offset": offset}
         if where.statuses:
-            clauses.append("status = ANY(%s)")
-            args.append([s.value for s in where.statuses])
+            clauses.append("status = ANY(%(statuses)s)")
+            args["statuses"] = [s.value for s in where.statuses]
         if where.type is not None:
-            clauses.append("type = %s")
-            args.append(where.type)
+            clauses.append("type = %(type)s")
+            args["type"] = where.type
         if where.owner is not None:
-            clauses.append("owner = %s")
-            args.append(where.owner)
-        sql_where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+            clauses.append("owner = %(owner)s")
+            args["owner"] = where.owner
+        matching = " AND ".join(clauses) or "TRUE"
         with self._conn() as conn:
-            total = conn.execute(f"SELECT COUNT(*) AS n FROM tasks {sql_where}", args).fetchone()
+            # Every match, less those expired and not purged yet: both counts can use an
+            # index, and one statement reads them from one snapshot.
+            total = conn.execute(
+                f"""SELECT (SELECT COUNT(*) FROM tasks WHERE {matching})
+                        - (SELECT COUNT(*) FROM tasks
+                           WHERE expires_at IS NOT NULL AND expires_at <= %(now)s
+                           AND {matching}) AS n""",
+                args,
+            ).fetchone()
             rows = conn.execute(
-                f"SELECT {COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT %s OFFSET %s",
-                [*args, limit, offset],
+                f"""SELECT {COLUMNS} FROM tasks WHERE {matching} AND {VISIBLE}
+                    ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s""",
+                args,
             ).fetchall()
         return [_row_to_task(r) for r in rows], total["n"] if total else 0
 
-    def count_by_status(self) -> dict[Status, int]:
+    def count_by_status(self, now: datetime) -> dict[Status, int]:
         # An index-only scan of tasks_by_status: linear in the table, unlike SQLite's counter
         # rows, which here would make every state change of every worker wait on one row.
+        # Less the tasks expired and not purged yet, found by the expiry index.
         with self._conn() as conn:
-            rows = conn.execute("SELECT status, COUNT(*) AS n FROM tasks GROUP BY status")
-            counted = {Status(row["status"]): int(row["n"]) for row in rows}
-        return {status: counted.get(status, 0) for status in Status}
+            rows = conn.execute(
+                """SELECT status, COUNT(*) AS n FROM tasks GROUP BY status
+                   UNION ALL
+                   SELECT status, -COUNT(*) AS n FROM tasks
+                   WHERE expires_at IS NOT NULL AND expires_at <= %s GROUP BY status""",
+                (now,),
+            )
+            counted = {status: 0 for status in Status}
+            for row in rows:
+                counted[Status(row["status"])] += int(row["n"])
+        return counted
 
     def next_run_after(self) -> datetime | None:
         with self._conn() as conn:
@@ -365,28 +406,36 @@ class PostgresStore:
 
     def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         lost = "status = 'running' AND lease_expires_at < %(now)s"
-        args = {"now": now, "expires_at": expires_at, "lost": WORKER_LOST}
+        args = {
+            "now": now,
+            "expires_at": expires_at,
+            "lost": WORKER_LOST,
+            "lost_again": WORKER_LOST_AGAIN,
+            "most": MAX_LOST_ATTEMPTS,
+        }
+        released = f"""{_RELEASED},
+            lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1"""
         taken = "RETURNING id, type, status"
         with self._write() as conn:
             rows = conn.execute(
                 f"""UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = %(now)s,
-                        expires_at = %(expires_at)s, {_RELEASED}
+                        expires_at = %(expires_at)s, {released}
                     WHERE {lost} AND cancel_requested {taken}""",
+                args,
+            ).fetchall()
+            rows += conn.execute(
+                f"""UPDATE tasks SET status = 'failed', error = %(lost_again)s,
+                        finished_at = %(now)s, expires_at = %(expires_at)s, {released}
+                    WHERE {lost} AND lost_in_a_row + 1 >= %(most)s {taken}""",
                 args,
             ).fetchall()
             requeued = conn.execute(
                 f"""UPDATE tasks SET status = 'queued', error = %(lost)s, run_after = %(now)s,
-                        {_RELEASED}
-                    WHERE {lost} AND attempts < max_attempts {taken}""",
-                args,
-            ).fetchall()
-            rows += requeued
-            rows += conn.execute(
-                f"""UPDATE tasks SET status = 'failed', error = %(lost)s, finished_at = %(now)s,
-                        expires_at = %(expires_at)s, {_RELEASED}
+                        {released}
                     WHERE {lost} {taken}""",
                 args,
             ).fetchall()
+            rows += requeued
             if requeued:
                 conn.execute(f"NOTIFY {CHANNEL}")
         return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows]
@@ -456,7 +505,7 @@ class PostgresStore:
         return self._requeue(
             f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED}, run_after = %(run_after)s,
                     error = CASE WHEN cancel_requested THEN NULL ELSE %(error)s END,
-                    {_RELEASED}
+                    lost_in_a_row = 0, {_RELEASED}
                 WHERE id = %(id)s AND worker_id = %(worker)s AND status = 'running'
                 RETURNING status""",
             {
@@ -499,12 +548,13 @@ class PostgresStore:
         )
         if changed is not None:
             return CancelResult(changed, ended=changed.status is Status.CANCELLED)
-        current = self.get(task_id)
+        current = self.get(task_id, now)
         return None if current is None else CancelResult(current, ended=False)
 
-    def delete(self, task_id: str) -> bool:
+    def delete(self, task_id: str, now: datetime) -> bool:
         return self._changed(
-            f"DELETE FROM tasks WHERE id = %s AND status IN ({_TERMINAL_SQL})", (task_id,)
+            f"DELETE FROM tasks WHERE id = %(id)s AND status IN ({_TERMINAL_SQL}) AND {VISIBLE}",
+            {"id": task_id, "now": now},
         )
 
     def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:

@@ -7,13 +7,13 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from api.models import Progress, Status, Task, TaskError
+from api.models import MAX_LOST_ATTEMPTS, Progress, Status, Task, TaskError
 
 #: The columns every task read selects, in every backend.
 COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id, version, owner"
+    "finished_at, expires_at, worker_id, version, owner, lost_attempts"
 )
 
 
@@ -32,11 +32,20 @@ def progress_json(progress: Progress) -> str:
     )
 
 
+#: The error of a task taken back from a lost worker and queued to run again.
 WORKER_LOST = error_json(
     TaskError(
         "WorkerLost",
         "The worker running this attempt stopped answering (its lease expired); "
-        "the process was probably killed.",
+        "the process was probably killed. The task runs again.",
+    )
+)
+#: The error of a task that lost its worker MAX_LOST_ATTEMPTS times in a row, and so failed.
+WORKER_LOST_AGAIN = error_json(
+    TaskError(
+        "WorkerLost",
+        f"The worker running this task was lost {MAX_LOST_ATTEMPTS} times in a row (its lease "
+        "expired each time): the task probably kills its process, so it is not run again.",
     )
 )
 
@@ -68,4 +77,5 @@ def task_from_row(row: Mapping[str, Any], time: Callable[[Any], datetime | None]
         worker_id=row["worker_id"],
         version=row["version"],
         owner=row["owner"],
+        lost_attempts=row["lost_attempts"],
     )

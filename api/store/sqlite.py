@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from api.models import (
+    MAX_LOST_ATTEMPTS,
     TERMINAL,
     IdempotencyKey,
     NewTask,
@@ -38,6 +39,7 @@ from api.store import (
 from api.store.rows import (
     COLUMNS,
     WORKER_LOST,
+    WORKER_LOST_AGAIN,
     dumps,
     error_json,
     progress_json,
@@ -118,6 +120,12 @@ MIGRATIONS: tuple[str, ...] = (
         UPDATE task_counts SET n = n + 1 WHERE status = new.status;
     END;
     """,
+    # Attempts cut short by a lost worker: in all (they do not use up max_attempts), and in a
+    # row since the last attempt that ended otherwise (MAX_LOST_ATTEMPTS ends the task).
+    """
+    ALTER TABLE tasks ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE tasks ADD COLUMN lost_in_a_row INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 #: The next ready task, in claim order. ``INDEXED BY`` keeps the planner on the partial index
@@ -135,6 +143,9 @@ _INSERT_IF_ROOM = f"""
     WHERE ? IS NULL OR (SELECT n FROM task_counts WHERE status = 'queued') < ?
     RETURNING {COLUMNS}"""
 _TERMINAL_SQL = ", ".join(f"'{s.value}'" for s in sorted(TERMINAL))
+#: A task is readable until its ``expires_at``, whether or not the purge has deleted it yet.
+#: Its parameter: now.
+VISIBLE = "(expires_at IS NULL OR expires_at > ?)"
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -399,10 +410,14 @@ class SQLiteStore:
 
     # -- reads -------------------------------------------------------------------------------
 
-    def get(self, task_id: str) -> Task | None:
-        return self._one(f"SELECT {COLUMNS} FROM tasks WHERE id = ?", (task_id,))
+    def get(self, task_id: str, now: datetime) -> Task | None:
+        return self._one(
+            f"SELECT {COLUMNS} FROM tasks WHERE id = ? AND {VISIBLE}", (task_id, _ts(now))
+        )
 
-    def list(self, where: TaskFilter, *, offset: int, limit: int) -> tuple[list[Task], int]:
+    def list(
+        self, where: TaskFilter, *, offset: int, limit: int, now: datetime
+    ) -> tuple[list[Task], int]:
         clauses: list[str] = []
         args: list[Any] = []
         if where.statuses:
@@ -414,17 +429,36 @@ class SQLiteStore:
         if where.owner is not None:
             clauses.append("owner = ?")
             args.append(where.owner)
-        sql_where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        matching = " AND ".join(clauses) or "1"
         conn = self._conn()
-        total = conn.execute(f"SELECT COUNT(*) FROM tasks {sql_where}", args).fetchone()[0]
+        # Every match, less those expired and not purged yet: both counts use an index, and one
+        # statement reads them from one snapshot.
+        total = conn.execute(
+            f"""SELECT (SELECT COUNT(*) FROM tasks WHERE {matching})
+                    - (SELECT COUNT(*) FROM tasks INDEXED BY tasks_expiry
+                       WHERE expires_at IS NOT NULL AND expires_at <= ? AND {matching})""",
+            [*args, _ts(now), *args],
+        ).fetchone()[0]
         rows = conn.execute(
-            f"SELECT {COLUMNS} FROM tasks {sql_where} ORDER BY seq DESC LIMIT ? OFFSET ?",
-            [*args, limit, offset],
+            f"""SELECT {COLUMNS} FROM tasks WHERE {matching} AND {VISIBLE}
+                ORDER BY seq DESC LIMIT ? OFFSET ?""",
+            [*args, _ts(now), limit, offset],
         ).fetchall()
         return [_row_to_task(r) for r in rows], total
 
-    def count_by_status(self) -> dict[Status, int]:
-        rows = self._conn().execute("SELECT status, n FROM task_counts").fetchall()
+    def count_by_status(self, now: datetime) -> dict[Status, int]:
+        # The trigger-kept rows, less the tasks expired and not purged yet (a minute's worth).
+        rows = (
+            self._conn()
+            .execute(
+                """SELECT status, task_counts.n - COALESCE(expired.n, 0) FROM task_counts
+               LEFT JOIN (SELECT status, COUNT(*) AS n FROM tasks INDEXED BY tasks_expiry
+                          WHERE expires_at IS NOT NULL AND expires_at <= ? GROUP BY status)
+                   AS expired USING (status)""",
+                (_ts(now),),
+            )
+            .fetchall()
+        )
         return {Status(status): n for status, n in rows}
 
     def next_run_after(self) -> datetime | None:
@@ -512,7 +546,8 @@ class SQLiteStore:
 
     def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         lost = "status = 'running' AND lease_expires_at < ?"
-        released = "worker_id = NULL, lease_expires_at = NULL, version = version + 1"
+        released = """worker_id = NULL, lease_expires_at = NULL, version = version + 1,
+            lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1"""
         taken = "RETURNING id, type, status"
         with self._write() as conn:
             rows = conn.execute(
@@ -522,15 +557,15 @@ class SQLiteStore:
                 (_ts(now), _ts(expires_at), _ts(now)),
             ).fetchall()
             rows += conn.execute(
-                f"""UPDATE tasks SET status = 'queued', error = ?, run_after = ?, {released}
-                    WHERE {lost} AND attempts < max_attempts {taken}""",
-                (WORKER_LOST, _ts(now), _ts(now)),
-            ).fetchall()
-            rows += conn.execute(
                 f"""UPDATE tasks SET status = 'failed', error = ?, finished_at = ?, expires_at = ?,
                         {released}
+                    WHERE {lost} AND lost_in_a_row + 1 >= ? {taken}""",
+                (WORKER_LOST_AGAIN, _ts(now), _ts(expires_at), _ts(now), MAX_LOST_ATTEMPTS),
+            ).fetchall()
+            rows += conn.execute(
+                f"""UPDATE tasks SET status = 'queued', error = ?, run_after = ?, {released}
                     WHERE {lost} {taken}""",
-                (WORKER_LOST, _ts(now), _ts(expires_at), _ts(now)),
+                (WORKER_LOST, _ts(now), _ts(now)),
             ).fetchall()
         return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows]
 
@@ -594,6 +629,7 @@ class SQLiteStore:
         row = self._returning(
             f"""UPDATE tasks SET {_QUEUE_UNLESS_CANCELLED}, run_after = ?,
                     error = CASE WHEN cancel_requested = 1 THEN NULL ELSE ? END,
+                    lost_in_a_row = 0,
                     worker_id = NULL, lease_expires_at = NULL, version = version + 1
                 WHERE id = ? AND worker_id = ? AND status = 'running' RETURNING status""",
             (
@@ -639,12 +675,13 @@ class SQLiteStore:
         )
         if changed is not None:
             return CancelResult(changed, ended=changed.status is Status.CANCELLED)
-        current = self.get(task_id)
+        current = self.get(task_id, now)
         return None if current is None else CancelResult(current, ended=False)
 
-    def delete(self, task_id: str) -> bool:
+    def delete(self, task_id: str, now: datetime) -> bool:
         return self._changed(
-            f"DELETE FROM tasks WHERE id = ? AND status IN ({_TERMINAL_SQL})", (task_id,)
+            f"DELETE FROM tasks WHERE id = ? AND status IN ({_TERMINAL_SQL}) AND {VISIBLE}",
+            (task_id, _ts(now)),
         )
 
     def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
