@@ -100,7 +100,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 
     store = open_store(settings.database_url)
     events = TaskEvents()
-    metrics = Metrics(store)
+    metrics = Metrics(store, (t.name for t in registry))
     pool = WorkerPool(
         store,
         registry,

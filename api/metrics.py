@@ -7,15 +7,21 @@ at scrape time (a row per status, kept by the store), so it is right whoever cha
 
 prometheus_client reads that variable once, when it is first imported, to choose where
 samples live; ``Metrics`` chooses again, from the variable as it is when the app is built.
+
+Every series whose labels are known in advance (each task type, and each type and outcome)
+starts at 0 when the app is built, in every process, so that dashboards, ``rate()`` and
+absence alerts work from the first scrape (Prometheus' instrumentation guidance). The HTTP
+families start with the scrape's own request.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
-from api.models import Status, Task
+from api.models import TERMINAL, Status, Task
 from api.store import Store
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -36,7 +42,7 @@ class _QueueDepth:
         family = GaugeMetricFamily(
             "taskapi_tasks", "Tasks in the store now, by status.", labels=["status"]
         )
-        counts = self.store.count_by_status()
+        counts = self.store.count_by_status(datetime.now(UTC))
         for status in Status:
             family.add_metric([status.value], counts.get(status, 0))
         yield family
@@ -45,7 +51,7 @@ class _QueueDepth:
 class Metrics:
     """What the service, the workers and the request hooks count."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, task_types: Iterable[str] = ()) -> None:
         from prometheus_client import (
             CollectorRegistry,
             Counter,
@@ -103,6 +109,11 @@ class Metrics:
             registry=own,
         )
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        for task_type in task_types:
+            for by_type in (self.created, self.retries, self.run_seconds, self.queue_wait_seconds):
+                self._child(by_type, task_type)
+            for outcome in sorted(TERMINAL):
+                self._child(self.finished, task_type, outcome.value)
 
     # -- what the service and the workers report ---------------------------------------------
 

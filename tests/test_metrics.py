@@ -91,6 +91,40 @@ def test_metrics_move_as_tasks_are_created_run_retried_and_end(
     assert value(after, "taskapi_http_requests_total", **cancels) == 1
 
 
+def expect_every_series_of_known_labels_at_zero(text: str) -> None:
+    samples = parse(text)
+    families = {family.name for family in text_string_to_metric_families(text)}
+    for task_type in ("add", "sleep", "fail"):
+        for name in (
+            "taskapi_tasks_created_total",
+            "taskapi_task_retries_total",
+            "taskapi_task_run_seconds_count",
+            "taskapi_task_queue_wait_seconds_count",
+        ):
+            assert samples[(name, frozenset({("type", task_type)}))] == 0, (name, task_type)
+        for outcome in ("succeeded", "failed", "cancelled"):
+            labels = frozenset({("type", task_type), ("outcome", outcome)})
+            assert samples[("taskapi_tasks_finished_total", labels)] == 0
+    for status in Status:
+        assert samples[("taskapi_tasks", frozenset({("status", status.value)}))] == 0
+    assert {"taskapi_http_requests", "taskapi_http_request_duration_seconds"} <= families
+
+
+def test_every_family_is_there_from_the_first_scrape(client: FlaskClient) -> None:
+    response = client.get("/metrics")
+    expect_every_series_of_known_labels_at_zero(response.get_data(as_text=True))
+
+
+@pytest.mark.slow
+def test_a_fresh_server_shows_every_family_at_its_first_scrape(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "fresh.sqlite3", tmp_path, TASKS_WORKERS="1")
+    try:
+        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
+            expect_every_series_of_known_labels_at_zero(response.read().decode())
+    finally:
+        server.stop()
+
+
 def test_unmatched_paths_share_one_route_label(client: FlaskClient) -> None:
     for n in range(3):
         assert client.get(f"/no/such/path/{n}").status_code == 404
