@@ -7,6 +7,7 @@ import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import termios
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+import api.client
 from api.cli import main
 from tests.processes import TASKAPI, Server, free_port, start_server
 
@@ -263,9 +265,40 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
     assert code == 2 and "Not Found" in err
 
 
-def test_an_unreachable_server_is_reported() -> None:
-    result = CliRunner().invoke(main, ["status", "x", "--url", f"http://127.0.0.1:{free_port()}"])
-    assert result.exit_code == 2 and "Cannot reach" in result.stderr
+@pytest.mark.parametrize("command", ["status", "list"])
+def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [command, "some-id"] if command == "status" else [command]
+    result = CliRunner().invoke(main, [*args, "--url", url])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: cannot reach taskapi at {url} (connection refused); "
+        "is `taskapi serve` running? --url or TASKS_URL changes it\n"
+    )
+
+
+def test_a_server_that_does_not_answer_is_reported_as_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api.client, "TIMEOUT_SECONDS", 0.2)
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = CliRunner().invoke(main, ["status", "some-id", "--url", url])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(
+        f"error: taskapi at {url} did not answer within 0.2s (timed out); "
+    ), result.stderr
+
+
+def test_a_url_without_a_scheme_is_reported() -> None:
+    result = CliRunner().invoke(main, ["list", "--url", "localhost:5000"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: 'localhost:5000' is not a URL like http://127.0.0.1:5000; "
+        "--url or TASKS_URL sets it\n"
+    )
 
 
 @pytest.mark.parametrize(
