@@ -58,7 +58,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
-@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int)
+@click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to bind.")
 @click.option(
     "--workers",
     type=click.IntRange(min=0),

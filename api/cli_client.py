@@ -15,9 +15,6 @@ import click
 
 from api.client import DEFAULT_URL, Client, ClientError
 
-POLL_SECONDS = 0.5
-FAILED_EXIT = 1
-
 url_option = click.option(
     "--url",
     envvar="TASKS_URL",
@@ -26,9 +23,19 @@ url_option = click.option(
     help="The server (or TASKS_URL).",
 )
 token_option = click.option(
-    "--token", envvar="TASKS_TOKEN", default=None, help="API token (or TASKS_TOKEN)."
+    "--token",
+    envvar="TASKS_TOKEN",
+    default=None,
+    help="API key, when the server has TASKS_API_KEYS (or TASKS_TOKEN).",
 )
+task_id_argument = click.argument("task_id", metavar="ID", help="The task's id.")
 
+#: Long-poll of ``submit --wait``: each read is answered at once when the task ends, else then.
+POLL_SECONDS = 0.5
+#: Exit status of ``submit --wait`` when the task failed or was cancelled.
+FAILED_EXIT = 1
+#: Exit status of a refused request or an unreachable server.
+ERROR_EXIT = 2
 ACTIVE_STATUSES = ("queued", "running")
 #: Exit status of ``submit --wait`` interrupted by Ctrl-C (the task goes on).
 INTERRUPTED_EXIT = 130
@@ -44,7 +51,7 @@ STATUS_STYLES = {
 def _parse_param(text: str) -> tuple[str, Any]:
     key, sep, raw = text.partition("=")
     if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not key=value", param_hint="PARAMS")
+        raise click.BadParameter(f"{text!r} is not key=value", param_hint="KEY=VALUE")
     try:
         return key, json.loads(raw)
     except ValueError:
@@ -57,7 +64,7 @@ def _print(task: Any) -> None:
 
 def _fail(error: ClientError) -> None:
     click.echo(f"error: {error}", err=True)
-    sys.exit(2)
+    sys.exit(ERROR_EXIT)
 
 
 def _console(*, stderr: bool) -> Any:
@@ -188,13 +195,31 @@ def _outcome(console: Any, task: dict[str, Any], seconds: float) -> None:
 
 
 @click.command()
-@click.argument("task_type", metavar="TYPE")
-@click.argument("params", nargs=-1, metavar="KEY=VALUE...")
+@click.argument("task_type", metavar="TYPE", help="A task type (GET /task-types lists them).")
+@click.argument(
+    "params",
+    nargs=-1,
+    metavar="KEY=VALUE...",
+    help="The task's params. A value is read as JSON when it parses (x=2 is a number), "
+    "else as a string.",
+)
 @click.option("--wait", is_flag=True, help="Show its progress until it ends, then print it.")
-@click.option("--priority", type=int, default=None)
-@click.option("--delay", "delay_seconds", type=float, default=None, help="Seconds to wait first.")
-@click.option("--max-attempts", type=int, default=None)
-@click.option("--timeout", "timeout_seconds", type=float, default=None)
+@click.option(
+    "--priority", type=int, default=None, help="Higher runs first among ready tasks (-100..100)."
+)
+@click.option(
+    "--delay", "delay_seconds", type=float, default=None, help="Seconds before it may start."
+)
+@click.option(
+    "--max-attempts", type=int, default=None, help="Attempts at most (default: the type's)."
+)
+@click.option(
+    "--timeout",
+    "timeout_seconds",
+    type=float,
+    default=None,
+    help="Seconds an attempt may run (default: the type's).",
+)
 @url_option
 @token_option
 def submit(
@@ -205,12 +230,14 @@ def submit(
     token: str | None,
     **options: Any,
 ) -> None:
-    """Submit a task: ``taskapi submit add x=2 y=3 --wait``.
+    """Submit a task, and print it as JSON.
 
-    Values are read as JSON when they parse (``x=2`` is a number), else as strings. The task is
-    printed as JSON on stdout. With --wait, its progress shows on stderr (a live bar on a
-    terminal, lines elsewhere) until it ends, then the task and one line on how it ended; the
-    exit status is 1 when it failed or was cancelled.
+    \b
+        taskapi submit add x=2 y=3 --wait
+
+    With --wait, its progress shows on stderr (a live bar on a terminal, lines elsewhere) until
+    it ends, then the task is printed and one line says how it ended; the exit status is 1 when
+    it failed or was cancelled.
     """
     client = Client(url, token)
     started = time.monotonic()
@@ -229,7 +256,7 @@ def submit(
         task = _wait(client, task, view)
     except ClientError as exc:
         click.echo(f"error: {exc}\ntask {task['id']} was submitted: {follow}", err=True)
-        sys.exit(2)
+        sys.exit(ERROR_EXIT)
     except KeyboardInterrupt:
         click.echo(f"interrupted: task {task['id']} goes on; {follow}", err=True)
         sys.exit(INTERRUPTED_EXIT)
@@ -257,7 +284,7 @@ def _wait(client: Client, task: dict[str, Any], view: _LiveView | _PlainView) ->
 
 
 @click.command()
-@click.argument("task_id")
+@task_id_argument
 @url_option
 @token_option
 def status(task_id: str, url: str, token: str | None) -> None:
@@ -329,8 +356,16 @@ def _task_table(tasks: list[dict[str, Any]], width: int) -> Any:
     help="Only tasks in this status (repeat for several).",
 )
 @click.option("--type", "task_type", default=None, help="Only tasks of this type.")
-@click.option("--page", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--page-size", type=click.IntRange(1, 100), default=20, show_default=True)
+@click.option(
+    "--page", type=click.IntRange(min=1), default=1, show_default=True, help="The page to show."
+)
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 100),
+    default=20,
+    show_default=True,
+    help="Tasks per page.",
+)
 @url_option
 @token_option
 def list_tasks(

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -299,6 +300,42 @@ def test_a_url_without_a_scheme_is_reported() -> None:
         "error: 'localhost:5000' is not a URL like http://127.0.0.1:5000; "
         "--url or TASKS_URL sets it\n"
     )
+
+
+def test_the_task_types_describe_themselves_in_plain_text(server: Server) -> None:
+    status, types = server.request("GET", "/task-types")
+    assert status == 200
+    descriptions = {t["name"]: t["description"] for t in types}
+    assert descriptions["fail"] == (
+        "Raise `message`, on every attempt or on the first `succeed_after` attempts."
+    )
+    assert not [text for text in descriptions.values() if "``" in text], descriptions
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", ["", *sorted(main.commands)])
+def test_help_reads_as_plain_text(command: str) -> None:
+    text = _help(*filter(None, [command]))
+    assert "``" not in text, text
+    assert "\\b" not in text, text
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_option_and_argument_of_every_command_has_help(command: str) -> None:
+    text = " ".join(_help(command).split())
+    for param in main.commands[command].params:
+        assert isinstance(param, click.Option | click.Argument)
+        assert param.help, f"taskapi {command}: {param.human_readable_name} has no help"
+        assert " ".join(param.help.split()) in text, (param.human_readable_name, text)
+
+
+def test_submit_help_shows_its_example_on_a_line_of_its_own() -> None:
+    assert "\n      taskapi submit add x=2 y=3 --wait\n" in _help("submit")
 
 
 @pytest.mark.parametrize(
