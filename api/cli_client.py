@@ -1,4 +1,4 @@
-"""The client commands of ``taskapi``: submit, status and list.
+"""The client commands of ``taskapi``: submit, status, list, cancel, delete and types.
 
 Each talks to a server over HTTP (api/client.py); api/cli.py adds them to its group.
 rich is imported where it is used, so that ``serve`` and ``worker`` start without it.
@@ -195,7 +195,7 @@ def _outcome(console: Any, task: dict[str, Any], seconds: float) -> None:
 
 
 @click.command()
-@click.argument("task_type", metavar="TYPE", help="A task type (GET /task-types lists them).")
+@click.argument("task_type", metavar="TYPE", help="A task type: `taskapi types` lists them.")
 @click.argument(
     "params",
     nargs=-1,
@@ -293,6 +293,112 @@ def status(task_id: str, url: str, token: str | None) -> None:
         _print(Client(url, token).get(task_id))
     except ClientError as exc:
         _fail(exc)
+
+
+@click.command()
+@task_id_argument
+@url_option
+@token_option
+def cancel(task_id: str, url: str, token: str | None) -> None:
+    """Cancel a task, and print it as JSON.
+
+    A queued task is cancelled at once. A running one is asked to stop: it ends cancelled when
+    it next checks. A task that has already ended cannot be cancelled.
+    """
+    try:
+        task = Client(url, token).cancel(task_id)
+    except ClientError as exc:
+        _fail(exc)
+        return
+    _print(task)
+    if task["status"] == "cancelled":
+        click.echo(f"task {task['id']} cancelled", err=True)
+    else:
+        click.echo(
+            f"task {task['id']} is {task['status']}: asked to stop, it ends cancelled when it "
+            f"next checks; follow it with `taskapi status {task['id']}`",
+            err=True,
+        )
+
+
+@click.command()
+@task_id_argument
+@url_option
+@token_option
+def delete(task_id: str, url: str, token: str | None) -> None:
+    """Delete a task that has ended (succeeded, failed or cancelled).
+
+    A queued or running task cannot be deleted: cancel it first.
+    """
+    try:
+        Client(url, token).delete(task_id)
+    except ClientError as exc:
+        _fail(exc)
+        return
+    click.echo(f"deleted task {task_id}")
+
+
+def _params_text(schema: dict[str, Any]) -> str:
+    """A params schema in one line: required names, then ``[optional=default]`` ones."""
+    properties: dict[str, Any] = schema.get("properties") or {}
+    required = [name for name in schema.get("required") or () if name in properties]
+    words = list(required)
+    for name, field in properties.items():
+        if name in required:
+            continue
+        default = field.get("default")
+        if isinstance(default, float) and default.is_integer():
+            default = int(default)
+        words.append(f"[{name}]" if default is None else f"[{name}={json.dumps(default)}]")
+    return " ".join(words)
+
+
+TYPE_HEADERS = ("type", "params", "attempts", "timeout", "description")
+
+
+def _type_cells(task_type: dict[str, Any]) -> tuple[str, ...]:
+    """A task type's cells, in the order of TYPE_HEADERS."""
+    timeout = task_type.get("timeout_seconds")
+    return (
+        task_type["name"],
+        _params_text(task_type.get("params_schema") or {}),
+        str(task_type["max_attempts"]),
+        "none" if timeout is None else f"{_number(timeout)}s",
+        " ".join(str(task_type.get("description") or "").split()),
+    )
+
+
+@click.command()
+@url_option
+@token_option
+def types(url: str, token: str | None) -> None:
+    """List the task types, with their params and defaults.
+
+    A table on a terminal; elsewhere, one line per type with the same columns, separated by
+    tabs. Params in brackets are optional, with their default.
+    """
+    try:
+        task_types = Client(url, token).task_types()
+    except ClientError as exc:
+        _fail(exc)
+        return
+    rows = [_type_cells(task_type) for task_type in task_types]
+    console = _console(stderr=False)
+    if not console.is_terminal:
+        for row in rows:
+            click.echo("\t".join(row))
+        return
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for header in TYPE_HEADERS:  # on a narrow terminal, params and description wrap
+        wraps = header in ("params", "description")
+        table.add_column(header, no_wrap=not wraps, overflow="fold" if wraps else "ellipsis")
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    console.print(table, soft_wrap=False)
 
 
 def _created(stamp: str) -> str:
@@ -399,4 +505,4 @@ def list_tasks(
 
 
 #: The commands api/cli.py adds to ``taskapi``.
-CLIENT_COMMANDS = (submit, status, list_tasks)
+CLIENT_COMMANDS = (submit, status, list_tasks, cancel, delete, types)

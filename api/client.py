@@ -110,6 +110,20 @@ class Client:
         task, _ = self._request("GET", path)
         return task
 
+    def cancel(self, task_id: str) -> dict[str, Any]:
+        """Cancel a task: the task as it is after (``cancel_requested`` while it still runs)."""
+        task, _ = self._request("POST", self._task_path(task_id) + "/cancel")
+        return task
+
+    def delete(self, task_id: str) -> None:
+        """Delete a finished task."""
+        self._request("DELETE", self._task_path(task_id))
+
+    def task_types(self) -> list[dict[str, Any]]:
+        """Every task type the server runs, with its params schema and defaults."""
+        types, _ = self._request("GET", "/task-types")
+        return types
+
     def list(
         self,
         statuses: Sequence[str] = (),

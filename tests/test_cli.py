@@ -13,6 +13,7 @@ import termios
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 import pytest
@@ -266,10 +267,10 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
     assert code == 2 and "Not Found" in err
 
 
-@pytest.mark.parametrize("command", ["status", "list"])
+@pytest.mark.parametrize("command", ["status", "list", "cancel", "delete", "types"])
 def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    args = [command, "some-id"] if command == "status" else [command]
+    args = [command, "some-id"] if command in ("status", "cancel", "delete") else [command]
     result = CliRunner().invoke(main, [*args, "--url", url])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == (
@@ -300,6 +301,113 @@ def test_a_url_without_a_scheme_is_reported() -> None:
         "error: 'localhost:5000' is not a URL like http://127.0.0.1:5000; "
         "--url or TASKS_URL sets it\n"
     )
+
+
+def wait_for(server: Server, task_id: str, *statuses: str) -> dict[str, Any]:
+    """The task once it is in one of ``statuses`` (long-polls of the server, 20s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        _, task = server.request("GET", f"/tasks/{task_id}?wait=1")
+        if task["status"] in statuses or time.monotonic() > deadline:
+            assert task["status"] in statuses, task
+            return task
+
+
+def test_cancel_then_delete_a_running_task(server: Server) -> None:
+    _, out, _ = run(server, "submit", "sleep", "seconds=30")
+    task_id = json.loads(out)["id"]
+    deadline = time.monotonic() + 20
+    while server.request("GET", f"/tasks/{task_id}")[1]["progress"] is None:
+        assert time.monotonic() < deadline, "the sleep never reported progress"
+        time.sleep(0.1)
+
+    code, out, err = run(server, "delete", task_id)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: Conflict: Task {task_id} is running; only a terminal task (succeeded, failed "
+        "or cancelled) can be deleted. Cancel it first.\n"
+    )
+
+    code, out, err = run(server, "cancel", task_id)
+    assert code == 0
+    task = json.loads(out)
+    assert (task["id"], task["status"], task["cancel_requested"]) == (task_id, "running", True)
+    assert err == (
+        f"task {task_id} is running: asked to stop, it ends cancelled when it next checks; "
+        f"follow it with `taskapi status {task_id}`\n"
+    )
+    wait_for(server, task_id, "cancelled")
+
+    code, out, err = run(server, "cancel", task_id)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: Conflict: Task {task_id} is already cancelled; only a queued or running task "
+        "can be cancelled.\n"
+    )
+
+    code, out, err = run(server, "delete", task_id)
+    assert (code, out, err) == (0, f"deleted task {task_id}\n", "")
+    code, _, err = run(server, "status", task_id)
+    assert code == 2 and err.startswith(f"error: Not Found: There is no task with id '{task_id}'")
+
+
+def test_cancel_cancels_a_queued_task_at_once(server: Server) -> None:
+    _, out, _ = run(server, "submit", "add", "x=1", "y=2", "--delay", "600")
+    task_id = json.loads(out)["id"]
+    code, out, err = run(server, "cancel", task_id)
+    assert code == 0
+    assert json.loads(out)["status"] == "cancelled"
+    assert err == f"task {task_id} cancelled\n"
+
+
+@pytest.mark.parametrize("command", ["status", "cancel", "delete"])
+def test_an_unknown_task_id_exits_2_with_the_problem(server: Server, command: str) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    code, out, err = run(server, command, unknown)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: Not Found: There is no task with id '{unknown}'; it may have expired or been "
+        "deleted.\n"
+    )
+
+
+def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Server) -> None:
+    code, out, err = run(server, "types")
+    assert (code, err) == (0, "")
+    assert ESCAPE not in out
+    assert [line.split("\t") for line in out.splitlines()] == [
+        [
+            "add",
+            "x y [delay_seconds=0]",
+            "1",
+            "none",
+            "Add two integers, after optional simulated work (the seed's task).",
+        ],
+        [
+            "fail",
+            "message [succeed_after]",
+            "3",
+            "none",
+            "Raise `message`, on every attempt or on the first `succeed_after` attempts.",
+        ],
+        [
+            "sleep",
+            "seconds",
+            "1",
+            "none",
+            "Sleep, reporting progress each second; stops early when cancelled.",
+        ],
+    ]
+
+
+def test_types_on_a_terminal_is_a_table(server: Server) -> None:
+    code, table, _ = run(server, "types", TTY_COMPATIBLE="1", COLUMNS="120")
+    assert code == 0
+    header, rule, *rows = re.sub(r"\x1b\[[0-9;]*m", "", table).splitlines()
+    assert header.split() == ["type", "params", "attempts", "timeout", "description"]
+    assert set(rule) == {"─"}
+    assert rows[1].split()[:5] == ["fail", "message", "[succeed_after]", "3", "none"], table
+    assert "Raise `message`, on every attempt" in rows[1], table
 
 
 def test_the_task_types_describe_themselves_in_plain_text(server: Server) -> None:
