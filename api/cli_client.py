@@ -411,26 +411,30 @@ def _created(stamp: str) -> str:
         return stamp
 
 
+TASK_HEADERS = ("id", "type", "status", "progress", "created")
+
+
+def _task_cells(task: dict[str, Any]) -> tuple[str, ...]:
+    """A task's cells, in the order of TASK_HEADERS (``created`` as the API writes it)."""
+    progress = task.get("progress")
+    message = " ".join(str((progress or {}).get("message") or "").split())
+    return (
+        task["id"],
+        task["type"],
+        task["status"],
+        f"{_count(progress)} {message}".strip(),
+        task["created_at"],
+    )
+
+
 def _task_table(tasks: list[dict[str, Any]], width: int) -> Any:
     """A table of ``tasks`` for a terminal ``width`` columns wide: ids whole, progress cut."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
-    rows = []
-    for task in tasks:
-        progress = task.get("progress")
-        message = " ".join(str((progress or {}).get("message") or "").split())
-        rows.append(
-            (
-                task["id"],
-                task["type"],
-                task["status"],
-                f"{_count(progress)} {message}".strip(),
-                _created(task["created_at"]),
-            )
-        )
-    headers = ("id", "type", "status", "progress", "created")
+    rows = [(*cells[:-1], _created(cells[-1])) for cells in map(_task_cells, tasks)]
+    headers = TASK_HEADERS
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     gap = 2  # one of padding, one of the (blank) column rule
     room = width - sum(widths) + widths[3] - gap * (len(headers) - 1)
@@ -482,7 +486,11 @@ def list_tasks(
     url: str,
     token: str | None,
 ) -> None:
-    """List tasks, newest first: a table on a terminal, one line per task elsewhere."""
+    """List tasks, newest first.
+
+    A table on a terminal; elsewhere, one line per task with the same columns, separated by
+    tabs (created as the API writes it). The page and the count go to stderr.
+    """
     try:
         tasks, pagination = Client(url, token).list(statuses, task_type, page, page_size)
     except ClientError as exc:
@@ -494,9 +502,7 @@ def list_tasks(
             console.print(_task_table(tasks, console.width))
     else:
         for task in tasks:
-            click.echo(
-                f"{task['id']}  {task['status']:<9}  {task['type']:<12}  {task['created_at']}"
-            )
+            click.echo("\t".join(_task_cells(task)))
     click.echo(
         f"page {pagination.get('page', page)} of {pagination.get('total_pages', 0)}, "
         f"{pagination.get('total', len(tasks))} tasks",

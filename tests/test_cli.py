@@ -206,8 +206,8 @@ def test_list_filters_by_status(server: Server) -> None:
     run(server, "submit", "add", "x=1", "y=1", "--wait")
     code, out, err = run(server, "list", "--status", "succeeded", "--type", "add")
     assert code == 0
-    lines = out.strip().splitlines()
-    assert lines and all("succeeded" in line and " add " in line for line in lines)
+    rows = [line.split("\t") for line in out.strip().splitlines()]
+    assert rows and all(row[1:3] == ["add", "succeeded"] for row in rows), out
     assert "tasks" in err
 
 
@@ -219,9 +219,9 @@ def test_list_status_failed_shows_only_failed_tasks(server: Server) -> None:
 
     code, out, err = run(server, "list", "--status", "failed")
     assert code == 0 and ESCAPE not in out
-    ids = [line.split()[0] for line in out.splitlines()]
+    ids = [line.split("\t")[0] for line in out.splitlines()]
     assert failed in ids and succeeded not in ids
-    assert all(line.split()[1] == "failed" for line in out.splitlines()), out
+    assert all(line.split("\t")[2] == "failed" for line in out.splitlines()), out
     assert re.fullmatch(r"page 1 of \d+, \d+ tasks\n", err)
 
     # On a terminal (TTY_COMPATIBLE=1 makes rich take the output for one), a table.
@@ -320,6 +320,10 @@ def test_cancel_then_delete_a_running_task(server: Server) -> None:
     while server.request("GET", f"/tasks/{task_id}")[1]["progress"] is None:
         assert time.monotonic() < deadline, "the sleep never reported progress"
         time.sleep(0.1)
+
+    code, out, _ = run(server, "list", "--status", "running")
+    assert code == 0
+    assert f"{task_id}\tsleep\trunning\t1/30 slept 1 of 30s\t" in out, "progress, piped"
 
     code, out, err = run(server, "delete", task_id)
     assert code == 2 and out == ""
