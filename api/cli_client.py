@@ -503,9 +503,13 @@ def list_tasks(
     else:
         for task in tasks:
             click.echo("\t".join(_task_cells(task)))
+    total = pagination.get("total", len(tasks))
+    if not total:
+        click.echo("no tasks" if statuses or task_type else "no tasks yet", err=True)
+        return
     click.echo(
         f"page {pagination.get('page', page)} of {pagination.get('total_pages', 0)}, "
-        f"{pagination.get('total', len(tasks))} tasks",
+        f"{total} task{'' if total == 1 else 's'}",
         err=True,
     )
 

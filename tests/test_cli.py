@@ -222,7 +222,7 @@ def test_list_status_failed_shows_only_failed_tasks(server: Server) -> None:
     ids = [line.split("\t")[0] for line in out.splitlines()]
     assert failed in ids and succeeded not in ids
     assert all(line.split("\t")[2] == "failed" for line in out.splitlines()), out
-    assert re.fullmatch(r"page 1 of \d+, \d+ tasks\n", err)
+    assert re.fullmatch(r"page 1 of \d+, \d+ tasks?\n", err)
 
     # On a terminal (TTY_COMPATIBLE=1 makes rich take the output for one), a table.
     code, table, _ = run(server, "list", "--status", "failed", TTY_COMPATIBLE="1", COLUMNS="100")
@@ -244,6 +244,21 @@ def test_the_token_is_sent_to_a_server_with_api_keys(keyed_server: Server) -> No
     assert code == 0 and json.loads(out)["id"] == task["id"]
     code, out, _ = run(keyed_server, "list", "--token", "s3cret-b")
     assert code == 0 and task["id"] not in out, "bob does not see alice's task"
+
+
+def test_list_of_no_tasks_says_so_and_counts_one_task_in_the_singular(
+    tmp_path: Path,
+) -> None:
+    running = start_server(tmp_path / "tasks.sqlite3", tmp_path)
+    try:
+        code, out, err = run(running, "list")
+        assert (code, out, err) == (0, "", "no tasks yet\n")
+        run(running, "submit", "add", "x=1", "y=2")
+        assert run(running, "list", "--type", "sleep") == (0, "", "no tasks\n")
+        code, _, err = run(running, "list")
+        assert (code, err) == (0, "page 1 of 1, 1 task\n")
+    finally:
+        running.stop()
 
 
 @pytest.mark.parametrize(
