@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
@@ -10,6 +11,7 @@ import signal
 import socket
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -315,6 +317,39 @@ def test_a_url_without_a_scheme_is_reported() -> None:
     assert result.stderr == (
         "error: 'localhost:5000' is not a URL like http://127.0.0.1:5000; "
         "--url or TASKS_URL sets it\n"
+    )
+
+
+class _NotTaskapi(http.server.BaseHTTPRequestHandler):
+    """Another web server: a page of HTML for every GET."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>It works!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def test_a_url_that_is_not_taskapi_is_reported() -> None:
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTaskapi)
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        result = CliRunner().invoke(main, ["status", "some-id", "--url", url])
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join()
+    assert result.exit_code == 2, result.exception  # a traceback would be exit status 1
+    assert result.stderr == (
+        f"error: {url} answered GET /tasks/some-id with something that is not JSON; "
+        "is it a taskapi server? --url or TASKS_URL changes it\n"
     )
 
 
