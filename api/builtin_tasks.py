@@ -1,4 +1,8 @@
-"""The built-in task types: ``add``, ``sleep`` and ``fail``."""
+"""The built-in task types: ``add``, ``sleep`` and ``fail``.
+
+Each function's docstring is its type's description (``GET /task-types``, ``taskapi types``, the
+spec): plain text, with `single backticks` at most, never reST markup.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def sleep(context: TaskContext, params: dict[str, Any]) -> dict[str, float]:
 
 
 def fail(context: TaskContext, params: dict[str, Any]) -> dict[str, int]:
-    """Raise ``message``, on every attempt or on the first ``succeed_after`` attempts."""
+    """Raise `message`, on every attempt or on the first `succeed_after` attempts."""
     succeed_after = params.get("succeed_after")
     if succeed_after is None or context.attempt <= succeed_after:
         raise TaskFailure(params["message"])

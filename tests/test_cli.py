@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import re
 import select
 import signal
+import socket
 import subprocess
 import termios
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner
 
+import api.client
 from api.cli import main
 from tests.processes import TASKAPI, Server, free_port, start_server
 
@@ -202,8 +208,8 @@ def test_list_filters_by_status(server: Server) -> None:
     run(server, "submit", "add", "x=1", "y=1", "--wait")
     code, out, err = run(server, "list", "--status", "succeeded", "--type", "add")
     assert code == 0
-    lines = out.strip().splitlines()
-    assert lines and all("succeeded" in line and " add " in line for line in lines)
+    rows = [line.split("\t") for line in out.strip().splitlines()]
+    assert rows and all(row[1:3] == ["add", "succeeded"] for row in rows), out
     assert "tasks" in err
 
 
@@ -215,10 +221,10 @@ def test_list_status_failed_shows_only_failed_tasks(server: Server) -> None:
 
     code, out, err = run(server, "list", "--status", "failed")
     assert code == 0 and ESCAPE not in out
-    ids = [line.split()[0] for line in out.splitlines()]
+    ids = [line.split("\t")[0] for line in out.splitlines()]
     assert failed in ids and succeeded not in ids
-    assert all(line.split()[1] == "failed" for line in out.splitlines()), out
-    assert re.fullmatch(r"page 1 of \d+, \d+ tasks\n", err)
+    assert all(line.split("\t")[2] == "failed" for line in out.splitlines()), out
+    assert re.fullmatch(r"page 1 of \d+, \d+ tasks?\n", err)
 
     # On a terminal (TTY_COMPATIBLE=1 makes rich take the output for one), a table.
     code, table, _ = run(server, "list", "--status", "failed", TTY_COMPATIBLE="1", COLUMNS="100")
@@ -242,6 +248,21 @@ def test_the_token_is_sent_to_a_server_with_api_keys(keyed_server: Server) -> No
     assert code == 0 and task["id"] not in out, "bob does not see alice's task"
 
 
+def test_list_of_no_tasks_says_so_and_counts_one_task_in_the_singular(
+    tmp_path: Path,
+) -> None:
+    running = start_server(tmp_path / "tasks.sqlite3", tmp_path)
+    try:
+        code, out, err = run(running, "list")
+        assert (code, out, err) == (0, "", "no tasks yet\n")
+        run(running, "submit", "add", "x=1", "y=2")
+        assert run(running, "list", "--type", "sleep") == (0, "", "no tasks\n")
+        code, _, err = run(running, "list")
+        assert (code, err) == (0, "page 1 of 1, 1 task\n")
+    finally:
+        running.stop()
+
+
 @pytest.mark.parametrize(
     ("token", "message"),
     [
@@ -263,9 +284,220 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
     assert code == 2 and "Not Found" in err
 
 
-def test_an_unreachable_server_is_reported() -> None:
-    result = CliRunner().invoke(main, ["status", "x", "--url", f"http://127.0.0.1:{free_port()}"])
-    assert result.exit_code == 2 and "Cannot reach" in result.stderr
+@pytest.mark.parametrize("command", ["status", "list", "cancel", "delete", "types"])
+def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    args = [command, "some-id"] if command in ("status", "cancel", "delete") else [command]
+    result = CliRunner().invoke(main, [*args, "--url", url])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr == (
+        f"error: cannot reach taskapi at {url} (connection refused); "
+        "is `taskapi serve` running? --url or TASKS_URL changes it\n"
+    )
+
+
+def test_a_server_that_does_not_answer_is_reported_as_a_timeout(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(api.client, "TIMEOUT_SECONDS", 0.2)
+    with socket.socket() as silent:  # accepts connections (the backlog) and never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        result = CliRunner().invoke(main, ["status", "some-id", "--url", url])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert result.stderr.startswith(
+        f"error: taskapi at {url} did not answer within 0.2s (timed out); "
+    ), result.stderr
+
+
+def test_a_url_without_a_scheme_is_reported() -> None:
+    result = CliRunner().invoke(main, ["list", "--url", "localhost:5000"])
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: 'localhost:5000' is not a URL like http://127.0.0.1:5000; "
+        "--url or TASKS_URL sets it\n"
+    )
+
+
+class _NotTaskapi(http.server.BaseHTTPRequestHandler):
+    """Another web server: a page of HTML for every GET."""
+
+    def do_GET(self) -> None:
+        body = b"<html><body>It works!</body></html>"
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: Any) -> None:
+        return None
+
+
+def test_a_url_that_is_not_taskapi_is_reported() -> None:
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotTaskapi)
+    thread = threading.Thread(target=other.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{other.server_address[1]}"
+        result = CliRunner().invoke(main, ["status", "some-id", "--url", url])
+    finally:
+        other.shutdown()
+        other.server_close()
+        thread.join()
+    assert result.exit_code == 2, result.exception  # a traceback would be exit status 1
+    assert result.stderr == (
+        f"error: {url} answered GET /tasks/some-id with something that is not JSON; "
+        "is it a taskapi server? --url or TASKS_URL changes it\n"
+    )
+
+
+def wait_for(server: Server, task_id: str, *statuses: str) -> dict[str, Any]:
+    """The task once it is in one of ``statuses`` (long-polls of the server, 20s at most)."""
+    deadline = time.monotonic() + 20
+    while True:
+        _, task = server.request("GET", f"/tasks/{task_id}?wait=1")
+        if task["status"] in statuses or time.monotonic() > deadline:
+            assert task["status"] in statuses, task
+            return task
+
+
+def test_cancel_then_delete_a_running_task(server: Server) -> None:
+    _, out, _ = run(server, "submit", "sleep", "seconds=30")
+    task_id = json.loads(out)["id"]
+    deadline = time.monotonic() + 20
+    while server.request("GET", f"/tasks/{task_id}")[1]["progress"] is None:
+        assert time.monotonic() < deadline, "the sleep never reported progress"
+        time.sleep(0.1)
+
+    code, out, _ = run(server, "list", "--status", "running")
+    assert code == 0
+    assert f"{task_id}\tsleep\trunning\t1/30 slept 1 of 30s\t" in out, "progress, piped"
+
+    code, out, err = run(server, "delete", task_id)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: Conflict: Task {task_id} is running; only a terminal task (succeeded, failed "
+        "or cancelled) can be deleted. Cancel it first.\n"
+    )
+
+    code, out, err = run(server, "cancel", task_id)
+    assert code == 0
+    task = json.loads(out)
+    assert (task["id"], task["status"], task["cancel_requested"]) == (task_id, "running", True)
+    assert err == (
+        f"task {task_id} is running: asked to stop, it ends cancelled when it next checks; "
+        f"follow it with `taskapi status {task_id}`\n"
+    )
+    wait_for(server, task_id, "cancelled")
+
+    code, out, err = run(server, "cancel", task_id)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: Conflict: Task {task_id} is already cancelled; only a queued or running task "
+        "can be cancelled.\n"
+    )
+
+    code, out, err = run(server, "delete", task_id)
+    assert (code, out, err) == (0, f"deleted task {task_id}\n", "")
+    code, _, err = run(server, "status", task_id)
+    assert code == 2 and err.startswith(f"error: Not Found: There is no task with id '{task_id}'")
+
+
+def test_cancel_cancels_a_queued_task_at_once(server: Server) -> None:
+    _, out, _ = run(server, "submit", "add", "x=1", "y=2", "--delay", "600")
+    task_id = json.loads(out)["id"]
+    code, out, err = run(server, "cancel", task_id)
+    assert code == 0
+    assert json.loads(out)["status"] == "cancelled"
+    assert err == f"task {task_id} cancelled\n"
+
+
+@pytest.mark.parametrize("command", ["status", "cancel", "delete"])
+def test_an_unknown_task_id_exits_2_with_the_problem(server: Server, command: str) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    code, out, err = run(server, command, unknown)
+    assert code == 2 and out == ""
+    assert err == (
+        f"error: Not Found: There is no task with id '{unknown}'; it may have expired or been "
+        "deleted.\n"
+    )
+
+
+def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Server) -> None:
+    code, out, err = run(server, "types")
+    assert (code, err) == (0, "")
+    assert ESCAPE not in out
+    assert [line.split("\t") for line in out.splitlines()] == [
+        [
+            "add",
+            "x y [delay_seconds=0]",
+            "1",
+            "none",
+            "Add two integers, after optional simulated work (the seed's task).",
+        ],
+        [
+            "fail",
+            "message [succeed_after]",
+            "3",
+            "none",
+            "Raise `message`, on every attempt or on the first `succeed_after` attempts.",
+        ],
+        [
+            "sleep",
+            "seconds",
+            "1",
+            "none",
+            "Sleep, reporting progress each second; stops early when cancelled.",
+        ],
+    ]
+
+
+def test_types_on_a_terminal_is_a_table(server: Server) -> None:
+    code, table, _ = run(server, "types", TTY_COMPATIBLE="1", COLUMNS="120")
+    assert code == 0
+    header, rule, *rows = re.sub(r"\x1b\[[0-9;]*m", "", table).splitlines()
+    assert header.split() == ["type", "params", "attempts", "timeout", "description"]
+    assert set(rule) == {"─"}
+    assert rows[1].split()[:5] == ["fail", "message", "[succeed_after]", "3", "none"], table
+    assert "Raise `message`, on every attempt" in rows[1], table
+
+
+def test_the_task_types_describe_themselves_in_plain_text(server: Server) -> None:
+    status, types = server.request("GET", "/task-types")
+    assert status == 200
+    descriptions = {t["name"]: t["description"] for t in types}
+    assert descriptions["fail"] == (
+        "Raise `message`, on every attempt or on the first `succeed_after` attempts."
+    )
+    assert not [text for text in descriptions.values() if "``" in text], descriptions
+
+
+def _help(*command: str) -> str:
+    result = CliRunner().invoke(main, [*command, "--help"], terminal_width=100)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+@pytest.mark.parametrize("command", ["", *sorted(main.commands)])
+def test_help_reads_as_plain_text(command: str) -> None:
+    text = _help(*filter(None, [command]))
+    assert "``" not in text, text
+    assert "\\b" not in text, text
+
+
+@pytest.mark.parametrize("command", sorted(main.commands))
+def test_every_option_and_argument_of_every_command_has_help(command: str) -> None:
+    text = " ".join(_help(command).split())
+    for param in main.commands[command].params:
+        assert isinstance(param, click.Option | click.Argument)
+        assert param.help, f"taskapi {command}: {param.human_readable_name} has no help"
+        assert " ".join(param.help.split()) in text, (param.human_readable_name, text)
+
+
+def test_submit_help_shows_its_example_on_a_line_of_its_own() -> None:
+    assert "\n      taskapi submit add x=2 y=3 --wait\n" in _help("submit")
 
 
 @pytest.mark.parametrize(
