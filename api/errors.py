@@ -19,7 +19,6 @@ _DEFAULT_DETAILS = {
     400: "The request could not be read.",
     404: "Nothing is served at this URL. See /docs for the operations of this API.",
     405: "This URL does not take this method; the Allow header lists the ones it takes.",
-    413: "The request body is larger than this service accepts (TASKS_MAX_BODY_BYTES).",
     415: "Send the request body as JSON, with Content-Type: application/json.",
     422: "Some fields of the request are invalid; `errors` says which and why.",
     500: "The service failed to handle this request. It has been logged; try again later.",
@@ -38,7 +37,7 @@ def problem(
         "type": "about:blank",
         "title": HTTPStatus(status).phrase,
         "status": status,
-        "detail": detail or _DEFAULT_DETAILS.get(status, HTTPStatus(status).description),
+        "detail": detail or _default_detail(status),
     }
     if errors is not None:
         body["errors"] = errors
@@ -46,6 +45,19 @@ def problem(
     for name, value in (headers or {}).items():
         response.headers[name] = value
     return response
+
+
+def _default_detail(status: int) -> str:
+    if status == 413:
+        # The limit itself, not only the setting's name: a client can tell how far to cut.
+        limit = current_app.config.get("MAX_CONTENT_LENGTH")
+        if limit is not None:
+            return (
+                f"The request body is over the limit of {limit} bytes (TASKS_MAX_BODY_BYTES); "
+                "send a smaller one."
+            )
+        return "The request body is larger than this service accepts (TASKS_MAX_BODY_BYTES)."
+    return _DEFAULT_DETAILS.get(status, HTTPStatus(status).description)
 
 
 def flatten_messages(messages: Any, prefix: str = "") -> dict[str, list[str]]:

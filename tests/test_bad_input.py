@@ -319,6 +319,8 @@ def test_form_posted_by_a_browser_is_415(client: FlaskClient) -> None:
 def test_body_over_64KiB_is_413(client: FlaskClient, data: bytes) -> None:
     problem = assert_problem(post_raw(client, data), 413)
     assert "body" in problem["detail"].lower(), problem
+    # The detail names the limit, not just the setting, so a client knows how far to cut.
+    assert "65536 bytes" in problem["detail"], problem
     assert_no_task_created(client)
 
 
@@ -326,6 +328,8 @@ def test_body_limit_follows_TASKS_MAX_BODY_BYTES(small_app: Flask) -> None:
     client = small_app.test_client()
     problem = assert_problem(post_raw(client, padded(ADD, 2049)), 413)
     assert "body" in problem["detail"].lower(), problem
+    assert "2048 bytes" in problem["detail"], problem
+    assert "TASKS_MAX_BODY_BYTES" in problem["detail"], problem
     assert_no_task_created(client)
     # The limit itself is allowed.
     assert post_raw(client, padded(ADD, 2048)).status_code == 202
@@ -353,6 +357,7 @@ def test_chunked_body_over_the_limit_is_413(small_app: Flask, data: bytes) -> No
     )
     problem = assert_problem(response, 413)
     assert "body" in problem["detail"].lower(), problem
+    assert "2048 bytes" in problem["detail"], problem
     assert_no_task_created(client)
 
 
