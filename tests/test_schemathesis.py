@@ -25,7 +25,7 @@ import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -161,10 +161,8 @@ def _empty(store: Store) -> None:
         now = datetime.now(UTC)
         for task in tasks:
             if not task.is_terminal:
-                store.cancel(task.id, now, now)
-            assert store.delete(task.id, datetime.now(UTC)), (
-                f"cannot delete task {task.id} ({task.status})"
-            )
+                store.cancel(task.id, now, now + timedelta(hours=1))
+            assert store.delete(task.id, now), f"cannot delete task {task.id} ({task.status})"
 
 
 class APIWorkflow(stateful_schema.as_state_machine()):  # type: ignore[misc]
