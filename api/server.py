@@ -1,8 +1,10 @@
 """``taskapi serve``: the application and its workers on gunicorn (gthread workers).
 
-Each gunicorn process builds its own app after the fork and starts its worker threads; on
-SIGTERM or SIGINT it stops taking requests, stops claiming tasks, and lets running tasks
-finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue.
+Each gunicorn process builds its own app after the fork and starts its worker threads. A stop
+comes in two steps, as Celery's warm and cold shutdowns: on the first SIGTERM or SIGINT
+(Ctrl-C) each process stops taking requests, stops claiming tasks, and lets running tasks
+finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue; a second SIGTERM
+or SIGINT hands them back at once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Mapping
@@ -20,6 +23,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 
 log = logging.getLogger(__name__)
@@ -35,26 +39,36 @@ def _runtime(app: Flask) -> Any:
     return app.extensions[EXTENSION_KEY]
 
 
+def shutdown_notice(running: int, grace: float) -> str:
+    """What a stop waits for, and how to cut it short."""
+    tasks, them = ("1 running task", "it") if running == 1 else (f"{running} running tasks", "them")
+    return (
+        f"stopping: waiting up to {grace:g} s for {tasks} to finish; press Ctrl-C again "
+        f"(or send SIGTERM again) to hand {them} back to the queue now"
+    )
+
+
+def _stop_pool(runtime: Any) -> None:
+    pool, grace = runtime.pool, runtime.settings.shutdown_grace
+    running = pool.running_count()
+    if running and grace > 0:
+        log.warning("%s", shutdown_notice(running, grace))
+    pool.stop(grace)
+
+
 def _begin_shutdown(worker: Any) -> threading.Thread | None:
     """Start stopping this process's workers, once; the thread doing it.
 
     Runs as soon as the process is told to stop, while gunicorn lets open requests finish:
     long-polls are answered at once, workers stop claiming, and running tasks get the grace.
-    Ctrl-C reaches the master and this process alike, and the master then sends SIGQUIT:
-    each would end the process in the middle of the grace, so they are ignored from here on
-    (the master still kills the process after its graceful timeout).
     """
     started: threading.Thread | None = getattr(worker, "taskapi_shutdown", None)
     app = getattr(worker, "wsgi", None)
     if started is not None or not isinstance(app, Flask):
         return started
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
     runtime = _runtime(app)
     runtime.service.events.close()
-    thread = threading.Thread(
-        target=runtime.pool.stop, args=(runtime.settings.shutdown_grace,), name="taskapi-stop"
-    )
+    thread = threading.Thread(target=_stop_pool, args=(runtime,), name="taskapi-stop")
     thread.start()
     worker.taskapi_shutdown = thread
     return thread
@@ -68,18 +82,31 @@ def _finish_shutdown(worker: Any) -> None:
 
 
 def _post_worker_init(worker: Any) -> None:
-    # gunicorn's own SIGTERM handler only stops the request loop, and the worker_exit hook
-    # comes after open requests ended: start the shutdown at the signal itself.
+    """This process's signals, now that its app runs: the master says when to stop, and how.
+
+    SIGTERM from the master is the first step (running tasks get the grace), SIGQUIT the
+    second (they go back to the queue now); either ends the request loop, after which the
+    worker_exit hook waits for the workers to stop. The SIGINT of a Ctrl-C reaches this process
+    too, as it reaches the master: ignored, since the master answers it with the above.
+    """
     handle_exit = worker.handle_exit
 
     def on_sigterm(sig: int, frame: Any) -> None:
         _begin_shutdown(worker)
         handle_exit(sig, frame)
 
+    def on_sigquit(sig: int, frame: Any) -> None:
+        _begin_shutdown(worker)
+        _runtime(worker.wsgi).pool.hurry()
+        handle_exit(sig, frame)
+
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGQUIT, on_sigquit)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_int(worker: Any) -> None:
+    # Only before _post_worker_init: gunicorn's own SIGINT and SIGQUIT handler calls this.
     _finish_shutdown(worker)
 
 
@@ -124,6 +151,31 @@ class _ServerLogger(Logger):
         return None
 
 
+class _Arbiter(Arbiter):
+    """gunicorn's master, stopping in two steps: SIGINT as SIGTERM, then either as SIGQUIT.
+
+    gunicorn itself answers SIGINT with a quick stop (SIGQUIT to each worker) and drops a
+    second SIGTERM. Here the first SIGINT or SIGTERM stops gracefully: SIGTERM to each worker,
+    whose running tasks then get the grace, the master waiting for them up to its graceful
+    timeout. A second one is gunicorn's quick stop (its stop() turns a SIGINT arriving while it
+    waits into SIGQUIT to each worker): the workers hand their tasks back and leave.
+    """
+
+    stopping = False
+
+    def handle_int(self) -> None:
+        self.handle_term()
+
+    def halt(self, reason: Any = None, exit_status: int = 0) -> None:
+        self.stopping = True
+        super().halt(reason, exit_status)
+
+    def signal(self, sig: int, frame: Any) -> None:
+        if self.stopping and sig == signal.SIGTERM:
+            sig = signal.SIGINT
+        super().signal(sig, frame)
+
+
 class TaskServer(BaseApplication):
     def __init__(self, options: Mapping[str, Any], config: Mapping[str, Any]) -> None:
         self.options = dict(options)
@@ -140,6 +192,13 @@ class TaskServer(BaseApplication):
         app = create_app(self.app_config)
         _runtime(app).pool.start()
         return app
+
+    def run(self) -> None:
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as exc:  # as BaseApplication.run
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
 
 
 def run_server(

@@ -108,6 +108,16 @@ def wait_terminal(server: Server, task_id: str, timeout: float = 30) -> dict[str
         time.sleep(0.05)
 
 
+def wait_output(log: Path, text: str, timeout: float = 20) -> str:
+    """The output in ``log`` once it holds ``text`` (else all of it, when ``timeout`` is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = log.read_text()
+        if text in output or time.monotonic() > deadline:
+            return output
+        time.sleep(0.05)
+
+
 def start_worker(workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
     """A ``taskapi worker`` process (in a session of its own, so a signal reaches it alone)."""
     log = workdir / f"worker-{name}.log"
