@@ -184,6 +184,8 @@ class TaskServer(BaseApplication):
 
     def load_config(self) -> None:
         for key, value in self.options.items():
+            if key == "control_socket_disable" and key not in self.cfg.settings:
+                continue  # a gunicorn older than 25.1 has no control socket
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
@@ -246,6 +248,9 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
         # every 2 s (the dashboard) wait, so a poll never races the server closing its socket.
         "keepalive": KEEPALIVE_SECONDS,
         "forwarded_allow_ips": "127.0.0.1",
+        # gunicorn's control socket (for gunicornc) is one path per user by default: a second
+        # server on the machine would take it over. Nothing here uses it.
+        "control_socket_disable": True,
     }
     # The processes forked from here share this one's memory until they write to it: keep
     # their garbage collector off the objects already here (gc.freeze), so that sharing lasts.

@@ -141,3 +141,19 @@ def test_ctrl_c_on_a_worker_says_what_it_waits_for_and_a_second_hands_tasks_back
     again = read(task_id)
     assert (again.status.value, again.attempts) == ("queued", 0)
     runtime_of(app).store.close()
+
+
+def test_two_servers_on_one_machine_leave_no_control_socket(tmp_path: Path) -> None:
+    home, runtime_dir = tmp_path / "home", tmp_path / "run"
+    home.mkdir()
+    runtime_dir.mkdir()
+    env = {"HOME": str(home), "XDG_RUNTIME_DIR": str(runtime_dir)}
+    servers = [start_server(tmp_path / "tasks.sqlite3", tmp_path, **env) for _ in range(2)]
+    try:
+        assert [s.request("GET", "/ready")[0] for s in servers] == [200, 200]
+        assert list(home.iterdir()) == list(runtime_dir.iterdir()) == []
+    finally:
+        for server in servers:
+            server.stop()
+    for server in servers:
+        assert "ontrol socket" not in server.log.read_text()
