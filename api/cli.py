@@ -90,13 +90,20 @@ def serve(host: str, port: int, workers: int | None, threads: int, processes: in
     Ctrl-C or SIGTERM stops it: running tasks get TASKS_SHUTDOWN_GRACE seconds to finish; a
     second Ctrl-C or SIGTERM hands them back to the queue at once.
     """
-    from api.server import run_server
+    from api.server import ListenError, run_server
 
     _configure_logging()
     with _StartupErrors():
-        run_server(
-            host=host, port=port, processes=processes, threads=threads, config=_app_config(workers)
-        )
+        try:
+            run_server(
+                host=host,
+                port=port,
+                processes=processes,
+                threads=threads,
+                config=_app_config(workers),
+            )
+        except ListenError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @main.command()

@@ -9,11 +9,13 @@ or SIGINT hands them back at once.
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import threading
@@ -25,6 +27,7 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
+from gunicorn.util import is_ipv6
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +40,10 @@ def _runtime(app: Flask) -> Any:
     from api.runtime import EXTENSION_KEY
 
     return app.extensions[EXTENSION_KEY]
+
+
+class ListenError(Exception):
+    """The server cannot listen where it was told to; the message says why, in one line."""
 
 
 def shutdown_notice(running: int, grace: float) -> str:
@@ -203,6 +210,33 @@ class TaskServer(BaseApplication):
             sys.exit(1)
 
 
+def check_address(host: str, port: int) -> None:
+    """Raise ListenError, with what to change, when gunicorn could not listen there.
+
+    gunicorn would try for five seconds and then say only that it "can't connect". The socket
+    is made as gunicorn makes it (SO_REUSEADDR: a port left in TIME_WAIT by a server that just
+    stopped is free), bound and closed at once.
+    """
+    where = f"[{host}]:{port}" if is_ipv6(host) else f"{host}:{port}"
+    family = socket.AF_INET6 if is_ipv6(host) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {where}: unknown host; --host changes it") from exc
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "the address is already in use (another server?)"
+        elif exc.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need privileges)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = "this machine has no such address"
+        else:
+            why = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {where}: {why}; --port and --host change it") from exc
+
+
 def run_server(
     *, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]
 ) -> None:
@@ -224,6 +258,7 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
     from api.logs import gunicorn_config
     from api.runtime import EXTENSION_KEY
 
+    check_address(host, port)
     # Build the app once before forking, so a bad setting, store URL or TASKS_IMPORT is
     # reported here, plainly, rather than as a worker that fails to boot.
     probe = create_app(config)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
+import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -16,12 +18,16 @@ import pytest
 
 from tests.conftest import make_app, runtime_of, submit
 from tests.processes import (
+    TASKAPI,
     Server,
+    default_sigint,
+    free_port,
     start_server,
     start_worker,
     wait_output,
 )
 
+ROOT = Path(__file__).resolve().parent.parent
 #: Long enough that a stop which waited it out would fail the test's wait for the exit.
 GRACE = "120"
 EXIT_WAIT_SECONDS = 30
@@ -141,6 +147,28 @@ def test_ctrl_c_on_a_worker_says_what_it_waits_for_and_a_second_hands_tasks_back
     again = read(task_id)
     assert (again.status.value, again.attempts) == ("queued", 0)
     runtime_of(app).store.close()
+
+
+def test_a_port_in_use_is_one_line_that_says_what_to_change(tmp_path: Path) -> None:
+    port = free_port()
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", port))
+        holder.listen()
+        done = subprocess.run(
+            [*TASKAPI, "serve", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=ROOT,
+            env={**os.environ, "TASKS_DATABASE_URL": f"sqlite:///{tmp_path / 't.sqlite3'}"},
+            preexec_fn=default_sigint,
+        )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    assert done.stderr == (
+        f"Error: cannot listen on 127.0.0.1:{port}: the address is already in use "
+        "(another server?); --port and --host change it\n"
+    )
 
 
 def test_two_servers_on_one_machine_leave_no_control_socket(tmp_path: Path) -> None:
