@@ -19,7 +19,8 @@ import socket
 import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -183,10 +184,47 @@ class _Arbiter(Arbiter):
         super().signal(sig, frame)
 
 
+class _StartupLines(logging.Filter):
+    """The lines create_app logs, shown once per ``taskapi serve`` rather than once per app.
+
+    The app is built once before the fork, to check the settings, and again in each server
+    process: each would log the same lines (the API keys warning). The first build records
+    them; the later ones, in the forked processes, leave out the lines already shown.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[tuple[int, str]] = set()
+        self.repeating = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line = (record.levelno, record.getMessage())
+        if self.repeating:
+            return line not in self.shown
+        self.shown.add(line)
+        return True
+
+    @contextmanager
+    def watching(self, *, repeating: bool) -> Iterator[None]:
+        logger = logging.getLogger("api")
+        self.repeating = repeating
+        logger.addFilter(self)
+        try:
+            yield
+        finally:
+            logger.removeFilter(self)
+
+
 class TaskServer(BaseApplication):
-    def __init__(self, options: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        config: Mapping[str, Any],
+        startup: _StartupLines | None = None,
+    ) -> None:
         self.options = dict(options)
         self.app_config = dict(config)
+        self.startup = startup or _StartupLines()
         super().__init__()
 
     def load_config(self) -> None:
@@ -198,7 +236,8 @@ class TaskServer(BaseApplication):
     def load(self) -> Flask:
         from api import create_app
 
-        app = create_app(self.app_config)
+        with self.startup.watching(repeating=True):
+            app = create_app(self.app_config)
         _runtime(app).pool.start()
         return app
 
@@ -261,7 +300,9 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
     check_address(host, port)
     # Build the app once before forking, so a bad setting, store URL or TASKS_IMPORT is
     # reported here, plainly, rather than as a worker that fails to boot.
-    probe = create_app(config)
+    startup = _StartupLines()
+    with startup.watching(repeating=False):
+        probe = create_app(config)
     settings = probe.extensions[EXTENSION_KEY].settings
     probe.extensions[EXTENSION_KEY].store.close()
     options = {
@@ -292,4 +333,4 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
     del probe
     gc.collect()
     gc.freeze()
-    TaskServer(options, config).run()
+    TaskServer(options, config, startup).run()

@@ -1,6 +1,7 @@
-"""Stopping ``taskapi serve`` and ``taskapi worker``: what they say while they wait for
-running tasks, and the second Ctrl-C (or SIGTERM) that ends the wait.
+"""Starting and stopping ``taskapi serve`` and ``taskapi worker``, as a newcomer meets them.
 
+Stopping: what they say while they wait for running tasks, and the second Ctrl-C (or SIGTERM)
+that ends the wait. Starting: a port in use, two servers on one machine, the startup warning.
 Real processes; a Ctrl-C is a SIGINT to the whole process group, as a terminal sends it.
 """
 
@@ -185,3 +186,17 @@ def test_two_servers_on_one_machine_leave_no_control_socket(tmp_path: Path) -> N
             server.stop()
     for server in servers:
         assert "ontrol socket" not in server.log.read_text()
+
+
+def test_the_open_api_warning_is_logged_once_per_start(tmp_path: Path) -> None:
+    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, "--processes", "2")
+    try:
+        booted = "started 4 worker threads"
+        deadline = time.monotonic() + 20
+        while server.log.read_text().count(booted) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        server.stop()
+    output = server.log.read_text()
+    assert output.count(booted) == 2, output
+    assert output.count("TASKS_API_KEYS is not set") == 1, output
