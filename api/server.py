@@ -90,12 +90,16 @@ def _finish_shutdown(worker: Any) -> None:
 
 
 def _post_worker_init(worker: Any) -> None:
-    """This process's signals, now that its app runs: the master says when to stop, and how.
+    """Start this process's workers, unless it was told to stop while it booted; its signals.
 
-    SIGTERM from the master is the first step (running tasks get the grace), SIGQUIT the
-    second (they go back to the queue now); either ends the request loop, after which the
-    worker_exit hook waits for the workers to stop. The SIGINT of a Ctrl-C reaches this process
-    too, as it reaches the master: ignored, since the master answers it with the above.
+    A process still building its app when the stop came (gunicorn's handler then only marks it
+    not alive) starts no worker: it would claim tasks that the others just handed back.
+
+    The master says when to stop, and how: SIGTERM is the first step (running tasks get the
+    grace), SIGQUIT the second (they go back to the queue now); either ends the request loop,
+    after which the worker_exit hook waits for the workers to stop. The SIGINT of a Ctrl-C
+    reaches this process too, as it reaches the master: ignored, since the master answers it
+    with the above.
     """
     handle_exit = worker.handle_exit
 
@@ -108,6 +112,8 @@ def _post_worker_init(worker: Any) -> None:
         _runtime(worker.wsgi).pool.hurry()
         handle_exit(sig, frame)
 
+    if worker.alive:
+        _runtime(worker.wsgi).pool.start()
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGQUIT, on_sigquit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -237,9 +243,7 @@ class TaskServer(BaseApplication):
         from api import create_app
 
         with self.startup.watching(repeating=True):
-            app = create_app(self.app_config)
-        _runtime(app).pool.start()
-        return app
+            return create_app(self.app_config)
 
     def run(self) -> None:
         try:
