@@ -80,14 +80,25 @@ def main() -> None:
     help="Server processes, each with its own worker threads.",
 )
 def serve(host: str, port: int, workers: int | None, threads: int, processes: int) -> None:
-    """Serve the API and run workers, on gunicorn."""
-    from api.server import run_server
+    """Serve the API and run workers, on gunicorn.
+
+    Ctrl-C or SIGTERM stops it: running tasks get TASKS_SHUTDOWN_GRACE seconds to finish; a
+    second Ctrl-C or SIGTERM hands them back to the queue at once.
+    """
+    from api.server import ListenError, run_server
 
     _configure_logging()
     with _StartupErrors():
-        run_server(
-            host=host, port=port, processes=processes, threads=threads, config=_app_config(workers)
-        )
+        try:
+            run_server(
+                host=host,
+                port=port,
+                processes=processes,
+                threads=threads,
+                config=_app_config(workers),
+            )
+        except ListenError as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 @main.command()
@@ -98,9 +109,14 @@ def serve(host: str, port: int, workers: int | None, threads: int, processes: in
     help="Worker threads (default TASKS_WORKERS, else 4).",
 )
 def worker(workers: int | None) -> None:
-    """Run workers only, against the store of TASKS_DATABASE_URL, until SIGTERM or Ctrl-C."""
+    """Run workers only, against the store of TASKS_DATABASE_URL, until SIGTERM or Ctrl-C.
+
+    Running tasks then get TASKS_SHUTDOWN_GRACE seconds to finish; a second Ctrl-C or SIGTERM
+    hands them back to the queue at once.
+    """
     from api import create_app
     from api.runtime import EXTENSION_KEY, Runtime
+    from api.server import shutdown_notice
 
     _configure_logging()
     with _StartupErrors():
@@ -109,13 +125,20 @@ def worker(workers: int | None) -> None:
     if runtime.pool.size == 0:
         raise click.UsageError("TASKS_WORKERS is 0: there is nothing to run.")
     stop = threading.Event()
+
+    def on_signal(sig: int, frame: Any) -> None:
+        if stop.is_set():
+            runtime.pool.hurry()
+        stop.set()
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, on_signal)
     runtime.pool.start()
     click.echo(f"taskapi worker: {runtime.pool.size} threads on {runtime.settings.database_url}")
     stop.wait()
-    click.echo(f"stopping: letting running tasks finish (up to {runtime.settings.shutdown_grace}s)")
-    runtime.pool.stop(runtime.settings.shutdown_grace)
+    running, grace = runtime.pool.running_count(), runtime.settings.shutdown_grace
+    click.echo(shutdown_notice(running, grace) if running and grace > 0 else "stopping")
+    runtime.pool.stop(grace)
     runtime.store.close()
 
 

@@ -1,26 +1,34 @@
 """``taskapi serve``: the application and its workers on gunicorn (gthread workers).
 
-Each gunicorn process builds its own app after the fork and starts its worker threads; on
-SIGTERM or SIGINT it stops taking requests, stops claiming tasks, and lets running tasks
-finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue.
+Each gunicorn process builds its own app after the fork and starts its worker threads. A stop
+comes in two steps, as Celery's warm and cold shutdowns: on the first SIGTERM or SIGINT
+(Ctrl-C) each process stops taking requests, stops claiming tasks, and lets running tasks
+finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue; a second SIGTERM
+or SIGINT hands them back at once.
 """
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
 import shutil
 import signal
+import socket
+import sys
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from flask import Flask
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
+from gunicorn.util import is_ipv6
 
 log = logging.getLogger(__name__)
 
@@ -35,26 +43,40 @@ def _runtime(app: Flask) -> Any:
     return app.extensions[EXTENSION_KEY]
 
 
+class ListenError(Exception):
+    """The server cannot listen where it was told to; the message says why, in one line."""
+
+
+def shutdown_notice(running: int, grace: float) -> str:
+    """What a stop waits for, and how to cut it short."""
+    tasks, them = ("1 running task", "it") if running == 1 else (f"{running} running tasks", "them")
+    return (
+        f"stopping: waiting up to {grace:g} s for {tasks} to finish; press Ctrl-C again "
+        f"(or send SIGTERM again) to hand {them} back to the queue now"
+    )
+
+
+def _stop_pool(runtime: Any) -> None:
+    pool, grace = runtime.pool, runtime.settings.shutdown_grace
+    running = pool.running_count()
+    if running and grace > 0:
+        log.warning("%s", shutdown_notice(running, grace))
+    pool.stop(grace)
+
+
 def _begin_shutdown(worker: Any) -> threading.Thread | None:
     """Start stopping this process's workers, once; the thread doing it.
 
     Runs as soon as the process is told to stop, while gunicorn lets open requests finish:
     long-polls are answered at once, workers stop claiming, and running tasks get the grace.
-    Ctrl-C reaches the master and this process alike, and the master then sends SIGQUIT:
-    each would end the process in the middle of the grace, so they are ignored from here on
-    (the master still kills the process after its graceful timeout).
     """
     started: threading.Thread | None = getattr(worker, "taskapi_shutdown", None)
     app = getattr(worker, "wsgi", None)
     if started is not None or not isinstance(app, Flask):
         return started
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGTERM):
-        signal.signal(sig, signal.SIG_IGN)
     runtime = _runtime(app)
     runtime.service.events.close()
-    thread = threading.Thread(
-        target=runtime.pool.stop, args=(runtime.settings.shutdown_grace,), name="taskapi-stop"
-    )
+    thread = threading.Thread(target=_stop_pool, args=(runtime,), name="taskapi-stop")
     thread.start()
     worker.taskapi_shutdown = thread
     return thread
@@ -68,18 +90,37 @@ def _finish_shutdown(worker: Any) -> None:
 
 
 def _post_worker_init(worker: Any) -> None:
-    # gunicorn's own SIGTERM handler only stops the request loop, and the worker_exit hook
-    # comes after open requests ended: start the shutdown at the signal itself.
+    """Start this process's workers, unless it was told to stop while it booted; its signals.
+
+    A process still building its app when the stop came (gunicorn's handler then only marks it
+    not alive) starts no worker: it would claim tasks that the others just handed back.
+
+    The master says when to stop, and how: SIGTERM is the first step (running tasks get the
+    grace), SIGQUIT the second (they go back to the queue now); either ends the request loop,
+    after which the worker_exit hook waits for the workers to stop. The SIGINT of a Ctrl-C
+    reaches this process too, as it reaches the master: ignored, since the master answers it
+    with the above.
+    """
     handle_exit = worker.handle_exit
 
     def on_sigterm(sig: int, frame: Any) -> None:
         _begin_shutdown(worker)
         handle_exit(sig, frame)
 
+    def on_sigquit(sig: int, frame: Any) -> None:
+        _begin_shutdown(worker)
+        _runtime(worker.wsgi).pool.hurry()
+        handle_exit(sig, frame)
+
+    if worker.alive:
+        _runtime(worker.wsgi).pool.start()
     signal.signal(signal.SIGTERM, on_sigterm)
+    signal.signal(signal.SIGQUIT, on_sigquit)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _worker_int(worker: Any) -> None:
+    # Only before _post_worker_init: gunicorn's own SIGINT and SIGQUIT handler calls this.
     _finish_shutdown(worker)
 
 
@@ -124,22 +165,119 @@ class _ServerLogger(Logger):
         return None
 
 
+class _Arbiter(Arbiter):
+    """gunicorn's master, stopping in two steps: SIGINT as SIGTERM, then either as SIGQUIT.
+
+    gunicorn itself answers SIGINT with a quick stop (SIGQUIT to each worker) and drops a
+    second SIGTERM. Here the first SIGINT or SIGTERM stops gracefully: SIGTERM to each worker,
+    whose running tasks then get the grace, the master waiting for them up to its graceful
+    timeout. A second one is gunicorn's quick stop (its stop() turns a SIGINT arriving while it
+    waits into SIGQUIT to each worker): the workers hand their tasks back and leave.
+    """
+
+    stopping = False
+
+    def handle_int(self) -> None:
+        self.handle_term()
+
+    def halt(self, reason: Any = None, exit_status: int = 0) -> None:
+        self.stopping = True
+        super().halt(reason, exit_status)
+
+    def signal(self, sig: int, frame: Any) -> None:
+        if self.stopping and sig == signal.SIGTERM:
+            sig = signal.SIGINT
+        super().signal(sig, frame)
+
+
+class _StartupLines(logging.Filter):
+    """The lines create_app logs, shown once per ``taskapi serve`` rather than once per app.
+
+    The app is built once before the fork, to check the settings, and again in each server
+    process: each would log the same lines (the API keys warning). The first build records
+    them; the later ones, in the forked processes, leave out the lines already shown.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.shown: set[tuple[int, str]] = set()
+        self.repeating = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        line = (record.levelno, record.getMessage())
+        if self.repeating:
+            return line not in self.shown
+        self.shown.add(line)
+        return True
+
+    @contextmanager
+    def watching(self, *, repeating: bool) -> Iterator[None]:
+        logger = logging.getLogger("api")
+        self.repeating = repeating
+        logger.addFilter(self)
+        try:
+            yield
+        finally:
+            logger.removeFilter(self)
+
+
 class TaskServer(BaseApplication):
-    def __init__(self, options: Mapping[str, Any], config: Mapping[str, Any]) -> None:
+    def __init__(
+        self,
+        options: Mapping[str, Any],
+        config: Mapping[str, Any],
+        startup: _StartupLines | None = None,
+    ) -> None:
         self.options = dict(options)
         self.app_config = dict(config)
+        self.startup = startup or _StartupLines()
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
+            if key == "control_socket_disable" and key not in self.cfg.settings:
+                continue  # a gunicorn older than 25.1 has no control socket
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
         from api import create_app
 
-        app = create_app(self.app_config)
-        _runtime(app).pool.start()
-        return app
+        with self.startup.watching(repeating=True):
+            return create_app(self.app_config)
+
+    def run(self) -> None:
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as exc:  # as BaseApplication.run
+            print(f"\nError: {exc}\n", file=sys.stderr)
+            sys.exit(1)
+
+
+def check_address(host: str, port: int) -> None:
+    """Raise ListenError, with what to change, when gunicorn could not listen there.
+
+    gunicorn would try for five seconds and then say only that it "can't connect". The socket
+    is made as gunicorn makes it (SO_REUSEADDR: a port left in TIME_WAIT by a server that just
+    stopped is free), bound and closed at once.
+    """
+    where = f"[{host}]:{port}" if is_ipv6(host) else f"{host}:{port}"
+    family = socket.AF_INET6 if is_ipv6(host) else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host, port))
+    except socket.gaierror as exc:
+        raise ListenError(f"cannot listen on {where}: unknown host; --host changes it") from exc
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            why = "the address is already in use (another server?)"
+        elif exc.errno == errno.EACCES:
+            why = "permission denied (ports below 1024 need privileges)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = "this machine has no such address"
+        else:
+            why = exc.strerror or str(exc)
+        raise ListenError(f"cannot listen on {where}: {why}; --port and --host change it") from exc
 
 
 def run_server(
@@ -163,9 +301,12 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
     from api.logs import gunicorn_config
     from api.runtime import EXTENSION_KEY
 
+    check_address(host, port)
     # Build the app once before forking, so a bad setting, store URL or TASKS_IMPORT is
     # reported here, plainly, rather than as a worker that fails to boot.
-    probe = create_app(config)
+    startup = _StartupLines()
+    with startup.watching(repeating=False):
+        probe = create_app(config)
     settings = probe.extensions[EXTENSION_KEY].settings
     probe.extensions[EXTENSION_KEY].store.close()
     options = {
@@ -187,10 +328,13 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
         # every 2 s (the dashboard) wait, so a poll never races the server closing its socket.
         "keepalive": KEEPALIVE_SECONDS,
         "forwarded_allow_ips": "127.0.0.1",
+        # gunicorn's control socket (for gunicornc) is one path per user by default: a second
+        # server on the machine would take it over. Nothing here uses it.
+        "control_socket_disable": True,
     }
     # The processes forked from here share this one's memory until they write to it: keep
     # their garbage collector off the objects already here (gc.freeze), so that sharing lasts.
     del probe
     gc.collect()
     gc.freeze()
-    TaskServer(options, config).run()
+    TaskServer(options, config, startup).run()

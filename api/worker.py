@@ -41,6 +41,8 @@ PURGE_BATCH = 500
 WIND_DOWN_SECONDS = 2.0
 #: The longest an idle worker waits before looking at the store again after an error.
 ERROR_PAUSE = 1.0
+#: How often a stop in its grace looks whether ``hurry()`` cut it short.
+HURRY_CHECK_SECONDS = 0.1
 
 
 #: Jitter of retry delays, from a generator of the pool's own (the global one belongs to the app).
@@ -189,6 +191,8 @@ class WorkerPool:
         self.wakeup = Wakeup(size)
         self.heartbeat_seconds = min(HEARTBEAT_SECONDS, lease_seconds / 3)
         self._stop = threading.Event()
+        #: Set by hurry(): the grace of stop() is over, running tasks go back to the queue now.
+        self._hurry = threading.Event()
         self._monitor_stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._monitor: threading.Thread | None = None
@@ -242,11 +246,23 @@ class WorkerPool:
         self._listener.start()
         log.info("started %d worker threads", self.size)
 
+    def running_count(self) -> int:
+        """How many tasks this pool's threads are running now."""
+        with self._lock:
+            return len(self._running)
+
+    def hurry(self) -> None:
+        """End the grace of ``stop()`` now (before or during it): running tasks go back now."""
+        self._hurry.set()
+
     def stop(self, grace: float) -> None:
-        """Stop claiming; let running tasks finish for ``grace`` seconds, then hand them back."""
+        """Stop claiming; let running tasks finish for ``grace`` seconds, then hand them back.
+
+        ``hurry()``, from another thread or a signal handler, cuts the grace short.
+        """
         self._stop.set()
         self.wakeup.notify_all()
-        self._join(grace)
+        self._join(grace, until=self._hurry)
         with self._lock:
             left = list(self._running.items())
             claimed, self._claimed = list(self._claimed.items()), {}
@@ -267,6 +283,7 @@ class WorkerPool:
                 helper.join(WIND_DOWN_SECONDS)
         self._threads = []
         self._monitor = self._listener = None
+        self._hurry.clear()
 
     def _hand_back(self, task_id: str, worker_id: str, task_type: str) -> None:
         """Give a task this pool holds back to the queue (or to ``cancelled``, if asked)."""
@@ -278,10 +295,18 @@ class WorkerPool:
             _task_log(log.warning, task_id, "task %s handed back at shutdown: %s", status.value)
             self.events.changed(task_id)
 
-    def _join(self, seconds: float) -> None:
+    def _join(self, seconds: float, *, until: threading.Event | None = None) -> None:
+        """Wait up to ``seconds`` for the worker threads to end, or until ``until`` is set."""
         deadline = time.monotonic() + seconds
         for thread in self._threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
+            if until is None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+                continue
+            while thread.is_alive() and not until.is_set():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                thread.join(min(left, HURRY_CHECK_SECONDS))
 
     def _loop(self, worker_id: str) -> None:
         while not self._stop.is_set():

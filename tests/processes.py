@@ -18,6 +18,16 @@ from typing import Any
 TASKAPI = [sys.executable, "-m", "api.cli"]
 
 
+def default_sigint() -> None:
+    """Give a started process the SIGINT of a foreground command (``preexec_fn``).
+
+    A shell starting the suite in the background (``.ci/run &``) leaves SIGINT ignored, and
+    every process started from it would inherit that: a test of what Ctrl-C does would then
+    depend on how the suite was launched.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,6 +82,7 @@ def start_server(db: Path, workdir: Path, *args: str, **env: str) -> Server:
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )
     server = Server(process, f"http://127.0.0.1:{port}", log, environ)
     deadline = time.monotonic() + 30
@@ -97,6 +108,16 @@ def wait_terminal(server: Server, task_id: str, timeout: float = 30) -> dict[str
         time.sleep(0.05)
 
 
+def wait_output(log: Path, text: str, timeout: float = 20) -> str:
+    """The output in ``log`` once it holds ``text`` (else all of it, when ``timeout`` is up)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        output = log.read_text()
+        if text in output or time.monotonic() > deadline:
+            return output
+        time.sleep(0.05)
+
+
 def start_worker(workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
     """A ``taskapi worker`` process (in a session of its own, so a signal reaches it alone)."""
     log = workdir / f"worker-{name}.log"
@@ -108,4 +129,5 @@ def start_worker(workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes
             stderr=subprocess.STDOUT,
             cwd=Path(__file__).resolve().parent.parent,
             start_new_session=True,
+            preexec_fn=default_sigint,
         )

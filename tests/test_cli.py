@@ -23,7 +23,7 @@ from click.testing import CliRunner
 
 import api.client
 from api.cli import main
-from tests.processes import TASKAPI, Server, free_port, start_server
+from tests.processes import TASKAPI, Server, default_sigint, free_port, start_server
 
 ROOT = Path(__file__).resolve().parent.parent
 #: What rich reads to decide on a terminal view besides isatty (see rich.console.Console).
@@ -162,6 +162,7 @@ def test_interrupting_submit_wait_leaves_the_task_running(server: Server) -> Non
         text=True,
         env=child_env(),
         cwd=ROOT,
+        preexec_fn=default_sigint,
     )
     assert process.stderr is not None
     assert process.stderr.readline() == "1/3 slept 1 of 3s\n"
