@@ -88,7 +88,10 @@ def test_two_servers_and_two_workers_run_every_task_exactly_once(tmp_path: Path)
     assert dead <= {victim.pid}, "only the killed worker's tasks ran again"
     assert 1 <= len(twice) <= 4, "the killed worker's tasks in flight (one a thread) ran again"
     for task_id, n in executions.items():
-        assert attempts[task_id] == n, "each execution is an attempt, counted"
+        # An attempt is counted when it is claimed: the killed worker may have claimed a task
+        # (with its last success) and died before the task's first line ran.
+        assert n <= attempts[task_id] <= n + 1, "each execution is an attempt, counted"
+    assert sum(attempts.values()) - sum(executions.values()) <= 4, "at most the victim's"
     by_pid = Counter(r[2] for r in runs)
     assert len(by_pid) == 4 and victim.pid in by_pid, f"the work was shared: {by_pid}"
 
