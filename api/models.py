@@ -20,7 +20,7 @@ class Status(enum.StrEnum):
 
 TERMINAL: frozenset[Status] = frozenset({Status.SUCCEEDED, Status.FAILED, Status.CANCELLED})
 
-#: Every change of status a store may make. Terminal states have no way out.
+#: Every change of status a task may go through. Terminal states have no way out.
 TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.QUEUED: frozenset({Status.RUNNING, Status.CANCELLED}),
     Status.RUNNING: frozenset({Status.QUEUED, Status.SUCCEEDED, Status.FAILED, Status.CANCELLED}),
@@ -30,16 +30,61 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
 }
 
 
+class Verb(enum.StrEnum):
+    """The store's writes that may change a task's status."""
+
+    CLAIM = "claim"  # a worker takes a ready task
+    FINISH = "finish"  # its worker records how the task ended
+    RETRY = "retry"  # a failed attempt with attempts left goes back to the queue
+    RELEASE = "release"  # a stopping worker hands its task back
+    RECOVER = "recover"  # a task whose worker was lost is taken back
+    CANCEL = "cancel"  # a client cancels a queued task, or asks a running one to stop
+    DELETE = "delete"  # a client deletes an ended task (the purge does so at its expiry)
+
+
+#: What each verb may do to a task, as (before, after) pairs. Every store write is conditional
+#: on the task's status being one of its verb's "before" statuses (``sources``), and every pair
+#: is a transition of TRANSITIONS, or leaves the status as it is (a cancel asked of a running
+#: task). A deleted task has no status after: its pairs end in None.
+VERBS: dict[Verb, frozenset[tuple[Status, Status | None]]] = {
+    Verb.CLAIM: frozenset({(Status.QUEUED, Status.RUNNING)}),
+    Verb.FINISH: frozenset((Status.RUNNING, end) for end in TERMINAL),
+    # Each of the three hand-backs ends the task cancelled instead if a cancel was asked.
+    Verb.RETRY: frozenset({(Status.RUNNING, Status.QUEUED), (Status.RUNNING, Status.CANCELLED)}),
+    Verb.RELEASE: frozenset({(Status.RUNNING, Status.QUEUED), (Status.RUNNING, Status.CANCELLED)}),
+    # Back to the queue; cancelled if asked; failed after MAX_LOST_ATTEMPTS losses in a row.
+    Verb.RECOVER: frozenset(
+        {
+            (Status.RUNNING, Status.QUEUED),
+            (Status.RUNNING, Status.CANCELLED),
+            (Status.RUNNING, Status.FAILED),
+        }
+    ),
+    Verb.CANCEL: frozenset({(Status.QUEUED, Status.CANCELLED), (Status.RUNNING, Status.RUNNING)}),
+    Verb.DELETE: frozenset((end, None) for end in TERMINAL),
+}
+
+
+def _check_verbs() -> None:
+    for verb, pairs in VERBS.items():
+        for before, after in pairs:
+            if after is not None and after != before and after not in TRANSITIONS[before]:
+                raise AssertionError(f"{verb}: {before} -> {after} is not a transition")
+
+
+_check_verbs()
+
+
+def sources(verb: Verb) -> tuple[Status, ...]:
+    """The statuses a task may have for ``verb`` to change it, in a stable order."""
+    return tuple(sorted({before for before, _ in VERBS[verb]}))
+
+
 #: A task whose worker is lost this many times in a row ends ``failed`` with ``WorkerLost``:
 #: it is most likely what kills its process (a poison pill), and running it again would only
 #: take down another worker. Losses before that send it back to the queue whatever its
 #: ``max_attempts``: an attempt cut short by a dead process is not a failure of the task.
 MAX_LOST_ATTEMPTS = 3
-
-
-def sources_of(new: Status) -> tuple[Status, ...]:
-    """The statuses from which ``new`` may be reached, for conditional writes."""
-    return tuple(sorted(s for s, targets in TRANSITIONS.items() if new in targets))
 
 
 @dataclass(frozen=True, slots=True)

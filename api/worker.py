@@ -512,7 +512,9 @@ class WorkerPool:
     def _finish_succeeded(self, task: Task, worker_id: str, result: Any) -> None:
         now = self.clock()
         if self._stop.is_set():
-            done = self.store.succeed(task.id, worker_id, result, now, self._expiry(now))
+            done = self.store.finish(
+                task.id, worker_id, Status.SUCCEEDED, now, self._expiry(now), result=result
+            )
         else:
             # Under load most successes are followed by a claim: one transaction for both.
             # The claimed task runs next on this worker; if the pool began to stop meanwhile,
@@ -538,8 +540,7 @@ class WorkerPool:
 
     def _finish_cancelled(self, task: Task, worker_id: str) -> None:
         now = self.clock()
-        error = TaskError("TaskCancelled", "Cancelled on request.")
-        if self.store.fail(task.id, worker_id, error, now, self._expiry(now), cancelled=True):
+        if self.store.finish(task.id, worker_id, Status.CANCELLED, now, self._expiry(now)):
             _task_log(log.info, task.id, "task %s cancelled")
             self._count_finished(task, Status.CANCELLED)
 
@@ -565,7 +566,9 @@ class WorkerPool:
                 _task_log(log.info, task.id, "task %s cancelled (asked while its attempt ran)")
                 self._count_finished(task, Status.CANCELLED)
             return
-        if self.store.fail(task.id, worker_id, error, now, self._expiry(now)):
+        if self.store.finish(
+            task.id, worker_id, Status.FAILED, now, self._expiry(now), error=error
+        ):
             _task_log(log.info, task.id, "task %s failed: %s: %s", error.type, error.message[:200])
             self._count_finished(task, Status.FAILED)
         else:

@@ -10,13 +10,22 @@ import subprocess
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from api.models import MAX_LOST_ATTEMPTS, IdempotencyKey, NewTask, Progress, Status, TaskError
+from api.models import (
+    MAX_LOST_ATTEMPTS,
+    VERBS,
+    IdempotencyKey,
+    NewTask,
+    Progress,
+    Status,
+    TaskError,
+    Verb,
+)
 from api.store import KeyTaken, QueueFull, Store, StoreError, TaskFilter, open_store
 from api.store.sqlite import MIGRATIONS, NEXT_READY_SQL, SQLiteStore
 
@@ -96,10 +105,10 @@ def test_counts_by_status_follow_every_change(store: Store) -> None:
     assert running is not None
     store.cancel(queued[3].id, T0, LATER)
     assert counts() == {Status.QUEUED: 2, Status.RUNNING: 1, Status.CANCELLED: 1}
-    store.succeed(running.id, "w", 3, T0, LATER)
+    store.finish(running.id, "w", Status.SUCCEEDED, T0, LATER, result=3)
     failing = store.claim("w", T0, LATER)
     assert failing is not None
-    store.fail(failing.id, "w", TaskError("E", "x"), T0, LATER)
+    store.finish(failing.id, "w", Status.FAILED, T0, LATER, error=TaskError("E", "x"))
     store.delete(queued[3].id, T0)
     assert counts() == {Status.QUEUED: 1, Status.SUCCEEDED: 1, Status.FAILED: 1}
     store.purge_expired(LATER, limit=10)
@@ -160,10 +169,12 @@ def test_concurrent_claims_never_hand_one_task_to_two_workers(database_url: str)
 
 def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> None:
     task = store.create(new_task())
-    assert not store.succeed(task.id, "w", 3, T0, LATER), "a queued task cannot succeed"
+    assert not store.finish(task.id, "w", Status.SUCCEEDED, T0, LATER, result=3), (
+        "a queued task cannot succeed"
+    )
     store.claim("w", T0, LATER)
-    assert not store.succeed(task.id, "other", 3, T0, LATER)
-    assert store.succeed(task.id, "w", {"sum": 3}, T0, LATER)
+    assert not store.finish(task.id, "other", Status.SUCCEEDED, T0, LATER, result=3)
+    assert store.finish(task.id, "w", Status.SUCCEEDED, T0, LATER, result={"sum": 3})
     done = store.get(task.id, T0)
     assert done is not None
     assert (done.status, done.result, done.finished_at, done.expires_at) == (
@@ -172,7 +183,9 @@ def test_outcomes_apply_only_to_the_holder_of_a_running_task(store: Store) -> No
         T0,
         LATER,
     )
-    assert not store.fail(task.id, "w", TaskError("E", "late"), T0, LATER), "terminal is final"
+    assert not store.finish(task.id, "w", Status.FAILED, T0, LATER, error=TaskError("E", "late")), (
+        "terminal is final"
+    )
     assert store.retry(task.id, "w", TaskError("E", "late"), T0, T0, LATER) is None
     assert store.get(task.id, T0) == done
 
@@ -228,14 +241,14 @@ def test_retry_requeues_with_the_error_and_a_later_run_after(store: Store) -> No
 def test_fail_and_cancelled_outcomes(store: Store) -> None:
     failed = store.create(new_task())
     store.claim("w", T0, LATER)
-    assert store.fail(failed.id, "w", TaskError("KeyError", "x"), T0, LATER)
+    assert store.finish(failed.id, "w", Status.FAILED, T0, LATER, error=TaskError("KeyError", "x"))
     got = store.get(failed.id, T0)
     assert (
         got is not None and got.status is Status.FAILED and got.error == TaskError("KeyError", "x")
     )
     stopped = store.create(new_task())
     store.claim("w", T0, LATER)
-    assert store.fail(stopped.id, "w", TaskError("TaskCancelled", ""), T0, LATER, cancelled=True)
+    assert store.finish(stopped.id, "w", Status.CANCELLED, T0, LATER)
     got = store.get(stopped.id, T0)
     assert got is not None and got.status is Status.CANCELLED and got.error is None
 
@@ -280,7 +293,7 @@ def test_delete_only_terminal_tasks(store: Store) -> None:
     assert not store.delete(task.id, T0)
     store.claim("w", T0, LATER)
     assert not store.delete(task.id, T0)
-    store.succeed(task.id, "w", 1, T0, LATER)
+    store.finish(task.id, "w", Status.SUCCEEDED, T0, LATER, result=1)
     assert store.delete(task.id, T0)
     assert store.get(task.id, T0) is None
     assert not store.delete(task.id, T0)
@@ -293,14 +306,16 @@ def test_release_hands_a_running_task_back_without_using_its_attempt(store: Stor
     assert store.release(task.id, "w", T0, LATER) is Status.QUEUED
     back = store.get(task.id, T0)
     assert back is not None and back.status is Status.QUEUED and back.attempts == 0
-    assert not store.succeed(task.id, "w", 1, T0, LATER), "the old holder lost it"
+    assert not store.finish(task.id, "w", Status.SUCCEEDED, T0, LATER, result=1), (
+        "the old holder lost it"
+    )
 
 
 def test_purge_deletes_expired_terminal_tasks_in_batches(store: Store) -> None:
     for i in range(5):
         task = store.create(new_task())
         store.claim("w", T0, LATER)
-        store.succeed(task.id, "w", i, T0, T0 + timedelta(seconds=i))
+        store.finish(task.id, "w", Status.SUCCEEDED, T0, T0 + timedelta(seconds=i), result=i)
     keep = store.create(new_task())
     assert store.purge_expired(T0 + timedelta(seconds=3), limit=2) == (2, 0)
     assert store.purge_expired(T0 + timedelta(seconds=3), limit=10) == (2, 0)
@@ -312,10 +327,10 @@ def test_an_expired_task_is_gone_for_every_reader_before_the_purge(store: Store)
     expiry = T0 + timedelta(seconds=10)
     gone = store.create(dataclasses.replace(new_task(), owner="alice"))
     store.claim("w", T0, LATER)
-    store.succeed(gone.id, "w", 1, T0, expiry)
+    store.finish(gone.id, "w", Status.SUCCEEDED, T0, expiry, result=1)
     kept = store.create(dataclasses.replace(new_task(), owner="alice"))
     store.claim("w", T0, LATER)
-    store.fail(kept.id, "w", TaskError("E", "x"), T0, LATER)
+    store.finish(kept.id, "w", Status.FAILED, T0, LATER, error=TaskError("E", "x"))
     queued = store.create(dataclasses.replace(new_task(), owner="alice"))
     before, at = expiry - timedelta(microseconds=1), expiry
 
@@ -401,7 +416,7 @@ def test_recovery_requeues_counting_the_lost_attempt(store: Store) -> None:
     assert back.attempts == 1 and back.error is not None and back.error.type == "WorkerLost"
     assert back.lost_attempts == 1, "lost, not failed: max_attempts is not used up"
     assert store.heartbeat(task.id, "dead", LATER) is None, "the lost worker holds nothing"
-    assert not store.succeed(task.id, "dead", 1, T0, LATER)
+    assert not store.finish(task.id, "dead", Status.SUCCEEDED, T0, LATER, result=1)
     again = store.claim("alive", T0 + timedelta(seconds=31), LATER)
     assert again is not None and again.attempts == 2
 
@@ -707,3 +722,89 @@ with store._turn.held():
         os.killpg(process.pid, signal.SIGKILL)
         if process.stdout is not None:
             process.stdout.close()
+
+
+# -- the lifecycle table: every verb does exactly what api.models.VERBS says ------------------
+
+#: The states a task can be in before a verb: its status, and for a running task whether a
+#: cancel was asked (which turns the hand-backs into cancels).
+STATES = (
+    "queued",
+    "running",
+    "running, cancel asked",
+    "running, its worker lost twice before",
+    "succeeded",
+    "failed",
+    "cancelled",
+)
+#: How each verb is called on a task held by worker "w" (its lease over at T0 + 1 s).
+CALLS: dict[Verb, Callable[[Store, str], object]] = {
+    Verb.CLAIM: lambda store, task_id: store.claim("w2", T0, LATER),
+    Verb.RETRY: lambda store, task_id: store.retry(
+        task_id, "w", TaskError("E", "x"), T0, T0, LATER
+    ),
+    Verb.RELEASE: lambda store, task_id: store.release(task_id, "w", T0, LATER),
+    Verb.RECOVER: lambda store, task_id: store.recover_expired(T0 + timedelta(seconds=1), LATER),
+    Verb.CANCEL: lambda store, task_id: store.cancel(task_id, T0, LATER),
+    Verb.DELETE: lambda store, task_id: store.delete(task_id, T0),
+    **{
+        end: (lambda store, task_id, end=end: store.finish(task_id, "w", end, T0, LATER))
+        for end in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
+    },
+}
+
+
+def _task_in(store: Store, state: str) -> str:
+    """A new task in ``state``; the only task of the store that is not terminal."""
+    task = store.create(new_task())
+    if state == "queued":
+        return task.id
+    if state == "cancelled":
+        store.cancel(task.id, T0, LATER)
+        return task.id
+    if state == "running, its worker lost twice before":
+        for _ in range(MAX_LOST_ATTEMPTS - 1):
+            store.claim("lost", T0, T0 - timedelta(seconds=1))
+            store.recover_expired(T0, LATER)
+    assert store.claim("w", T0, T0) is not None
+    if state == "running, cancel asked":
+        store.cancel(task.id, T0, LATER)
+    elif state in ("succeeded", "failed"):
+        store.finish(task.id, "w", Status(state), T0, LATER)
+    return task.id
+
+
+def _put_away(store: Store, task_id: str) -> None:
+    """End the task and delete it, so that the next case's claim sees no other task."""
+    task = store.get(task_id, T0)
+    if task is None:
+        return
+    if task.status is Status.QUEUED:
+        store.cancel(task_id, T0, LATER)
+    elif task.status is Status.RUNNING:
+        assert task.worker_id is not None
+        store.finish(task_id, task.worker_id, Status.CANCELLED, T0, LATER)
+    assert store.delete(task_id, T0)
+
+
+@pytest.mark.parametrize("verb", list(Verb))
+def test_every_verb_makes_exactly_the_changes_of_the_lifecycle_table(
+    store: Store, verb: Verb
+) -> None:
+    calls = (
+        [CALLS[end] for end in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)]
+        if verb is Verb.FINISH
+        else [CALLS[verb]]
+    )
+    seen: set[tuple[Status, Status | None]] = set()
+    for call in calls:
+        for state in STATES:
+            task_id = _task_in(store, state)
+            before = store.get(task_id, T0)
+            assert before is not None
+            call(store, task_id)
+            after = store.get(task_id, T0)
+            if after is None or after.version != before.version:
+                seen.add((before.status, None if after is None else after.status))
+            _put_away(store, task_id)
+    assert seen == VERBS[verb], f"{verb} changed {seen}, the table says {VERBS[verb]}"

@@ -133,11 +133,6 @@ class Store(Protocol):
         Returns the tasks taken back, each with its status afterwards.
         """
 
-    def succeed(
-        self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
-    ) -> bool:
-        """running -> succeeded, if this worker holds the task."""
-
     def succeed_and_claim(
         self,
         task_id: str,
@@ -147,20 +142,22 @@ class Store(Protocol):
         expires_at: datetime,
         lease_until: datetime,
     ) -> tuple[bool, Task | None]:
-        """``succeed``, then ``claim`` for the same worker, in one transaction: whether the
-        success was recorded, and the task claimed (None when none was ready)."""
+        """``finish`` as succeeded, then ``claim`` for the same worker, in one transaction:
+        whether the success was recorded, and the task claimed (None when none was ready)."""
 
-    def fail(
+    def finish(
         self,
         task_id: str,
         worker_id: str,
-        error: TaskError,
+        status: Status,
         now: datetime,
         expires_at: datetime,
         *,
-        cancelled: bool = False,
+        result: Any = None,
+        error: TaskError | None = None,
     ) -> bool:
-        """running -> failed (or cancelled), if this worker holds the task."""
+        """running -> ``status`` (succeeded, failed or cancelled), if this worker holds the
+        task: with its ``result`` when it succeeded, its ``error`` when it failed."""
 
     def retry(
         self,

@@ -31,6 +31,7 @@ from api.models import (
     Status,
     Task,
     TaskError,
+    Verb,
 )
 from api.store import (
     CancelResult,
@@ -46,7 +47,9 @@ from api.store.rows import (
     WORKER_LOST_AGAIN,
     dumps,
     error_json,
+    finish_values,
     progress_json,
+    status_in,
     task_from_row,
 )
 
@@ -127,9 +130,28 @@ _CLAIM_SQL = f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, s
         ORDER BY priority DESC, run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED
     )
     RETURNING {COLUMNS}"""
-_SUCCEED_SQL = f"""UPDATE tasks SET status = 'succeeded', result = %s, error = NULL,
+_FINISH_SQL = f"""UPDATE tasks SET status = %s, result = %s, error = %s,
         finished_at = %s, expires_at = %s, {_RELEASED}
-    WHERE id = %s AND worker_id = %s AND status = 'running'"""
+    WHERE id = %s AND worker_id = %s AND {status_in(Verb.FINISH)}"""
+
+
+def _finish_args(
+    task_id: str,
+    worker_id: str,
+    status: Status,
+    now: datetime,
+    expires_at: datetime,
+    result: Any,
+    error: TaskError | None,
+) -> tuple[Any, ...]:
+    return (
+        status.value,
+        *finish_values(status, result, error),
+        now,
+        expires_at,
+        task_id,
+        worker_id,
+    )
 
 
 def _row_to_task(row: dict[str, Any]) -> Task:
@@ -440,11 +462,6 @@ class PostgresStore:
                 conn.execute(f"NOTIFY {CHANNEL}")
         return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows]
 
-    def succeed(
-        self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
-    ) -> bool:
-        return self._changed(_SUCCEED_SQL, (dumps(result), now, expires_at, task_id, worker_id))
-
     def succeed_and_claim(
         self,
         task_id: str,
@@ -456,34 +473,25 @@ class PostgresStore:
     ) -> tuple[bool, Task | None]:
         with self._write() as conn:
             done = conn.execute(
-                _SUCCEED_SQL, (dumps(result), now, expires_at, task_id, worker_id)
+                _FINISH_SQL,
+                _finish_args(task_id, worker_id, Status.SUCCEEDED, now, expires_at, result, None),
             ).rowcount
             row = conn.execute(_CLAIM_SQL, (now, worker_id, lease_until, now)).fetchone()
         return done > 0, None if row is None else _row_to_task(row)
 
-    def fail(
+    def finish(
         self,
         task_id: str,
         worker_id: str,
-        error: TaskError,
+        status: Status,
         now: datetime,
         expires_at: datetime,
         *,
-        cancelled: bool = False,
+        result: Any = None,
+        error: TaskError | None = None,
     ) -> bool:
-        status = Status.CANCELLED if cancelled else Status.FAILED
         return self._changed(
-            f"""UPDATE tasks SET status = %s, error = %s, finished_at = %s, expires_at = %s,
-                    {_RELEASED}
-                WHERE id = %s AND worker_id = %s AND status = 'running'""",
-            (
-                status.value,
-                None if cancelled else error_json(error),
-                now,
-                expires_at,
-                task_id,
-                worker_id,
-            ),
+            _FINISH_SQL, _finish_args(task_id, worker_id, status, now, expires_at, result, error)
         )
 
     def _requeue(self, sql: str, args: dict[str, Any]) -> Status | None:

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from api.models import MAX_LOST_ATTEMPTS, Progress, Status, Task, TaskError
+from api.models import MAX_LOST_ATTEMPTS, TERMINAL, Progress, Status, Task, TaskError, Verb, sources
 
 #: The columns every task read selects, in every backend.
 COLUMNS = (
@@ -15,6 +15,23 @@ COLUMNS = (
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
     "finished_at, expires_at, worker_id, version, owner, lost_attempts"
 )
+
+
+def status_in(verb: Verb) -> str:
+    """``status IN ('a', 'b')``: the condition on a task's status under which ``verb`` may
+    change it (api.models.VERBS). The statuses are literals of the enum, not input."""
+    return "status IN (" + ", ".join(f"'{s.value}'" for s in sources(verb)) + ")"
+
+
+def finish_values(status: Status, result: Any, error: TaskError | None) -> tuple[Any, Any]:
+    """The ``result`` and ``error`` columns of a task ending ``status``: a result only when
+    it succeeded, an error only when it failed."""
+    if status not in TERMINAL:
+        raise ValueError(f"finish: {status} is not an end")
+    return (
+        dumps(result) if status is Status.SUCCEEDED else None,
+        error_json(error) if status is Status.FAILED and error is not None else None,
+    )
 
 
 def dumps(value: Any) -> str:

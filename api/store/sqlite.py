@@ -26,7 +26,7 @@ from api.models import (
     Status,
     Task,
     TaskError,
-    sources_of,
+    Verb,
 )
 from api.store import (
     CancelResult,
@@ -42,7 +42,9 @@ from api.store.rows import (
     WORKER_LOST_AGAIN,
     dumps,
     error_json,
+    finish_values,
     progress_json,
+    status_in,
     task_from_row,
 )
 
@@ -170,29 +172,37 @@ def _insert_args(task: NewTask) -> tuple[Any, ...]:
     )
 
 
-def _in(statuses: Iterable[Status]) -> str:
-    return "(" + ", ".join(f"'{s.value}'" for s in statuses) + ")"
-
-
-_SUCCEED_FROM = _in(sources_of(Status.SUCCEEDED))
 _CLAIM_SQL = f"""UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = ?,
         worker_id = ?, lease_expires_at = ?, progress = NULL, version = version + 1
     WHERE seq = ({NEXT_READY_SQL}) AND status = 'queued'
     RETURNING {COLUMNS}"""
-_SUCCEED_SQL = f"""UPDATE tasks SET status = 'succeeded', result = ?, error = NULL,
+_FINISH_SQL = f"""UPDATE tasks SET status = ?, result = ?, error = ?,
         finished_at = ?, expires_at = ?, worker_id = NULL, lease_expires_at = NULL,
         version = version + 1
-    WHERE id = ? AND worker_id = ? AND status IN {_SUCCEED_FROM}"""
+    WHERE id = ? AND worker_id = ? AND {status_in(Verb.FINISH)}"""
 
 
 def _claim_args(worker_id: str, now: datetime, lease_until: datetime) -> tuple[Any, ...]:
     return (_ts(now), worker_id, _ts(lease_until), _ts(now))
 
 
-def _succeed_args(
-    task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
+def _finish_args(
+    task_id: str,
+    worker_id: str,
+    status: Status,
+    now: datetime,
+    expires_at: datetime,
+    result: Any,
+    error: TaskError | None,
 ) -> tuple[Any, ...]:
-    return (dumps(result), _ts(now), _ts(expires_at), task_id, worker_id)
+    return (
+        status.value,
+        *finish_values(status, result, error),
+        _ts(now),
+        _ts(expires_at),
+        task_id,
+        worker_id,
+    )
 
 
 #: A running task goes back to the queue, unless a client asked to cancel it meanwhile: then
@@ -569,13 +579,6 @@ class SQLiteStore:
             ).fetchall()
         return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows]
 
-    def succeed(
-        self, task_id: str, worker_id: str, result: Any, now: datetime, expires_at: datetime
-    ) -> bool:
-        return self._changed(
-            _SUCCEED_SQL, _succeed_args(task_id, worker_id, result, now, expires_at)
-        )
-
     def succeed_and_claim(
         self,
         task_id: str,
@@ -587,34 +590,25 @@ class SQLiteStore:
     ) -> tuple[bool, Task | None]:
         with self._write() as conn:
             done = conn.execute(
-                _SUCCEED_SQL, _succeed_args(task_id, worker_id, result, now, expires_at)
+                _FINISH_SQL,
+                _finish_args(task_id, worker_id, Status.SUCCEEDED, now, expires_at, result, None),
             ).rowcount
             rows = conn.execute(_CLAIM_SQL, _claim_args(worker_id, now, lease_until)).fetchall()
         return done > 0, _row_to_task(rows[0]) if rows else None
 
-    def fail(
+    def finish(
         self,
         task_id: str,
         worker_id: str,
-        error: TaskError,
+        status: Status,
         now: datetime,
         expires_at: datetime,
         *,
-        cancelled: bool = False,
+        result: Any = None,
+        error: TaskError | None = None,
     ) -> bool:
-        status = Status.CANCELLED if cancelled else Status.FAILED
         return self._changed(
-            """UPDATE tasks SET status = ?, error = ?, finished_at = ?, expires_at = ?,
-                    worker_id = NULL, lease_expires_at = NULL, version = version + 1
-                WHERE id = ? AND worker_id = ? AND status = 'running'""",
-            (
-                status.value,
-                None if cancelled else error_json(error),
-                _ts(now),
-                _ts(expires_at),
-                task_id,
-                worker_id,
-            ),
+            _FINISH_SQL, _finish_args(task_id, worker_id, status, now, expires_at, result, error)
         )
 
     def retry(
