@@ -22,6 +22,8 @@ from flask import Flask
 from gunicorn.app.base import BaseApplication
 from gunicorn.glogging import Logger
 
+from api import history
+
 log = logging.getLogger(__name__)
 
 #: Seconds gunicorn waits beyond the shutdown grace before it kills a process.
@@ -64,6 +66,7 @@ def _finish_shutdown(worker: Any) -> None:
     thread = _begin_shutdown(worker)
     if thread is not None:
         thread.join()
+        history.of(worker.wsgi).stop()
         _runtime(worker.wsgi).store.close()
 
 
@@ -139,6 +142,7 @@ class TaskServer(BaseApplication):
 
         app = create_app(self.app_config)
         _runtime(app).pool.start()
+        history.of(app).start()  # the dashboard's last minutes, kept from this process's start
         return app
 
 
