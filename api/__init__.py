@@ -83,7 +83,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from api.runtime import EXTENSION_KEY, Runtime
     from api.service import ServiceError, TaskService
     from api.store import open_store
-    from api.views import dashboard, docs, legacy, ops, task_types, tasks
+    from api.views import activity, dashboard, docs, legacy, ops, task_types, tasks
     from api.worker import WorkerPool
 
     app = TaskApp(__name__)
@@ -128,6 +128,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     api.register_blueprint(tasks.make_blueprint(registry))
     api.register_blueprint(task_types.make_blueprint())
     api.register_blueprint(ops.make_blueprint())
+    api.register_blueprint(activity.make_blueprint())
     api.register_blueprint(legacy.make_blueprint())
     app.register_blueprint(docs.make_blueprint())
     app.register_blueprint(dashboard.make_blueprint())

@@ -30,6 +30,8 @@ from gunicorn.arbiter import Arbiter
 from gunicorn.glogging import Logger
 from gunicorn.util import is_ipv6
 
+from api import history
+
 log = logging.getLogger(__name__)
 
 #: Seconds gunicorn waits beyond the shutdown grace before it kills a process.
@@ -86,6 +88,7 @@ def _finish_shutdown(worker: Any) -> None:
     thread = _begin_shutdown(worker)
     if thread is not None:
         thread.join()
+        history.of(worker.wsgi).stop()
         _runtime(worker.wsgi).store.close()
 
 
@@ -114,6 +117,7 @@ def _post_worker_init(worker: Any) -> None:
 
     if worker.alive:
         _runtime(worker.wsgi).pool.start()
+        history.of(worker.wsgi).start()  # the dashboard's last minutes, from this process's start
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGQUIT, on_sigquit)
     signal.signal(signal.SIGINT, signal.SIG_IGN)

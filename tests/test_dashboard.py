@@ -1,9 +1,11 @@
 """The dashboard at ``/dashboard`` in a real browser, as an operator uses it.
 
 Debian's Chromium, headless, against a real ``taskapi serve``. Tasks are submitted over HTTP
-before and while the page is open; the test reads what the page shows: the recent tasks with
-their status, progress and errors, the counts by status, the charts drawn from ``/metrics``,
-and the token form when the service runs with API keys. No request may leave the machine.
+before and while the page is open; the test reads what the page shows: the tasks with their
+status, progress and errors, a page of them at a time, filtered, one in full, the counts by
+status, the charts of the last minutes (``/activity``, kept by the server, so drawn from the
+first paint), and the token form when the service runs with API keys. No request may leave the
+machine.
 A screenshot is kept in ``test-artifacts/dashboard.png``.
 """
 
@@ -11,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -59,20 +62,20 @@ def submit(server: Server, body: dict[str, Any], token: str | None = None) -> st
     return str(task["id"])
 
 
-def metrics_status(server: Server) -> int:
-    try:
-        with urllib.request.urlopen(server.url + "/metrics", timeout=10) as response:
-            return int(response.status)
-    except urllib.error.HTTPError as exc:
-        return exc.code
-
-
 def row(page: Page, task_id: str) -> Locator:
     return page.locator(f'#task-rows tr[data-task-id="{task_id}"]')
 
 
 def status_of(page: Page, task_id: str) -> Locator:
     return row(page, task_id).locator(".badge")
+
+
+def detail_field(page: Page, name: str) -> Locator:
+    return page.locator(f'#detail-fields dd[data-field="{name}"]')
+
+
+def badges(page: Page) -> list[str]:
+    return [b.inner_text() for b in page.locator("#task-rows .badge").all()]
 
 
 def series(page: Page, chart: str, name: str) -> Locator:
@@ -114,8 +117,7 @@ def keyed_server(tmp_path: Path) -> Iterator[Server]:
         server.stop()
 
 
-def test_dashboard_shows_tasks_errors_progress_and_metrics_live(server: Server) -> None:
-    assert metrics_status(server) == 200, "the charts are drawn from the service's /metrics"
+def test_dashboard_shows_tasks_errors_progress_and_charts_live(server: Server) -> None:
     adds = [submit(server, {"type": "add", "params": {"x": n, "y": 10}}) for n in range(3)]
     failed = submit(
         server, {"type": "fail", "params": {"message": "disk on fire"}, "max_attempts": 1}
@@ -140,7 +142,7 @@ def test_dashboard_shows_tasks_errors_progress_and_metrics_live(server: Server) 
         expect(page.locator("[data-count='succeeded']")).to_have_text("3")
         expect(page.locator("[data-count='failed']")).to_have_text("2")
         expect(page.locator("#auth")).to_be_hidden()
-        expect(page.locator("#metrics-state")).to_be_hidden()
+        expect(page.locator("#history-state")).to_be_hidden()
 
         # Live: tasks submitted now appear, change and end without a reload.
         page.evaluate("window.sameDocument = true")
@@ -178,32 +180,32 @@ def test_dashboard_shows_tasks_errors_progress_and_metrics_live(server: Server) 
     urls = seen.urls()
     assert f"{server.url}/dashboard/assets/dashboard.js" in urls
     assert f"{server.url}/dashboard/assets/dashboard.css" in urls
-    assert urls.count(f"{server.url}/tasks?page_size=20") >= 3, "the page polls the list"
-    assert urls.count(f"{server.url}/metrics") >= 3, "the page polls the metrics"
+    assert urls.count(f"{server.url}/tasks?page=1&page_size=20") >= 3, "the page polls the list"
+    assert urls.count(f"{server.url}/activity") >= 3, "the page polls the last minutes"
     assert not seen.console_errors, seen.console_errors
 
 
-def test_dashboard_without_metrics_still_lists_tasks(server: Server) -> None:
-    """A service without ``/metrics`` (an older one): the page says so and works on."""
+def test_dashboard_without_activity_still_lists_tasks(server: Server) -> None:
+    """A service without ``/activity`` (an older one): the page says so and works on."""
     task_id = submit(server, {"type": "fail", "params": {"message": "no luck"}, "max_attempts": 1})
     wait_terminal(server, task_id)
 
-    def no_metrics(context: BrowserContext) -> None:
+    def no_activity(context: BrowserContext) -> None:
         problem = {"type": "about:blank", "title": "Not Found", "status": 404}
         context.route(
-            f"{server.url}/metrics",
+            f"{server.url}/activity",
             lambda route: route.fulfill(
                 status=404, content_type="application/problem+json", body=json.dumps(problem)
             ),
         )
 
-    with browse(server, no_metrics) as seen:
+    with browse(server, no_activity) as seen:
         page = seen.page
         page.goto(server.url + "/dashboard")
         expect(status_of(page, task_id)).to_have_text("failed")
         expect(row(page, task_id)).to_contain_text("TaskFailure no luck")
-        expect(page.locator("#metrics-state")).to_have_text(
-            re.compile(r"^Metrics are unavailable \(GET /metrics answered 404\)")
+        expect(page.locator("#history-state")).to_have_text(
+            re.compile(r"^The last minutes are unavailable \(GET /activity answered 404\)")
         )
         expect(page.locator("[data-count='failed']")).to_have_text("1")
         expect(page.locator("[data-count='queued']")).to_have_text("0")
@@ -236,8 +238,13 @@ def test_dashboard_asks_for_a_token_and_uses_it(keyed_server: Server) -> None:
         expect(form).to_be_hidden()
         expect(status_of(page, mine)).to_have_text("succeeded")
         expect(page.locator("[data-count='succeeded']")).to_have_text("1")
-        expect(page.locator("#metrics-state")).to_be_hidden()  # /metrics takes the token too
+        expect(page.locator("#history-state")).to_be_hidden()  # /activity takes the token too
         expect(series(page, "chart-depth", "queued")).to_have_count(1)
+
+        # One task in full, read with the token.
+        row(page, mine).click()
+        expect(page.locator("#detail-id")).to_have_text(mine)
+        expect(detail_field(page, "result")).to_have_text("3")
 
         # Live with the token too, and the token is kept for the session (not asked again).
         later = submit(server, {"type": "add", "params": {"x": 5, "y": 5}}, token=ALICE)
@@ -263,3 +270,194 @@ def wait_terminal_as(server: Server, task_id: str, token: str) -> None:
         if task["status"] not in ("queued", "running"):
             return
     raise AssertionError(f"task {task_id} did not end")
+
+
+def ys(page: Page, chart: str, name: str) -> list[float]:
+    """The values a series is drawn at (SVG y: smaller is higher), oldest first."""
+    points = series(page, chart, name).get_attribute("points") or ""
+    return [float(p.split(",")[1]) for p in points.split()]
+
+
+def wait_kept(server: Server, done: Any) -> list[dict[str, Any]]:
+    """The readings ``/activity`` kept, once ``done``."""
+    for _ in range(120):
+        status, activity = call(server, "GET", "/activity")
+        assert status == 200, activity
+        kept: list[dict[str, Any]] = activity["samples"]
+        if kept and done(kept):
+            return kept
+        time.sleep(0.25)
+    raise AssertionError(f"the server did not keep such readings: {activity}")
+
+
+def test_dashboard_draws_the_last_minutes_at_first_paint(server: Server) -> None:
+    """Tasks ran, and ended, before the page was opened: its first drawing already shows it,
+    from the readings the server kept (not only from what the page itself polled)."""
+    sleeper = submit(server, {"type": "sleep", "params": {"seconds": 3}})
+    kept = wait_kept(server, lambda kept: any(s["running"] for s in kept))
+    ended = [submit(server, {"type": "add", "params": {"x": n, "y": 1}}) for n in range(5)]
+    ended.append(
+        submit(server, {"type": "fail", "params": {"message": "early"}, "max_attempts": 1})
+    )
+    for task_id in [sleeper, *ended]:
+        wait_terminal(server, task_id)
+    # The server has kept readings of the sleep running, then of everything ended.
+    kept = wait_kept(server, lambda kept: kept[-1]["running"] == 0 and kept[-1]["failed"] == 1)
+    assert len(kept) >= 2, kept
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        expect(series(page, "chart-depth", "running")).to_have_count(1)
+        expect(series(page, "chart-rate", "finished")).to_have_count(1)
+        polls = [u for u in seen.urls() if u.endswith("/activity")]
+        running, finished, failed = (
+            ys(page, "chart-depth", "running"),
+            ys(page, "chart-rate", "finished"),
+            ys(page, "chart-rate", "failed"),
+        )
+        assert len(polls) <= 2, "drawn from the first answers, not after minutes of polling"
+        assert len(running) >= len(kept) >= 2, running
+        assert len(set(running)) > 1, f"the sleep shows as running, then not: {running}"
+        zero = float(page.locator("#chart-rate line.grid").first.get_attribute("y1") or 0)
+        assert min(finished) < zero, f"the tasks that ended show above 0/s: {finished}"
+        assert min(failed) < zero, f"the failure shows above 0/s: {failed}"
+        expect(page.locator("[data-count='succeeded']")).to_have_text("6")
+        expect(page.locator("[data-count='failed']")).to_have_text("1")
+
+
+def test_dashboard_pages_through_the_tasks(server: Server) -> None:
+    ids = [submit(server, {"type": "add", "params": {"x": n, "y": 0}}) for n in range(25)]
+    for task_id in ids:
+        wait_terminal(server, task_id)
+    newest_first = ids[::-1]
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        info = page.locator("#page-info")
+        newer = page.get_by_role("button", name="\u2039 Newer")
+        older = page.get_by_role("button", name="Older \u203a")
+        expect(info).to_have_text("page 1 of 2 · 25 tasks")
+        expect(page.locator("#task-rows tr")).to_have_count(20)
+        expect(page.locator("#task-rows tr").first).to_have_attribute(
+            "data-task-id", newest_first[0]
+        )
+        expect(newer).to_be_disabled()
+
+        older.click()
+        expect(info).to_have_text("page 2 of 2 · 25 tasks")
+        expect(page.locator("#task-rows tr")).to_have_count(5)
+        shown = [r.get_attribute("data-task-id") for r in page.locator("#task-rows tr").all()]
+        assert shown == newest_first[20:], "the oldest five, newest first"
+        expect(older).to_be_disabled()
+
+        newer.click()
+        expect(info).to_have_text("page 1 of 2 · 25 tasks")
+        expect(row(page, newest_first[0])).to_be_visible()
+    assert f"{server.url}/tasks?page=2&page_size=20" in seen.urls()
+
+
+def test_dashboard_filters_by_status_and_type(server: Server) -> None:
+    adds = [submit(server, {"type": "add", "params": {"x": n, "y": 0}}) for n in range(3)]
+    fails = [
+        submit(server, {"type": "fail", "params": {"message": f"no {n}"}, "max_attempts": 1})
+        for n in range(2)
+    ]
+    nap = submit(server, {"type": "sleep", "params": {"seconds": 0}})
+    for task_id in [*adds, *fails, nap]:
+        wait_terminal(server, task_id)
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        info = page.locator("#page-info")
+        expect(info).to_have_text("page 1 of 1 · 6 tasks")
+        types = page.locator("#filter-type option")
+        expect(types).to_have_text(["any", "add", "fail", "sleep"])
+
+        page.get_by_label("Status", exact=True).select_option("failed")
+        expect(info).to_have_text("page 1 of 1 · 2 tasks")
+        expect(page.locator("#task-rows tr")).to_have_count(2)
+        assert badges(page) == ["failed", "failed"]
+        for task_id in fails:
+            expect(row(page, task_id)).to_be_visible()
+
+        page.get_by_label("Status", exact=True).select_option("")
+        page.get_by_label("Type", exact=True).select_option("add")
+        expect(info).to_have_text("page 1 of 1 · 3 tasks")
+        shown = {r.get_attribute("data-task-id") for r in page.locator("#task-rows tr").all()}
+        assert shown == set(adds)
+
+        page.get_by_label("Status", exact=True).select_option("failed")
+        expect(info).to_have_text("page 1 of 1 · 0 tasks")
+        expect(page.locator("#empty")).to_have_text("No tasks match.")
+
+        # Still filtered while it polls: a new add that succeeds does not show among failures.
+        late = submit(server, {"type": "add", "params": {"x": 1, "y": 1}})
+        wait_terminal(server, late)
+        page.get_by_label("Status", exact=True).select_option("succeeded")
+        expect(info).to_have_text("page 1 of 1 · 4 tasks")
+        expect(row(page, late)).to_be_visible()
+    urls = seen.urls()
+    assert f"{server.url}/tasks?page=1&page_size=20&status=failed&type=add" in urls
+
+
+def test_dashboard_shows_one_task_in_full_and_cancels_and_deletes_it(server: Server) -> None:
+    failed = submit(
+        server,
+        {"type": "fail", "params": {"message": HOSTILE}, "max_attempts": 2, "priority": 7},
+    )
+    added = submit(server, {"type": "add", "params": {"x": 20, "y": 22}})
+    for task_id in (failed, added):
+        wait_terminal(server, task_id)
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        panel = page.locator("#detail")
+        expect(panel).to_be_hidden()
+
+        row(page, failed).click()
+        expect(panel).to_be_visible()
+        expect(page.locator("#detail-id")).to_have_text(failed)
+        expect(detail_field(page, "status")).to_have_text("failed")
+        expect(detail_field(page, "type")).to_have_text("fail")
+        params = json.loads(detail_field(page, "params").inner_text())
+        assert params["message"] == HOSTILE
+        expect(detail_field(page, "error")).to_have_text(f"TaskFailure {HOSTILE}")
+        expect(page.locator("#injected")).to_have_count(0)
+        expect(detail_field(page, "attempts")).to_have_text("2 of 2")
+        expect(detail_field(page, "priority")).to_have_text("7")
+        expect(detail_field(page, "result")).to_have_text("—")
+        for when in ("created_at", "started_at", "finished_at", "expires_at"):
+            expect(detail_field(page, when)).to_contain_text(" ago)")
+        expect(page.get_by_role("button", name="Cancel task")).to_be_hidden()
+
+        row(page, added).click()
+        expect(page.locator("#detail-id")).to_have_text(added)
+        expect(detail_field(page, "result")).to_have_text("42")
+        expect(detail_field(page, "error")).to_have_text("—")
+
+        # A running task: its progress, then cancel it, then delete it.
+        sleeper = submit(server, {"type": "sleep", "params": {"seconds": 60}})
+        expect(status_of(page, sleeper)).to_have_text("running")
+        row(page, sleeper).click()
+        expect(detail_field(page, "progress")).to_contain_text(re.compile(r"slept \d+ of 60s"))
+        expect(page.get_by_role("button", name="Delete task")).to_be_hidden()
+        page.get_by_role("button", name="Cancel task").click()
+        expect(detail_field(page, "status")).to_have_text("cancelled")
+        expect(status_of(page, sleeper)).to_have_text("cancelled")
+        page.get_by_role("button", name="Delete task").click()
+        expect(panel).to_be_hidden()
+        expect(page.locator("#list-message")).to_have_text(f"Task {sleeper} deleted.")
+        expect(row(page, sleeper)).to_have_count(0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        row(page, failed).click()
+        expect(detail_field(page, "status")).to_have_text("failed")
+        page.screenshot(path=ARTIFACTS / "dashboard-detail.png", full_page=True)
+        page.get_by_role("button", name="Close").click()
+        expect(panel).to_be_hidden()
+
+    assert call(server, "GET", f"/tasks/{sleeper}")[0] == 404
+    assert not seen.console_errors, seen.console_errors

@@ -21,6 +21,7 @@ OPERATIONS = {
     ("get", "/health"): "getHealth",
     ("get", "/ready"): "getReadiness",
     ("get", "/metrics"): "getMetrics",
+    ("get", "/activity"): "getActivity",
     ("get", "/start/{x}/{y}"): "legacyStart",
     ("get", "/status/{task_id}"): "legacyStatus",
 }

@@ -170,6 +170,18 @@ def test_the_api_its_operations_and_tags_are_described() -> None:
         assert set(operation["tags"]) <= set(tags), (method, path)
 
 
+def test_tags_are_spelled_as_the_paths_they_group() -> None:
+    """A tag that names a resource is its path segment (``/task-types`` is ``task-types``, not
+    ``task_types``); the others (``ops``, ``legacy``) are plain lowercase words too."""
+    for tag in SPEC["tags"]:
+        assert re.fullmatch(r"[a-z]+(-[a-z]+)*", tag["name"]), tag["name"]
+    segments = {path.split("/")[1] for path in SPEC["paths"]}
+    for path, method, operation in _operations():
+        for tag in operation["tags"]:
+            if tag.replace("-", "_") in {s.replace("-", "_") for s in segments}:
+                assert tag in segments, (method, path, tag)
+
+
 # -- examples --------------------------------------------------------------------------------
 
 

@@ -19,10 +19,23 @@ from playwright.sync_api import Locator, Page, expect
 from tests.browser import ARTIFACTS, TIMEOUT_MS, browse, origin
 from tests.processes import Server, start_server
 
+TOKEN = "s3cret-docs-41ab"
+
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     server = start_server(tmp_path / "tasks.sqlite3", tmp_path, TASKS_WORKERS="2")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def keyed_server(tmp_path: Path) -> Iterator[Server]:
+    server = start_server(
+        tmp_path / "keyed.sqlite3", tmp_path, TASKS_WORKERS="2", TASKS_API_KEYS=f"ann:{TOKEN}"
+    )
     try:
         yield server
     finally:
@@ -123,3 +136,78 @@ def test_swagger_ui_submits_the_default_example_and_reads_the_task_back(server: 
     assert f"{home}/tasks" in requests
     assert f"{home}/tasks/{task_id}" in requests
     assert not seen.console_errors, seen.console_errors
+
+
+def open_docs(page: Page, server: Server) -> None:
+    page.goto(server.url + "/docs", wait_until="networkidle")
+    expect(operation(page, "get", "/tasks/{task_id}")).to_have_count(1, timeout=TIMEOUT_MS)
+
+
+def locks(page: Page) -> Locator:
+    """The lock buttons of the operations (Swagger UI's ``authorizeOperationBtn``)."""
+    return page.locator(".opblock-summary button.authorization__btn")
+
+
+@pytest.mark.slow
+def test_swagger_ui_shows_no_lock_nor_authorize_while_keys_are_off(server: Server) -> None:
+    """The spec offers the bearer scheme as optional on every guarded operation; a server run
+    without keys asks for nothing, and its page says so: no lock, no Authorize button."""
+    _, spec = server.request("GET", "/openapi.json")
+    assert spec["paths"]["/tasks"]["post"]["security"] == [{"bearerAuth": []}, {}]
+
+    with browse(server) as seen:
+        page = seen.page
+        open_docs(page, server)
+        expect(page.locator(".opblock")).not_to_have_count(0)
+        expect(locks(page)).to_have_count(0)
+        expect(page.locator("button.authorize")).to_have_count(0)
+
+        # And every operation still works without a token.
+        types = operation(page, "get", "/task-types")
+        types.locator(".opblock-summary-control").click()
+        types.locator("button.try-out__btn").click()
+        status, listed = execute(types)
+        assert status == "200", listed
+    assert not seen.console_errors, seen.console_errors
+
+
+@pytest.mark.slow
+def test_swagger_ui_with_keys_locks_operations_until_authorized(keyed_server: Server) -> None:
+    """With keys on: Authorize is offered, the guarded operations carry an open lock until a
+    token is given (then a closed one), open ones none, and Try it out sends the token."""
+    server = keyed_server
+    with browse(server) as seen:
+        page = seen.page
+        open_docs(page, server)
+        create = operation(page, "post", "/tasks")
+        health = operation(page, "get", "/health")
+        expect(page.locator("button.authorize")).to_have_count(1)
+        expect(create.locator("button.authorization__btn")).to_have_attribute(
+            "aria-label", "authorization button unlocked"
+        )
+        expect(health.locator("button.authorization__btn")).to_have_count(0)
+
+        types = operation(page, "get", "/task-types")
+        types.locator(".opblock-summary-control").click()
+        types.locator("button.try-out__btn").click()
+        status, problem = execute(types)
+        assert status == "401", problem
+
+        page.locator("button.authorize").first.click()
+        dialog = page.locator(".dialog-ux .modal-ux")
+        dialog.locator("input").first.fill(TOKEN)
+        dialog.locator("button.modal-btn.auth.authorize").click()
+        expect(dialog.get_by_role("button", name="Remove authorization")).to_be_visible()
+        dialog.locator("button.btn-done").click()
+        expect(create.locator("button.authorization__btn")).to_have_attribute(
+            "aria-label", "authorization button locked"
+        )
+
+        status, listed = execute(types)
+        assert status == "200", listed
+        assert {"add", "sleep", "fail"} <= {t["name"] for t in listed}
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "swagger-ui-keys.png", full_page=True)
+
+    sent = [r.headers.get("authorization") for r in seen.requests if r.url.endswith("/task-types")]
+    assert sent == [None, f"Bearer {TOKEN}"], sent

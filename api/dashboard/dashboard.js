@@ -1,17 +1,23 @@
-// taskapi dashboard: polls GET /tasks and GET /metrics, draws the last minutes as inline SVG.
-// No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
+// taskapi dashboard: polls GET /tasks and GET /activity, draws the last minutes as inline SVG,
+// pages and filters the task list, and shows one task in full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
 // never as HTML: task params, results and error messages are user data.
 "use strict";
 
 (function () {
   const POLL_MS = 2000;
   const WINDOW_MS = 5 * 60 * 1000;
+  const PAGE_SIZE = 20;
   const TOKEN_KEY = "taskapi.dashboard.token";
   const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
   const SVG_NS = "http://www.w3.org/2000/svg";
   const $ = (id) => document.getElementById(id);
 
-  const points = []; // {t, queued, running, finished, failed}: one per /metrics answer
+  // {t, queued, running, ended, failed}: the store's counts, as GET /activity answers them
+  // (kept by the server, so the charts show the last minutes from the first paint).
+  let points = [];
+  const view = { page: 1, status: "", type: "" }; // what the list shows
+  let selected = null; // the id of the task shown in full, or null
+  let typesShown = false;
   let timer = null;
   let busy = false;
   let again = false;
@@ -59,13 +65,14 @@
     }
   }
 
-  // A GET, sent again once when the connection failed: the server may close an idle
-  // keep-alive connection just as the next poll reuses it.
-  async function call(path, accept) {
+  // A request with the token; a GET is sent again once when the connection failed: the
+  // server may close an idle keep-alive connection just as the next poll reuses it.
+  async function call(path, accept, method) {
     const headers = { Accept: accept };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
-    const get = () => fetch(path, {
+    const send = () => fetch(path, {
+      method: method || "GET",
       headers,
       cache: "no-store",
       credentials: "same-origin",
@@ -73,10 +80,10 @@
     });
     let response;
     try {
-      response = await get();
+      response = await send();
     } catch (e) {
-      if (!(e instanceof TypeError)) throw e;
-      response = await get();
+      if (!(e instanceof TypeError) || (method && method !== "GET")) throw e;
+      response = await send();
     }
     if (response.status === 401) throw new AuthNeeded(await problemDetail(response), token);
     return response;
@@ -91,16 +98,55 @@
     }
   }
 
+  function listPath() {
+    const query = new URLSearchParams({ page: String(view.page), page_size: String(PAGE_SIZE) });
+    if (view.status) query.append("status", view.status);
+    if (view.type) query.append("type", view.type);
+    return "tasks?" + query.toString();
+  }
+
+  // One page of the list, as filtered, and its X-Pagination.
   async function loadTasks() {
-    const response = await call("tasks?page_size=20", "application/json");
+    const response = await call(listPath(), "application/json");
     if (!response.ok) {
       const detail = await problemDetail(response);
       throw new Error("GET /tasks answered " + response.status + ": " + detail);
     }
-    return response.json();
+    let page = {};
+    try {
+      page = JSON.parse(response.headers.get("X-Pagination") || "{}");
+    } catch (e) {
+      page = {};
+    }
+    return { tasks: await response.json(), page };
   }
 
-  // Counts by status from the list's X-Pagination totals: used only while /metrics is missing.
+  // The task shown in full: the task, or {gone: detail} when there is no such task any more.
+  async function loadDetail(id) {
+    const response = await call("tasks/" + encodeURIComponent(id), "application/json");
+    if (response.status === 404) return { gone: await problemDetail(response) };
+    if (!response.ok) {
+      throw new Error("GET /tasks/" + id + " answered " + response.status + ": " +
+        await problemDetail(response));
+    }
+    return { task: await response.json() };
+  }
+
+  // The type filter's choices, once: the names of GET /task-types.
+  async function loadTypes() {
+    const response = await call("task-types", "application/json");
+    if (!response.ok) return;
+    const select = $("filter-type");
+    for (const type of await response.json()) {
+      const name = String(type.name);
+      if (![...select.options].some((o) => o.value === name)) {
+        select.append(el("option", { value: name }, name));
+      }
+    }
+    typesShown = true;
+  }
+
+  // Counts by status from the list's X-Pagination totals: used only while /activity is missing.
   async function countsFromList() {
     const counts = {};
     await Promise.all(STATUSES.map(async (status) => {
@@ -111,85 +157,45 @@
     return counts;
   }
 
-  // The metrics, or {unavailable: reason}; never throws (the task list works without them).
-  async function loadMetrics() {
+  // The last minutes, or {unavailable: reason}; never throws (the list works without them).
+  async function loadActivity() {
     try {
-      const response = await call("metrics", "text/plain");
-      if (!response.ok) return { unavailable: "GET /metrics answered " + response.status };
-      return { samples: parseMetrics(await response.text()) };
+      const response = await call("activity", "application/json");
+      if (!response.ok) return { unavailable: "GET /activity answered " + response.status };
+      const body = await response.json();
+      return { samples: Array.isArray(body.samples) ? body.samples : [], now: body.now };
     } catch (e) {
-      const reason = e instanceof AuthNeeded ? "GET /metrics refused the token" : e.message;
+      const reason = e instanceof AuthNeeded ? "GET /activity refused the token" : e.message;
       return { unavailable: String(reason) };
     }
   }
 
-  // ---- Prometheus text format --------------------------------------------------------------
-
-  const SAMPLE = /^([A-Za-z_:][A-Za-z0-9_:]*)(?:\{(.*)\})?\s+(\S+)(?:\s+\S+)?$/;
-  const LABEL = /\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?/y;
-
-  function parseMetrics(text) {
-    const samples = [];
-    for (const raw of text.split("\n")) {
-      const line = raw.trim();
-      if (!line || line.startsWith("#")) continue;
-      const m = SAMPLE.exec(line);
-      if (m) samples.push({ name: m[1], labels: parseLabels(m[2] || ""), value: parseValue(m[3]) });
-    }
-    return samples;
-  }
-
-  function parseLabels(text) {
-    const labels = Object.create(null);
-    LABEL.lastIndex = 0;
-    let m;
-    while ((m = LABEL.exec(text)) !== null) {
-      labels[m[1]] = m[2].replace(/\\(.)/g, (_, c) => (c === "n" ? "\n" : c));
-    }
-    return labels;
-  }
-
-  function parseValue(text) {
-    if (text === "+Inf") return Infinity;
-    if (text === "-Inf") return -Infinity;
-    return Number(text);
-  }
-
-  // The sum of one family's samples over every label, or over those that match `where`.
-  function sum(samples, name, where) {
-    let total = 0;
-    for (const s of samples) {
-      if (s.name !== name || !Number.isFinite(s.value)) continue;
-      if (where && Object.entries(where).some(([k, v]) => s.labels[k] !== v)) continue;
-      total += s.value;
-    }
-    return total;
-  }
-
-  // ---- Rolling window and rates ------------------------------------------------------------
+  // ---- The last minutes -------------------------------------------------------------------
 
   function record(samples) {
-    const now = Date.now();
-    points.push({
-      t: now,
-      queued: sum(samples, "taskapi_tasks", { status: "queued" }),
-      running: sum(samples, "taskapi_tasks", { status: "running" }),
-      finished: sum(samples, "taskapi_tasks_finished_total"),
-      failed: sum(samples, "taskapi_tasks_finished_total", { outcome: "failed" }),
-    });
-    while (points.length && points[0].t < now - WINDOW_MS) points.shift();
+    const count = (sample, status) => (Number.isFinite(sample[status]) ? sample[status] : 0);
+    points = samples
+      .map((sample) => ({
+        t: Date.parse(sample.time),
+        queued: count(sample, "queued"),
+        running: count(sample, "running"),
+        ended: count(sample, "succeeded") + count(sample, "failed") + count(sample, "cancelled"),
+        failed: count(sample, "failed"),
+      }))
+      .filter((p) => Number.isFinite(p.t))
+      .sort((a, b) => a.t - b.t);
   }
 
-  // Per second between consecutive polls; a counter that went down was reset (a restart).
+  // Per second between consecutive readings: the rise of the finished counts. Deleting
+  // finished tasks lowers them; such an interval counts as none rather than negative.
   function rates(key) {
     const out = [];
     for (let i = 1; i < points.length; i++) {
       const a = points[i - 1];
       const b = points[i];
       const seconds = (b.t - a.t) / 1000;
-      if (seconds <= 0) continue;
-      const delta = b[key] >= a[key] ? b[key] - a[key] : b[key];
-      out.push([b.t, delta / seconds]);
+      if (seconds < 0.5) continue; // readings are seconds apart; closer ones would spike
+      out.push([b.t, Math.max(0, b[key] - a[key]) / seconds]);
     }
     return out;
   }
@@ -250,7 +256,7 @@
       { name: "running", points: points.map((p) => [p.t, p.running]) },
     ], "");
     drawChart($("chart-rate"), [
-      { name: "finished", points: rates("finished") },
+      { name: "finished", points: rates("ended") },
       { name: "failed", points: rates("failed") },
     ], "/s");
   }
@@ -323,7 +329,10 @@
   function taskRow(task) {
     const status = knownStatus(task.status);
     const params = json(task.params);
-    return el("tr", { "data-task-id": String(task.id), class: "task " + status },
+    const attrs = { "data-task-id": String(task.id), class: "task " + status, tabindex: "0",
+      title: "Show this task in full" };
+    if (task.id === selected) attrs["aria-selected"] = "true";
+    return el("tr", attrs,
       el("td", { class: "task-cell" },
         el("div", {},
           el("span", { class: "type" }, String(task.type)), " ",
@@ -336,10 +345,158 @@
       el("td", { class: "num" }, runTime(task)));
   }
 
-  function showTasks(tasks) {
+  function showTasks(tasks, page) {
     $("task-rows").replaceChildren(...tasks.map(taskRow));
+    const filtered = view.status || view.type;
+    $("empty").textContent = filtered ? "No tasks match." : "No tasks yet.";
     $("empty").hidden = tasks.length > 0;
+    const total = Number.isFinite(page.total) ? page.total : tasks.length;
+    const pages = Math.max(1, page.total_pages || 1);
+    $("page-info").textContent = "page " + view.page + " of " + pages + " · " + total +
+      (total === 1 ? " task" : " tasks");
+    $("page-newer").disabled = view.page <= 1;
+    $("page-older").disabled = !page.next_page;
   }
+
+  $("task-rows").addEventListener("click", (event) => {
+    const tr = event.target.closest("tr[data-task-id]");
+    if (tr) openDetail(tr.dataset.taskId);
+  });
+  $("task-rows").addEventListener("keydown", (event) => {
+    const tr = event.target.closest("tr[data-task-id]");
+    if (tr && (event.key === "Enter" || event.key === " ")) {
+      event.preventDefault();
+      openDetail(tr.dataset.taskId);
+    }
+  });
+
+  function changeView(change) {
+    Object.assign(view, change);
+    poll();
+  }
+
+  $("filter-status").addEventListener("change", (e) => changeView({ status: e.target.value, page: 1 }));
+  $("filter-type").addEventListener("change", (e) => changeView({ type: e.target.value, page: 1 }));
+  $("page-newer").addEventListener("click", () => changeView({ page: Math.max(1, view.page - 1) }));
+  $("page-older").addEventListener("click", () => changeView({ page: view.page + 1 }));
+  $("list-controls").addEventListener("submit", (e) => e.preventDefault());
+
+  // ---- One task in full --------------------------------------------------------------------
+
+  function when(iso) {
+    if (!iso) return "—";
+    const date = new Date(iso);
+    return Number.isNaN(date.getTime()) ? String(iso) : date.toLocaleString() + " (" + since(iso) + ")";
+  }
+
+  function pretty(value) {
+    try {
+      return JSON.stringify(value, null, 2);
+    } catch (e) {
+      return String(value);
+    }
+  }
+
+  function field(name, label, ...value) {
+    return [el("dt", { "data-field": name }, label), el("dd", { "data-field": name }, ...value)];
+  }
+
+  function showDetail(task) {
+    const status = knownStatus(task.status);
+    $("detail-id").textContent = String(task.id);
+    const progress = task.progress ? progressOf(task.progress) : "—";
+    const error = task.error
+      ? el("div", { class: "error" },
+        el("strong", { class: "error-type" }, String(task.error.type)), " ",
+        el("span", { class: "error-message" }, String(task.error.message)))
+      : "—";
+    const result = task.status === "succeeded" ? el("pre", {}, pretty(task.result)) : "—";
+    $("detail-fields").replaceChildren(
+      ...field("status", "Status", el("span", { class: "badge " + status }, String(task.status)),
+        task.cancel_requested && (status === "queued" || status === "running")
+          ? el("span", { class: "muted" }, " · cancel requested") : null),
+      ...field("type", "Type", String(task.type)),
+      ...field("params", "Params", el("pre", {}, pretty(task.params))),
+      ...field("result", "Result", result),
+      ...field("error", "Error", error),
+      ...field("progress", "Progress", progress),
+      ...field("attempts", "Attempts", task.attempts + " of " + task.max_attempts),
+      ...field("priority", "Priority", String(task.priority)),
+      ...field("timeout", "Timeout",
+        task.timeout_seconds === null || task.timeout_seconds === undefined
+          ? "none" : task.timeout_seconds + " s"),
+      ...field("created_at", "Created", when(task.created_at)),
+      ...field("run_after", "Runs after", when(task.run_after)),
+      ...field("started_at", "Started", when(task.started_at)),
+      ...field("finished_at", "Finished", when(task.finished_at)),
+      ...field("run_time", "Run time", runTime(task) || "—"),
+      ...field("expires_at", "Expires", when(task.expires_at)),
+    );
+    const ended = ["succeeded", "failed", "cancelled"].includes(task.status);
+    $("detail-cancel").hidden = ended;
+    $("detail-delete").hidden = !ended;
+    $("detail").hidden = false;
+  }
+
+  function showGone(detail) {
+    $("detail-fields").replaceChildren();
+    $("detail-cancel").hidden = true;
+    $("detail-delete").hidden = true;
+    $("detail-message").textContent = detail;
+    $("detail").hidden = false;
+  }
+
+  function openDetail(id) {
+    selected = id;
+    $("detail-id").textContent = id;
+    $("detail-message").textContent = "";
+    $("detail-fields").replaceChildren();
+    $("detail").hidden = false;
+    for (const tr of document.querySelectorAll("#task-rows tr")) {
+      if (tr.dataset.taskId === id) tr.setAttribute("aria-selected", "true");
+      else tr.removeAttribute("aria-selected");
+    }
+    poll();
+    $("detail").scrollIntoView({ block: "nearest" });
+  }
+
+  function closeDetail() {
+    selected = null;
+    $("detail").hidden = true;
+    for (const tr of document.querySelectorAll("#task-rows tr[aria-selected]")) {
+      tr.removeAttribute("aria-selected");
+    }
+  }
+
+  // Cancel or delete the task shown; the answer (or refusal) is said in the panel.
+  async function act(method, path, done) {
+    const id = selected;
+    if (!id) return;
+    try {
+      const response = await call("tasks/" + encodeURIComponent(id) + path, "application/json",
+        method);
+      if (!response.ok) {
+        $("detail-message").textContent = "Refused (" + response.status + "): " +
+          await problemDetail(response);
+        return;
+      }
+      $("detail-message").textContent = done;
+      if (method === "DELETE") {
+        closeDetail();
+        showNotice("");
+        $("list-message").textContent = "Task " + id + " deleted.";
+      }
+    } catch (e) {
+      if (e instanceof AuthNeeded) askToken(e);
+      else $("detail-message").textContent = "Cannot reach the service (" + e.message + ").";
+      return;
+    }
+    poll();
+  }
+
+  $("detail-cancel").addEventListener("click", () => act("POST", "/cancel", "Cancel asked."));
+  $("detail-delete").addEventListener("click", () => act("DELETE", "", "Deleted."));
+  $("detail-close").addEventListener("click", closeDetail);
 
   function showNotice(text) {
     $("notice").textContent = text || "";
@@ -395,19 +552,33 @@
     busy = true;
     let next = true;
     try {
-      const [tasks, metrics] = await Promise.all([loadTasks(), loadMetrics()]);
-      showTasks(tasks);
-      if (metrics.samples) {
-        record(metrics.samples);
+      const shown = selected;
+      const [list, activity, detail] = await Promise.all([
+        loadTasks(), loadActivity(), shown ? loadDetail(shown) : null,
+      ]);
+      const pages = Math.max(1, list.page.total_pages || 1);
+      if (view.page > pages) {
+        view.page = pages; // the list shrank under this page: show its last one
+        again = true;
+      }
+      showTasks(list.tasks, list.page);
+      if (detail && shown === selected) {
+        if (detail.task) showDetail(detail.task);
+        else showGone(detail.gone);
+      }
+      if (activity.now) {
+        record(activity.samples);
         const counts = {};
-        for (const s of STATUSES) counts[s] = sum(metrics.samples, "taskapi_tasks", { status: s });
+        for (const s of STATUSES) counts[s] = activity.now[s];
         showCounts(counts);
-        $("metrics-state").textContent = "";
+        $("history-state").textContent = activity.samples.length
+          ? "" : "The server keeps no readings yet; the charts start with its next ones.";
       } else {
         showCounts(await countsFromList());
-        $("metrics-state").textContent =
-          "Metrics are unavailable (" + metrics.unavailable + "); the charts wait for them.";
+        $("history-state").textContent = "The last minutes are unavailable (" +
+          (activity.unavailable || "no readings") + "); the charts wait for them.";
       }
+      if (!typesShown) await loadTypes();
       drawCharts();
       $("auth").hidden = true;
       $("forget").hidden = !sessionStorage.getItem(TOKEN_KEY);

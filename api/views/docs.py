@@ -1,14 +1,31 @@
-"""Swagger UI's assets, served from the installed flask-swagger-ui package (no CDN)."""
+"""Swagger UI: its assets, served from the installed flask-swagger-ui package (no CDN), and
+whether its page offers to authorize (``api/templates/swagger_ui.html``)."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import flask_swagger_ui
-from flask import Blueprint, Response, send_from_directory
+from flask import Blueprint, Response, current_app, send_from_directory
+
+from api.access import ApiKeys
 
 ASSETS_URL = "/docs/assets/"
 _DIST = Path(flask_swagger_ui.__file__).parent / "dist"
+_KEYS_ON = "taskapi.docs.keys_on"
+
+
+def api_keys_on() -> bool:
+    """Whether this server runs with API keys (read once per app, as the keys are)."""
+    known: bool | None = current_app.extensions.get(_KEYS_ON)
+    if known is None:
+        from api.runtime import current
+
+        settings = current().settings
+        known = ApiKeys.load(settings.api_keys, settings.api_keys_file).enabled
+        current_app.extensions[_KEYS_ON] = known
+    return known
 
 
 def make_blueprint() -> Blueprint:
@@ -17,5 +34,9 @@ def make_blueprint() -> Blueprint:
     @blp.get(ASSETS_URL + "<path:filename>")
     def swagger_asset(filename: str) -> Response:
         return send_from_directory(_DIST, filename, max_age=86400)
+
+    @blp.app_context_processor
+    def access() -> dict[str, Any]:
+        return {"taskapi_api_keys": api_keys_on()}
 
     return blp

@@ -12,7 +12,8 @@ from schemas.tasks import TaskTypeSchema
 
 
 def make_blueprint() -> Blueprint:
-    blp = Blueprint("task_types", __name__, url_prefix="/task-types", description="Task types.")
+    # The blueprint's name is the operations' tag: spelled as the path is, like the others.
+    blp = Blueprint("task-types", __name__, url_prefix="/task-types", description="Task types.")
 
     @blp.route("")
     class TaskTypes(MethodView):
