@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from api.history import History
 from api.models import Status
 
@@ -10,7 +12,7 @@ class Counts:
     def __init__(self) -> None:
         self.queued = 0
 
-    def count_by_status(self) -> dict[Status, int]:
+    def count_by_status(self, now: datetime) -> dict[Status, int]:
         return {s: (self.queued if s is Status.QUEUED else 0) for s in Status}
 
 

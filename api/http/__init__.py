@@ -1,0 +1,1 @@
+"""What every HTTP request goes through: access, rate limits, hardening, request logs."""
