@@ -1,4 +1,4 @@
-"""What both backends share: how a task is written as JSON text and read back from a row."""
+"""How a task is written as JSON text and read back from a row, whatever the backend."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from api.models import MAX_LOST_ATTEMPTS, TERMINAL, Progress, Status, Task, TaskError, Verb, sources
+from api.models import MAX_LOST_ATTEMPTS, TERMINAL, Progress, Status, Task, TaskError
 
 #: The columns every task read selects, in every backend.
 COLUMNS = (
@@ -15,12 +15,6 @@ COLUMNS = (
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
     "finished_at, expires_at, worker_id, version, owner, lost_attempts"
 )
-
-
-def status_in(verb: Verb) -> str:
-    """``status IN ('a', 'b')``: the condition on a task's status under which ``verb`` may
-    change it (api.models.VERBS). The statuses are literals of the enum, not input."""
-    return "status IN (" + ", ".join(f"'{s.value}'" for s in sources(verb)) + ")"
 
 
 def finish_values(status: Status, result: Any, error: TaskError | None) -> tuple[Any, Any]:

@@ -1,58 +1,23 @@
-"""The store contract: what every backend must do. Run here against SQLite."""
+"""The store contract: what every backend must do, run against each (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import dataclasses
-import os
-import signal
-import sqlite3
-import subprocess
-import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 
 import pytest
 
 from api.models import (
     MAX_LOST_ATTEMPTS,
-    VERBS,
     IdempotencyKey,
-    NewTask,
     Progress,
     Status,
     TaskError,
-    Verb,
 )
 from api.store import KeyTaken, QueueFull, Store, StoreError, TaskFilter, open_store
-from api.store.sqlite import MIGRATIONS, NEXT_READY_SQL, SQLiteStore
-
-T0 = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-LATER = T0 + timedelta(days=7)
-
-
-def new_task(
-    *, type: str = "add", priority: int = 0, created: datetime = T0, delay: float = 0
-) -> NewTask:
-    return NewTask(
-        id=str(uuid.uuid4()),
-        type=type,
-        params={"x": 1, "y": 2, "text": "nul\u0000 and ünïcode"},
-        max_attempts=3,
-        timeout_seconds=None,
-        priority=priority,
-        created_at=created,
-        run_after=created + timedelta(seconds=delay),
-    )
-
-
-@pytest.fixture
-def store(database_url: str) -> Iterator[Store]:
-    s = open_store(database_url)
-    yield s
-    s.close()
+from tests.store.tasks import LATER, T0, new_task
 
 
 def test_create_then_get_round_trips_every_field(store: Store) -> None:
@@ -357,42 +322,12 @@ def test_ping_answers(store: Store) -> None:
     store.ping()
 
 
-def test_schema_is_versioned_and_data_survives_reopening(tmp_path: Path) -> None:
-    path = tmp_path / "versioned.sqlite3"
-    first = SQLiteStore(path)
-    task = first.create(new_task())
-    first.close()
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-        assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    second = SQLiteStore(path)
-    assert second.get(task.id, T0) is not None
-    second.close()
-
-
-def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
-    path = tmp_path / "future.sqlite3"
-    SQLiteStore(path).close()
-    with sqlite3.connect(path) as raw:
-        raw.execute(f"PRAGMA user_version={len(MIGRATIONS) + 1}")
-    with pytest.raises(StoreError, match="newer than this taskapi"):
-        SQLiteStore(path)
-
-
 @pytest.mark.parametrize(
     "url", ["sqlite:///:memory:", "sqlite://", "mysql://localhost/x", "tasks.db"]
 )
 def test_bad_urls_are_refused_with_a_clear_error(url: str) -> None:
     with pytest.raises(StoreError, match="TASKS_DATABASE_URL"):
         open_store(url)
-
-
-def test_claim_uses_the_ready_index(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "plan.sqlite3")
-    plan = " ".join(
-        row[3] for row in store._conn().execute("EXPLAIN QUERY PLAN " + NEXT_READY_SQL, (0,))
-    )
-    assert "tasks_ready" in plan and "TEMP B-TREE" not in plan
 
 
 def test_heartbeat_renews_the_lease_of_its_holder_only(store: Store) -> None:
@@ -510,25 +445,6 @@ def test_purge_also_drops_expired_idempotency_keys(store: Store) -> None:
     store.create(new_task(), idempotency=keys[0])  # would raise KeyTaken if the key were kept
 
 
-def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:
-    path = tmp_path / "v1.sqlite3"
-    with sqlite3.connect(path) as raw:
-        raw.executescript(MIGRATIONS[0])
-        raw.execute(
-            "INSERT INTO tasks (id, type, status, params, max_attempts, created_at, run_after) "
-            "VALUES ('00000000-0000-4000-8000-000000000001', 'add', 'queued', '{}', 1, 0, 0)"
-        )
-        raw.execute("PRAGMA user_version=1")
-    store = SQLiteStore(path)
-    assert store.get("00000000-0000-4000-8000-000000000001", T0) is not None
-    assert store.count_by_status(T0)[Status.QUEUED] == 1, "the counts start from the rows there"
-    store.create(new_task(), idempotency=IdempotencyKey("o", "k", "f", LATER, T0))
-    assert store.count_by_status(T0)[Status.QUEUED] == 2
-    store.close()
-    with sqlite3.connect(path) as raw:
-        assert raw.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
-
-
 def test_a_key_is_in_flight_until_settled_or_its_window_ends(store: Store) -> None:
     key = IdempotencyKey("alice", "k", "f", LATER, T0 + timedelta(seconds=90))
     first = store.create(new_task(), idempotency=key)
@@ -575,20 +491,6 @@ def test_cancel_is_not_lost_when_the_task_moves_between_queued_and_running(store
     assert unchanged is not None and unchanged.task.version == asked.task.version, (
         "asked once is enough"
     )
-
-
-def test_a_thread_can_let_go_of_its_connection(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "threads.sqlite3")
-
-    def one_thread() -> None:
-        store.ping()
-        store.detach_thread()
-
-    for _ in range(20):
-        t = threading.Thread(target=one_thread)
-        t.start()
-        t.join()
-    assert len(store._connections) <= 1
 
 
 def test_concurrent_submits_with_one_key_make_one_task(database_url: str) -> None:
@@ -644,167 +546,3 @@ def test_the_queue_limit_holds_under_concurrent_submits(database_url: str) -> No
     assert stores[0].list(TaskFilter(), offset=0, limit=100, now=T0)[1] == 5
     for s in stores:
         s.close()
-
-
-# -- the SQLite write turn -------------------------------------------------------------------
-
-
-def test_a_store_in_a_missing_directory_is_a_plain_store_error(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="Cannot open the SQLite store at"):
-        SQLiteStore(tmp_path / "no" / "such" / "tasks.sqlite3")
-
-
-def test_writers_racing_on_a_closed_store_all_get_their_turn(tmp_path: Path) -> None:
-    path = tmp_path / "turns.sqlite3"
-    for _ in range(5):
-        store = SQLiteStore(path)
-        store.close()  # as at shutdown, while late task threads still write
-        start = threading.Barrier(8)
-        done: list[int] = []
-
-        def write(
-            n: int,
-            store: SQLiteStore = store,
-            start: threading.Barrier = start,
-            done: list[int] = done,
-        ) -> None:
-            start.wait()
-            store.settle_key("o", f"k{n}")
-            done.append(n)
-
-        threads = [threading.Thread(target=write, args=(n,), daemon=True) for n in range(8)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(10)
-        assert len(done) == 8, "writers hung waiting for their turn"
-        store.close()
-    other = SQLiteStore(path)  # and nothing is left holding the turn
-    other.create(new_task())
-    other.close()
-
-
-def test_a_child_forked_by_a_dead_writer_does_not_keep_the_turn(tmp_path: Path) -> None:
-    path = tmp_path / "forked.sqlite3"
-    SQLiteStore(path).close()
-    holder = f"""
-import os, sys, time
-from api.store.sqlite import SQLiteStore
-store = SQLiteStore({str(path)!r})
-with store._turn.held():
-    if os.fork() == 0:  # a task that starts a helper process, while a write is under way
-        time.sleep(30)
-        os._exit(0)
-    print("holding", flush=True)
-    time.sleep(30)
-"""
-    process = subprocess.Popen(
-        [sys.executable, "-c", holder],
-        stdout=subprocess.PIPE,
-        cwd=Path(__file__).resolve().parent.parent,
-        start_new_session=True,
-    )
-    try:
-        assert process.stdout is not None and process.stdout.readline() == b"holding\n"
-        process.kill()  # the writer dies in the middle of its turn; its child lives on
-        process.wait()
-        finished = threading.Event()
-
-        def write() -> None:
-            store = SQLiteStore(path)  # its migration check writes too
-            store.create(new_task())
-            store.close()
-            finished.set()
-
-        threading.Thread(target=write, daemon=True).start()
-        assert finished.wait(5), "the turn stayed with the dead writer's child"
-    finally:
-        os.killpg(process.pid, signal.SIGKILL)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-# -- the lifecycle table: every verb does exactly what api.models.VERBS says ------------------
-
-#: The states a task can be in before a verb: its status, and for a running task whether a
-#: cancel was asked (which turns the hand-backs into cancels).
-STATES = (
-    "queued",
-    "running",
-    "running, cancel asked",
-    "running, its worker lost twice before",
-    "succeeded",
-    "failed",
-    "cancelled",
-)
-#: How each verb is called on a task held by worker "w" (its lease over at T0 + 1 s).
-CALLS: dict[Verb, Callable[[Store, str], object]] = {
-    Verb.CLAIM: lambda store, task_id: store.claim("w2", T0, LATER),
-    Verb.RETRY: lambda store, task_id: store.retry(
-        task_id, "w", TaskError("E", "x"), T0, T0, LATER
-    ),
-    Verb.RELEASE: lambda store, task_id: store.release(task_id, "w", T0, LATER),
-    Verb.RECOVER: lambda store, task_id: store.recover_expired(T0 + timedelta(seconds=1), LATER),
-    Verb.CANCEL: lambda store, task_id: store.cancel(task_id, T0, LATER),
-    Verb.DELETE: lambda store, task_id: store.delete(task_id, T0),
-    **{
-        end: (lambda store, task_id, end=end: store.finish(task_id, "w", end, T0, LATER))
-        for end in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
-    },
-}
-
-
-def _task_in(store: Store, state: str) -> str:
-    """A new task in ``state``; the only task of the store that is not terminal."""
-    task = store.create(new_task())
-    if state == "queued":
-        return task.id
-    if state == "cancelled":
-        store.cancel(task.id, T0, LATER)
-        return task.id
-    if state == "running, its worker lost twice before":
-        for _ in range(MAX_LOST_ATTEMPTS - 1):
-            store.claim("lost", T0, T0 - timedelta(seconds=1))
-            store.recover_expired(T0, LATER)
-    assert store.claim("w", T0, T0) is not None
-    if state == "running, cancel asked":
-        store.cancel(task.id, T0, LATER)
-    elif state in ("succeeded", "failed"):
-        store.finish(task.id, "w", Status(state), T0, LATER)
-    return task.id
-
-
-def _put_away(store: Store, task_id: str) -> None:
-    """End the task and delete it, so that the next case's claim sees no other task."""
-    task = store.get(task_id, T0)
-    if task is None:
-        return
-    if task.status is Status.QUEUED:
-        store.cancel(task_id, T0, LATER)
-    elif task.status is Status.RUNNING:
-        assert task.worker_id is not None
-        store.finish(task_id, task.worker_id, Status.CANCELLED, T0, LATER)
-    assert store.delete(task_id, T0)
-
-
-@pytest.mark.parametrize("verb", list(Verb))
-def test_every_verb_makes_exactly_the_changes_of_the_lifecycle_table(
-    store: Store, verb: Verb
-) -> None:
-    calls = (
-        [CALLS[end] for end in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)]
-        if verb is Verb.FINISH
-        else [CALLS[verb]]
-    )
-    seen: set[tuple[Status, Status | None]] = set()
-    for call in calls:
-        for state in STATES:
-            task_id = _task_in(store, state)
-            before = store.get(task_id, T0)
-            assert before is not None
-            call(store, task_id)
-            after = store.get(task_id, T0)
-            if after is None or after.version != before.version:
-                seen.add((before.status, None if after is None else after.status))
-            _put_away(store, task_id)
-    assert seen == VERBS[verb], f"{verb} changed {seen}, the table says {VERBS[verb]}"

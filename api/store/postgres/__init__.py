@@ -1,0 +1,169 @@
+"""The PostgreSQL store: several processes and machines share one queue.
+
+Its verbs are SqlStore's; its statements are ``queries.sql`` beside this module, its schema
+``migrations.sql``. What is PostgreSQL's own: a pool of connections shared by the threads,
+an advisory lock that serialises bounded submits, an idempotency key taken by a concurrent
+request found by its primary key, and ``NOTIFY taskapi_tasks`` whenever a task becomes ready,
+so idle workers in other processes wake at once (``listen``); polling covers a lost
+notification. JSON values are kept as text, exactly as the service wrote them (``jsonb``
+would refuse a ``\\u0000`` that a client may legitimately send).
+
+The schema may be chosen in the URL with libpq's options: ``?options=-csearch_path%3Dmyschema``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import ConnectionPool
+
+from api.models import IdempotencyKey, Status
+from api.store import KeyTaken, StoreError
+from api.store.queries import load
+from api.store.sql import Db, SqlStore
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "taskapi_tasks"
+POOL_MAX_SIZE = 16
+CONNECT_TIMEOUT_SECONDS = 10
+#: Serialises migrations of one database, whichever process starts first.
+MIGRATION_LOCK = 7_305_104_211
+#: The statements of the store, by name.
+QUERIES = load(__name__, "queries.sql")
+#: Schema versions, applied in order; the table ``taskapi_schema`` records how many were.
+MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql").values())
+
+
+class PostgresStore(SqlStore):
+    """A store in a PostgreSQL database, shared by every process that has its URL."""
+
+    queries = QUERIES
+
+    def __init__(self, url: str, *, max_size: int = POOL_MAX_SIZE) -> None:
+        self.url = url
+        try:
+            self._pool = ConnectionPool(
+                url,
+                min_size=1,
+                max_size=max_size,
+                kwargs={"autocommit": True, "row_factory": dict_row},
+                # A connection the server dropped (restart, failover) is replaced, not used.
+                check=ConnectionPool.check_connection,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                open=True,
+            )
+            self._pool.wait(CONNECT_TIMEOUT_SECONDS)
+        except (psycopg.Error, Exception) as exc:
+            raise StoreError(f"Cannot reach the PostgreSQL store: {exc}") from exc
+        self._migrate()
+
+    @classmethod
+    def from_url(cls, url: str) -> PostgresStore:
+        """A store for a ``postgresql://`` (or ``postgres://``) URL."""
+        return cls(url.replace("postgres://", "postgresql://", 1))
+
+    # -- connections -------------------------------------------------------------------------
+
+    def _reading(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self._pool.connection()
+
+    def _writing(self) -> AbstractContextManager[psycopg.Connection[Any]]:
+        return self._pool.connection()  # in autocommit mode
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Connection[Any]]:
+        with self._pool.connection() as conn, conn.transaction():
+            yield conn
+
+    def _migrate(self) -> None:
+        with self._transaction() as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATION_LOCK,))
+            exists = conn.execute("SELECT to_regclass('taskapi_schema') AS t").fetchone()
+            if exists is None or exists["t"] is None:  # first start: needs CREATE, only now
+                conn.execute("CREATE TABLE taskapi_schema (version INTEGER NOT NULL)")
+                conn.execute("INSERT INTO taskapi_schema (version) VALUES (0)")
+            row = conn.execute("SELECT version FROM taskapi_schema").fetchone()
+            version = row["version"] if row else 0
+            if version == len(MIGRATIONS):
+                return
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"The database has schema version {version}, newer than this taskapi "
+                    f"({len(MIGRATIONS)}): upgrade taskapi."
+                )
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                conn.execute(script.encode())
+                conn.execute("UPDATE taskapi_schema SET version = %s", (number,))
+
+    def close(self) -> None:
+        """Close the pool's connections."""
+        self._pool.close()
+
+    def detach_thread(self) -> None:
+        """Nothing to do: connections belong to the pool, not to threads."""
+        return None
+
+    def ping(self) -> None:
+        """Raise StoreError when the database does not answer."""
+        try:
+            with self._pool.connection() as conn:
+                conn.execute("SELECT 1 FROM tasks LIMIT 1")
+        except Exception as exc:
+            raise StoreError(f"The PostgreSQL store does not answer: {exc}") from exc
+
+    def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
+        """Call ``on_submit`` at each submit in any process, until ``stop``; blocks."""
+        while not stop.is_set():
+            try:
+                with psycopg.connect(self.url, autocommit=True) as conn:
+                    conn.execute(self.queries["listen"])
+                    while not stop.is_set():
+                        for _ in conn.notifies(timeout=1.0, stop_after=64):
+                            on_submit()
+            except psycopg.Error as exc:
+                log.warning("LISTEN %s lost (%s); polling covers it meanwhile", CHANNEL, exc)
+                stop.wait(1.0)
+
+    # -- the dialect -------------------------------------------------------------------------
+
+    def _param(self, name: str) -> str:
+        return f"%({name})s"
+
+    def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
+        return "status = ANY(%(statuses)s)", {"statuses": [s.value for s in statuses]}
+
+    def _has_room(self, db: Db, max_queued: int | None) -> bool:
+        if max_queued is None:
+            return True
+        db.execute(self.queries["lock_queue"])
+        row = db.execute(self.queries["count_queued"], {"max_queued": max_queued}).fetchone()
+        return not (row and row["n"] >= max_queued)
+
+    def _put_key(self, db: Db, args: Mapping[str, Any]) -> None:
+        db.execute(self.queries["drop_expired_key"], args)
+        db.execute(self.queries["take_key"], args)
+
+    def _key_race(self, exc: Exception, key: IdempotencyKey) -> KeyTaken | None:
+        if not isinstance(exc, psycopg.errors.UniqueViolation):
+            return None
+        if exc.diag.constraint_name != "idempotency_keys_pkey":
+            return None
+        # A concurrent request took the same key first: answer as if it had come earlier.
+        with self._reading() as db:
+            row = db.execute(self.queries["key_holder"], {"owner": key.owner, "key": key.key})
+            holder = row.fetchone()
+        assert holder is not None  # the unique key that refused us belongs to a committed row
+        return KeyTaken(holder["task_id"], holder["fingerprint"], in_flight=True)
+
+    def _announce(self, db: Db) -> None:
+        db.execute(self.queries["notify"])
+
+
+__all__ = ["CHANNEL", "MIGRATIONS", "QUERIES", "PostgresStore"]

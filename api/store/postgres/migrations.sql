@@ -1,0 +1,52 @@
+-- The PostgreSQL schema, as the steps that built it, in order (api/store/queries.py loads
+-- them). The table taskapi_schema records how many have been applied. A step that shipped is
+-- never edited: a change of schema is a new step at the end.
+
+-- name: tasks
+CREATE TABLE tasks (
+    seq BIGSERIAL PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    params TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    progress TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds DOUBLE PRECISION,
+    priority INTEGER NOT NULL DEFAULT 0,
+    cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    created_at TIMESTAMPTZ NOT NULL,
+    run_after TIMESTAMPTZ NOT NULL,
+    started_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    expires_at TIMESTAMPTZ,
+    worker_id TEXT,
+    lease_expires_at TIMESTAMPTZ,
+    version INTEGER NOT NULL DEFAULT 1,
+    owner TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX tasks_ready ON tasks (priority DESC, run_after, seq) WHERE status = 'queued';
+CREATE INDEX tasks_queued_at ON tasks (run_after) WHERE status = 'queued';
+CREATE INDEX tasks_by_status ON tasks (status, seq);
+CREATE INDEX tasks_by_type ON tasks (type, seq);
+CREATE INDEX tasks_by_owner ON tasks (owner, seq);
+CREATE INDEX tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE status = 'running';
+CREATE TABLE idempotency_keys (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    expires_at TIMESTAMPTZ NOT NULL,
+    in_flight_until TIMESTAMPTZ,
+    PRIMARY KEY (owner, key)
+);
+CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
+
+-- name: lost_attempts
+-- Attempts cut short by a lost worker: in all (they do not use up max_attempts), and in a
+-- row since the last attempt that ended otherwise (MAX_LOST_ATTEMPTS ends the task).
+ALTER TABLE tasks ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN lost_in_a_row INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,189 @@
+-- The PostgreSQL store's statements, by name (api/store/queries.py loads them once).
+--
+-- Parameters are psycopg's named ones, written percent-paren-name-paren-s, so no comment
+-- here may hold a percent sign. Times are timestamptz. Filled in at load: {columns}, the
+-- columns every task read selects, and {claim}, {finish}, {retry}, {release}, {recover},
+-- {cancel}, {delete}: the statuses a task may have for that verb to change it, from the
+-- lifecycle table api.models.VERBS. Filled in at each call: {matching}.
+--
+-- Claims take the next ready task with FOR UPDATE SKIP LOCKED in one statement, so workers
+-- never wait on each other's rows; every other change is one conditional statement.
+
+-- name: get
+SELECT {columns} FROM tasks WHERE id = %(id)s AND (expires_at IS NULL OR expires_at > %(now)s)
+
+-- name: list_total
+-- Every match ({matching}: the filter's conditions), less those expired and not purged yet:
+-- both counts can use an index, and one statement reads them from one snapshot.
+SELECT (SELECT COUNT(*) FROM tasks WHERE {matching})
+     - (SELECT COUNT(*) FROM tasks
+        WHERE expires_at IS NOT NULL AND expires_at <= %(now)s AND {matching}) AS n
+
+-- name: list_page
+SELECT {columns} FROM tasks
+WHERE {matching} AND (expires_at IS NULL OR expires_at > %(now)s)
+ORDER BY seq DESC LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: count_by_status
+-- An index-only scan of tasks_by_status: linear in the table, unlike SQLite's counter rows,
+-- which here would make every state change of every worker wait on one row. Less the tasks
+-- expired and not purged yet, found by the expiry index.
+SELECT status, COUNT(*) AS n FROM tasks GROUP BY status
+UNION ALL
+SELECT status, -COUNT(*) AS n FROM tasks
+WHERE expires_at IS NOT NULL AND expires_at <= %(now)s GROUP BY status
+
+-- name: next_run_after
+SELECT MIN(run_after) AS due FROM tasks WHERE status = 'queued'
+
+-- name: lock_queue
+-- Submits with a bound on the queue count and insert one at a time (the lock is held until
+-- the transaction ends), so that the bound holds exactly.
+SELECT pg_advisory_xact_lock(7305104212)
+
+-- name: count_queued
+-- As many queued tasks as the bound, at most.
+SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %(max_queued)s) AS q
+
+-- name: insert_task
+INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
+    created_at, run_after, owner)
+VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seconds)s,
+    %(priority)s, %(created_at)s, %(run_after)s, %(owner)s)
+RETURNING {columns}
+
+-- name: notify
+-- Wakes the idle workers of every process (listen); polling covers a lost notification.
+NOTIFY taskapi_tasks
+
+-- name: listen
+LISTEN taskapi_tasks
+
+-- name: find_key
+-- The live idempotency key of this name, if any; busy while its request is in flight.
+SELECT task_id, fingerprint, COALESCE(in_flight_until > %(now)s, FALSE) AS busy
+FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s AND expires_at > %(now)s
+
+-- name: drop_expired_key
+-- Only an expired key may make way; a live one (committed meanwhile by a concurrent request)
+-- stays, and take_key then fails on its primary key (see key_holder).
+DELETE FROM idempotency_keys
+WHERE owner = %(owner)s AND key = %(key)s AND expires_at <= %(now)s
+
+-- name: take_key
+INSERT INTO idempotency_keys (owner, key, fingerprint, task_id, expires_at, in_flight_until)
+VALUES (%(owner)s, %(key)s, %(fingerprint)s, %(task_id)s, %(expires_at)s, %(in_flight_until)s)
+
+-- name: key_holder
+-- Who took the key first, when a concurrent request did so during ours.
+SELECT task_id, fingerprint FROM idempotency_keys WHERE owner = %(owner)s AND key = %(key)s
+
+-- name: settle_key
+UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = %(owner)s AND key = %(key)s
+
+-- name: claim
+-- The next ready task, in claim order, by the partial index tasks_ready (its condition,
+-- status = 'queued'); a task another claim holds is skipped, not waited for.
+UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %(now)s,
+    worker_id = %(worker_id)s, lease_expires_at = %(lease_until)s, progress = NULL,
+    version = version + 1
+WHERE seq = (SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %(now)s
+             ORDER BY priority DESC, run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
+    AND status IN ({claim})
+RETURNING {columns}
+
+-- name: report_progress
+UPDATE tasks SET progress = %(progress)s, version = version + 1
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND status = 'running'
+RETURNING cancel_requested
+
+-- name: heartbeat
+UPDATE tasks SET lease_expires_at = %(lease_until)s
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND status = 'running'
+RETURNING cancel_requested
+
+-- name: finish
+-- running -> the given status, if this worker holds the task.
+UPDATE tasks SET status = %(status)s, result = %(result)s, error = %(error)s,
+    finished_at = %(now)s, expires_at = %(expires_at)s, worker_id = NULL,
+    lease_expires_at = NULL, version = version + 1
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({finish})
+
+-- name: retry
+-- Back to the queue after a failed attempt, ready again at run_after; cancelled instead if
+-- a cancel was asked. The attempt ended, so the run of lost attempts is over.
+UPDATE tasks SET
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested THEN %(now)s END,
+    expires_at = CASE WHEN cancel_requested THEN %(expires_at)s END,
+    run_after = %(run_after)s,
+    error = CASE WHEN cancel_requested THEN NULL ELSE %(error)s END,
+    lost_in_a_row = 0,
+    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({retry})
+RETURNING status
+
+-- name: release
+-- Back to the queue without using up the attempt (shutdown); cancelled instead if a cancel
+-- was asked.
+UPDATE tasks SET
+    status = CASE WHEN cancel_requested THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested THEN %(now)s END,
+    expires_at = CASE WHEN cancel_requested THEN %(expires_at)s END,
+    attempts = CASE WHEN cancel_requested THEN attempts ELSE GREATEST(attempts - 1, 0) END,
+    started_at = CASE WHEN cancel_requested THEN started_at END,
+    error = CASE WHEN cancel_requested THEN NULL ELSE error END,
+    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({release})
+RETURNING status
+
+-- name: recover_cancelled
+-- Recovery, step 1 of 3 (one transaction): a task whose lease ended before now (its worker
+-- is lost) and whose cancel was asked ends cancelled.
+UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = %(now)s,
+    expires_at = %(expires_at)s, worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
+WHERE status IN ({recover}) AND lease_expires_at < %(now)s AND cancel_requested
+RETURNING id, type, status
+
+-- name: recover_failed
+-- Step 2: one lost MAX_LOST_ATTEMPTS times in a row ends failed, with the lost_again error.
+UPDATE tasks SET status = 'failed', error = %(lost_again)s, finished_at = %(now)s,
+    expires_at = %(expires_at)s, worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
+WHERE status IN ({recover}) AND lease_expires_at < %(now)s AND lost_in_a_row + 1 >= %(most)s
+RETURNING id, type, status
+
+-- name: recover_queued
+-- Step 3: every other one goes back to the queue, with the lost error.
+UPDATE tasks SET status = 'queued', error = %(lost)s, run_after = %(now)s,
+    worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
+WHERE status IN ({recover}) AND lease_expires_at < %(now)s
+RETURNING id, type, status
+
+-- name: cancel
+-- A queued task ends cancelled, a running one is asked to stop (once), in one statement
+-- whatever moves it between the two (a retry, a recovery) meanwhile.
+UPDATE tasks SET cancel_requested = TRUE,
+    status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    error = CASE WHEN status = 'queued' THEN NULL ELSE error END,
+    finished_at = CASE WHEN status = 'queued' THEN %(now)s ELSE finished_at END,
+    expires_at = CASE WHEN status = 'queued' THEN %(expires_at)s ELSE expires_at END,
+    version = version + 1
+WHERE id = %(id)s AND status IN ({cancel}) AND (status = 'queued' OR NOT cancel_requested)
+RETURNING {columns}
+
+-- name: delete
+DELETE FROM tasks
+WHERE id = %(id)s AND status IN ({delete}) AND (expires_at IS NULL OR expires_at > %(now)s)
+
+-- name: purge_keys
+DELETE FROM idempotency_keys WHERE ctid IN (
+    SELECT ctid FROM idempotency_keys WHERE expires_at <= %(now)s LIMIT %(limit)s)
+
+-- name: purge_tasks
+-- Ended tasks past their expires_at: what a delete may delete, up to the limit.
+DELETE FROM tasks WHERE seq IN (
+    SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= %(now)s
+    AND status IN ({delete}) LIMIT %(limit)s)

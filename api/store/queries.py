@@ -1,0 +1,70 @@
+"""Named SQL, loaded once from a backend's ``.sql`` file.
+
+A file holds its statements one after the other, each under a ``-- name: <name>`` line; the
+comment lines right below the name describe it and are not sent. A statement may hold slots
+in braces, filled once at load:
+
+- ``{columns}``: the columns of a task, as every read selects them (api.store.rows.COLUMNS);
+- ``{claim}``, ``{finish}``, ``{retry}``, ``{release}``, ``{recover}``, ``{cancel}``,
+  ``{delete}``: the statuses a task may have for that verb to change it, quoted and comma
+  separated, from the lifecycle table (api.models.VERBS), so that every conditional write
+  reads its ``status IN (…)`` from the one source of truth.
+
+``{matching}`` is left for the caller, who fills it at each call (a listing's filter). Any
+other slot is an error at load.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from functools import partial
+from importlib.resources import files
+from types import MappingProxyType
+
+from api.models import Verb, sources
+from api.store.rows import COLUMNS
+
+#: The slots a caller fills at each call, left as they are at load.
+CALL_SLOTS = frozenset({"matching"})
+
+_NAME = re.compile(r"^-- name: (\S+)[ \t]*$", re.MULTILINE)
+_SLOT = re.compile(r"\{(\w+)\}")
+
+
+def fills() -> dict[str, str]:
+    """What each load-time slot becomes."""
+    values = {"columns": COLUMNS}
+    for verb in Verb:
+        values[verb.value] = ", ".join(f"'{status.value}'" for status in sources(verb))
+    return values
+
+
+def parse(text: str, values: Mapping[str, str]) -> dict[str, str]:
+    """The statements of ``text`` by name, in the order of the text, slots filled."""
+    pieces = _NAME.split(text)
+    queries: dict[str, str] = {}
+    for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
+        if name in queries:
+            raise ValueError(f"query {name!r} is named twice")
+        lines = body.strip().splitlines()
+        while lines and lines[0].startswith("--"):  # its description
+            lines.pop(0)
+        queries[name] = _SLOT.sub(partial(_fill, name, values), "\n".join(lines))
+    return queries
+
+
+def _fill(query: str, values: Mapping[str, str], match: re.Match[str]) -> str:
+    slot = match.group(1)
+    if slot in CALL_SLOTS:
+        return "{" + slot + "}"
+    try:
+        return values[slot]
+    except KeyError:
+        raise ValueError(f"query {query!r}: unknown slot {{{slot}}}") from None
+
+
+def load(package: str, filename: str) -> Mapping[str, str]:
+    """The named statements of ``filename`` beside the modules of ``package``."""
+    text = (files(package) / filename).read_text(encoding="utf-8")
+    return MappingProxyType(parse(text, fills()))

@@ -1,0 +1,397 @@
+"""One store over SQL: every verb written once, for the backends to give it their dialect.
+
+A backend subclasses SqlStore with its named queries (a ``queries.sql`` beside it, the same
+names in each), its connections, and the few things that truly differ between databases,
+each a small method: how a time is written and read, how a parameter is spelled, whether a
+bounded submit must lock the queue first, how an idempotency key is taken, and how other
+processes hear of a new ready task. The Python of each verb (its arguments, its
+transaction, the mapping of its rows) lives here only.
+
+Connections come in three kinds, each a context manager: ``_reading`` for reads,
+``_writing`` for single writing statements (each commits on its own), and ``_transaction``
+for several statements that commit together.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from api.models import (
+    MAX_LOST_ATTEMPTS,
+    IdempotencyKey,
+    NewTask,
+    Progress,
+    Status,
+    Task,
+    TaskError,
+)
+from api.store import CancelResult, KeyTaken, QueueFull, Recovered, TaskFilter
+from api.store.rows import (
+    WORKER_LOST,
+    WORKER_LOST_AGAIN,
+    dumps,
+    error_json,
+    finish_values,
+    progress_json,
+    task_from_row,
+)
+
+#: A row, read by column name (sqlite3.Row, psycopg's dict rows).
+Row = Any
+
+
+class Cursor(Protocol):
+    """What the store reads of a statement's cursor."""
+
+    @property
+    def rowcount(self) -> int: ...
+
+    def fetchone(self) -> Any: ...
+
+    def fetchall(self) -> list[Any]: ...
+
+
+class Db(Protocol):
+    """A connection, as the verbs use it: sqlite3's and psycopg's alike."""
+
+    def execute(self, sql: str, params: Mapping[str, Any] = ..., /) -> Cursor: ...
+
+
+class SqlStore(ABC):
+    """The Store protocol over SQL; a subclass supplies the dialect."""
+
+    #: The backend's statements by name (api.store.queries.load).
+    queries: Mapping[str, str]
+
+    # -- the dialect --------------------------------------------------------------------------
+
+    @abstractmethod
+    def _reading(self) -> AbstractContextManager[Db]:
+        """A connection to read with."""
+
+    @abstractmethod
+    def _writing(self) -> AbstractContextManager[Db]:
+        """A connection for writing statements, each committed on its own."""
+
+    @abstractmethod
+    def _transaction(self) -> AbstractContextManager[Db]:
+        """A connection in a write transaction, committed at the end unless it raised."""
+
+    @abstractmethod
+    def _param(self, name: str) -> str:
+        """The placeholder of the parameter ``name`` in this dialect's SQL."""
+
+    @abstractmethod
+    def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
+        """A condition that a task's status is one of ``statuses``, and its parameters."""
+
+    def _submitting(self, keyed: bool) -> AbstractContextManager[Db]:
+        """Where ``create`` writes (``keyed``: it takes an idempotency key too)."""
+        return self._transaction()
+
+    def _time(self, value: datetime | None) -> Any:
+        """A time as this dialect's parameter."""
+        return value
+
+    def _time_of(self, value: Any) -> datetime | None:
+        """A time as this dialect's column holds it, as a datetime."""
+        return value
+
+    def _has_room(self, db: Db, max_queued: int | None) -> bool:
+        """Whether the queue may take one more task. By default ``insert_task`` sees to it
+        itself (and returns no row when it may not)."""
+        return True
+
+    def _put_key(self, db: Db, args: Mapping[str, Any]) -> None:
+        """Store the idempotency key of ``args``, once ``find_key`` found none live."""
+        db.execute(self.queries["take_key"], args)
+
+    def _key_race(self, exc: Exception, key: IdempotencyKey) -> KeyTaken | None:
+        """What to raise when ``create`` failed with ``exc`` because a concurrent request
+        took ``key`` first; None when ``exc`` is no such thing."""
+        return None
+
+    def _announce(self, db: Db) -> None:
+        """A task became ready: tell the workers of other processes, if this dialect can."""
+        return None
+
+    def _task(self, row: Row) -> Task:
+        return task_from_row(row, self._time_of)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def get(self, task_id: str, now: datetime) -> Task | None:
+        with self._reading() as db:
+            row = db.execute(self.queries["get"], {"id": task_id, "now": self._time(now)})
+            found = row.fetchone()
+        return None if found is None else self._task(found)
+
+    def list(
+        self, where: TaskFilter, *, offset: int, limit: int, now: datetime
+    ) -> tuple[list[Task], int]:
+        clauses: list[str] = []
+        args: dict[str, Any] = {"now": self._time(now), "limit": limit, "offset": offset}
+        if where.statuses:
+            clause, values = self._status_in(where.statuses)
+            clauses.append(clause)
+            args.update(values)
+        if where.type is not None:
+            clauses.append(f"type = {self._param('type')}")
+            args["type"] = where.type
+        if where.owner is not None:
+            clauses.append(f"owner = {self._param('owner')}")
+            args["owner"] = where.owner
+        matching = " AND ".join(clauses) or "TRUE"
+        with self._reading() as db:
+            total = db.execute(
+                self.queries["list_total"].replace("{matching}", matching), args
+            ).fetchone()
+            rows = db.execute(
+                self.queries["list_page"].replace("{matching}", matching), args
+            ).fetchall()
+        return [self._task(row) for row in rows], total["n"] if total else 0
+
+    def count_by_status(self, now: datetime) -> dict[Status, int]:
+        with self._reading() as db:
+            rows = db.execute(self.queries["count_by_status"], {"now": self._time(now)})
+            counted = dict.fromkeys(Status, 0)
+            for row in rows.fetchall():
+                counted[Status(row["status"])] += row["n"]
+        return counted
+
+    def next_run_after(self) -> datetime | None:
+        with self._reading() as db:
+            row = db.execute(self.queries["next_run_after"]).fetchone()
+        return None if row is None else self._time_of(row["due"])
+
+    # -- submits ------------------------------------------------------------------------------
+
+    def create(
+        self,
+        task: NewTask,
+        *,
+        max_queued: int | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Task:
+        args = {
+            "id": task.id,
+            "type": task.type,
+            "params": dumps(task.params),
+            "max_attempts": task.max_attempts,
+            "timeout_seconds": task.timeout_seconds,
+            "priority": task.priority,
+            "created_at": self._time(task.created_at),
+            "run_after": self._time(task.run_after),
+            "owner": task.owner,
+            "max_queued": max_queued,
+        }
+        try:
+            with self._submitting(keyed=idempotency is not None) as db:
+                if idempotency is not None:
+                    self._take_key(db, idempotency, task)
+                if not self._has_room(db, max_queued):
+                    raise QueueFull()
+                rows = db.execute(self.queries["insert_task"], args).fetchall()
+                if not rows:
+                    raise QueueFull()
+                self._announce(db)
+        except Exception as exc:
+            taken = None if idempotency is None else self._key_race(exc, idempotency)
+            if taken is None:
+                raise
+            raise taken from None
+        return self._task(rows[0])
+
+    def _take_key(self, db: Db, key: IdempotencyKey, task: NewTask) -> None:
+        args = {
+            "owner": key.owner,
+            "key": key.key,
+            "now": self._time(task.created_at),
+            "fingerprint": key.fingerprint,
+            "task_id": task.id,
+            "expires_at": self._time(key.expires_at),
+            "in_flight_until": self._time(key.in_flight_until),
+        }
+        row = db.execute(self.queries["find_key"], args).fetchone()
+        if row is not None:
+            raise KeyTaken(row["task_id"], row["fingerprint"], in_flight=bool(row["busy"]))
+        self._put_key(db, args)
+
+    def settle_key(self, owner: str, key: str) -> None:
+        with self._writing() as db:
+            db.execute(self.queries["settle_key"], {"owner": owner, "key": key})
+
+    # -- a worker's verbs ---------------------------------------------------------------------
+
+    def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
+        with self._writing() as db:
+            rows = db.execute(self.queries["claim"], self._claim_args(worker_id, now, lease_until))
+            claimed = rows.fetchall()  # all of them: the statement is done once they are read
+        return self._task(claimed[0]) if claimed else None
+
+    def _claim_args(self, worker_id: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+        return {
+            "now": self._time(now),
+            "worker_id": worker_id,
+            "lease_until": self._time(lease_until),
+        }
+
+    def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
+        return self._held(
+            "report_progress",
+            {"progress": progress_json(progress), "id": task_id, "worker_id": worker_id},
+        )
+
+    def heartbeat(self, task_id: str, worker_id: str, lease_until: datetime) -> bool | None:
+        return self._held(
+            "heartbeat",
+            {"lease_until": self._time(lease_until), "id": task_id, "worker_id": worker_id},
+        )
+
+    def _held(self, query: str, args: Mapping[str, Any]) -> bool | None:
+        """Run a write on a task its worker holds: its ``cancel_requested``, None if not held."""
+        with self._writing() as db:
+            rows = db.execute(self.queries[query], args).fetchall()
+        return bool(rows[0]["cancel_requested"]) if rows else None
+
+    def finish(
+        self,
+        task_id: str,
+        worker_id: str,
+        status: Status,
+        now: datetime,
+        expires_at: datetime,
+        *,
+        result: Any = None,
+        error: TaskError | None = None,
+    ) -> bool:
+        args = self._finish_args(task_id, worker_id, status, now, expires_at, result, error)
+        with self._writing() as db:
+            return db.execute(self.queries["finish"], args).rowcount > 0
+
+    def _finish_args(
+        self,
+        task_id: str,
+        worker_id: str,
+        status: Status,
+        now: datetime,
+        expires_at: datetime,
+        result: Any,
+        error: TaskError | None,
+    ) -> dict[str, Any]:
+        result_json, error_text = finish_values(status, result, error)
+        return {
+            "status": status.value,
+            "result": result_json,
+            "error": error_text,
+            "now": self._time(now),
+            "expires_at": self._time(expires_at),
+            "id": task_id,
+            "worker_id": worker_id,
+        }
+
+    def succeed_and_claim(
+        self,
+        task_id: str,
+        worker_id: str,
+        result: Any,
+        now: datetime,
+        expires_at: datetime,
+        lease_until: datetime,
+    ) -> tuple[bool, Task | None]:
+        args = self._finish_args(
+            task_id, worker_id, Status.SUCCEEDED, now, expires_at, result, None
+        )
+        with self._transaction() as db:
+            succeeded = db.execute(self.queries["finish"], args).rowcount > 0
+            rows = db.execute(
+                self.queries["claim"], self._claim_args(worker_id, now, lease_until)
+            ).fetchall()
+        return succeeded, self._task(rows[0]) if rows else None
+
+    def retry(
+        self,
+        task_id: str,
+        worker_id: str,
+        error: TaskError,
+        run_after: datetime,
+        now: datetime,
+        expires_at: datetime,
+    ) -> Status | None:
+        return self._hand_back(
+            "retry",
+            {
+                "now": self._time(now),
+                "expires_at": self._time(expires_at),
+                "run_after": self._time(run_after),
+                "error": error_json(error),
+                "id": task_id,
+                "worker_id": worker_id,
+            },
+        )
+
+    def release(
+        self, task_id: str, worker_id: str, now: datetime, expires_at: datetime
+    ) -> Status | None:
+        return self._hand_back(
+            "release",
+            {
+                "now": self._time(now),
+                "expires_at": self._time(expires_at),
+                "id": task_id,
+                "worker_id": worker_id,
+            },
+        )
+
+    def _hand_back(self, query: str, args: Mapping[str, Any]) -> Status | None:
+        """A running task back to the queue (or cancelled): its status, None if not held."""
+        with self._writing() as db:
+            rows = db.execute(self.queries[query], args).fetchall()
+            status = Status(rows[0]["status"]) if rows else None
+            if status is Status.QUEUED:
+                self._announce(db)
+        return status
+
+    def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
+        args = {
+            "now": self._time(now),
+            "expires_at": self._time(expires_at),
+            "lost": WORKER_LOST,
+            "lost_again": WORKER_LOST_AGAIN,
+            "most": MAX_LOST_ATTEMPTS,
+        }
+        with self._transaction() as db:
+            rows = db.execute(self.queries["recover_cancelled"], args).fetchall()
+            rows += db.execute(self.queries["recover_failed"], args).fetchall()
+            requeued = db.execute(self.queries["recover_queued"], args).fetchall()
+            if requeued:
+                self._announce(db)
+        return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows + requeued]
+
+    # -- a client's verbs ---------------------------------------------------------------------
+
+    def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> CancelResult | None:
+        args = {"now": self._time(now), "expires_at": self._time(expires_at), "id": task_id}
+        with self._writing() as db:
+            rows = db.execute(self.queries["cancel"], args).fetchall()
+        if rows:
+            changed = self._task(rows[0])
+            return CancelResult(changed, ended=changed.status is Status.CANCELLED)
+        current = self.get(task_id, now)
+        return None if current is None else CancelResult(current, ended=False)
+
+    def delete(self, task_id: str, now: datetime) -> bool:
+        with self._writing() as db:
+            args = {"id": task_id, "now": self._time(now)}
+            return db.execute(self.queries["delete"], args).rowcount > 0
+
+    def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
+        args = {"now": self._time(now), "limit": limit}
+        with self._transaction() as db:
+            keys = db.execute(self.queries["purge_keys"], args).rowcount
+            tasks = db.execute(self.queries["purge_tasks"], args).rowcount
+        return tasks, keys

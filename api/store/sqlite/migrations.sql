@@ -1,0 +1,75 @@
+-- The SQLite schema, as the steps that built it, in order (api/store/queries.py loads them).
+-- PRAGMA user_version records how many have been applied. A step that shipped is never
+-- edited: a change of schema is a new step at the end.
+
+-- name: tasks
+CREATE TABLE tasks (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    type TEXT NOT NULL,
+    status TEXT NOT NULL,
+    params TEXT NOT NULL,
+    result TEXT,
+    error TEXT,
+    progress TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    max_attempts INTEGER NOT NULL,
+    timeout_seconds REAL,
+    priority INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL,
+    run_after REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    expires_at REAL,
+    worker_id TEXT,
+    lease_expires_at REAL,
+    version INTEGER NOT NULL DEFAULT 1
+);
+CREATE INDEX tasks_ready ON tasks (priority DESC, run_after, seq) WHERE status = 'queued';
+CREATE INDEX tasks_queued_at ON tasks (run_after) WHERE status = 'queued';
+CREATE INDEX tasks_by_status ON tasks (status, seq);
+CREATE INDEX tasks_by_type ON tasks (type, seq);
+CREATE INDEX tasks_expiry ON tasks (expires_at) WHERE expires_at IS NOT NULL;
+
+-- name: idempotency_keys
+CREATE TABLE idempotency_keys (
+    owner TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    task_id TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    in_flight_until REAL,
+    PRIMARY KEY (owner, key)
+);
+CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
+CREATE INDEX tasks_leases ON tasks (lease_expires_at) WHERE status = 'running';
+
+-- name: owner
+ALTER TABLE tasks ADD COLUMN owner TEXT NOT NULL DEFAULT '';
+CREATE INDEX tasks_by_owner ON tasks (owner, seq);
+
+-- name: task_counts
+-- How many tasks are in each status, kept by triggers in the same transactions as the
+-- changes: the queue bound and the metrics read one row instead of counting an index.
+CREATE TABLE task_counts (status TEXT PRIMARY KEY, n INTEGER NOT NULL) WITHOUT ROWID;
+INSERT INTO task_counts (status, n) VALUES
+    ('queued', 0), ('running', 0), ('succeeded', 0), ('failed', 0), ('cancelled', 0);
+UPDATE task_counts SET n = (SELECT COUNT(*) FROM tasks WHERE tasks.status = task_counts.status);
+CREATE TRIGGER tasks_counted_in AFTER INSERT ON tasks BEGIN
+    UPDATE task_counts SET n = n + 1 WHERE status = new.status;
+END;
+CREATE TRIGGER tasks_counted_out AFTER DELETE ON tasks BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+END;
+CREATE TRIGGER tasks_counted_moved AFTER UPDATE OF status ON tasks
+WHEN old.status <> new.status BEGIN
+    UPDATE task_counts SET n = n - 1 WHERE status = old.status;
+    UPDATE task_counts SET n = n + 1 WHERE status = new.status;
+END;
+
+-- name: lost_attempts
+-- Attempts cut short by a lost worker: in all (they do not use up max_attempts), and in a
+-- row since the last attempt that ended otherwise (MAX_LOST_ATTEMPTS ends the task).
+ALTER TABLE tasks ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE tasks ADD COLUMN lost_in_a_row INTEGER NOT NULL DEFAULT 0;

@@ -1,0 +1,166 @@
+-- The SQLite store's statements, by name (api/store/queries.py loads them once).
+--
+-- Parameters are named (:now). Times are seconds since the epoch (REAL). Filled in at load:
+-- {columns}, the columns every task read selects, and {claim}, {finish}, {retry}, {release},
+-- {recover}, {cancel}, {delete}: the statuses a task may have for that verb to change it,
+-- from the lifecycle table api.models.VERBS. Filled in at each call: {matching}.
+--
+-- Each change is one statement. SQLite takes the write lock at the start of a writing
+-- statement, so a claim never races another one, whichever thread or process runs it.
+
+-- name: get
+SELECT {columns} FROM tasks WHERE id = :id AND (expires_at IS NULL OR expires_at > :now)
+
+-- name: list_total
+-- Every match ({matching}: the filter's conditions), less those expired and not purged yet:
+-- both counts use an index, and one statement reads them from one snapshot.
+SELECT (SELECT COUNT(*) FROM tasks WHERE {matching})
+     - (SELECT COUNT(*) FROM tasks INDEXED BY tasks_expiry
+        WHERE expires_at IS NOT NULL AND expires_at <= :now AND {matching}) AS n
+
+-- name: list_page
+SELECT {columns} FROM tasks WHERE {matching} AND (expires_at IS NULL OR expires_at > :now)
+ORDER BY seq DESC LIMIT :limit OFFSET :offset
+
+-- name: count_by_status
+-- The trigger-kept rows of task_counts, less the tasks expired and not purged yet (a
+-- minute's worth).
+SELECT status, task_counts.n - COALESCE(expired.n, 0) AS n FROM task_counts
+LEFT JOIN (SELECT status, COUNT(*) AS n FROM tasks INDEXED BY tasks_expiry
+           WHERE expires_at IS NOT NULL AND expires_at <= :now GROUP BY status)
+    AS expired USING (status)
+
+-- name: next_run_after
+SELECT MIN(run_after) AS due FROM tasks WHERE status = 'queued'
+
+-- name: insert_task
+-- A new task, unless :max_queued tasks are queued already (NULL: no bound). The count is the
+-- trigger-kept row of task_counts: the bound and the insert are one statement, one commit.
+INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
+    created_at, run_after, owner)
+SELECT :id, :type, 'queued', :params, :max_attempts, :timeout_seconds, :priority,
+    :created_at, :run_after, :owner
+WHERE :max_queued IS NULL OR (SELECT n FROM task_counts WHERE status = 'queued') < :max_queued
+RETURNING {columns}
+
+-- name: find_key
+-- The live idempotency key of this name, if any; busy while its request is in flight.
+SELECT task_id, fingerprint, COALESCE(in_flight_until > :now, 0) AS busy
+FROM idempotency_keys WHERE owner = :owner AND key = :key AND expires_at > :now
+
+-- name: take_key
+-- After find_key found none live, in the same write transaction: an expired key makes way.
+INSERT OR REPLACE INTO idempotency_keys
+    (owner, key, fingerprint, task_id, expires_at, in_flight_until)
+VALUES (:owner, :key, :fingerprint, :task_id, :expires_at, :in_flight_until)
+
+-- name: settle_key
+UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key = :key
+
+-- name: claim
+-- The next ready task, in claim order. INDEXED BY keeps the planner on the partial index
+-- that yields this order (its condition, status = 'queued'), whatever the statistics say.
+UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
+    worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
+    version = version + 1
+WHERE seq = (SELECT seq FROM tasks INDEXED BY tasks_ready
+             WHERE status = 'queued' AND run_after <= :now
+             ORDER BY priority DESC, run_after, seq LIMIT 1)
+    AND status IN ({claim})
+RETURNING {columns}
+
+-- name: report_progress
+UPDATE tasks SET progress = :progress, version = version + 1
+WHERE id = :id AND worker_id = :worker_id AND status = 'running'
+RETURNING cancel_requested
+
+-- name: heartbeat
+UPDATE tasks SET lease_expires_at = :lease_until
+WHERE id = :id AND worker_id = :worker_id AND status = 'running'
+RETURNING cancel_requested
+
+-- name: finish
+-- running -> :status, if :worker_id holds the task.
+UPDATE tasks SET status = :status, result = :result, error = :error,
+    finished_at = :now, expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1
+WHERE id = :id AND worker_id = :worker_id AND status IN ({finish})
+
+-- name: retry
+-- Back to the queue after a failed attempt, ready again at :run_after; cancelled instead if
+-- a cancel was asked. The attempt ended, so the run of lost attempts is over.
+UPDATE tasks SET
+    status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested = 1 THEN :now END,
+    expires_at = CASE WHEN cancel_requested = 1 THEN :expires_at END,
+    run_after = :run_after,
+    error = CASE WHEN cancel_requested = 1 THEN NULL ELSE :error END,
+    lost_in_a_row = 0,
+    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+WHERE id = :id AND worker_id = :worker_id AND status IN ({retry})
+RETURNING status
+
+-- name: release
+-- Back to the queue without using up the attempt (shutdown); cancelled instead if a cancel
+-- was asked.
+UPDATE tasks SET
+    status = CASE WHEN cancel_requested = 1 THEN 'cancelled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested = 1 THEN :now END,
+    expires_at = CASE WHEN cancel_requested = 1 THEN :expires_at END,
+    attempts = CASE WHEN cancel_requested = 1 THEN attempts ELSE MAX(attempts - 1, 0) END,
+    started_at = CASE WHEN cancel_requested = 1 THEN started_at END,
+    error = CASE WHEN cancel_requested = 1 THEN NULL ELSE error END,
+    worker_id = NULL, lease_expires_at = NULL, version = version + 1
+WHERE id = :id AND worker_id = :worker_id AND status IN ({release})
+RETURNING status
+
+-- name: recover_cancelled
+-- Recovery, step 1 of 3 (one transaction): a task whose lease ended before :now (its worker
+-- is lost) and whose cancel was asked ends cancelled.
+UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = :now,
+    expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
+WHERE status IN ({recover}) AND lease_expires_at < :now AND cancel_requested = 1
+RETURNING id, type, status
+
+-- name: recover_failed
+-- Step 2: one lost :most times in a row ends failed, with the :lost_again error.
+UPDATE tasks SET status = 'failed', error = :lost_again, finished_at = :now,
+    expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
+WHERE status IN ({recover}) AND lease_expires_at < :now AND lost_in_a_row + 1 >= :most
+RETURNING id, type, status
+
+-- name: recover_queued
+-- Step 3: every other one goes back to the queue, with the :lost error.
+UPDATE tasks SET status = 'queued', error = :lost, run_after = :now,
+    worker_id = NULL, lease_expires_at = NULL,
+    version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
+WHERE status IN ({recover}) AND lease_expires_at < :now
+RETURNING id, type, status
+
+-- name: cancel
+-- A queued task ends cancelled, a running one is asked to stop (once), in one statement
+-- whatever moves it between the two (a retry, a recovery) meanwhile.
+UPDATE tasks SET cancel_requested = 1,
+    status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    error = CASE WHEN status = 'queued' THEN NULL ELSE error END,
+    finished_at = CASE WHEN status = 'queued' THEN :now ELSE finished_at END,
+    expires_at = CASE WHEN status = 'queued' THEN :expires_at ELSE expires_at END,
+    version = version + 1
+WHERE id = :id AND status IN ({cancel}) AND (status = 'queued' OR cancel_requested = 0)
+RETURNING {columns}
+
+-- name: delete
+DELETE FROM tasks
+WHERE id = :id AND status IN ({delete}) AND (expires_at IS NULL OR expires_at > :now)
+
+-- name: purge_keys
+DELETE FROM idempotency_keys WHERE rowid IN (
+    SELECT rowid FROM idempotency_keys WHERE expires_at <= :now LIMIT :limit)
+
+-- name: purge_tasks
+-- Ended tasks past their expires_at: what a delete may delete, up to :limit of them.
+DELETE FROM tasks WHERE seq IN (
+    SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= :now
+    AND status IN ({delete}) LIMIT :limit)
