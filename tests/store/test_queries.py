@@ -1,0 +1,78 @@
+"""The named SQL of the backends: loaded once, the same names in each, statuses from VERBS."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import pytest
+
+from api.models import Verb, sources
+from api.store.postgres import QUERIES as POSTGRES
+from api.store.queries import fills, parse
+from api.store.sqlite import QUERIES as SQLITE
+
+#: What only PostgreSQL needs: its queue lock, its key race, its notifications.
+POSTGRES_ONLY = {
+    "lock_queue",
+    "count_queued",
+    "drop_expired_key",
+    "key_holder",
+    "notify",
+    "listen",
+}
+
+
+def test_both_backends_name_the_same_statements() -> None:
+    assert set(POSTGRES) - set(SQLITE) == POSTGRES_ONLY
+    assert set(SQLITE) <= set(POSTGRES)
+
+
+@pytest.mark.parametrize("queries", [SQLITE, POSTGRES], ids=["sqlite", "postgres"])
+def test_every_status_condition_of_a_write_comes_from_the_lifecycle_table(
+    queries: Mapping[str, str],
+) -> None:
+    conditions = {
+        "claim": Verb.CLAIM,
+        "finish": Verb.FINISH,
+        "retry": Verb.RETRY,
+        "release": Verb.RELEASE,
+        "recover_cancelled": Verb.RECOVER,
+        "recover_failed": Verb.RECOVER,
+        "recover_queued": Verb.RECOVER,
+        "cancel": Verb.CANCEL,
+        "delete": Verb.DELETE,
+        "purge_tasks": Verb.DELETE,
+    }
+    for name, verb in conditions.items():
+        allowed = ", ".join(f"'{status.value}'" for status in sources(verb))
+        assert re.findall(r"status IN \(([^)]*)\)", queries[name]) == [allowed], name
+    assert not re.search(r"\{(?!matching\})", "".join(queries.values())), "a slot left unfilled"
+
+
+def test_a_file_is_read_by_name_with_its_descriptions_left_out() -> None:
+    text = """-- a file's header
+-- name: first
+-- what it does
+SELECT {columns} FROM tasks WHERE status IN ({delete})
+
+-- name: second
+DELETE FROM tasks WHERE {matching}
+"""
+    queries = parse(text, fills())
+    assert list(queries) == ["first", "second"]
+    assert queries["first"].startswith("SELECT id, type, status")
+    assert queries["first"].endswith("status IN ('cancelled', 'failed', 'succeeded')")
+    assert queries["second"] == "DELETE FROM tasks WHERE {matching}"
+
+
+@pytest.mark.parametrize(
+    "text, error",
+    [
+        ("-- name: a\nSELECT {nothing}", "unknown slot"),
+        ("-- name: a\nSELECT 1\n-- name: a\nSELECT 2", "named twice"),
+    ],
+)
+def test_a_mistake_in_a_file_is_an_error_at_load(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse(text, fills())
