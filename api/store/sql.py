@@ -119,16 +119,19 @@ class SqlStore(ABC):
         """A task became ready: tell the workers of other processes, if this dialect can."""
         return None
 
+    def _read_one(self, query: str, args: Mapping[str, Any]) -> Row | None:
+        """The first row of the read ``query``, or None."""
+        with self._reading() as db:
+            return db.execute(self.queries[query], args).fetchone()
+
     def _task(self, row: Row) -> Task:
         return task_from_row(row, self._time_of)
 
     # -- reads --------------------------------------------------------------------------------
 
     def get(self, task_id: str, now: datetime) -> Task | None:
-        with self._reading() as db:
-            row = db.execute(self.queries["get"], {"id": task_id, "now": self._time(now)})
-            found = row.fetchone()
-        return None if found is None else self._task(found)
+        row = self._read_one("get", {"id": task_id, "now": self._time(now)})
+        return None if row is None else self._task(row)
 
     def list(
         self, where: TaskFilter, *, offset: int, limit: int, now: datetime
@@ -164,8 +167,7 @@ class SqlStore(ABC):
         return counted
 
     def next_run_after(self) -> datetime | None:
-        with self._reading() as db:
-            row = db.execute(self.queries["next_run_after"]).fetchone()
+        row = self._read_one("next_run_after", {})
         return None if row is None else self._time_of(row["due"])
 
     # -- submits ------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,6 +33,16 @@ from api.store.sqlite.connection import (
 QUERIES = load(__name__, "queries.sql")
 #: Schema versions, applied in order; ``PRAGMA user_version`` records the last one applied.
 MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql").values())
+
+
+def _seconds(value: datetime | None) -> float | None:
+    """A time as SQLite keeps it: seconds since the epoch."""
+    return None if value is None else value.timestamp()
+
+
+def _datetime(value: float | None) -> datetime | None:
+    """A time SQLite kept, as a timezone-aware UTC datetime."""
+    return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
 class SQLiteStore(SqlStore):
@@ -72,6 +82,11 @@ class SQLiteStore(SqlStore):
 
     def _reading(self) -> AbstractContextManager[sqlite3.Connection]:
         return nullcontext(self._conn())
+
+    def _read_one(self, query: str, args: Mapping[str, Any]) -> sqlite3.Row | None:
+        # Without a context manager: the thread's connection is always there, and this is
+        # the path of every read of a task.
+        return self._conn().execute(self.queries[query], args).fetchone()
 
     def _writing(self) -> Held[sqlite3.Connection]:
         return Held(self._turn, self._conn())
@@ -139,11 +154,9 @@ class SQLiteStore(SqlStore):
 
     # -- the dialect -------------------------------------------------------------------------
 
-    def _time(self, value: datetime | None) -> float | None:
-        return None if value is None else value.timestamp()
-
-    def _time_of(self, value: float | None) -> datetime | None:
-        return None if value is None else datetime.fromtimestamp(value, UTC)
+    # Plain functions, not methods: they run for every parameter and every column of a time.
+    _time = staticmethod(_seconds)
+    _time_of = staticmethod(_datetime)
 
     def _param(self, name: str) -> str:
         return f":{name}"
