@@ -416,9 +416,9 @@ def test_expired_tasks_are_purged_and_show_when(db_path: Path, database_url: str
     runtime.pool.drain()
     done = client.get(f"/tasks/{task['id']}").get_json()
     assert done["expires_at"] > done["finished_at"]
-    assert runtime.pool.purge_expired() == 0
+    assert runtime.pool.monitor.purge_batch() == 0
     time.sleep(0.3)
-    assert runtime.pool.purge_expired() == 1
+    assert runtime.pool.monitor.purge_batch() == 1
     assert client.get(f"/tasks/{task['id']}").status_code == 404
     runtime.store.close()
 
@@ -445,6 +445,6 @@ def test_an_expired_task_is_gone_before_the_purge_runs(db_path: Path, database_u
     again = client.post("/tasks", json=ADD, headers=replayed)
     assert again.status_code == 409 and "no longer exists" in again.get_json()["detail"]
     assert 'taskapi_tasks{status="succeeded"} 0.0' in client.get("/metrics").text
-    assert runtime.pool.purge_expired() == 1, "the purge had not run: reads did not need it"
+    assert runtime.pool.monitor.purge_batch() == 1, "the purge had not run: reads did not need it"
     runtime.pool.stop(grace=1)
     runtime.store.close()
