@@ -81,7 +81,7 @@ class RunContext:
         self._events = events
         self._task = task
         self._worker_id = worker_id
-        self._stop = threading.Event()
+        self._abort = threading.Event()
         self.stop_reason: StopReason | None = None
         #: The attempt has returned and its outcome is being written: no heartbeat needed.
         self.finished = False
@@ -104,17 +104,17 @@ class RunContext:
         """Tell the task to stop; the first ``reason`` given stays the ``stop_reason``."""
         if self.stop_reason is None:
             self.stop_reason = reason
-        self._stop.set()
+        self._abort.set()
 
     @property
     def should_abort(self) -> bool:
         """True once the task was told to stop, for any ``StopReason``."""
-        return self._stop.is_set()
+        return self._abort.is_set()
 
     @property
     def cancel_requested(self) -> bool:
         """``should_abort`` under the name ``TaskContext`` first had: true for any reason."""
-        return self._stop.is_set()
+        return self._abort.is_set()
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -137,7 +137,7 @@ class RunContext:
 
     def sleep(self, seconds: float) -> bool:
         """Wait up to ``seconds``; True as soon as the task is told to stop."""
-        return self._stop.wait(max(seconds, 0.0))
+        return self._abort.wait(max(seconds, 0.0))
 
 
 @dataclass

@@ -6,6 +6,7 @@ that kill real processes are in tests/test_execution.py and tests/test_worker_lo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -64,7 +65,7 @@ def pool_on(runtime: Runtime, clock: FakeClock) -> WorkerPool:
 
 
 @pytest.fixture
-def runtime(db_path: Path, database_url: str) -> Any:
+def runtime(db_path: Path, database_url: str) -> Iterator[Runtime]:
     app = make_app(
         db_path, TASKS_DATABASE_URL=database_url, TASKS_LEASE_SECONDS=LEASE, TASKS_RESULT_TTL=TTL
     )
