@@ -4,7 +4,7 @@ A user adds types from their own module, named in ``TASKS_IMPORT``; that module 
 ``register(registry)``::
 
     from marshmallow import Schema, fields
-    from api.registry import Registry, TaskContext
+    from api.registry import Registry, TaskCancelled, TaskContext
 
     class ResizeParams(Schema):
         url = fields.Url(required=True)
@@ -13,6 +13,8 @@ A user adds types from their own module, named in ``TASKS_IMPORT``; that module 
         @registry.task("resize", params=ResizeParams, max_attempts=5, timeout_seconds=60)
         def resize(context: TaskContext, params: dict) -> dict:
             context.progress(1, 2, "downloading")
+            if context.should_abort:
+                raise TaskCancelled()
             ...
             return {"ok": True}
 """
@@ -34,21 +36,41 @@ _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
 
 
 class TaskCancelled(Exception):
-    """Raised by a task function that stops because cancellation was asked for."""
+    """Raised by a task function that stops because it was told to (``should_abort``)."""
 
 
 class TaskContext(Protocol):
-    """What a running task can ask of the worker that runs it."""
+    """What a running task can ask of the worker that runs it.
+
+    A running task is asked to stop, never killed: it checks ``should_abort`` (or waits with
+    ``sleep``) and then stops, raising ``TaskCancelled``.
+    """
 
     @property
-    def task_id(self) -> str: ...
+    def task_id(self) -> str:
+        """The id of the task."""
 
     @property
-    def attempt(self) -> int: ...
+    def attempt(self) -> int:
+        """Which attempt this is: 1 for the first."""
+
+    @property
+    def should_abort(self) -> bool:
+        """True once this attempt should stop; stop soon and raise ``TaskCancelled``.
+
+        It turns true, and stays true, on the first of: a client asked to cancel the task
+        (from any process; seen within about a second); the attempt reached its
+        ``timeout_seconds`` (it is recorded failed then, and retried if attempts are left);
+        the worker shuts down and, its grace over, handed the task back to the queue; the
+        worker lost the task (its lease expired and it was taken back). The task ends
+        ``cancelled`` only if a client asked; after a timeout, a shutdown or a lost lease,
+        what the attempt returns or raises is dropped.
+        """
 
     @property
     def cancel_requested(self) -> bool:
-        """True once a client asked to cancel this task: stop soon and raise TaskCancelled."""
+        """The first name of ``should_abort``, kept for existing tasks: the same value, true
+        for each of its reasons (a timeout, a shutdown, a lost lease), not only a cancel."""
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -56,7 +78,8 @@ class TaskContext(Protocol):
         """Report progress; clients see it in the task's ``progress``."""
 
     def sleep(self, seconds: float) -> bool:
-        """Wait up to ``seconds``, returning True at once if cancellation is asked for."""
+        """Wait up to ``seconds``; True as soon as ``should_abort`` is (at once if it already
+        is), False when the time ran out."""
 
 
 TaskFunction = Callable[[TaskContext, dict[str, Any]], Any]

@@ -111,6 +111,14 @@ def wait_for(client: FlaskClient, task_id: str, *, timeout: float = 15.0) -> dic
         time.sleep(0.02)
 
 
+def wait_until(condition: Callable[[], bool], timeout: float = 15.0) -> None:
+    """Poll ``condition`` until it holds (for tests with live workers or processes)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.02)
+
+
 def submit(client: FlaskClient, body: dict[str, Any]) -> dict[str, Any]:
     response = client.post("/tasks", json=body)
     assert response.status_code == 202, response.get_json()

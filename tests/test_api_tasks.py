@@ -218,7 +218,7 @@ def test_cancel_a_running_task_sets_the_request_and_it_ends_cancelled(
     client: FlaskClient, live: Runtime
 ) -> None:
     task = submit(client, {"type": "sleep", "params": {"seconds": 30}})
-    from tests.test_worker import wait_until
+    from tests.conftest import wait_until
 
     wait_until(lambda: client.get(f"/tasks/{task['id']}").get_json()["status"] == "running")
     asked = client.post(f"/tasks/{task['id']}/cancel").get_json()

@@ -8,16 +8,14 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from flask.testing import FlaskClient
 
 from api.runtime import Runtime
-from tests.conftest import make_app, runtime_of, submit, wait_for
+from tests.conftest import make_app, runtime_of, submit, wait_for, wait_until
 from tests.processes import start_server, wait_terminal
-from tests.test_worker import wait_until
 
 ADD = {"type": "add", "params": {"x": 1, "y": 2}}
 
@@ -70,36 +68,6 @@ def test_kill_9_loses_nothing_duplicates_nothing_and_counts_attempts(tmp_path: P
     for task_id in queued[:-1]:
         assert finals[task_id]["status"] == "succeeded", finals[task_id]
         assert finals[task_id]["attempts"] == 1 and runs[task_id] == 1, "exactly once"
-
-
-def test_a_lost_lease_is_taken_back_by_a_live_worker(db_path: Path, database_url: str) -> None:
-    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_LEASE_SECONDS=0.5)
-    runtime = runtime_of(app)
-    task = runtime.service.submit(
-        {"type": "add", "params": {"x": 1, "y": 2, "delay_seconds": 0}, "max_attempts": 2}
-    ).task
-
-    now = datetime.now(UTC)
-    assert runtime.store.claim("a-dead-worker", now, now + timedelta(seconds=0.5)) is not None
-    runtime.pool.start()
-    try:
-        done = wait_for(app.test_client(), task.id, timeout=10)
-        assert (done["status"], done["attempts"], done["result"]) == ("succeeded", 2, 3)
-    finally:
-        runtime.pool.stop(grace=5)
-
-
-def test_a_running_task_keeps_its_lease_while_it_runs(db_path: Path, database_url: str) -> None:
-    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_LEASE_SECONDS=0.6)
-    runtime = runtime_of(app)
-    runtime.pool.start()
-    try:
-        client = app.test_client()
-        task = submit(client, {"type": "sleep", "params": {"seconds": 2}})
-        done = wait_for(client, task["id"])
-        assert (done["status"], done["attempts"]) == ("succeeded", 1), "never taken back"
-    finally:
-        runtime.pool.stop(grace=5)
 
 
 # -- timeouts --------------------------------------------------------------------------------
@@ -408,21 +376,6 @@ def test_a_full_queue_answers_503_and_creates_nothing(db_path: Path, database_ur
     runtime_of(app).store.close()
 
 
-def test_expired_tasks_are_purged_and_show_when(db_path: Path, database_url: str) -> None:
-    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_RESULT_TTL=0.2)
-    runtime = runtime_of(app)
-    client = app.test_client()
-    task = submit(client, ADD)
-    runtime.pool.drain()
-    done = client.get(f"/tasks/{task['id']}").get_json()
-    assert done["expires_at"] > done["finished_at"]
-    assert runtime.pool.purge_expired() == 0
-    time.sleep(0.3)
-    assert runtime.pool.purge_expired() == 1
-    assert client.get(f"/tasks/{task['id']}").status_code == 404
-    runtime.store.close()
-
-
 def test_an_expired_task_is_gone_before_the_purge_runs(db_path: Path, database_url: str) -> None:
     app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_RESULT_TTL=0.5)
     runtime = runtime_of(app)
@@ -445,6 +398,6 @@ def test_an_expired_task_is_gone_before_the_purge_runs(db_path: Path, database_u
     again = client.post("/tasks", json=ADD, headers=replayed)
     assert again.status_code == 409 and "no longer exists" in again.get_json()["detail"]
     assert 'taskapi_tasks{status="succeeded"} 0.0' in client.get("/metrics").text
-    assert runtime.pool.purge_expired() == 1, "the purge had not run: reads did not need it"
+    assert runtime.pool.monitor.purge_batch() == 1, "the purge had not run: reads did not need it"
     runtime.pool.stop(grace=1)
     runtime.store.close()

@@ -232,14 +232,14 @@ def test_tasks_taken_back_from_a_lost_worker_are_counted(client: FlaskClient) ->
     now = datetime.now(UTC)
     for _ in (once, twice):  # claimed by a worker that then died: leases already over
         assert runtime.store.claim("lost", now, now - timedelta(seconds=1))
-    assert runtime.pool.recover_lost() == 2
+    assert runtime.pool.monitor.recover_lost() == 2
     samples = scrape(client)
     assert value(samples, "taskapi_task_retries_total", type="add") == 2, "both run again"
     assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 0
     for _ in range(2 * (MAX_LOST_ATTEMPTS - 1)):  # lost again and again: both fail
         now = datetime.now(UTC)
         assert runtime.store.claim("lost", now, now - timedelta(seconds=1))
-        assert runtime.pool.recover_lost() == 1
+        assert runtime.pool.monitor.recover_lost() == 1
     samples = scrape(client)
     assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 2
     assert value(samples, "taskapi_task_retries_total", type="add") == 2 * MAX_LOST_ATTEMPTS - 2

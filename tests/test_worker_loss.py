@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from api.models import MAX_LOST_ATTEMPTS
+from tests.conftest import wait_until
 from tests.processes import start_server, wait_terminal
-from tests.test_worker import wait_until
 
 pytestmark = pytest.mark.slow
 

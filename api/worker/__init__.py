@@ -1,0 +1,31 @@
+"""The engine: the worker pool that claims tasks from the store and runs them.
+
+- ``pool.py``: ``WorkerPool``, its threads and their loop (``run_one``, ``drain``), wake-ups,
+  and shutdown (``stop``, ``hurry``, the hand-back of tasks still held).
+- ``attempt.py``: one attempt of one task: the ``RunContext`` it gets, the call (inline, or on
+  a thread of its own when it has a timeout), and the store write of how it ended.
+- ``monitor.py``: ``Monitor.tick()``: lease renewal, recovery of tasks of lost workers, purge.
+
+Everything the worker writes goes through the store's verbs; none of it is SQL.
+"""
+
+from api.worker.attempt import CallResult, Outcome, RunContext, StopReason, utcnow
+from api.worker.monitor import HEARTBEAT_SECONDS, PURGE_BATCH, PURGE_INTERVAL_SECONDS, Monitor
+from api.worker.pool import ERROR_PAUSE, HURRY_CHECK_SECONDS, WIND_DOWN_SECONDS, Wakeup, WorkerPool
+
+__all__ = [
+    "ERROR_PAUSE",
+    "HEARTBEAT_SECONDS",
+    "HURRY_CHECK_SECONDS",
+    "PURGE_BATCH",
+    "PURGE_INTERVAL_SECONDS",
+    "WIND_DOWN_SECONDS",
+    "CallResult",
+    "Monitor",
+    "Outcome",
+    "RunContext",
+    "StopReason",
+    "Wakeup",
+    "WorkerPool",
+    "utcnow",
+]
