@@ -73,12 +73,13 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
     them, and tests use ``pool.drain()`` or start them themselves.
     """
-    from api import builtin_tasks, errors, hardening, logs
-    from api.access import ApiKeys, authenticate, refuse_unauthenticated
+    from api import builtin_tasks, errors, logs
     from api.events import TaskEvents
+    from api.http import hardening
+    from api.http.access import ApiKeys, authenticate, refuse_unauthenticated
+    from api.http.ratelimit import RateLimit
     from api.metrics import Metrics
     from api.openapi import make_api
-    from api.ratelimit import RateLimit
     from api.registry import Registry
     from api.runtime import EXTENSION_KEY, Runtime
     from api.service import ServiceError, TaskService

@@ -23,7 +23,7 @@ from schemas.tasks import OneOfSchema
 
 OPENAPI_VERSION = "3.1.0"
 BEARER = "bearerAuth"
-#: Operations anyone may call, keys or not (api.access.OPEN_ENDPOINTS, as the spec names them).
+#: Operations anyone may call, keys or not (api.http.access.OPEN_ENDPOINTS, as the spec names them).
 OPEN_OPERATIONS = frozenset({"getHealth", "getReadiness"})
 _RETRY_AFTER = {
     "description": "Seconds to wait before trying again.",

@@ -7,8 +7,8 @@ from typing import Any
 from flask import Response, jsonify
 from flask.views import MethodView
 
-from api.access import caller
 from api.exceptions import TaskNotFound
+from api.http.access import caller
 from api.models import Status
 from api.runtime import current
 from api.views.arguments import Blueprint
