@@ -16,15 +16,15 @@ from apispec.ext.marshmallow.common import (
 from flask_smorest import Api
 from flask_smorest.pagination import PaginationMetadataSchema
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
 
 from api import errors
+from api.http.access import OPEN_ENDPOINTS
 from schemas.problems import ProblemSchema, ValidationProblemSchema
 from schemas.tasks import OneOfSchema
 
 OPENAPI_VERSION = "3.1.0"
 BEARER = "bearerAuth"
-#: Operations anyone may call, keys or not (api.http.access.OPEN_ENDPOINTS, as the spec names them).
-OPEN_OPERATIONS = frozenset({"getHealth", "getReadiness"})
 _RETRY_AFTER = {
     "description": "Seconds to wait before trying again.",
     "schema": {"type": "integer", "minimum": 0},
@@ -171,16 +171,22 @@ class AccessDocsPlugin(BasePlugin):
     """Says who may call each operation: the bearer scheme, and the 401 and 429 it can meet.
 
     The bearer requirement is written as optional (``[{bearerAuth: []}, {}]``): one spec
-    serves a service run with keys and one run without them.
+    serves a service run with keys and one run without them. The operations of an endpoint
+    of ``OPEN_ENDPOINTS`` (flask-smorest passes each path's URL rule) need no key.
     """
 
     def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        rule: Rule | None = None,
+        **kwargs: Any,
     ) -> None:
+        is_open = rule is not None and rule.endpoint in OPEN_ENDPOINTS
         for operation in (operations or {}).values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            if operation.get("operationId") in OPEN_OPERATIONS:
+            if is_open:
                 operation["security"] = []
                 continue
             operation["security"] = [{BEARER: []}, {}]
