@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import weakref
-from collections.abc import Callable, Mapping
-from types import FunctionType
+from collections.abc import Mapping
 from typing import Any
 
 from flask import Flask
@@ -15,30 +13,6 @@ from api.config import Settings
 __version__ = "0.1.0"
 
 log = logging.getLogger(__name__)
-
-
-class TaskApp(Flask):
-    """Flask, remembering which of its functions are plain (not coroutines).
-
-    Flask asks it of every hook and view on every request (fourteen times for a task read),
-    and for a function the answer never changes. Functions are remembered only while they
-    live (one made per request, as ``after_this_request`` takes, goes with its request), and
-    bound methods not at all: a view instance's is new on each request.
-    """
-
-    def __init__(self, import_name: str) -> None:
-        super().__init__(import_name)
-        self._plain: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
-
-    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        if type(func) is not FunctionType:
-            return super().ensure_sync(func)
-        if func in self._plain:
-            return func
-        made = super().ensure_sync(func)
-        if made is func:
-            self._plain.add(func)
-        return made
 
 
 def _flask_config(settings: Settings) -> dict[str, Any]:
@@ -87,7 +61,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     from api.views import activity, dashboard, docs, legacy, ops, task_types, tasks
     from api.worker import WorkerPool
 
-    app = TaskApp(__name__)
+    app = Flask(__name__)
     app.config.from_mapping(Settings.defaults())
     app.config.from_mapping(Settings.from_environ())
     app.config.from_mapping(config or {})
