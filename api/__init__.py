@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
-
-from flask import Flask
+from typing import TYPE_CHECKING, Any
 
 from api.config import Settings
+
+if TYPE_CHECKING:  # flask is imported by create_app: importing api.service must not load it
+    from flask import Flask
 
 __version__ = "0.1.0"
 
@@ -18,6 +19,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
     them, and tests use ``pool.drain()`` or start them themselves.
     """
+    from flask import Flask
+
     from api import http, openapi
     from api.extension import TaskAPI
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,13 @@ def test_the_extension_serves_a_plain_flask_app(db_path: Path) -> None:
             assert current() is runtime
     finally:
         runtime.store.close()
+
+
+def test_the_service_and_its_exceptions_load_no_http() -> None:
+    """Imports go views -> service -> store -> models: the service knows no Flask or Werkzeug."""
+    code = (
+        "import sys, api.service, api.exceptions; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'flask', 'werkzeug'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
