@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import threading
 from typing import Any
@@ -19,12 +18,12 @@ DEFAULT_HTTP_THREADS = 32
 
 def _configure_logging() -> None:
     """TASKS_LOG_LEVEL (INFO) and TASKS_LOG_FORMAT (text, or json for log pipelines)."""
+    from api.config import Settings
     from api.logs import configure
 
     try:
-        configure(
-            os.environ.get("TASKS_LOG_LEVEL", "INFO"), os.environ.get("TASKS_LOG_FORMAT", "text")
-        )
+        settings = Settings.for_logging()
+        configure(settings.log_level, settings.log_format)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -15,6 +16,10 @@ DEFAULT_MAX_BODY_BYTES = 64 * 1024
 DEFAULT_POLL_INTERVAL = 0.5
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_LEASE_SECONDS = 30.0
+DEFAULT_LOG_LEVEL = "INFO"
+DEFAULT_LOG_FORMAT = "text"
+#: The formats of log lines: plain text, or one JSON object per line for log pipelines.
+LOG_FORMATS = ("text", "json")
 
 
 class ConfigError(ValueError):
@@ -38,6 +43,8 @@ class Settings:
     rate_limit: str = ""
     cors_origins: str = ""
     import_: str = ""
+    log_level: str = DEFAULT_LOG_LEVEL
+    log_format: str = DEFAULT_LOG_FORMAT
 
     @staticmethod
     def key(name: str) -> str:
@@ -73,6 +80,16 @@ class Settings:
         settings.check()
         return settings
 
+    @classmethod
+    def for_logging(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The log settings of the environment, every other one at its default.
+
+        A command sets up its logging before anything else; a bad value of another setting is
+        reported by ``create_app``, which also applies the command's options.
+        """
+        wanted = {cls.key("log_level"), cls.key("log_format")}
+        return cls.from_mapping({k: v for k, v in cls.from_environ(environ).items() if k in wanted})
+
     def check(self) -> None:
         if self.workers < 0:
             raise ConfigError("TASKS_WORKERS must be 0 or more (0 serves the API only).")
@@ -87,6 +104,13 @@ class Settings:
                 "TASKS_POLL_INTERVAL and TASKS_LEASE_SECONDS must be positive, "
                 "TASKS_SHUTDOWN_GRACE zero or more."
             )
+        if self.log_level.upper() not in logging.getLevelNamesMapping():
+            raise ConfigError(
+                "TASKS_LOG_LEVEL must be DEBUG, INFO, WARNING, ERROR or CRITICAL, "
+                f"not {self.log_level!r}."
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"TASKS_LOG_FORMAT must be text or json, not {self.log_format!r}.")
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -1,4 +1,8 @@
-"""Problem documents (RFC 9457): every refusal of the API is made here."""
+"""Problem documents (RFC 9457): every refusal of the API is made here.
+
+The service's exceptions (``api/exceptions.py``) know nothing of HTTP; each is given its
+status, headers and ``errors`` member here, in one table.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from typing import Any
 from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
-from api.service import ServiceError
+from api import exceptions as ex
 
 PROBLEM_MIME = "application/problem+json"
 
@@ -95,8 +99,26 @@ def from_http_exception(error: HTTPException) -> Response:
     return problem(status, detail, headers=headers)
 
 
-def from_service_error(error: ServiceError) -> Response:
-    return problem(error.status, error.detail, errors=error.errors, headers=error.headers)
+#: The status of each refusal of the service (its nearest class here, by inheritance).
+SERVICE_STATUSES: dict[type[ex.ServiceError], int] = {
+    ex.ServiceError: 400,
+    ex.TaskNotFound: 404,
+    ex.TaskConflict: 409,
+    ex.KeyReused: 422,
+    ex.QueueFullError: 503,
+}
+#: The ``errors`` member of the refusals that name a field of the request.
+SERVICE_FIELD_ERRORS: dict[type[ex.ServiceError], dict[str, dict[str, list[str]]]] = {
+    ex.KeyReused: {"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+}
+
+
+def from_service_error(error: ex.ServiceError) -> Response:
+    """The problem a refusal of the service answers with."""
+    kind = type(error)
+    status = next(SERVICE_STATUSES[k] for k in kind.__mro__ if k in SERVICE_STATUSES)
+    headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
+    return problem(status, error.detail, errors=SERVICE_FIELD_ERRORS.get(kind), headers=headers)
 
 
 def _reject_constant(name: str) -> Any:

@@ -1,7 +1,9 @@
-"""The flask-smorest ``Api`` of the service: problem errors and a spec with ``oneOf`` bodies."""
+"""The flask-smorest ``Api`` of the service: problem errors, a spec with ``oneOf`` bodies, and
+the views it documents (``init_app``)."""
 
 from __future__ import annotations
 
+import copy
 import inspect
 from http import HTTPStatus
 from typing import Any
@@ -13,18 +15,32 @@ from apispec.ext.marshmallow.common import (
     resolve_schema_cls,
     resolve_schema_instance,
 )
+from flask import Flask
 from flask_smorest import Api
 from flask_smorest.pagination import PaginationMetadataSchema
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import Rule
 
 from api import errors
+from api.exceptions import ServiceError
+from api.http.access import OPEN_ENDPOINTS
+from api.registry import Registry
 from schemas.problems import ProblemSchema, ValidationProblemSchema
 from schemas.tasks import OneOfSchema
 
 OPENAPI_VERSION = "3.1.0"
 BEARER = "bearerAuth"
-#: Operations anyone may call, keys or not (api.access.OPEN_ENDPOINTS, as the spec names them).
-OPEN_OPERATIONS = frozenset({"getHealth", "getReadiness"})
+#: What the spec says of the API as a whole, besides its title and version.
+API_SPEC_OPTIONS: dict[str, Any] = {
+    "info": {
+        "description": "Background tasks for Flask: submit a task, let a worker run it, "
+        "poll its status and result. Errors are RFC 9457 problems.",
+        "license": {"name": "MIT", "identifier": "MIT"},
+        "contact": {"name": "taskapi maintainers"},
+    },
+    # The API is served at the root of the host that serves the spec.
+    "servers": [{"url": "/", "description": "The server that serves this document."}],
+}
 _RETRY_AFTER = {
     "description": "Seconds to wait before trying again.",
     "schema": {"type": "integer", "minimum": 0},
@@ -171,16 +187,22 @@ class AccessDocsPlugin(BasePlugin):
     """Says who may call each operation: the bearer scheme, and the 401 and 429 it can meet.
 
     The bearer requirement is written as optional (``[{bearerAuth: []}, {}]``): one spec
-    serves a service run with keys and one run without them.
+    serves a service run with keys and one run without them. The operations of an endpoint
+    of ``OPEN_ENDPOINTS`` (flask-smorest passes each path's URL rule) need no key.
     """
 
     def operation_helper(
-        self, path: str | None = None, operations: dict[str, Any] | None = None, **kwargs: Any
+        self,
+        path: str | None = None,
+        operations: dict[str, Any] | None = None,
+        rule: Rule | None = None,
+        **kwargs: Any,
     ) -> None:
+        is_open = rule is not None and rule.endpoint in OPEN_ENDPOINTS
         for operation in (operations or {}).values():
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
-            if operation.get("operationId") in OPEN_OPERATIONS:
+            if is_open:
                 operation["security"] = []
                 continue
             operation["security"] = [{BEARER: []}, {}]
@@ -197,3 +219,35 @@ def make_api() -> TaskApi:
             "extra_plugins": [AccessDocsPlugin()],
         }
     )
+
+
+def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
+    """Serve the API on ``app``: its spec and Swagger UI, every blueprint, problem errors."""
+    from api.views import activity, dashboard, docs, legacy, ops, task_types, tasks
+
+    app.config.update(
+        API_TITLE="taskapi",
+        API_VERSION=version,
+        OPENAPI_VERSION=OPENAPI_VERSION,
+        OPENAPI_URL_PREFIX="/",
+        OPENAPI_JSON_PATH="openapi.json",
+        OPENAPI_SWAGGER_UI_PATH="docs",
+        OPENAPI_SWAGGER_UI_URL=docs.ASSETS_URL,
+        API_SPEC_OPTIONS=copy.deepcopy(API_SPEC_OPTIONS),
+    )
+    api = make_api()
+    api.init_app(app)
+    app.url_map.converters["task_id"] = tasks.TaskIdConverter
+    api.register_converter(tasks.TaskIdConverter, tasks.task_id_param_schema)
+    api.register_blueprint(tasks.make_blueprint(registry))
+    api.register_blueprint(task_types.make_blueprint())
+    api.register_blueprint(ops.make_blueprint())
+    api.register_blueprint(activity.make_blueprint())
+    api.register_blueprint(legacy.make_blueprint())
+    app.register_blueprint(docs.make_blueprint())
+    app.register_blueprint(dashboard.make_blueprint())
+    app.register_error_handler(ServiceError, errors.from_service_error)
+    converter = api.ma_plugin.converter
+    assert converter is not None
+    task_types.describe(app, registry, converter)
+    return api

@@ -1,9 +1,12 @@
-"""What one application holds: settings, store, registry, service and worker pool."""
+"""What one application holds: settings, store, registry, service and worker pool.
+
+Made by ``api.extension.TaskAPI``; the views reach it with ``current()``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, cast
+from dataclasses import dataclass
+from typing import cast
 
 from flask import current_app
 
@@ -25,7 +28,6 @@ class Runtime:
     service: TaskService
     pool: WorkerPool
     metrics: Metrics
-    task_types: list[dict[str, Any]] = field(default_factory=list)
 
 
 def current() -> Runtime:

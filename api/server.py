@@ -324,9 +324,7 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
         "worker_exit": _worker_exit,
         "child_exit": _child_exit,
         "logger_class": _ServerLogger,
-        "logconfig_dict": gunicorn_config(
-            os.environ.get("TASKS_LOG_LEVEL", "INFO"), os.environ.get("TASKS_LOG_FORMAT", "text")
-        ),
+        "logconfig_dict": gunicorn_config(settings.log_level, settings.log_format),
         "proc_name": "taskapi",
         # Idle keep-alive connections are kept this long: longer than clients that poll
         # every 2 s (the dashboard) wait, so a poll never races the server closing its socket.

@@ -14,8 +14,8 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from api.access import ApiKeys
 from api.config import ConfigError
+from api.http.access import ApiKeys
 from api.store import TaskFilter
 from tests.conftest import make_app, runtime_of
 

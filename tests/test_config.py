@@ -14,6 +14,8 @@ def test_defaults_are_the_contracts() -> None:
     assert settings.max_queued == 10_000
     assert settings.result_ttl == 7 * 24 * 3600
     assert settings.max_body_bytes == 64 * 1024
+    assert settings.log_level == "INFO"
+    assert settings.log_format == "text"
 
 
 def test_environment_values_are_converted_and_layered() -> None:
@@ -36,8 +38,19 @@ def test_environment_values_are_converted_and_layered() -> None:
         ("TASKS_RESULT_TTL", "0"),
         ("TASKS_MAX_BODY_BYTES", "10"),
         ("TASKS_POLL_INTERVAL", "0"),
+        ("TASKS_LOG_LEVEL", "LOUD"),
+        ("TASKS_LOG_FORMAT", "xml"),
     ],
 )
 def test_bad_values_are_refused_naming_the_setting(key: str, value: str) -> None:
     with pytest.raises(ConfigError, match=key):
         Settings.from_mapping({key: value})
+
+
+def test_the_log_settings_are_read_alone_before_the_others() -> None:
+    env = {"TASKS_LOG_LEVEL": "debug", "TASKS_LOG_FORMAT": "json", "TASKS_WORKERS": "-1"}
+    settings = Settings.for_logging(env)
+    assert (settings.log_level, settings.log_format) == ("debug", "json")
+    assert settings.workers == 4  # a bad TASKS_WORKERS is create_app's to report
+    with pytest.raises(ConfigError, match="TASKS_LOG_FORMAT must be text or json, not 'xml'"):
+        Settings.for_logging({"TASKS_LOG_FORMAT": "xml"})

@@ -9,7 +9,7 @@ from typing import Any
 import flask_swagger_ui
 from flask import Blueprint, Response, current_app, send_from_directory
 
-from api.access import ApiKeys
+from api.http.access import ApiKeys
 
 ASSETS_URL = "/docs/assets/"
 _DIST = Path(flask_swagger_ui.__file__).parent / "dist"

@@ -4,11 +4,34 @@ from __future__ import annotations
 
 from typing import Any
 
+from apispec.ext.marshmallow import OpenAPIConverter
+from flask import Flask, current_app
 from flask.views import MethodView
 
-from api.runtime import current
+from api.registry import Registry
 from api.views.arguments import Blueprint
 from schemas.tasks import TaskTypeSchema
+
+#: Where an app keeps the task types it serves, described once (``describe``).
+EXTENSION_KEY = "taskapi.task_types"
+
+
+def describe(app: Flask, registry: Registry, converter: OpenAPIConverter) -> None:
+    """Describe each task type for ``GET /task-types``: its defaults, its params as JSON Schema.
+
+    Once per app, after every blueprint is in the spec: a params schema that nests another adds
+    that one to the spec's components, and the spec must not change while the app serves it.
+    """
+    app.extensions[EXTENSION_KEY] = [
+        {
+            "name": t.name,
+            "description": t.description,
+            "params_schema": converter.schema2jsonschema(t.params),
+            "max_attempts": t.max_attempts,
+            "timeout_seconds": t.timeout_seconds,
+        }
+        for t in registry
+    ]
 
 
 def make_blueprint() -> Blueprint:
@@ -24,6 +47,7 @@ def make_blueprint() -> Blueprint:
 
             Each with the JSON Schema of its params and its defaults.
             """
-            return current().task_types
+            described: list[dict[str, Any]] = current_app.extensions[EXTENSION_KEY]
+            return described
 
     return blp

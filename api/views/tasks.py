@@ -12,8 +12,8 @@ from flask_smorest.pagination import PaginationParameters
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import BaseConverter
 
-from api.access import caller
 from api.errors import require_json_body
+from api.http.access import caller
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current

@@ -6,29 +6,31 @@ status allows, what a refusal says); the store owns how tasks are kept.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from api.events import TaskEvents
+from api.exceptions import (
+    NotCancellable,
+    NotDeletable,
+    QueueFullError,
+    TaskNotFound,
+    UnknownTaskType,
+)
 from api.metrics import Metrics
-from api.models import IdempotencyKey, NewTask, Status, Task
-from api.registry import Registry
+from api.models import NewTask, Status, Task
+from api.registry import Registry, TaskType
+from api.service import idempotency
 from api.store import KeyTaken, QueueFull, Store, TaskFilter
 
-log = logging.getLogger(__name__)
+# The service's lines are logged as "api.service", as they were before it was a package.
+log = logging.getLogger("api.service")
 
-#: How long an Idempotency-Key is remembered (the contract: at least 24 hours).
-IDEMPOTENCY_KEY_TTL = timedelta(hours=24)
-#: The longest a request that took a key counts as in flight: its longest wait and a margin,
-#: so a key whose request died with its process is not refused for long.
-IDEMPOTENCY_IN_FLIGHT = timedelta(seconds=90)
 #: While a reader waits on a task run by another process, how often the store is read again.
 CROSS_PROCESS_POLL_SECONDS = 0.25
 #: What a client is told to wait before submitting again when the queue is full.
@@ -36,45 +38,6 @@ QUEUE_FULL_RETRY_AFTER = 5
 
 #: The largest offset a listing asks of the store (a signed 64-bit integer).
 MAX_OFFSET = 2**63 - 1
-
-
-class ServiceError(Exception):
-    """A request the service refuses; ``status`` is the HTTP status it maps to."""
-
-    status = 400
-
-    def __init__(
-        self,
-        detail: str,
-        *,
-        headers: Mapping[str, str] | None = None,
-        errors: Mapping[str, Mapping[str, list[str]]] | None = None,
-    ) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.headers = dict(headers or {})
-        self.errors = errors
-
-
-class TaskNotFound(ServiceError):
-    status = 404
-
-    def __init__(self, task_id: str) -> None:
-        super().__init__(
-            f"There is no task with id {task_id!r}; it may have expired or been deleted."
-        )
-
-
-class TaskConflict(ServiceError):
-    status = 409
-
-
-class KeyReused(ServiceError):
-    status = 422
-
-
-class QueueFullError(ServiceError):
-    status = 503
 
 
 class Notifier(Protocol):
@@ -115,25 +78,6 @@ class Submitted:
     waited: bool = False
 
 
-def _same_numbers(value: Any) -> Any:
-    """``0`` and ``0.0`` are the same JSON number: write integral floats as integers."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, Mapping):
-        return {k: _same_numbers(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_same_numbers(v) for v in value]
-    return value
-
-
-def fingerprint(request: Mapping[str, Any]) -> str:
-    """What identifies a request body for Idempotency-Key: a hash of its canonical JSON."""
-    canonical = json.dumps(
-        _same_numbers(request), sort_keys=True, separators=(",", ":"), default=str
-    )
-    return hashlib.sha256(canonical.encode()).hexdigest()
-
-
 @dataclass
 class TaskService:
     store: Store
@@ -162,45 +106,26 @@ class TaskService:
         """
         task_type = self.registry.get(request["type"])
         if task_type is None:  # the schema only lets registered types through
-            raise ServiceError(f"Unknown task type {request['type']!r}.")
+            raise UnknownTaskType(request["type"])
         now = self.clock()
-        print_ = fingerprint(request) if idempotency_key is not None else ""
         key = (
-            IdempotencyKey(
-                owner,
-                idempotency_key,
-                print_,
-                expires_at=now + IDEMPOTENCY_KEY_TTL,
-                in_flight_until=now + IDEMPOTENCY_IN_FLIGHT,
-            )
+            idempotency.take(owner, idempotency_key, request, now)
             if idempotency_key is not None
             else None
         )
-        new = NewTask(
-            id=str(uuid.uuid4()),
-            type=task_type.name,
-            params=request["params"],
-            max_attempts=request.get("max_attempts", task_type.max_attempts),
-            timeout_seconds=request.get("timeout_seconds", task_type.timeout_seconds),
-            priority=request.get("priority", 0),
-            created_at=now,
-            run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
-            owner=owner,
-        )
         try:
-            task = self.store.create(new, max_queued=self.max_queued, idempotency=key)
+            task = self.store.create(
+                _new_task(task_type, request, owner, now),
+                max_queued=self.max_queued,
+                idempotency=key,
+            )
         except KeyTaken as taken:
-            return Submitted(self._replay(taken, print_), created=False)
+            assert key is not None  # only a submit with a key meets one taken
+            task = idempotency.replay(self.store, taken, key.fingerprint, self.clock)
+            return Submitted(task, created=False)
         except QueueFull:
-            raise QueueFullError(
-                f"The queue holds its limit of {self.max_queued} tasks (TASKS_MAX_QUEUED); "
-                f"nothing was created. Submit again after {QUEUE_FULL_RETRY_AFTER} seconds.",
-                headers={"Retry-After": str(QUEUE_FULL_RETRY_AFTER)},
-            ) from None
-        self.notifier.task_submitted()
-        log.info("task %s (%s) queued", task.id, task.type, extra={"task_id": task.id})
-        if self.metrics is not None:
-            self.metrics.task_created(task.type)
+            raise QueueFullError(self.max_queued, QUEUE_FULL_RETRY_AFTER) from None
+        self._queued(task)
         try:
             if wait is None:
                 return Submitted(task, created=True)
@@ -210,26 +135,11 @@ class TaskService:
             if key is not None:
                 self.store.settle_key(owner, key.key)
 
-    def _replay(self, taken: KeyTaken, print_: str) -> Task:
-        if taken.fingerprint != print_:
-            raise KeyReused(
-                "This Idempotency-Key was first used with a different body; a key stands for "
-                "one request. Send this body with a new key.",
-                errors={"headers": {"Idempotency-Key": ["Already used with a different body."]}},
-            )
-        if taken.in_flight:
-            raise TaskConflict(
-                "The request that first used this Idempotency-Key is still being handled; "
-                "send this one again once it has been answered.",
-                headers={"Retry-After": "1"},
-            )
-        task = self.store.get(taken.task_id, self.clock())
-        if task is None:
-            raise TaskConflict(
-                "The task first created with this Idempotency-Key no longer exists (deleted or "
-                "expired); send the request with a new key."
-            )
-        return task
+    def _queued(self, task: Task) -> None:
+        self.notifier.task_submitted()
+        log.info("task %s (%s) queued", task.id, task.type, extra={"task_id": task.id})
+        if self.metrics is not None:
+            self.metrics.task_created(task.type)
 
     def wait(self, task_id: str, seconds: float, *, owner: str = "") -> Task:
         """The task once it is terminal, or as it is after ``seconds``.
@@ -290,10 +200,7 @@ class TaskService:
             if changed.status is Status.CANCELLED or not changed.is_terminal:
                 return changed
             current = changed
-        raise TaskConflict(
-            f"Task {current.id} is already {current.status.value}; only a queued or running "
-            "task can be cancelled."
-        )
+        raise NotCancellable(current.id, current.status.value)
 
     def delete(self, task_id: str, *, owner: str = "") -> None:
         """Delete a terminal task."""
@@ -304,7 +211,19 @@ class TaskService:
         latest = self.store.get(task.id, now)
         if latest is None:
             raise TaskNotFound(task_id)
-        raise TaskConflict(
-            f"Task {latest.id} is {latest.status.value}; only a terminal task (succeeded, "
-            "failed or cancelled) can be deleted. Cancel it first."
-        )
+        raise NotDeletable(latest.id, latest.status.value)
+
+
+def _new_task(task_type: TaskType, request: dict[str, Any], owner: str, now: datetime) -> NewTask:
+    """The task a validated TaskCreate body asks for, with the type's defaults."""
+    return NewTask(
+        id=str(uuid.uuid4()),
+        type=task_type.name,
+        params=request["params"],
+        max_attempts=request.get("max_attempts", task_type.max_attempts),
+        timeout_seconds=request.get("timeout_seconds", task_type.timeout_seconds),
+        priority=request.get("priority", 0),
+        created_at=now,
+        run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
+        owner=owner,
+    )

@@ -16,9 +16,9 @@ from flask import Response, g, request
 from limits.storage import MemoryStorage
 from limits.strategies import FixedWindowRateLimiter
 
-from api.access import OPEN_ENDPOINTS, caller
 from api.config import ConfigError
 from api.errors import problem
+from api.http.access import OPEN_ENDPOINTS, caller
 
 POLICY = "default"
 

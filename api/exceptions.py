@@ -1,0 +1,88 @@
+"""What the service refuses, and why: each exception's message is its docstring.
+
+A docstring is formatted with the exception's attributes (``{task_id!r}``); its whitespace is
+folded, so a message may span lines here and still read as one line. Exceptions carry what
+the domain knows (a task id, the queue's limit, how long to wait), never HTTP: ``api/errors.py``
+alone maps each one to a status, headers and a problem document.
+"""
+
+from __future__ import annotations
+
+
+class ServiceError(Exception):
+    """The service refused this request."""
+
+    #: Seconds after which the same request may succeed; None when waiting would not help.
+    retry_after: int | None = None
+
+    def __init__(self) -> None:
+        template = " ".join((type(self).__doc__ or "").split())
+        super().__init__(template.format_map(vars(self)))
+
+    @property
+    def detail(self) -> str:
+        """The message, as a client reads it."""
+        return str(self)
+
+
+class UnknownTaskType(ServiceError):
+    """Unknown task type {type_name!r}."""
+
+    def __init__(self, type_name: str) -> None:
+        self.type_name = type_name
+        super().__init__()
+
+
+class TaskNotFound(ServiceError):
+    """There is no task with id {task_id!r}; it may have expired or been deleted."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__()
+
+
+class TaskConflict(ServiceError):
+    """The task is not in a state that allows this."""
+
+
+class NotCancellable(TaskConflict):
+    """Task {task_id} is already {status}; only a queued or running task can be cancelled."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        self.task_id, self.status = task_id, status
+        super().__init__()
+
+
+class NotDeletable(TaskConflict):
+    """Task {task_id} is {status}; only a terminal task (succeeded, failed or cancelled) can be
+    deleted. Cancel it first."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        self.task_id, self.status = task_id, status
+        super().__init__()
+
+
+class KeyInFlight(TaskConflict):
+    """The request that first used this Idempotency-Key is still being handled; send this one
+    again once it has been answered."""
+
+    retry_after = 1
+
+
+class KeyTaskGone(TaskConflict):
+    """The task first created with this Idempotency-Key no longer exists (deleted or expired);
+    send the request with a new key."""
+
+
+class KeyReused(ServiceError):
+    """This Idempotency-Key was first used with a different body; a key stands for one request.
+    Send this body with a new key."""
+
+
+class QueueFullError(ServiceError):
+    """The queue holds its limit of {limit} tasks (TASKS_MAX_QUEUED); nothing was created.
+    Submit again after {retry_after} seconds."""
+
+    def __init__(self, limit: int | None, retry_after: int) -> None:
+        self.limit, self.retry_after = limit, retry_after
+        super().__init__()

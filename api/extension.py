@@ -1,0 +1,69 @@
+"""The taskapi extension: the engine of one application, made from its ``TASKS_*`` config."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from api import builtin_tasks
+from api.config import Settings
+from api.events import TaskEvents
+from api.metrics import Metrics
+from api.registry import Registry
+from api.runtime import EXTENSION_KEY, Runtime
+from api.service import TaskService
+from api.store import open_store
+from api.worker import WorkerPool
+
+
+class TaskAPI:
+    """Settings, task types, store, metrics, worker pool and service of an app, kept as its
+    ``Runtime`` in ``app.extensions["taskapi"]`` (reached with ``api.runtime.current()``).
+
+    As Flask extensions are: ``TaskAPI(app)``, or ``TaskAPI().init_app(app)`` in a factory.
+    The worker threads are made, not started: ``taskapi serve`` and ``taskapi worker`` start
+    them; tests call ``pool.drain()`` or start them themselves.
+    """
+
+    def __init__(self, app: Flask | None = None) -> None:
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> Runtime:
+        """Make the runtime of ``app`` from its config (defaults and checks of ``Settings``)."""
+        settings = Settings.from_mapping(app.config)
+        registry = Registry()
+        builtin_tasks.register(registry)
+        for module in settings.import_modules:
+            registry.load_module(module)
+        store = open_store(settings.database_url)
+        events = TaskEvents()
+        metrics = Metrics(store, (t.name for t in registry))
+        pool = WorkerPool(
+            store,
+            registry,
+            size=settings.workers,
+            result_ttl=settings.result_ttl,
+            poll_interval=settings.poll_interval,
+            lease_seconds=settings.lease_seconds,
+            events=events,
+            metrics=metrics,
+        )
+        service = TaskService(
+            store,
+            registry,
+            result_ttl=settings.result_ttl,
+            max_queued=settings.max_queued,
+            notifier=pool,
+            events=events,
+            metrics=metrics,
+        )
+        runtime = Runtime(
+            settings=settings,
+            store=store,
+            registry=registry,
+            service=service,
+            pool=pool,
+            metrics=metrics,
+        )
+        app.extensions[EXTENSION_KEY] = runtime
+        return runtime
