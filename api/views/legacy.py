@@ -6,12 +6,12 @@ from typing import Any
 
 from flask import Response, jsonify
 from flask.views import MethodView
+from flask_smorest import Blueprint
 
 from api.access import caller
 from api.models import Status
 from api.runtime import current
 from api.service import TaskNotFound
-from api.views.arguments import Blueprint
 from api.views.headers import queue_full_response
 from schemas.fields import INT64_MAX
 from schemas.ops import LegacyNotFoundSchema, LegacyStartedSchema, LegacyStatusSchema

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import abort
+from flask_smorest import Blueprint, abort
 
 from api.runtime import current
 from api.store import StoreError
-from api.views.arguments import Blueprint
 from schemas.ops import HealthSchema
 
 OK = {"status": "ok"}

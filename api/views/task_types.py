@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from flask.views import MethodView
+from flask_smorest import Blueprint
 
 from api.runtime import current
-from api.views.arguments import Blueprint
 from schemas.tasks import TaskTypeSchema
 
 

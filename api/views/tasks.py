@@ -8,6 +8,7 @@ from typing import Any, cast
 
 from flask import Response, current_app, request
 from flask.views import MethodView
+from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import BaseConverter
@@ -17,7 +18,6 @@ from api.errors import require_json_body
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
-from api.views.arguments import Blueprint
 from api.views.headers import (
     ETAG_HEADER,
     LOCATION_HEADER,
