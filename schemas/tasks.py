@@ -8,18 +8,19 @@ from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from api.models import Status, Task
+from api.models import Status
 from schemas.fields import StrictFloat, StrictInteger
 
 MAX_DELAY_SECONDS = 30 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 24 * 3600
+UTC_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
 
 
 class UTCDateTime(fields.DateTime):
     """An RFC 3339 time in UTC with a ``Z``: ``2026-11-23T22:31:27.123456Z``."""
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
-        return _time(value)
+        return None if value is None else value.astimezone(UTC).strftime(UTC_FORMAT)
 
 
 def _nullable_time(description: str) -> UTCDateTime:
@@ -182,48 +183,6 @@ class TaskStatusSchema(Schema):
     started_at = _nullable_time("When its last attempt started.")
     finished_at = _nullable_time("When it reached a terminal state.")
     expires_at = _nullable_time("When this terminal task will be purged (TASKS_RESULT_TTL).")
-
-
-def _time(value: Any) -> str | None:
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _float(value: float | None) -> float | None:
-    return None if value is None else float(value)
-
-
-def task_document(task: Task) -> dict[str, Any]:
-    """What ``TaskStatusSchema().dump(task)`` gives, built directly.
-
-    A submit or a read answers a task; the schema's dump costs as much as the rest of the
-    request, so those two answer this instead. tests/test_schemas.py holds the two equal.
-    """
-    error, progress = task.error, task.progress
-    return {
-        "id": task.id,
-        "type": task.type,
-        "status": task.status.value,
-        "params": dict(task.params),
-        "result": task.result,
-        "error": None if error is None else {"type": error.type, "message": error.message},
-        "progress": None
-        if progress is None
-        else {
-            "current": float(progress.current),
-            "total": _float(progress.total),
-            "message": None if progress.message is None else str(progress.message),
-        },
-        "attempts": task.attempts,
-        "max_attempts": task.max_attempts,
-        "timeout_seconds": _float(task.timeout_seconds),
-        "priority": task.priority,
-        "cancel_requested": task.cancel_requested,
-        "created_at": _time(task.created_at),
-        "run_after": _time(task.run_after),
-        "started_at": _time(task.started_at),
-        "finished_at": _time(task.finished_at),
-        "expires_at": _time(task.expires_at),
-    }
 
 
 class TaskTypeSchema(Schema):
