@@ -73,9 +73,10 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
     them, and tests use ``pool.drain()`` or start them themselves.
     """
-    from api import builtin_tasks, errors, hardening, logs
+    from api import builtin_tasks, errors, hardening
     from api.access import ApiKeys, authenticate, refuse_unauthenticated
     from api.events import TaskEvents
+    from api.http import request_log
     from api.metrics import Metrics
     from api.openapi import make_api
     from api.ratelimit import RateLimit
@@ -135,7 +136,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.register_error_handler(ServiceError, errors.from_service_error)
 
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
-    logs.install(app, metrics)  # first: every request gets an id, refusals included
+    request_log.install(app, metrics)  # first: every request gets an id, refusals included
     app.before_request(lambda: authenticate(keys))
     if settings.rate_limit:
         limit = RateLimit(settings.rate_limit)
