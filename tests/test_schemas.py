@@ -1,13 +1,16 @@
-"""TaskStatus as clients read it: numbers as the spec types them, times in UTC with a Z."""
+"""TaskStatus as clients read it: what marshmallow makes of the documented fields, typed as
+the spec says, times in UTC with a Z."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from marshmallow import Schema
 
 from api.models import Progress, Status, Task, TaskError
 from schemas.tasks import TaskStatusSchema
@@ -74,6 +77,24 @@ TASKS = {
         QUEUED, status=Status.CANCELLED, result=0, finished_at=T0, expires_at=T0
     ),
 }
+
+
+def marshmallow_dump(task: Task) -> dict[str, Any]:
+    """The dump marshmallow makes of TaskStatusSchema's fields, field by field."""
+    return Schema.dump(TaskStatusSchema(), task)  # type: ignore[no-any-return]
+
+
+def types(document: dict[str, Any]) -> dict[str, Any]:
+    """The document's value types, nested ones too: == says 1 == 1.0; the JSON would not."""
+    return {k: types(v) if isinstance(v, dict) else type(v) for k, v in document.items()}
+
+
+@pytest.mark.parametrize("task", TASKS.values(), ids=TASKS.keys())
+def test_the_schemas_dump_equals_marshmallows_dump_of_its_fields(task: Task) -> None:
+    document = TaskStatusSchema().dump(task)
+    assert document == marshmallow_dump(task)
+    assert types(document) == types(marshmallow_dump(task))
+    assert TaskStatusSchema(many=True).dump([task, task]) == [document, document]
 
 
 def as_json(task: Task) -> str:
