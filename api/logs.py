@@ -1,9 +1,8 @@
-"""Logs: one line per request and per task transition, as text or as JSON.
+"""Log lines as text or as JSON, written to stderr by a handler that batches them.
 
-Each request gets an id: the client's ``X-Request-ID`` when it sent a usable one, else a new
-one; it is echoed in the answer and attached to every line logged while the request is
-handled (a submit's "queued" line included). Lines about a task carry its ``task_id``.
-``TASKS_LOG_FORMAT=json`` writes one JSON object per line, for log pipelines.
+Lines logged while a request is handled carry its id (api/http/request_log.py gives each
+request one); lines about a task carry its ``task_id``. ``TASKS_LOG_FORMAT=json`` writes one
+JSON object per line, for log pipelines.
 """
 
 from __future__ import annotations
@@ -12,40 +11,29 @@ import contextlib
 import json
 import logging
 import os
-import re
 import sys
 import threading
 import time
-import uuid
 import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import g, has_request_context
 
-from api.metrics import Metrics
-
-REQUEST_ID_HEADER = "X-Request-ID"
-#: A client's request id is kept when it is 1 to 128 of these characters; else a new one.
-_USABLE_ID = re.compile(r"[A-Za-z0-9._:/+=@-]{1,128}")
 #: Fields that a line may carry beside its message (JSON lines have them all; text lines
 #: those the message does not already say).
 FIELDS = ("request_id", "task_id", "method", "path", "status", "duration_ms")
 TEXT_FIELDS = ("request_id", "task_id", "duration_ms")
 FORMATS = ("text", "json")
-#: Methods counted by name in the metrics; any other a client invents is counted as "other".
-METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 #: The longest a line waits before it is written, and the most lines that wait.
 FLUSH_SECONDS = 0.1
 BATCH_LINES = 256
 
-requests_log = logging.getLogger("api.requests")
-
 
 class RequestContext(logging.Filter):
-    """Attach the current request's id to lines logged while it is handled."""
+    """Attach the current request's id (``g.request_id``) to lines logged while it is handled."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not hasattr(record, "request_id") and has_request_context():
@@ -58,18 +46,6 @@ class TextFormatter(logging.Formatter):
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
-        self._second: tuple[int, str] = (-1, "")
-
-    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        # As logging's own, with the date and time of day made once a second, not per line.
-        if datefmt is not None:
-            return super().formatTime(record, datefmt)
-        second, stamp = self._second
-        if int(record.created) != second:
-            second = int(record.created)
-            stamp = time.strftime(self.default_time_format, self.converter(second))
-            self._second = (second, stamp)
-        return f"{stamp},{int(record.msecs):03d}"
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         # A path or a task's error message is the client's text: it must not start a line
@@ -236,57 +212,9 @@ def gunicorn_config(level: str, fmt: str) -> dict[str, Any]:
         "root": {"level": level.upper(), "handlers": ["taskapi"]},
         "loggers": {
             "gunicorn.error": {"level": "INFO", "handlers": [], "propagate": True},
-            # Requests are logged by install()'s hook, with their id: not twice.
+            # Requests are logged by api/http/request_log.py, with their id: not twice.
             "gunicorn.access": {"level": "CRITICAL", "handlers": [], "propagate": False},
         },
         "handlers": {"taskapi": {"()": handler, "fmt": fmt}},
         "formatters": {},
     }
-
-
-def install(app: Flask, metrics: Metrics) -> None:
-    """Give every request an id, and log and count each one as it is answered.
-
-    Call before any other request hook is added: its ``before_request`` then runs first (so
-    refusals get an id too) and its ``after_request`` last (so it sees the final answer).
-    """
-
-    # Each use of ``request`` or ``g`` is a lookup through a proxy, and these hooks run for
-    # every request: ``g`` is looked up once, and each attribute of ``request`` read once.
-    @app.before_request
-    def begin() -> None:
-        here = g._get_current_object()
-        here.request_started = time.perf_counter()
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        here.request_id = given if _USABLE_ID.fullmatch(given) else uuid.uuid4().hex
-
-    @app.after_request
-    def answered(response: Response) -> Response:
-        here = g._get_current_object()
-        started = here.get("request_started")
-        seconds = time.perf_counter() - started if started is not None else 0.0
-        request_id = here.get("request_id") or uuid.uuid4().hex
-        response.headers[REQUEST_ID_HEADER] = request_id
-        rule, method, status = request.url_rule, request.method, response.status_code
-        metrics.request_answered(
-            method if method in METHODS else "other",
-            rule.rule if rule is not None else "unmatched",
-            status,
-            seconds,
-        )
-        if requests_log.isEnabledFor(logging.INFO):
-            path = request.path
-            requests_log.info(
-                "%s %s %d",
-                method,
-                request.full_path if request.query_string else path,
-                status,
-                extra={
-                    "request_id": request_id,
-                    "method": method,
-                    "path": path,
-                    "status": status,
-                    "duration_ms": round(seconds * 1000, 2),
-                },
-            )
-        return response

@@ -20,10 +20,11 @@ from flask.typing import ResponseReturnValue
 
 from api.models import NewTask
 from api.store.sqlite import SQLiteStore
-from schemas.tasks import task_document
+from schemas.tasks import TaskStatusSchema
 
 app = Flask(__name__)
 store = SQLiteStore(os.environ.get("FLOOR_DATABASE", "floor.sqlite3"))
+task_status = TaskStatusSchema()
 
 
 @app.post("/tasks")
@@ -33,7 +34,7 @@ def submit() -> ResponseReturnValue:
     task = store.create(
         NewTask(str(uuid.uuid4()), body["type"], body["params"], 1, None, 0, now, now)
     )
-    return app.json.response(task_document(task)), 202
+    return app.json.response(task_status.dump(task)), 202
 
 
 @app.get("/tasks/<task_id>")
@@ -43,7 +44,7 @@ def status(task_id: str) -> ResponseReturnValue:
         missing = app.json.response({"title": "Not Found"})
         missing.status_code = 404
         return missing
-    return app.json.response(task_document(task))
+    return app.json.response(task_status.dump(task))
 
 
 @app.get("/ready")

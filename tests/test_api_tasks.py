@@ -139,6 +139,13 @@ def test_get_accepts_an_uppercase_id(client: FlaskClient) -> None:
     assert client.get(f"/tasks/{task['id'].upper()}").get_json()["id"] == task["id"]
 
 
+def test_a_read_with_a_lowercase_conditional_header_is_answered_304(client: FlaskClient) -> None:
+    task = submit(client, {"type": "add", "params": {"x": 1, "y": 1}})
+    etag = client.get(f"/tasks/{task['id']}").headers["ETag"]
+    assert client.get(f"/tasks/{task['id']}", headers={"if-none-match": etag}).status_code == 304
+    assert client.get(f"/tasks/{task['id']}?other=1").status_code == 200, "unknown query ignored"
+
+
 # -- GET /tasks ----------------------------------------------------------------------------
 
 

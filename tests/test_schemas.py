@@ -1,15 +1,19 @@
-"""The directly built TaskStatus document is exactly what the documented schema dumps."""
+"""TaskStatus as clients read it: what marshmallow makes of the documented fields, typed as
+the spec says, times in UTC with a Z."""
 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
 from flask.testing import FlaskClient
+from marshmallow import Schema
 
 from api.models import Progress, Status, Task, TaskError
-from schemas.tasks import TaskStatusSchema, task_document
+from schemas.tasks import TaskStatusSchema
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -75,18 +79,47 @@ TASKS = {
 }
 
 
+def marshmallow_dump(task: Task) -> dict[str, Any]:
+    """The dump marshmallow makes of TaskStatusSchema's fields, field by field."""
+    return Schema.dump(TaskStatusSchema(), task)  # type: ignore[no-any-return]
+
+
+def types(document: dict[str, Any]) -> dict[str, Any]:
+    """The document's value types, nested ones too: == says 1 == 1.0; the JSON would not."""
+    return {k: types(v) if isinstance(v, dict) else type(v) for k, v in document.items()}
+
+
 @pytest.mark.parametrize("task", TASKS.values(), ids=TASKS.keys())
-def test_task_document_equals_the_schemas_dump(task: Task) -> None:
-    document = task_document(task)
-    assert document == TaskStatusSchema().dump(task)
-    # == says 1 == 1.0; the JSON would not: the types must match too.
-    assert {k: type(v) for k, v in document.items()} == {
-        k: type(v) for k, v in TaskStatusSchema().dump(task).items()
-    }
-    if task.progress is not None:
-        assert {k: type(v) for k, v in document["progress"].items()} == {
-            k: type(v) for k, v in TaskStatusSchema().dump(task)["progress"].items()
-        }
+def test_the_schemas_dump_equals_marshmallows_dump_of_its_fields(task: Task) -> None:
+    document = TaskStatusSchema().dump(task)
+    assert document == marshmallow_dump(task)
+    assert types(document) == types(marshmallow_dump(task))
+    assert TaskStatusSchema(many=True).dump([task, task]) == [document, document]
+
+
+def as_json(task: Task) -> str:
+    return json.dumps(TaskStatusSchema().dump(task), sort_keys=True, separators=(",", ":"))
+
+
+def test_numbers_are_typed_as_documented_and_times_are_utc() -> None:
+    running = json.loads(as_json(TASKS["running with integer progress and a timeout"]))
+    assert running["progress"] == {"current": 2.0, "total": 10.0, "message": "two of ten"}
+    assert '"timeout_seconds":3.0' in as_json(TASKS["running with integer progress and a timeout"])
+    assert running["started_at"] == "2026-11-24T12:00:00.123456Z", "from +05:00 to Z"
+    assert running["run_after"] == "2026-11-24T12:00:05.123456Z"
+    assert running["finished_at"] is None and running["error"] is None
+
+
+@pytest.mark.parametrize("task", TASKS.values(), ids=TASKS.keys())
+def test_every_documented_field_is_answered_in_its_type(task: Task) -> None:
+    document = json.loads(as_json(task))
+    assert list(document) == sorted(TaskStatusSchema().fields), "every field, always"
+    progress = document["progress"]
+    if progress is not None:
+        assert isinstance(progress["current"], float)
+        assert isinstance(progress["total"], float | None)
+        assert isinstance(progress["message"], str | None), "what a task passed, as text"
+    assert document["error"] in (None, {"type": "ValueError", "message": "bad ünïcode"})
 
 
 def test_a_task_is_answered_like_a_listed_one_byte_for_byte(client: FlaskClient) -> None:

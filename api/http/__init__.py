@@ -6,9 +6,8 @@ import logging
 
 from flask import Flask
 
-from api import logs
 from api.config import Settings
-from api.http import hardening
+from api.http import hardening, request_log
 from api.http.access import ApiKeys, authenticate, refuse_unauthenticated
 from api.http.ratelimit import RateLimit
 from api.metrics import Metrics
@@ -25,7 +24,7 @@ def init_app(app: Flask, settings: Settings, metrics: Metrics) -> None:
     """
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
-    logs.install(app, metrics)  # first: every request gets an id, refusals included
+    request_log.install(app, metrics)  # first: every request gets an id, refusals included
     app.before_request(lambda: authenticate(keys))
     if settings.rate_limit:
         limit = RateLimit(settings.rate_limit)

@@ -6,9 +6,9 @@ from typing import Any
 
 from flask import current_app
 from flask.views import MethodView
+from flask_smorest import Blueprint
 
 from api import history
-from api.views.arguments import Blueprint
 from schemas.activity import ActivitySchema
 
 

@@ -4,70 +4,69 @@ from __future__ import annotations
 
 from flask import Response
 from flask.views import MethodView
-from flask_smorest import abort
+from flask_smorest import Blueprint, abort
 
 from api.runtime import current
 from api.store import StoreError
-from api.views.arguments import Blueprint
 from schemas.ops import HealthSchema
 
 OK = {"status": "ok"}
 
 
-def make_blueprint() -> Blueprint:
-    blp = Blueprint("ops", __name__, description="Health of the service.")
+blp = Blueprint("ops", __name__, description="Health of the service.")
 
-    @blp.route("/health")
-    class Health(MethodView):
-        @blp.doc(operationId="getHealth")
-        @blp.response(200, HealthSchema, description="The process serves requests.")
-        def get(self) -> dict[str, str]:
-            """Liveness
 
-            Answers 200 while the process serves; it checks nothing else.
-            """
-            return OK
+@blp.route("/health")
+class Health(MethodView):
+    @blp.doc(operationId="getHealth")
+    @blp.response(200, HealthSchema, description="The process serves requests.")
+    def get(self) -> dict[str, str]:
+        """Liveness
 
-    @blp.route("/ready")
-    class Ready(MethodView):
-        @blp.doc(operationId="getReadiness")
-        @blp.response(200, HealthSchema, description="The store answers and workers run.")
-        @blp.alt_response(503, "SERVICE_UNAVAILABLE")
-        def get(self) -> dict[str, str]:
-            """Readiness
+        Answers 200 while the process serves; it checks nothing else.
+        """
+        return OK
 
-            200 when the store answers and this process's worker threads are alive (a
-            process started with TASKS_WORKERS=0 serves the API only and needs none).
-            """
-            runtime = current()
-            try:
-                runtime.store.ping()
-            except StoreError as exc:
-                abort(503, message=str(exc))
-            if runtime.pool.size and not runtime.pool.alive():
-                abort(503, message="The worker threads of this process are not running.")
-            return OK
 
-    @blp.route("/metrics")
-    class Metrics(MethodView):
-        @blp.doc(operationId="getMetrics")
-        @blp.response(
-            200,
-            {"type": "string", "description": "Prometheus text format 0.0.4."},
-            content_type="text/plain",
-            description="The metrics of every process of this server, in Prometheus text "
-            "format: `taskapi_tasks{status}` (tasks in the store now), "
-            "`taskapi_tasks_created_total{type}`, `taskapi_tasks_finished_total{type,outcome}`, "
-            "`taskapi_task_retries_total{type}`, the histograms `taskapi_task_run_seconds` and "
-            "`taskapi_task_queue_wait_seconds` by type, `taskapi_http_requests_total"
-            "{method,route,status}` and `taskapi_http_request_duration_seconds`.",
-        )
-        def get(self) -> Response:
-            """Prometheus metrics
+@blp.route("/ready")
+class Ready(MethodView):
+    @blp.doc(operationId="getReadiness")
+    @blp.response(200, HealthSchema, description="The store answers and workers run.")
+    @blp.alt_response(503, "SERVICE_UNAVAILABLE")
+    def get(self) -> dict[str, str]:
+        """Readiness
 
-            For a Prometheus scrape job (with API keys on, give it a key as a bearer token).
-            """
-            body, content_type = current().metrics.exposition()
-            return Response(body, content_type=content_type)
+        200 when the store answers and this process's worker threads are alive (a
+        process started with TASKS_WORKERS=0 serves the API only and needs none).
+        """
+        runtime = current()
+        try:
+            runtime.store.ping()
+        except StoreError as exc:
+            abort(503, message=str(exc))
+        if runtime.pool.size and not runtime.pool.alive():
+            abort(503, message="The worker threads of this process are not running.")
+        return OK
 
-    return blp
+
+@blp.route("/metrics")
+class Metrics(MethodView):
+    @blp.doc(operationId="getMetrics")
+    @blp.response(
+        200,
+        {"type": "string", "description": "Prometheus text format 0.0.4."},
+        content_type="text/plain",
+        description="The metrics of every process of this server, in Prometheus text "
+        "format: `taskapi_tasks{status}` (tasks in the store now), "
+        "`taskapi_tasks_created_total{type}`, `taskapi_tasks_finished_total{type,outcome}`, "
+        "`taskapi_task_retries_total{type}`, the histograms `taskapi_task_run_seconds` and "
+        "`taskapi_task_queue_wait_seconds` by type, `taskapi_http_requests_total"
+        "{method,route,status}` and `taskapi_http_request_duration_seconds`.",
+    )
+    def get(self) -> Response:
+        """Prometheus metrics
+
+        For a Prometheus scrape job (with API keys on, give it a key as a bearer token).
+        """
+        body, content_type = current().metrics.exposition()
+        return Response(body, content_type=content_type)

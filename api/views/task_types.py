@@ -7,9 +7,9 @@ from typing import Any
 from apispec.ext.marshmallow import OpenAPIConverter
 from flask import Flask, current_app
 from flask.views import MethodView
+from flask_smorest import Blueprint
 
 from api.registry import Registry
-from api.views.arguments import Blueprint
 from schemas.tasks import TaskTypeSchema
 
 #: Where an app keeps the task types it serves, described once (``describe``).

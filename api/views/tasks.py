@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any
 
-from flask import Response, current_app, request
+from flask import Response, url_for
 from flask.views import MethodView
+from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
+from marshmallow import Schema
 from werkzeug.http import parse_etags, quote_etag
 from werkzeug.routing import BaseConverter
 
@@ -17,7 +19,7 @@ from api.http.access import caller
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
-from api.views.arguments import Blueprint
+from api.views.examples import CREATE_EXAMPLES, QUEUED_EXAMPLE, STATUS_EXAMPLE
 from api.views.headers import (
     ETAG_HEADER,
     LOCATION_HEADER,
@@ -32,62 +34,12 @@ from schemas.queries import (
     TaskReadQuery,
     make_list_query,
 )
-from schemas.tasks import TaskStatusSchema, make_task_create, make_variant, task_document
+from schemas.tasks import TaskStatusSchema, make_task_create, make_variant
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
-
-#: Request examples of ``POST /tasks``, one per built-in type. Swagger UI offers `add` first
-#: (/openapi.json sorts keys, and it sorts first too).
-CREATE_EXAMPLES = {
-    "add": {
-        "summary": "Add two numbers",
-        "description": "Succeeds at once with the result 5.",
-        "value": {"type": "add", "params": {"x": 2, "y": 3}},
-    },
-    "sleep": {
-        "summary": "Sleep, reporting progress",
-        "description": "Runs for 2 seconds, reporting progress each second; cancel it meanwhile.",
-        "value": {"type": "sleep", "params": {"seconds": 2}},
-    },
-    "fail": {
-        "summary": "Fail, then succeed on a retry",
-        "description": "Fails its first attempt, is retried after a backoff, then succeeds.",
-        "value": {
-            "type": "fail",
-            "params": {"message": "flaky dependency", "succeed_after": 1},
-            "max_attempts": 3,
-        },
-    },
-}
-QUEUED_EXAMPLE = {
-    "id": "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
-    "type": "add",
-    "status": "queued",
-    "params": {"x": 2, "y": 3, "delay_seconds": 0},
-    "result": None,
-    "error": None,
-    "progress": None,
-    "attempts": 0,
-    "max_attempts": 1,
-    "timeout_seconds": None,
-    "priority": 0,
-    "cancel_requested": False,
-    "created_at": "2026-11-23T22:31:27.123456Z",
-    "run_after": "2026-11-23T22:31:27.123456Z",
-    "started_at": None,
-    "finished_at": None,
-    "expires_at": None,
-}
-STATUS_EXAMPLE = {
-    **QUEUED_EXAMPLE,
-    "status": "succeeded",
-    "result": 5,
-    "attempts": 1,
-    "started_at": "2026-11-23T22:31:27.125002Z",
-    "finished_at": "2026-11-23T22:31:27.125710Z",
-    "expires_at": "2026-11-30T22:31:27.125710Z",
-}
+#: The answer of an operation whose body is one task, and the headers it sends with it.
+Answer = tuple[Task, int, dict[str, str]]
 
 
 def prefer_wait(header: str | None) -> float | None:
@@ -107,20 +59,36 @@ def prefer_wait(header: str | None) -> float | None:
     return None
 
 
-def task_answer(task: Task, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """The task as TaskStatus JSON: what the documented schema dumps, built directly."""
-    # As flask-smorest would answer: the app's JSON provider (compact, sorted keys).
-    response = cast(Response, current_app.json.response(task_document(task)))
-    response.status_code = status
-    if headers:
-        response.headers.update(headers)
-    return response
-
-
 def retry_after(task: Task) -> int:
     """Seconds a poller should wait: until a delayed task is due, else one."""
     due = (task.run_after - datetime.now(UTC)).total_seconds()
     return max(1, math.ceil(due)) if task.status is Status.QUEUED else 1
+
+
+def read_headers(task: Task) -> dict[str, str]:
+    """The headers of a task read: its ETag, and when to ask again while it has not ended."""
+    headers = {"ETag": quote_etag(str(task.version))}
+    if not task.is_terminal:
+        headers["Retry-After"] = str(retry_after(task))
+    return headers
+
+
+def unchanged(task: Task, if_none_match: str | None) -> Response | None:
+    """A 304 when ``If-None-Match`` names the task's current version; else None."""
+    etag = str(task.version)
+    if if_none_match is None or not parse_etags(if_none_match).contains_weak(etag):
+        return None
+    response = Response(status=304)
+    del response.headers["Content-Type"]
+    response.set_etag(etag)
+    return response
+
+
+def no_content() -> Response:
+    """A 204: no content, so no content type."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
 
 
 class TaskIdConverter(BaseConverter):
@@ -158,23 +126,37 @@ TASK_LINKS = {
 }
 
 
+#: The two answers of a submit, besides the task.
+QUEUED: dict[str, Any] = {
+    "description": "The task is queued; follow it at `Location`.",
+    "example": QUEUED_EXAMPLE,
+    "headers": LOCATION_HEADER,
+}
+KNOWN_OR_ENDED: dict[str, Any] = {
+    "description": "The task created earlier with this `Idempotency-Key` (as it is now), "
+    "or, with `Prefer: wait=N`, the task after it ended within N seconds.",
+    "example": STATUS_EXAMPLE,
+    "headers": {**LOCATION_HEADER, **PREFERENCE_APPLIED_HEADER},
+}
+
+
 def make_blueprint(registry: Registry) -> Blueprint:
-    """The tasks blueprint, its TaskCreate made of the registered task types."""
+    """The tasks blueprint, its TaskCreate and list filters made of the registered task types."""
     task_create = make_task_create(
         {t.name: make_variant(t.name, t.params, t.description) for t in registry}
     )
-    list_query = make_list_query(registry.names())
     blp = Blueprint("tasks", __name__, url_prefix="/tasks", description="Submit and follow tasks.")
+    _route_collection(blp, task_create(), make_list_query(registry.names())())
+    _route_item(blp)
+    _route_cancel(blp)
+    return blp
 
-    def location(task: Task) -> dict[str, str]:
-        # The path of TaskItem, built directly: url_for costs more than the rest of a submit's
-        # headers (a task id is a UUID, safe in a path as it is).
-        return {"Location": f"{request.script_root}{blp.url_prefix}/{task.id}"}
 
+def _route_collection(blp: Blueprint, task_create: Schema, list_query: Schema) -> None:
     @blp.route("")
     class TaskCollection(MethodView):
         @blp.doc(operationId="listTasks")
-        @blp.arguments(list_query(), location="query", as_kwargs=True)
+        @blp.arguments(list_query, location="query", as_kwargs=True)
         @blp.response(200, TaskStatusSchema(many=True), description="One page of tasks.")
         @blp.paginate(page_size=DEFAULT_PAGE_SIZE, max_page_size=MAX_PAGE_SIZE)
         def get(self, pagination_parameters: PaginationParameters, **filters: Any) -> list[Task]:
@@ -197,22 +179,8 @@ def make_blueprint(registry: Registry) -> Blueprint:
             operationId="createTask",
             responses={200: {"links": TASK_LINKS}, 202: {"links": TASK_LINKS}},
         )
-        @blp.response(
-            202,
-            TaskStatusSchema,
-            description="The task is queued; follow it at `Location`.",
-            example=QUEUED_EXAMPLE,
-            headers=LOCATION_HEADER,
-        )
-        @blp.alt_response(
-            200,
-            schema=TaskStatusSchema,
-            success=True,
-            description="The task created earlier with this `Idempotency-Key` (as it is now), "
-            "or, with `Prefer: wait=N`, the task after it ended within N seconds.",
-            example=STATUS_EXAMPLE,
-            headers={**LOCATION_HEADER, **PREFERENCE_APPLIED_HEADER},
-        )
+        @blp.response(202, TaskStatusSchema, **QUEUED)
+        @blp.alt_response(200, schema=TaskStatusSchema, success=True, **KNOWN_OR_ENDED)
         @blp.alt_response(400, "BAD_REQUEST")
         @blp.alt_response(409, "CONFLICT")
         @blp.alt_response(413, "REQUEST_ENTITY_TOO_LARGE")
@@ -220,12 +188,12 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.alt_response(503, **queue_full_response())
         @require_json_body
         @blp.arguments(
-            task_create(),
+            task_create,
             description="The task: its `type`, its `params`, and optionally how to run it.",
             examples=CREATE_EXAMPLES,
         )
         @blp.arguments(SubmitHeaders(), location="headers", as_kwargs=True)
-        def post(self, body: dict[str, Any], **headers: str) -> Response:
+        def post(self, body: dict[str, Any], **headers: str) -> Answer:
             """Submit a task
 
             The body names a task `type` and its `params`; `GET /task-types` lists the types.
@@ -235,13 +203,17 @@ def make_blueprint(registry: Registry) -> Blueprint:
             submitted = current().service.submit(
                 body, owner=caller(), idempotency_key=headers.get("idempotency_key"), wait=wait
             )
-            task, answer = submitted.task, location(submitted.task)
+            answer = {"Location": url_for(".TaskItem", task_id=submitted.task.id)}
             if submitted.waited:
                 answer["Preference-Applied"] = f"wait={wait:g}"
-            return task_answer(
-                task, 202 if submitted.created and not submitted.waited else 200, answer
+            return (
+                submitted.task,
+                202 if submitted.created and not submitted.waited else 200,
+                answer,
             )
 
+
+def _route_item(blp: Blueprint) -> None:
     @blp.route("/<task_id:task_id>", parameters=[TASK_ID_PARAMETER])
     class TaskItem(MethodView):
         @blp.doc(operationId="getTask")
@@ -262,7 +234,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
         @blp.alt_response(404, "NOT_FOUND")
         def get(
             self, task_id: str, wait: float | None = None, if_none_match: str | None = None
-        ) -> Any:
+        ) -> Answer | Response:
             """Read a task
 
             Its status, progress, and its result or error once it has ended. With `wait`, the
@@ -274,16 +246,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
                 if wait
                 else service.get(task_id, owner=caller())
             )
-            etag = str(task.version)
-            if if_none_match is not None and parse_etags(if_none_match).contains_weak(etag):
-                unchanged = Response(status=304)
-                del unchanged.headers["Content-Type"]
-                unchanged.set_etag(etag)
-                return unchanged
-            headers = {"ETag": quote_etag(etag)}
-            if not task.is_terminal:
-                headers["Retry-After"] = str(retry_after(task))
-            return task_answer(task, 200, headers)
+            return unchanged(task, if_none_match) or (task, 200, read_headers(task))
 
         @blp.doc(operationId="deleteTask")
         @blp.response(204, description="The task is deleted; reading it now answers 404.")
@@ -296,22 +259,20 @@ def make_blueprint(registry: Registry) -> Blueprint:
             queued or running task first.
             """
             current().service.delete(task_id, owner=caller())
-            response = Response(status=204)
-            del response.headers["Content-Type"]  # no content, so no content type
-            return response
+            return no_content()
 
+
+def _route_cancel(blp: Blueprint) -> None:
     @blp.route("/<task_id:task_id>/cancel", parameters=[TASK_ID_PARAMETER])
     class TaskCancel(MethodView):
         @blp.doc(operationId="cancelTask")
         @blp.response(200, TaskStatusSchema, description="The task after the request.")
         @blp.alt_response(404, "NOT_FOUND")
         @blp.alt_response(409, "CONFLICT")
-        def post(self, task_id: str) -> Response:
+        def post(self, task_id: str) -> Task:
             """Cancel a task
 
             A queued task is cancelled at once; a running one is asked to stop
             (`cancel_requested: true`) and ends `cancelled` when it next checks.
             """
-            return task_answer(current().service.cancel(task_id, owner=caller()))
-
-    return blp
+            return current().service.cancel(task_id, owner=caller())

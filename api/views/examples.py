@@ -1,0 +1,59 @@
+"""Examples the spec shows for the tasks operations (Swagger UI offers them as they are)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Request examples of ``POST /tasks``, one per built-in type. Swagger UI offers `add` first
+#: (/openapi.json sorts keys, and it sorts first too).
+CREATE_EXAMPLES = {
+    "add": {
+        "summary": "Add two numbers",
+        "description": "Succeeds at once with the result 5.",
+        "value": {"type": "add", "params": {"x": 2, "y": 3}},
+    },
+    "sleep": {
+        "summary": "Sleep, reporting progress",
+        "description": "Runs for 2 seconds, reporting progress each second; cancel it meanwhile.",
+        "value": {"type": "sleep", "params": {"seconds": 2}},
+    },
+    "fail": {
+        "summary": "Fail, then succeed on a retry",
+        "description": "Fails its first attempt, is retried after a backoff, then succeeds.",
+        "value": {
+            "type": "fail",
+            "params": {"message": "flaky dependency", "succeed_after": 1},
+            "max_attempts": 3,
+        },
+    },
+}
+#: A task as ``POST /tasks`` answers it: just queued.
+QUEUED_EXAMPLE: dict[str, Any] = {
+    "id": "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+    "type": "add",
+    "status": "queued",
+    "params": {"x": 2, "y": 3, "delay_seconds": 0},
+    "result": None,
+    "error": None,
+    "progress": None,
+    "attempts": 0,
+    "max_attempts": 1,
+    "timeout_seconds": None,
+    "priority": 0,
+    "cancel_requested": False,
+    "created_at": "2026-11-23T22:31:27.123456Z",
+    "run_after": "2026-11-23T22:31:27.123456Z",
+    "started_at": None,
+    "finished_at": None,
+    "expires_at": None,
+}
+#: The same task once it succeeded.
+STATUS_EXAMPLE = {
+    **QUEUED_EXAMPLE,
+    "status": "succeeded",
+    "result": 5,
+    "attempts": 1,
+    "started_at": "2026-11-23T22:31:27.125002Z",
+    "finished_at": "2026-11-23T22:31:27.125710Z",
+    "expires_at": "2026-11-30T22:31:27.125710Z",
+}
