@@ -159,7 +159,8 @@ def _metrics_dir() -> str | None:
 
 
 class _ServerLogger(Logger):
-    """gunicorn's logger without its access log: api/http/request_log.py logs each request, with its id.
+    """gunicorn's logger without its access log: api/http/request_log.py logs each request,
+    with its id.
 
     (Silencing the ``gunicorn.access`` logger is not enough: gunicorn would still build each
     line, at a tenth of a status read's time, before the logger dropped it.)
