@@ -1,4 +1,4 @@
-"""The ``taskapi`` command: serve the API and workers, run workers, or talk to a server."""
+"""The server commands of ``taskapi``: serve (the API and workers on gunicorn) and worker."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import threading
 from typing import Any
 
 import click
-
-from api.cli_client import CLIENT_COMMANDS
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
@@ -46,16 +44,7 @@ class _StartupErrors:
             raise click.ClickException(str(error)) from error
 
 
-@click.group()
-@click.version_option(package_name="taskapi")
-def main() -> None:
-    """Durable background tasks behind an HTTP API."""
-
-
-# -- server side ---------------------------------------------------------------------------
-
-
-@main.command()
+@click.command()
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to bind.")
 @click.option(
@@ -100,7 +89,7 @@ def serve(host: str, port: int, workers: int | None, threads: int, processes: in
             raise click.ClickException(str(exc)) from None
 
 
-@main.command()
+@click.command()
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
@@ -141,11 +130,5 @@ def worker(workers: int | None) -> None:
     runtime.store.close()
 
 
-# -- client side: api/cli_client.py ----------------------------------------------------------
-
-for _command in CLIENT_COMMANDS:
-    main.add_command(_command)
-
-
-if __name__ == "__main__":
-    main()
+#: The commands api/cli/__init__.py adds to ``taskapi``.
+SERVER_COMMANDS = (serve, worker)

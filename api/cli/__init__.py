@@ -1,0 +1,22 @@
+"""The ``taskapi`` command: serve the API and workers, run workers, or talk to a server.
+
+Its server commands are in api/cli/server.py, its client commands in api/cli/client.py (what
+they show, in api/cli/views.py).
+"""
+
+from __future__ import annotations
+
+import click
+
+from api.cli.client import CLIENT_COMMANDS
+from api.cli.server import SERVER_COMMANDS
+
+
+@click.group()
+@click.version_option(package_name="taskapi")
+def main() -> None:
+    """Durable background tasks behind an HTTP API."""
+
+
+for _command in (*SERVER_COMMANDS, *CLIENT_COMMANDS):
+    main.add_command(_command)

@@ -1,0 +1,233 @@
+"""How the client commands show tasks: tables and lines, progress bars, one-line outcomes.
+
+rich is imported where it is used, so that ``serve`` and ``worker`` start without it.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+STATUS_STYLES = {
+    "queued": "blue",
+    "running": "cyan",
+    "succeeded": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+}
+
+
+def make_console(*, stderr: bool) -> Any:
+    """A rich Console: the terminal view on a terminal, plain text without control sequences
+    elsewhere (rich decides from isatty, TTY_COMPATIBLE, FORCE_COLOR, TERM=dumb, NO_COLOR)."""
+    from rich.console import Console
+
+    return Console(stderr=stderr, highlight=False, soft_wrap=True)
+
+
+def number_text(value: float) -> str:
+    return f"{value:g}"
+
+
+def progress_count(progress: dict[str, Any] | None) -> str:
+    """``current/total`` (or ``current`` when the total is unknown) of a task's progress."""
+    if not progress:
+        return ""
+    total = progress.get("total")
+    current = number_text(progress["current"])
+    return current if total is None else f"{current}/{number_text(total)}"
+
+
+def describe_task(task: dict[str, Any]) -> str:
+    """What a task is doing, in a few words: its progress message, a retry, or its status."""
+    status: str = task["status"]
+    error = task.get("error")
+    if status == "queued" and task.get("attempts") and error:
+        return (
+            f"retrying after {error['type']}: {error['message']} "
+            f"(attempt {task['attempts'] + 1} of {task['max_attempts']})"
+        )
+    message = (task.get("progress") or {}).get("message")
+    if status == "running" and message:
+        return " ".join(str(message).split())
+    return status
+
+
+class PlainView:
+    """Progress as lines (``1/2 slept 1 of 2s``), for logs and pipes: one per change."""
+
+    def __init__(self) -> None:
+        self.last_progress: Any = None
+        self.last_retry: Any = None
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, task: dict[str, Any]) -> None:
+        progress = task.get("progress")
+        if progress and progress != self.last_progress:
+            line = f"{progress_count(progress)} {progress.get('message') or ''}"
+            click.echo(line.rstrip(), err=True)
+            self.last_progress = progress
+        retry = (task.get("attempts"), task.get("error"))
+        if task["status"] == "queued" and retry[0] and retry[1] and retry != self.last_retry:
+            click.echo(describe_task(task), err=True)
+            self.last_retry = retry
+
+
+class LiveView:
+    """A rich progress bar on a terminal, redrawn ten times a second and cleared at the end."""
+
+    def __init__(self, console: Any) -> None:
+        from rich.progress import (
+            BarColumn,
+            Progress,
+            SpinnerColumn,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+        from rich.table import Column
+
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn(
+                "{task.description}",
+                markup=False,  # the text comes from the task: no rich markup in it
+                table_column=Column(no_wrap=True, overflow="ellipsis", max_width=50),
+            ),
+            BarColumn(),  # a pulse while the total is unknown
+            TextColumn("{task.fields[count]}", markup=False),
+            TimeElapsedColumn(),
+            console=console,
+            transient=True,
+            redirect_stdout=False,
+            redirect_stderr=False,
+        )
+        self.bar = self.progress.add_task("", total=None, count="")
+
+    def __enter__(self) -> LiveView:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def update(self, task: dict[str, Any]) -> None:
+        progress = task.get("progress") or {}
+        self.progress.update(
+            self.bar,
+            description=describe_task(task),
+            total=progress.get("total"),
+            completed=progress.get("current", 0),
+            count=progress_count(progress or None),
+        )
+
+
+def outcome(console: Any, task: dict[str, Any], seconds: float) -> None:
+    """One line on how the task ended: ``✓ succeeded in 1.2s``, ``✗ failed: Error: text``."""
+    from rich.text import Text
+
+    utf = console.encoding.lower().startswith("utf")
+    status: str = task["status"]
+    if status == "succeeded":
+        line = f"{'✓' if utf else 'ok:'} succeeded in {seconds:.1f}s"
+    else:
+        line = f"{'✗' if utf else 'error:'} {status}"
+        attempts = task.get("attempts") or 0
+        if status == "failed" and attempts > 1:
+            line += f" after {attempts} attempts"
+        error = task.get("error")
+        if status == "failed" and error:
+            line += f": {error['type']}: {error['message']}"
+    console.print(Text(line, style=STATUS_STYLES.get(status, "")))
+
+
+def params_text(schema: dict[str, Any]) -> str:
+    """A params schema in one line: required names, then ``[optional=default]`` ones."""
+    properties: dict[str, Any] = schema.get("properties") or {}
+    required = [name for name in schema.get("required") or () if name in properties]
+    words = list(required)
+    for name, field in properties.items():
+        if name in required:
+            continue
+        default = field.get("default")
+        if isinstance(default, float) and default.is_integer():
+            default = int(default)
+        words.append(f"[{name}]" if default is None else f"[{name}={json.dumps(default)}]")
+    return " ".join(words)
+
+
+TYPE_HEADERS = ("type", "params", "attempts", "timeout", "description")
+
+
+def type_cells(task_type: dict[str, Any]) -> tuple[str, ...]:
+    """A task type's cells, in the order of TYPE_HEADERS."""
+    timeout = task_type.get("timeout_seconds")
+    return (
+        task_type["name"],
+        params_text(task_type.get("params_schema") or {}),
+        str(task_type["max_attempts"]),
+        "none" if timeout is None else f"{number_text(timeout)}s",
+        " ".join(str(task_type.get("description") or "").split()),
+    )
+
+
+def created_text(stamp: str) -> str:
+    """An API timestamp as month-day hour:minute, in local time."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(stamp).astimezone().strftime("%m-%d %H:%M")
+    except ValueError:
+        return stamp
+
+
+TASK_HEADERS = ("id", "type", "status", "progress", "created")
+
+
+def task_cells(task: dict[str, Any]) -> tuple[str, ...]:
+    """A task's cells, in the order of TASK_HEADERS (``created`` as the API writes it)."""
+    progress = task.get("progress")
+    message = " ".join(str((progress or {}).get("message") or "").split())
+    return (
+        task["id"],
+        task["type"],
+        task["status"],
+        f"{progress_count(progress)} {message}".strip(),
+        task["created_at"],
+    )
+
+
+def task_table(tasks: list[dict[str, Any]], width: int) -> Any:
+    """A table of ``tasks`` for a terminal ``width`` columns wide: ids whole, progress cut."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [(*cells[:-1], created_text(cells[-1])) for cells in map(task_cells, tasks)]
+    headers = TASK_HEADERS
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    gap = 2  # one of padding, one of the (blank) column rule
+    room = width - sum(widths) + widths[3] - gap * (len(headers) - 1)
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for i, header in enumerate(headers):
+        table.add_column(
+            header,
+            no_wrap=True,
+            overflow="ellipsis",
+            max_width=max(room, len(header)) if i == 3 else None,
+        )
+    for task_id, type_name, status, progress_text, created in rows:
+        table.add_row(
+            Text(task_id),
+            Text(type_name),
+            Text(status, style=STATUS_STYLES.get(status, "")),
+            Text(progress_text),
+            Text(created),
+        )
+    return table
