@@ -52,68 +52,70 @@ class Metrics:
     """What the service, the workers and the request hooks count."""
 
     def __init__(self, store: Store, task_types: Iterable[str] = ()) -> None:
-        from prometheus_client import (
-            CollectorRegistry,
-            Counter,
-            Histogram,
-            disable_created_metrics,
-            values,
-        )
+        from prometheus_client import CollectorRegistry, disable_created_metrics, values
 
         disable_created_metrics()  # `_created` series only double what a scrape holds
         self.multiprocess = bool(os.environ.get(MULTIPROCESS_DIR))
         values.ValueClass = values.get_value_class()  # files, or this process's memory
         self._registry = CollectorRegistry()
-        # In multiprocess mode the samples go to files and a scrape reads the files: the
-        # metrics themselves must not be collected from this process's memory too.
-        own = None if self.multiprocess else self._registry
         self._queue_depth = _QueueDepth(store)
         self._registry.register(self._queue_depth)
+        # In multiprocess mode the samples go to files and a scrape reads the files: the
+        # metrics themselves must not be collected from this process's memory too.
+        self._declare(None if self.multiprocess else self._registry)
+        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        for task_type in task_types:  # every series of a known type starts at 0
+            for by_type in (self.created, self.retries, self.run_seconds, self.queue_wait_seconds):
+                self._child(by_type, task_type)
+            for outcome in sorted(TERMINAL):
+                self._child(self.finished, task_type, outcome.value)
+
+    def _declare(self, registry: Any) -> None:
+        from prometheus_client import Counter, Histogram
+
         self.created = Counter(
-            "taskapi_tasks_created", "Tasks created, by type.", ["type"], registry=own
+            "taskapi_tasks_created", "Tasks created, by type.", ["type"], registry=registry
         )
         self.finished = Counter(
             "taskapi_tasks_finished",
             "Tasks that ended, by type and outcome (succeeded, failed, cancelled).",
             ["type", "outcome"],
-            registry=own,
+            registry=registry,
         )
         self.retries = Counter(
-            "taskapi_task_retries", "Failed attempts queued again, by type.", ["type"], registry=own
+            "taskapi_task_retries",
+            "Attempts queued again (failed with attempts left, or cut short by a lost worker), "
+            "by type.",
+            ["type"],
+            registry=registry,
         )
         self.run_seconds = Histogram(
             "taskapi_task_run_seconds",
             "Seconds an attempt ran, by type.",
             ["type"],
             buckets=TASK_BUCKETS,
-            registry=own,
+            registry=registry,
         )
         self.queue_wait_seconds = Histogram(
             "taskapi_task_queue_wait_seconds",
             "Seconds from ready (submitted, or due) to started, by type.",
             ["type"],
             buckets=TASK_BUCKETS,
-            registry=own,
+            registry=registry,
         )
         self.requests = Counter(
             "taskapi_http_requests",
             "HTTP requests answered, by method, route and status.",
             ["method", "route", "status"],
-            registry=own,
+            registry=registry,
         )
         self.request_seconds = Histogram(
             "taskapi_http_request_duration_seconds",
             "Seconds to answer an HTTP request, by method and route.",
             ["method", "route"],
             buckets=HTTP_BUCKETS,
-            registry=own,
+            registry=registry,
         )
-        self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
-        for task_type in task_types:
-            for by_type in (self.created, self.retries, self.run_seconds, self.queue_wait_seconds):
-                self._child(by_type, task_type)
-            for outcome in sorted(TERMINAL):
-                self._child(self.finished, task_type, outcome.value)
 
     # -- what the service and the workers report ---------------------------------------------
 
