@@ -19,12 +19,11 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     Worker threads are created but not started: ``taskapi serve`` and ``taskapi worker`` start
     them, and tests use ``pool.drain()`` or start them themselves.
     """
-    from flask import Flask
-
     from api import http, openapi
+    from api.app import TaskApp
     from api.extension import TaskAPI
 
-    app = Flask(__name__)
+    app = TaskApp(__name__)
     app.config.from_mapping(Settings.defaults())
     app.config.from_mapping(Settings.from_environ())
     app.config.from_mapping(config or {})
