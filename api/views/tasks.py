@@ -8,7 +8,6 @@ from typing import Any
 
 from flask import Response, url_for
 from flask.views import MethodView
-from flask_smorest import Blueprint
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema
 from werkzeug.http import parse_etags, quote_etag
@@ -19,6 +18,7 @@ from api.http.access import caller
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
+from api.views.arguments import Blueprint
 from api.views.examples import CREATE_EXAMPLES, QUEUED_EXAMPLE, STATUS_EXAMPLE
 from api.views.headers import (
     ETAG_HEADER,
