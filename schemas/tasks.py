@@ -35,7 +35,10 @@ class TaskCreateBase(Schema):
 
     max_attempts = StrictInteger(
         validate=validate.Range(min=1, max=100),
-        metadata={"description": "How many attempts at most (1..100); default from the type."},
+        metadata={
+            "description": "How many attempts may fail (1..100); default from the type. An "
+            "attempt cut short by a lost worker (its process died) does not count."
+        },
     )
     timeout_seconds = StrictFloat(
         validate=validate.Range(min=0, min_inclusive=False, max=MAX_TIMEOUT_SECONDS),
@@ -169,8 +172,19 @@ class TaskStatusSchema(Schema):
         allow_none=True,
         metadata={"description": "The progress last reported by the running task."},
     )
-    attempts = fields.Integer(required=True, metadata={"description": "Attempts started so far."})
-    max_attempts = fields.Integer(required=True, metadata={"description": "Attempts at most."})
+    attempts = fields.Integer(
+        required=True,
+        metadata={
+            "description": "Attempts started so far, those cut short by a lost worker included."
+        },
+    )
+    max_attempts = fields.Integer(
+        required=True,
+        metadata={
+            "description": "How many attempts may fail. An attempt cut short by a lost worker "
+            "does not count, so attempts can exceed it."
+        },
+    )
     timeout_seconds = fields.Float(
         required=True, allow_none=True, metadata={"description": "Seconds an attempt may run."}
     )

@@ -46,8 +46,7 @@ def describe_task(task: dict[str, Any]) -> str:
     error = task.get("error")
     if status == "queued" and task.get("attempts") and error:
         return (
-            f"retrying after {error['type']}: {error['message']} "
-            f"(attempt {task['attempts'] + 1} of {task['max_attempts']})"
+            f"retrying after {error['type']}: {error['message']} (attempt {task['attempts'] + 1})"
         )
     message = (task.get("progress") or {}).get("message")
     if status == "running" and message:

@@ -340,7 +340,8 @@
         el("div", { class: "params muted", title: params }, shorten(params, 80))),
       el("td", {}, el("span", { class: "badge " + status }, String(task.status))),
       el("td", { class: "detail" }, ...detailOf(task)),
-      el("td", { class: "num" }, task.attempts + " / " + task.max_attempts),
+      el("td", { class: "num", title: "at most " + task.max_attempts + " may fail" },
+        String(task.attempts)),
       el("td", { title: String(task.created_at) }, since(task.created_at)),
       el("td", { class: "num" }, runTime(task)));
   }
@@ -420,7 +421,8 @@
       ...field("result", "Result", result),
       ...field("error", "Error", error),
       ...field("progress", "Progress", progress),
-      ...field("attempts", "Attempts", task.attempts + " of " + task.max_attempts),
+      ...field("attempts", "Attempts",
+        task.attempts + " (at most " + task.max_attempts + " may fail)"),
       ...field("priority", "Priority", String(task.priority)),
       ...field("timeout", "Timeout",
         task.timeout_seconds === null || task.timeout_seconds === undefined

@@ -106,6 +106,27 @@ def test_a_lost_lease_is_taken_back_once_it_is_over(runtime: Runtime) -> None:
     assert _status(runtime, task) == ("succeeded", 2), "the lost attempt counts"
 
 
+def test_a_lost_attempt_does_not_use_up_max_attempts(runtime: Runtime) -> None:
+    """Only failed attempts count against max_attempts, and set the backoff."""
+    clock = FakeClock()
+    pool = pool_on(runtime, clock)
+    task = runtime.service.submit(
+        {"type": "fail", "params": {"message": "no"}, "max_attempts": 2}
+    ).task
+    assert runtime.store.claim("a-dead-worker", clock(), clock() - timedelta(seconds=1))
+    pool.monitor.tick()
+    assert _status(runtime, task) == ("queued", 1), "lost: back to the queue"
+    assert pool.drain() == 1
+    assert _status(runtime, task) == ("queued", 2), "one failure of two: retried"
+    retried = runtime.store.get(task.id, clock())
+    assert retried is not None
+    # The first failure's backoff (base 0.5 s, equal jitter): 0.25 to 0.5 s, not the second's.
+    assert 0.25 <= (retried.run_after - clock()).total_seconds() <= 0.5
+    clock.advance(1)
+    assert pool.drain() == 1
+    assert _status(runtime, task) == ("failed", 3), "the second failure is the last"
+
+
 def test_recovery_runs_every_half_lease(runtime: Runtime) -> None:
     clock = FakeClock()
     pool = pool_on(runtime, clock)
