@@ -401,3 +401,19 @@ def test_an_expired_task_is_gone_before_the_purge_runs(db_path: Path, database_u
     assert runtime.pool.monitor.purge_batch() == 1, "the purge had not run: reads did not need it"
     runtime.pool.stop(grace=1)
     runtime.store.close()
+
+
+def test_a_submit_waiting_for_a_task_that_ends_and_expires_meanwhile_answers_202(
+    db_path: Path, database_url: str
+) -> None:
+    """Prefer: wait never turns a created task into a 404, however short TASKS_RESULT_TTL."""
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_RESULT_TTL=1e-9)
+    runtime = runtime_of(app)
+    runtime.pool.start()
+    try:
+        answer = app.test_client().post("/tasks", json=ADD, headers={"Prefer": "wait=5"})
+    finally:
+        runtime.pool.stop(grace=1)
+        runtime.store.close()
+    assert answer.status_code == 202, answer.get_json()
+    assert answer.get_json()["type"] == "add" and "Preference-Applied" not in answer.headers

@@ -129,7 +129,10 @@ class TaskService:
         try:
             if wait is None:
                 return Submitted(task, created=True)
-            task = self.wait(task.id, wait, owner=owner)
+            try:
+                task = self.wait(task.id, wait, owner=owner)
+            except TaskNotFound:  # it ended, and expired, while the submit waited for it
+                return Submitted(task, created=True)
             return Submitted(task, created=True, waited=task.is_terminal)
         finally:
             if key is not None:
