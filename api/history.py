@@ -16,7 +16,7 @@ Why counts from the store, sampled in every process, rather than the alternative
   ago answers a minute of history (a restart starts it over). Keeping the readings in the
   store would fix that, at the cost of a write per interval.
 - Finished per second is the rise of the terminal counts (succeeded + failed + cancelled)
-  between readings. Deleting or purging finished tasks lowers those counts, so an interval
+  between readings. Deleting finished tasks, or their expiry, lowers those counts, so an interval
   with deletions shows fewer (never below zero) than really ended. Counting by
   ``finished_at`` would be exact, but needs a store query the store does not have yet.
 

@@ -34,7 +34,7 @@ class ActivitySchema(Schema):
     A process keeps `window_seconds` of readings from its start: one started recently
     answers fewer (none, when it runs no sampler: an app not started by `taskapi serve`).
     Tasks that ended between two readings are the rise of `succeeded`, `failed` and
-    `cancelled` (deleting or purging finished tasks lowers them).
+    `cancelled` (deleting finished tasks, or their expiry, lowers them).
     """
 
     interval_seconds = fields.Float(

@@ -1,4 +1,4 @@
-"""The store: where tasks live. One interface, one module per backend.
+"""The store: where tasks live. One interface; one SQL store (sql.py) with a package per backend.
 
 Every method that changes a task is a single conditional write: it says whether the change
 happened instead of reading, checking and writing. Times are timezone-aware UTC datetimes.
@@ -65,7 +65,8 @@ class Recovered:
 
     id: str
     type: str
-    #: queued (to run again), failed (no attempts left) or cancelled (it had been asked).
+    #: queued (to run again), failed (its MAX_LOST_ATTEMPTS-th loss in a row) or cancelled
+    #: (it had been asked).
     status: Status
 
 
