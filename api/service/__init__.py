@@ -3,26 +3,6 @@ Idempotency-Key (``idempotency.py``). The service knows no HTTP: its refusals ar
 exceptions of ``api/exceptions.py``, made into problems by ``api/errors.py``.
 """
 
-from api.exceptions import (
-    KeyReused,
-    QueueFullError,
-    ServiceError,
-    TaskConflict,
-    TaskNotFound,
-)
-from api.service.idempotency import fingerprint
-from api.service.tasks import Notifier, Submitted, TaskService, canonical_id, utcnow
+from api.service.tasks import Notifier, Submitted, TaskService
 
-__all__ = [
-    "KeyReused",
-    "Notifier",
-    "QueueFullError",
-    "ServiceError",
-    "Submitted",
-    "TaskConflict",
-    "TaskNotFound",
-    "TaskService",
-    "canonical_id",
-    "fingerprint",
-    "utcnow",
-]
+__all__ = ["Notifier", "Submitted", "TaskService"]

@@ -9,18 +9,14 @@
 Everything the worker writes goes through the store's verbs; none of it is SQL.
 """
 
-from api.worker.attempt import CallResult, Outcome, RunContext, StopReason, utcnow
+from api.worker.attempt import Outcome, RunContext, StopReason, utcnow
 from api.worker.monitor import HEARTBEAT_SECONDS, PURGE_BATCH, PURGE_INTERVAL_SECONDS, Monitor
-from api.worker.pool import ERROR_PAUSE, HURRY_CHECK_SECONDS, WIND_DOWN_SECONDS, Wakeup, WorkerPool
+from api.worker.pool import Wakeup, WorkerPool
 
 __all__ = [
-    "ERROR_PAUSE",
     "HEARTBEAT_SECONDS",
-    "HURRY_CHECK_SECONDS",
     "PURGE_BATCH",
     "PURGE_INTERVAL_SECONDS",
-    "WIND_DOWN_SECONDS",
-    "CallResult",
     "Monitor",
     "Outcome",
     "RunContext",
