@@ -40,8 +40,9 @@ def fills() -> dict[str, str]:
     return values
 
 
-def parse(text: str, values: Mapping[str, str]) -> dict[str, str]:
-    """The statements of ``text`` by name, in the order of the text, slots filled."""
+def parse(text: str, values: Mapping[str, str] | None) -> dict[str, str]:
+    """The statements of ``text`` by name, in the order of the text, slots filled (none
+    when ``values`` is None: the text as written)."""
     pieces = _NAME.split(text)
     queries: dict[str, str] = {}
     for name, body in zip(pieces[1::2], pieces[2::2], strict=True):
@@ -50,7 +51,10 @@ def parse(text: str, values: Mapping[str, str]) -> dict[str, str]:
         lines = body.strip().splitlines()
         while lines and lines[0].startswith("--"):  # its description
             lines.pop(0)
-        queries[name] = _SLOT.sub(partial(_fill, name, values), "\n".join(lines))
+        statement = "\n".join(lines)
+        queries[name] = (
+            statement if values is None else _SLOT.sub(partial(_fill, name, values), statement)
+        )
     return queries
 
 
@@ -64,7 +68,11 @@ def _fill(query: str, values: Mapping[str, str], match: re.Match[str]) -> str:
         raise ValueError(f"query {query!r}: unknown slot {{{slot}}}") from None
 
 
-def load(package: str, filename: str) -> Mapping[str, str]:
-    """The named statements of ``filename`` beside the modules of ``package``."""
+def load(package: str, filename: str, *, slots: bool = True) -> Mapping[str, str]:
+    """The named statements of ``filename`` beside the modules of ``package``.
+
+    With ``slots=False`` (migrations) nothing is filled in: a migration that shipped must run
+    as it was written, whatever COLUMNS or the lifecycle table become later.
+    """
     text = (files(package) / filename).read_text(encoding="utf-8")
-    return MappingProxyType(parse(text, fills()))
+    return MappingProxyType(parse(text, fills() if slots else None))

@@ -76,3 +76,9 @@ DELETE FROM tasks WHERE {matching}
 def test_a_mistake_in_a_file_is_an_error_at_load(text: str, error: str) -> None:
     with pytest.raises(ValueError, match=error):
         parse(text, fills())
+
+
+def test_a_migration_runs_as_written_whatever_the_slots_become() -> None:
+    text = "-- name: 9\n-- A later step.\nALTER TABLE t ADD COLUMN c TEXT DEFAULT '{columns}'"
+    assert parse(text, None) == {"9": "ALTER TABLE t ADD COLUMN c TEXT DEFAULT '{columns}'"}
+    assert "{columns}" not in parse(text, fills())["9"], "a query's slots are filled"

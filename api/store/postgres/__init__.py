@@ -38,7 +38,7 @@ MIGRATION_LOCK = 7_305_104_211
 #: The statements of the store, by name.
 QUERIES = load(__name__, "queries.sql")
 #: Schema versions, applied in order; the table ``taskapi_schema`` records how many were.
-MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql").values())
+MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql", slots=False).values())
 
 
 class PostgresStore(SqlStore):

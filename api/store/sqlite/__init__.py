@@ -32,7 +32,7 @@ from api.store.sqlite.connection import (
 #: The statements of the store, by name.
 QUERIES = load(__name__, "queries.sql")
 #: Schema versions, applied in order; ``PRAGMA user_version`` records the last one applied.
-MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql").values())
+MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql", slots=False).values())
 
 
 def _seconds(value: datetime | None) -> float | None:
