@@ -25,7 +25,6 @@ from flask import g, has_request_context
 #: those the message does not already say).
 FIELDS = ("request_id", "task_id", "method", "path", "status", "duration_ms")
 TEXT_FIELDS = ("request_id", "task_id", "duration_ms")
-FORMATS = ("text", "json")
 
 #: The longest a line waits before it is written, and the most lines that wait.
 FLUSH_SECONDS = 0.1
@@ -187,8 +186,6 @@ def _if_alive(ref: weakref.ref[BatchingHandler], do: Callable[[BatchingHandler],
 
 def handler(fmt: str) -> logging.Handler:
     """A handler to stderr writing ``fmt`` lines (text or json), with request ids."""
-    if fmt not in FORMATS:
-        raise ValueError(f"TASKS_LOG_FORMAT must be text or json, not {fmt!r}.")
     made = BatchingHandler()
     made.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     made.addFilter(RequestContext())

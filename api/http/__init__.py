@@ -8,7 +8,7 @@ from flask import Flask
 
 from api.config import Settings
 from api.http import hardening, request_log
-from api.http.access import ApiKeys, authenticate, refuse_unauthenticated
+from api.http.access import KEYS_EXTENSION, ApiKeys, authenticate, refuse_unauthenticated
 from api.http.ratelimit import RateLimit
 from api.metrics import Metrics
 
@@ -24,6 +24,7 @@ def init_app(app: Flask, settings: Settings, metrics: Metrics) -> None:
     """
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    app.extensions[KEYS_EXTENSION] = keys
     request_log.install(app, metrics)  # first: every request gets an id, refusals included
     app.before_request(lambda: authenticate(keys))
     if settings.rate_limit:

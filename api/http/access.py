@@ -19,6 +19,8 @@ from api.errors import problem
 
 #: Endpoints anyone may call: liveness, readiness, the spec and its UI, the dashboard's page
 #: and assets (they hold no data: the page calls the API with the token it is given).
+#: Where ``api.http.init_app`` keeps the app's ApiKeys (``app.extensions``).
+KEYS_EXTENSION = "taskapi.api_keys"
 OPEN_ENDPOINTS = frozenset(
     {
         "ops.Health",

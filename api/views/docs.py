@@ -9,23 +9,16 @@ from typing import Any
 import flask_swagger_ui
 from flask import Blueprint, Response, current_app, send_from_directory
 
-from api.http.access import ApiKeys
+from api.http.access import KEYS_EXTENSION, ApiKeys
 
 ASSETS_URL = "/docs/assets/"
 _DIST = Path(flask_swagger_ui.__file__).parent / "dist"
-_KEYS_ON = "taskapi.docs.keys_on"
 
 
 def api_keys_on() -> bool:
-    """Whether this server runs with API keys (read once per app, as the keys are)."""
-    known: bool | None = current_app.extensions.get(_KEYS_ON)
-    if known is None:
-        from api.runtime import current
-
-        settings = current().settings
-        known = ApiKeys.load(settings.api_keys, settings.api_keys_file).enabled
-        current_app.extensions[_KEYS_ON] = known
-    return known
+    """Whether this server runs with API keys (as ``api.http.init_app`` loaded them)."""
+    keys: ApiKeys = current_app.extensions[KEYS_EXTENSION]
+    return keys.enabled
 
 
 def make_blueprint() -> Blueprint:
