@@ -83,6 +83,17 @@ class History:
         now = datetime.fromtimestamp(self.clock(), UTC)
         return Sample(now, self.store.count_by_status(now))
 
+    def latest(self) -> Sample:
+        """The newest reading kept, if under one interval old; else a reading now (not kept).
+
+        The sampler reads every interval: a request in between need not read the store too.
+        """
+        with self._lock:
+            newest = self._kept[-1] if self._kept else None
+        if newest is not None and self.clock() - newest.time.timestamp() < self.interval:
+            return newest
+        return self.read()
+
     def record(self) -> Sample:
         """A reading now, kept; readings older than the window go."""
         sample = self.read()

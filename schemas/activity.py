@@ -28,8 +28,7 @@ class ActivitySampleSchema(Schema):
 
 class ActivitySchema(Schema):
     """Tasks by status over the last minutes: readings of the store taken every
-    `interval_seconds` by the server process that answers, oldest first, and one taken for
-    this answer.
+    `interval_seconds` by the server process that answers, oldest first, and the newest.
 
     A process keeps `window_seconds` of readings from its start: one started recently
     answers fewer (none, when it runs no sampler: an app not started by `taskapi serve`).
@@ -51,5 +50,8 @@ class ActivitySchema(Schema):
     now = fields.Nested(
         ActivitySampleSchema,
         required=True,
-        metadata={"description": "A reading taken for this answer (not kept)."},
+        metadata={
+            "description": "The newest reading: the last one kept when it is under "
+            "`interval_seconds` old, else one taken for this answer."
+        },
     )

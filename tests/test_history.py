@@ -35,3 +35,22 @@ def test_readings_fall_on_multiples_of_the_interval_and_never_twice_at_once() ->
     assert history._next_wait(last=0.0) == 0.5  # at 1002, as every process of the server
     now[0] = 1001.999  # woke a hair early after the reading at 1000.0
     assert round(history._next_wait(last=1001.99), 6) == 2.001  # not at 1002, but at 1004
+
+
+def test_a_request_between_readings_reuses_the_newest_one() -> None:
+    now = [1000.0]
+    store = Counts()
+    reads = []
+    real = store.count_by_status
+
+    def counted(at: datetime) -> dict[Status, int]:
+        reads.append(at)
+        return real(at)
+
+    store.count_by_status = counted  # type: ignore[method-assign]
+    history = History(store, interval=2, clock=lambda: now[0])  # type: ignore[arg-type]
+    kept = history.record()
+    now[0] += 1.5
+    assert history.latest() is kept and len(reads) == 1, "under an interval old: no read"
+    now[0] += 1
+    assert history.latest() is not kept and len(reads) == 2, "older: read the store"

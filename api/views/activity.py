@@ -31,7 +31,7 @@ def make_blueprint() -> Blueprint:
                 "interval_seconds": kept.interval,
                 "window_seconds": kept.window,
                 "samples": [s.as_dict() for s in kept.samples()],
-                "now": kept.read().as_dict(),
+                "now": kept.latest().as_dict(),
             }
 
     return blp
