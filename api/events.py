@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 
 
 class TaskEvents:
-    """Per-task events of this process: the worker pool and the service signal changes."""
+    """Per-task events of this process: the worker pool and the service signal changes.
 
-    def __init__(self) -> None:
+    ``relay``, when given, hears of every change signalled here (``changed``), to tell the
+    other processes of the store (api.wakeups); what they tell comes back through ``wake``.
+    """
+
+    def __init__(self, relay: Callable[[Iterable[str]], None] | None = None) -> None:
         self._lock = threading.Lock()
         self._waiting: dict[str, set[threading.Event]] = {}
         self.closed = False
+        self.relay = relay
 
     def close(self) -> None:
         """The process is shutting down: wake every waiter, and let no one wait again."""
@@ -25,10 +30,27 @@ class TaskEvents:
                 event.set()
 
     def changed(self, task_id: str) -> None:
-        """Wake everyone waiting on ``task_id``."""
+        """Wake everyone waiting on ``task_id``, here and in the other processes."""
+        self.wake((task_id,))
+        if self.relay is not None:
+            self.relay((task_id,))
+
+    def changed_many(self, task_ids: Iterable[str]) -> None:
+        """``changed`` for each of ``task_ids``, told to the other processes at once."""
+        ids = list(task_ids)
+        self.wake(ids)
+        if self.relay is not None and ids:
+            self.relay(ids)
+
+    def wake(self, task_ids: Iterable[str]) -> None:
+        """Wake everyone waiting in this process on any of ``task_ids``."""
+        if not self._waiting:
+            return
+        woken: list[threading.Event] = []
         with self._lock:
-            events = self._waiting.pop(task_id, ())
-        for event in events:
+            for task_id in task_ids:
+                woken.extend(self._waiting.pop(task_id, ()))
+        for event in woken:
             event.set()
 
     @contextmanager

@@ -12,6 +12,8 @@ from api.registry import Registry
 from api.runtime import EXTENSION_KEY, Runtime
 from api.service import TaskService
 from api.store import open_store
+from api.wakeups import open_wakeups
+from api.wakeups.link import Link
 from api.worker import WorkerPool
 
 
@@ -48,12 +50,16 @@ class TaskAPI:
             events=events,
             metrics=metrics,
         )
+        # Submits, cancels and ends reach the other processes of the store through the link.
+        link = Link(open_wakeups(settings.database_url), pool, events)
+        events.relay = link.ended
         service = TaskService(
             store,
             registry,
             result_ttl=settings.result_ttl,
             max_queued=settings.max_queued,
-            notifier=pool,
+            notifier=link,
+            poll_interval=settings.poll_interval,
             events=events,
             metrics=metrics,
         )
@@ -64,6 +70,7 @@ class TaskAPI:
             service=service,
             pool=pool,
             metrics=metrics,
+            link=link,
         )
         app.extensions[EXTENSION_KEY] = runtime
         return runtime

@@ -15,6 +15,7 @@ from api.metrics import Metrics
 from api.registry import Registry
 from api.service import TaskService
 from api.store import Store
+from api.wakeups.link import Link
 from api.worker import WorkerPool
 
 EXTENSION_KEY = "taskapi"
@@ -28,6 +29,7 @@ class Runtime:
     service: TaskService
     pool: WorkerPool
     metrics: Metrics
+    link: Link
 
 
 def current() -> Runtime:

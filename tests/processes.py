@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -54,13 +56,44 @@ class Server:
             return exc.code, json.loads(exc.read() or b"null")
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30, *, group: bool = False) -> int:
-        """Signal the server (``group``: every process of it, as Ctrl-C does) and wait."""
+        """Signal the server and wait. ``group``: its process group, as Ctrl-C does (the
+        supervisor alone: its children have groups of their own); with SIGKILL, every process
+        of the service, as a machine that loses power."""
         if self.process.poll() is None:
             if group:
+                below = descendants(self.process.pid) if sig == signal.SIGKILL else []
                 os.killpg(self.process.pid, sig)
+                for pid in below:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, sig)
             else:
                 self.process.send_signal(sig)
         return self.process.wait(timeout)
+
+    def api_master(self) -> int:
+        """The pid of gunicorn's master, as its log says once it listens."""
+        deadline = time.monotonic() + 20
+        while not (found := re.search(r"Listening at: \S+ \((\d+)\)", self.log.read_text())):
+            assert time.monotonic() < deadline, "the API did not start"
+            time.sleep(0.05)
+        return int(found.group(1))
+
+
+def children(pid: int) -> list[int]:
+    """The processes ``pid`` started, in pid order (none once it is gone)."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").glob("*/children"))
+        return sorted(int(child) for task in tasks for child in task.read_text().split())
+    except OSError:
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below ``pid``."""
+    found = children(pid)
+    for child in list(found):
+        found.extend(descendants(child))
+    return found
 
 
 def start_server(db: Path, workdir: Path, *args: str, **env: str) -> Server:

@@ -243,9 +243,7 @@ def test_long_poll_answers_when_the_task_ends(client: FlaskClient, live: Runtime
 def test_long_poll_is_woken_by_the_change_not_by_polling(
     client: FlaskClient, live: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import api.service.tasks
-
-    monkeypatch.setattr(api.service.tasks, "CROSS_PROCESS_POLL_SECONDS", 30)
+    monkeypatch.setattr(live.service, "poll_interval", 30)
     task = submit(client, {"type": "sleep", "params": {"seconds": 0.3}})
     started = time.monotonic()
     assert client.get(f"/tasks/{task['id']}?wait=20").get_json()["status"] == "succeeded"

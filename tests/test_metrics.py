@@ -20,7 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.models import MAX_LOST_ATTEMPTS, Status
 from api.registry import TaskContext, TaskType
 from tests.conftest import submit
-from tests.processes import Server, start_server
+from tests.processes import Server, children, start_server
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -193,9 +193,10 @@ def test_metrics_survive_a_server_process_that_exits_and_is_replaced(tmp_path: P
     server = start_server(tmp_path / "tasks.sqlite3", tmp_path, "--processes", "2")
     try:
         children = _both_processes(server)
+        master = server.api_master()
         os.kill(children[0], signal.SIGTERM)  # it exits cleanly; gunicorn starts another
         deadline = time.monotonic() + 20
-        while (now := _children(server.process.pid)) == children or len(now) != 2:
+        while (now := _children(master)) == children or len(now) != 2:
             assert time.monotonic() < deadline, "no new server process"
             time.sleep(0.1)
         for n in range(20):
@@ -212,17 +213,17 @@ def test_metrics_survive_a_server_process_that_exits_and_is_replaced(tmp_path: P
 
 
 def _both_processes(server: Server) -> list[int]:
-    """The two server processes, once both run (/ready answered when one did)."""
+    """The two API processes, once both run (/ready answered when one did)."""
     deadline = time.monotonic() + 20
-    while len(children := _children(server.process.pid)) != 2:
+    master = server.api_master()
+    while len(children := _children(master)) != 2:
         assert time.monotonic() < deadline, "the second server process did not start"
         time.sleep(0.1)
     return children
 
 
 def _children(pid: int) -> list[int]:
-    tasks = Path(f"/proc/{pid}/task").glob("*/children")
-    return sorted(int(child) for task in tasks for child in task.read_text().split())
+    return children(pid)
 
 
 def test_tasks_taken_back_from_a_lost_worker_are_counted(client: FlaskClient) -> None:

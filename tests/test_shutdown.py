@@ -189,8 +189,11 @@ def test_two_servers_on_one_machine_leave_no_control_socket(tmp_path: Path) -> N
 
 
 def test_the_open_api_warning_is_logged_once_per_start(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "tasks.sqlite3", tmp_path, "--processes", "2")
+    server = start_server(
+        tmp_path / "tasks.sqlite3", tmp_path, "--processes", "2", "--worker-processes", "2"
+    )
     try:
+        # Four apps are built (two API processes, two worker processes), after the first.
         booted = "started 4 worker threads"
         deadline = time.monotonic() + 20
         while server.log.read_text().count(booted) < 2 and time.monotonic() < deadline:

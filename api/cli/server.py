@@ -1,9 +1,8 @@
-"""The server commands of ``taskapi``: serve (the API and workers on gunicorn) and worker."""
+"""The server commands of ``taskapi``: serve (the API and the workers) and worker."""
 
 from __future__ import annotations
 
-import signal
-import threading
+import sys
 from typing import Any
 
 import click
@@ -12,6 +11,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
 #: Long-polls (wait=N, Prefer: wait) each hold a thread while they wait: keep plenty.
 DEFAULT_HTTP_THREADS = 32
+DEFAULT_API_PROCESSES = 1
+DEFAULT_WORKER_PROCESSES = 1
 
 
 def _configure_logging() -> None:
@@ -48,45 +49,58 @@ class _StartupErrors:
 @click.option("--host", default=DEFAULT_HOST, show_default=True, help="Address to listen on.")
 @click.option("--port", default=DEFAULT_PORT, show_default=True, type=int, help="Port to bind.")
 @click.option(
-    "--workers",
-    type=click.IntRange(min=0),
-    default=None,
-    help="Worker threads per process (default TASKS_WORKERS, else 4; 0 serves the API only).",
+    "--processes",
+    type=click.IntRange(min=1),
+    default=DEFAULT_API_PROCESSES,
+    show_default=True,
+    help="API processes (gunicorn's), each serving requests on its HTTP threads.",
 )
 @click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=DEFAULT_HTTP_THREADS,
     show_default=True,
-    help="HTTP threads per process.",
+    help="HTTP threads per API process; each long-poll holds one while it waits.",
 )
 @click.option(
-    "--processes",
-    type=click.IntRange(min=1),
-    default=1,
+    "--worker-processes",
+    type=click.IntRange(min=0),
+    default=DEFAULT_WORKER_PROCESSES,
     show_default=True,
-    help="Server processes, each with its own worker threads.",
+    help="Worker processes, beside the API processes (0 runs the workers inside them).",
 )
-def serve(host: str, port: int, workers: int | None, threads: int, processes: int) -> None:
-    """Serve the API and run workers, on gunicorn.
+@click.option(
+    "--workers",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Worker threads per worker process (default TASKS_WORKERS, else 4; 0 serves the "
+    "API only).",
+)
+def serve(
+    host: str, port: int, processes: int, threads: int, worker_processes: int, workers: int | None
+) -> None:
+    """Serve the API on gunicorn and run the workers in processes of their own.
 
-    Ctrl-C or SIGTERM stops it: running tasks get TASKS_SHUTDOWN_GRACE seconds to finish; a
-    second Ctrl-C or SIGTERM hands them back to the queue at once.
+    One service: one command, one SIGTERM, one exit status. A worker process that dies is
+    started again. Ctrl-C or SIGTERM stops it: running tasks get TASKS_SHUTDOWN_GRACE seconds
+    to finish; a second Ctrl-C or SIGTERM hands them back to the queue at once.
     """
-    from api.server import ListenError, run_server
+    from api.server import ListenError, run_service
 
     _configure_logging()
     with _StartupErrors():
         try:
-            run_server(
+            status = run_service(
                 host=host,
                 port=port,
                 processes=processes,
                 threads=threads,
+                worker_processes=worker_processes,
                 config=_app_config(workers),
             )
         except ListenError as exc:
             raise click.ClickException(str(exc)) from None
+    sys.exit(status)
 
 
 @click.command()
@@ -103,31 +117,21 @@ def worker(workers: int | None) -> None:
     hands them back to the queue at once.
     """
     from api import create_app
-    from api.runtime import EXTENSION_KEY, Runtime
-    from api.server import shutdown_notice
+    from api.server import NothingToRun, run_workers
 
     _configure_logging()
-    with _StartupErrors():
-        app = create_app(_app_config(workers))
-    runtime: Runtime = app.extensions[EXTENSION_KEY]
-    if runtime.pool.size == 0:
-        raise click.UsageError("TASKS_WORKERS is 0: there is nothing to run.")
-    stop = threading.Event()
 
-    def on_signal(sig: int, frame: Any) -> None:
-        if stop.is_set():
-            runtime.pool.hurry()
-        stop.set()
+    def build() -> Any:
+        with _StartupErrors():
+            return create_app(_app_config(workers))
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, on_signal)
-    runtime.pool.start()
-    click.echo(f"taskapi worker: {runtime.pool.size} threads on {runtime.settings.database_url}")
-    stop.wait()
-    running, grace = runtime.pool.running_count(), runtime.settings.shutdown_grace
-    click.echo(shutdown_notice(running, grace) if running and grace > 0 else "stopping")
-    runtime.pool.stop(grace)
-    runtime.store.close()
+    def started(threads: int, database_url: str) -> None:
+        click.echo(f"taskapi worker: {threads} threads on {database_url}")
+
+    try:
+        run_workers(build, started=started, say=click.echo)
+    except NothingToRun as exc:
+        raise click.UsageError(str(exc)) from None
 
 
 #: The commands api/cli/__init__.py adds to ``taskapi``.

@@ -31,8 +31,9 @@ from api.store import KeyTaken, QueueFull, Store, TaskFilter
 # The service's lines are logged as "api.service", as they were before it was a package.
 log = logging.getLogger("api.service")
 
-#: While a reader waits on a task run by another process, how often the store is read again.
-CROSS_PROCESS_POLL_SECONDS = 0.25
+#: While a reader waits on a task, how often the store is read again by default, should the
+#: wake-up of its end (from this process or another, api.wakeups) be lost.
+FALLBACK_POLL_SECONDS = 0.5
 #: What a client is told to wait before submitting again when the queue is full.
 QUEUE_FULL_RETRY_AFTER = 5
 
@@ -88,6 +89,8 @@ class TaskService:
     events: TaskEvents = field(default_factory=TaskEvents)
     metrics: Metrics | None = None
     clock: Callable[[], datetime] = utcnow
+    #: A waiting reader reads the store again this often (TASKS_POLL_INTERVAL).
+    poll_interval: float = FALLBACK_POLL_SECONDS
 
     def submit(
         self,
@@ -147,8 +150,8 @@ class TaskService:
     def wait(self, task_id: str, seconds: float, *, owner: str = "") -> Task:
         """The task once it is terminal, or as it is after ``seconds``.
 
-        A change made in this process wakes the reader at once; one made elsewhere is seen
-        within CROSS_PROCESS_POLL_SECONDS.
+        The end of the task wakes the reader at once, whichever process ended it (api.wakeups);
+        the store is read again every ``poll_interval`` seconds too, should a wake-up be lost.
         """
         deadline = time.monotonic() + seconds
         while True:
@@ -158,7 +161,7 @@ class TaskService:
                 left = deadline - time.monotonic()
                 if task.is_terminal or left <= 0 or self.events.closed:
                     return task
-                changed.wait(min(left, CROSS_PROCESS_POLL_SECONDS))
+                changed.wait(min(left, self.poll_interval))
 
     def get(self, task_id: str, *, owner: str = "") -> Task:
         """The task, if ``owner`` submitted it: another caller's task is as good as unknown."""

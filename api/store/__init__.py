@@ -10,8 +10,7 @@ yet (the purge only reclaims the space, in small batches).
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -200,12 +199,6 @@ class Store(Protocol):
     def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
         """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and up to
         ``limit`` expired idempotency keys; how many of each were deleted."""
-
-    def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
-        """Call ``on_submit`` whenever a task becomes ready in another process, until ``stop``.
-
-        Blocks; a store that cannot hear other processes returns at once (workers poll).
-        """
 
     def detach_thread(self) -> None:
         """Let go of what the store keeps for the calling thread (it is about to end)."""

@@ -6,7 +6,8 @@ wakes an idle thread at once; tasks submitted elsewhere are found by polling eve
 runs tasks in the calling thread until none is ready, with no thread started.
 
 Beside the workers, the pool runs the monitor's thread (``api.worker.monitor``: leases,
-recovery, purge) and the store's listener (wake-ups from other processes). One attempt of a
+recovery, purge); wake-ups from other processes come through ``task_submitted`` and
+``cancel_requested`` (api.wakeups). One attempt of a
 task, from the call to the store write of its end, is ``api.worker.attempt``.
 """
 
@@ -112,7 +113,6 @@ class WorkerPool:
         self._monitor_stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._monitor_thread: threading.Thread | None = None
-        self._listener: threading.Thread | None = None
         self._running: dict[str, Running] = {}
         #: A task claimed for a worker in the transaction that recorded its last success.
         self._claimed: dict[str, Task] = {}
@@ -163,7 +163,7 @@ class WorkerPool:
         return bool(self._threads) and all(t.is_alive() for t in threads)
 
     def start(self) -> None:
-        """Start the worker threads, the monitor's and the listener's (once)."""
+        """Start the worker threads and the monitor's (once)."""
         if self._threads:
             return
         self._stop.clear()
@@ -181,14 +181,8 @@ class WorkerPool:
             target=self.monitor.run, args=(self._monitor_stop,), name="taskapi-monitor", daemon=True
         )
         self._monitor_thread.start()
-        self._listener = threading.Thread(
-            target=self.store.listen,
-            args=(self.wakeup.notify, self._monitor_stop),
-            name="taskapi-listen",
-            daemon=True,
-        )
-        self._listener.start()
-        log.info("started %d worker threads", self.size)
+        if self.size:
+            log.info("started %d worker threads", self.size)
 
     def running_count(self) -> int:
         """How many tasks this pool's threads are running now."""
@@ -222,11 +216,10 @@ class WorkerPool:
             # touches the store after the caller closes it.
             self._join(WIND_DOWN_SECONDS)
         self._monitor_stop.set()
-        for helper in (self._monitor_thread, self._listener):
-            if helper is not None:
-                helper.join(WIND_DOWN_SECONDS)
+        if self._monitor_thread is not None:
+            self._monitor_thread.join(WIND_DOWN_SECONDS)
         self._threads = []
-        self._monitor_thread = self._listener = None
+        self._monitor_thread = None
         self._hurry.clear()
 
     def _hand_back(self, task_id: str, worker_id: str, task_type: str) -> None:

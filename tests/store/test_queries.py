@@ -19,7 +19,6 @@ POSTGRES_ONLY = {
     "drop_expired_key",
     "key_holder",
     "notify",
-    "listen",
 }
 
 

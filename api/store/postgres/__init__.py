@@ -4,8 +4,8 @@ Its verbs are SqlStore's; its statements are ``queries.sql`` beside this module,
 ``migrations.sql``. What is PostgreSQL's own: a pool of connections shared by the threads,
 an advisory lock that serialises bounded submits, an idempotency key taken by a concurrent
 request found by its primary key, and ``NOTIFY taskapi_tasks`` whenever a task becomes ready,
-so idle workers in other processes wake at once (``listen``); polling covers a lost
-notification. JSON values are kept as text, exactly as the service wrote them (``jsonb``
+so idle workers in other processes wake at once (api.wakeups.postgres listens); polling covers
+a lost notification. JSON values are kept as text, exactly as the service wrote them (``jsonb``
 would refuse a ``\\u0000`` that a client may legitimately send).
 
 The schema may be chosen in the URL with libpq's options: ``?options=-csearch_path%3Dmyschema``.
@@ -13,9 +13,7 @@ The schema may be chosen in the URL with libpq's options: ``?options=-csearch_pa
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
@@ -27,8 +25,6 @@ from api.models import IdempotencyKey, Status
 from api.store import KeyTaken, StoreError
 from api.store.queries import load
 from api.store.sql import Db, SqlStore
-
-log = logging.getLogger(__name__)
 
 CHANNEL = "taskapi_tasks"
 POOL_MAX_SIZE = 16
@@ -117,19 +113,6 @@ class PostgresStore(SqlStore):
                 conn.execute("SELECT 1 FROM tasks LIMIT 1")
         except Exception as exc:
             raise StoreError(f"The PostgreSQL store does not answer: {exc}") from exc
-
-    def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
-        """Call ``on_submit`` at each submit in any process, until ``stop``; blocks."""
-        while not stop.is_set():
-            try:
-                with psycopg.connect(self.url, autocommit=True) as conn:
-                    conn.execute(self.queries["listen"])
-                    while not stop.is_set():
-                        for _ in conn.notifies(timeout=1.0, stop_after=64):
-                            on_submit()
-            except psycopg.Error as exc:
-                log.warning("LISTEN %s lost (%s); polling covers it meanwhile", CHANNEL, exc)
-                stop.wait(1.0)
 
     # -- the dialect -------------------------------------------------------------------------
 

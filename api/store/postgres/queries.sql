@@ -53,11 +53,8 @@ VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seco
 RETURNING {columns}
 
 -- name: notify
--- Wakes the idle workers of every process (listen); polling covers a lost notification.
+-- Wakes the idle workers of every process (api.wakeups); polling covers a lost notification.
 NOTIFY taskapi_tasks
-
--- name: listen
-LISTEN taskapi_tasks
 
 -- name: find_key
 -- The live idempotency key of this name, if any; busy while its request is in flight.

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -129,10 +129,6 @@ class SQLiteStore(SqlStore):
             self._connections.clear()
         self._local = threading.local()
         self._turn.close()
-
-    def listen(self, on_submit: Callable[[], None], stop: threading.Event) -> None:
-        """No notifications between processes: workers poll."""
-        return None
 
     def detach_thread(self) -> None:
         """Close the calling thread's connection (the thread is about to end)."""

@@ -1,27 +1,23 @@
-"""``taskapi serve``: the application and its workers on gunicorn (gthread workers).
+"""The API processes of ``taskapi serve``: the application on gunicorn (gthread workers).
 
-Each gunicorn process builds its own app after the fork and starts its worker threads. A stop
-comes in two steps, as Celery's warm and cold shutdowns: on the first SIGTERM or SIGINT
-(Ctrl-C) each process stops taking requests, stops claiming tasks, and lets running tasks
-finish for TASKS_SHUTDOWN_GRACE seconds before handing them back to the queue; a second SIGTERM
-or SIGINT hands them back at once.
+Each gunicorn process builds its own app after the fork, listens for the wake-ups of the other
+processes (api.wakeups) and, when it runs worker threads of its own (``--worker-processes 0``),
+starts them. A stop comes in two steps, as Celery's warm and cold shutdowns: on the first
+SIGTERM or SIGINT each process stops taking requests, answers its long-polls, stops claiming
+tasks, and lets running tasks finish for TASKS_SHUTDOWN_GRACE seconds before handing them back
+to the queue; a second SIGTERM or SIGINT hands them back at once.
 """
 
 from __future__ import annotations
 
 import errno
-import gc
 import logging
-import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from flask import Flask
@@ -31,6 +27,8 @@ from gunicorn.glogging import Logger
 from gunicorn.util import is_ipv6
 
 from api import history
+from api.server.workers import shutdown_notice
+from api.wakeups import Role
 
 log = logging.getLogger(__name__)
 
@@ -47,15 +45,6 @@ def _runtime(app: Flask) -> Any:
 
 class ListenError(Exception):
     """The server cannot listen where it was told to; the message says why, in one line."""
-
-
-def shutdown_notice(running: int, grace: float) -> str:
-    """What a stop waits for, and how to cut it short."""
-    tasks, them = ("1 running task", "it") if running == 1 else (f"{running} running tasks", "them")
-    return (
-        f"stopping: waiting up to {grace:g} s for {tasks} to finish; press Ctrl-C again "
-        f"(or send SIGTERM again) to hand {them} back to the queue now"
-    )
 
 
 def _stop_pool(runtime: Any) -> None:
@@ -89,6 +78,7 @@ def _finish_shutdown(worker: Any) -> None:
     if thread is not None:
         thread.join()
         history.of(worker.wsgi).stop()
+        _runtime(worker.wsgi).link.stop()
         _runtime(worker.wsgi).store.close()
 
 
@@ -116,7 +106,9 @@ def _post_worker_init(worker: Any) -> None:
         handle_exit(sig, frame)
 
     if worker.alive:
-        _runtime(worker.wsgi).pool.start()
+        runtime = _runtime(worker.wsgi)
+        runtime.link.start({Role.READERS, Role.WORKERS} if runtime.pool.size else {Role.READERS})
+        runtime.pool.start()
         history.of(worker.wsgi).start()  # the dashboard's last minutes, from this process's start
     signal.signal(signal.SIGTERM, on_sigterm)
     signal.signal(signal.SIGQUIT, on_sigquit)
@@ -136,26 +128,6 @@ def _child_exit(server: Any, worker: Any) -> None:
     from api.metrics import process_exited
 
     process_exited(worker.pid)
-
-
-def _metrics_dir() -> str | None:
-    """Set up prometheus_client's multiprocess mode for the processes about to be forked.
-
-    Each app built after this (api.metrics.Metrics) writes its samples there. A directory in
-    PROMETHEUS_MULTIPROC_DIR is emptied (its samples belong to an earlier run); else a new
-    one is made, and removed when the server ends (returned).
-    """
-    from api.metrics import MULTIPROCESS_DIR
-
-    given = os.environ.get(MULTIPROCESS_DIR)
-    if given:
-        Path(given).mkdir(parents=True, exist_ok=True)
-        for stale in Path(given).glob("*.db"):
-            stale.unlink()
-        return None
-    made = tempfile.mkdtemp(prefix="taskapi-metrics-")
-    os.environ[MULTIPROCESS_DIR] = made
-    return made
 
 
 class _ServerLogger(Logger):
@@ -285,35 +257,12 @@ def check_address(host: str, port: int) -> None:
         raise ListenError(f"cannot listen on {where}: {why}; --port and --host change it") from exc
 
 
-def run_server(
-    *, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]
-) -> None:
-    from api.metrics import MULTIPROCESS_DIR
-
-    made, master = _metrics_dir(), os.getpid()
-    try:
-        _run(host=host, port=port, processes=processes, threads=threads, config=config)
-    finally:
-        # A forked server process leaves through here too when it exits: only the master,
-        # which outlives them all, may remove the directory.
-        if made is not None and os.getpid() == master:
-            shutil.rmtree(made, ignore_errors=True)
-            os.environ.pop(MULTIPROCESS_DIR, None)
-
-
-def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[str, Any]) -> None:
-    from api import create_app
+def http_options(
+    *, host: str, port: int, processes: int, threads: int, settings: Any
+) -> dict[str, Any]:
+    """gunicorn's settings for the API processes."""
     from api.logs import gunicorn_config
-    from api.runtime import EXTENSION_KEY
 
-    check_address(host, port)
-    # Build the app once before forking, so a bad setting, store URL or TASKS_IMPORT is
-    # reported here, plainly, rather than as a worker that fails to boot.
-    startup = _StartupLines()
-    with startup.watching(repeating=False):
-        probe = create_app(config)
-    settings = probe.extensions[EXTENSION_KEY].settings
-    probe.extensions[EXTENSION_KEY].store.close()
     options = {
         "bind": f"{host}:{port}",
         "workers": processes,
@@ -335,9 +284,10 @@ def _run(*, host: str, port: int, processes: int, threads: int, config: Mapping[
         # server on the machine would take it over. Nothing here uses it.
         "control_socket_disable": True,
     }
-    # The processes forked from here share this one's memory until they write to it: keep
-    # their garbage collector off the objects already here (gc.freeze), so that sharing lasts.
-    del probe
-    gc.collect()
-    gc.freeze()
+    return options
+
+
+def serve_http(options: Mapping[str, Any], config: Mapping[str, Any], startup: Any) -> None:
+    """Run gunicorn's master with ``options`` until it stops; each of its processes builds
+    the app of ``config``."""
     TaskServer(options, config, startup).run()

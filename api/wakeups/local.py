@@ -1,0 +1,219 @@
+"""Wake-ups between the processes of one machine that share a SQLite file: a FIFO each.
+
+Each listening process makes a named pipe in a directory of its own user, named after the
+database file (``$TMPDIR/taskapi-<uid>/<hash of the file's path>/``), and reads it; the
+pipe's name says what the process wants to hear (``Role``) and who it is. A sender writes one
+line per message to the pipe of each process that wants it: ``R`` (tasks are ready), ``E`` and
+task ids (they ended), ``C`` and a task id (cancel it). A write of at most PIPE_BUF bytes
+lands whole, whoever else writes at once, and costs about a microsecond.
+
+Why pipes: a datagram socket would do as much, but Linux queues only
+``net.unix.max_dgram_qlen`` (10 by default) datagrams per socket, and a burst of task ends
+would lose most of them; a pipe holds 64 KiB, a thousand and more ends. A pipe that is full is
+skipped (the reader polls the store meanwhile); the pipe of a process that died is removed by
+the first sender that finds no reader on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import secrets
+import select
+import stat
+import tempfile
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from api.wakeups import Listener, Role
+
+log = logging.getLogger(__name__)
+
+#: A write of at most this many bytes to a pipe is never interleaved with another.
+LINE_BYTES = select.PIPE_BUF
+#: How often a listener looks whether it was told to stop.
+STOP_CHECK_SECONDS = 0.5
+
+
+def directory_for(database: str) -> Path:
+    """The directory of the pipes of the processes sharing the SQLite file ``database``."""
+    real = os.path.realpath(database)
+    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
+    return Path(tempfile.gettempdir()) / f"taskapi-{os.getuid()}" / digest
+
+
+def lines(kind: bytes, task_ids: Iterable[str]) -> list[bytes]:
+    """``kind`` and the ids, comma-separated, in lines of at most LINE_BYTES each."""
+    out: list[bytes] = []
+    line = bytearray(kind)
+    for task_id in task_ids:
+        item = task_id.encode()
+        if len(line) + len(item) + 2 > LINE_BYTES:
+            out.append(bytes(line) + b"\n")
+            line = bytearray(kind)
+        if len(line) > 1:
+            line += b","
+        line += item
+    if len(line) > 1:
+        out.append(bytes(line) + b"\n")
+    return out
+
+
+class LocalWakeups:
+    """The pipes of the processes that share one SQLite file."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._lock = threading.Lock()
+        #: Open write ends, by pipe name.
+        self._open: dict[str, int] = {}
+        #: The pipes found at the last look, with the roles each wants; and when we looked.
+        self._peers: list[tuple[str, str]] = []
+        self._seen: int | None = None
+        #: This process's own pipe (it hears itself without one).
+        self._own: str | None = None
+
+    @classmethod
+    def for_database(cls, database: str) -> LocalWakeups:
+        return cls(directory_for(database))
+
+    # -- sending -------------------------------------------------------------------------------
+
+    def ready(self) -> None:
+        self._send(Role.WORKERS, [b"R\n"])
+
+    def ended(self, task_ids: Iterable[str]) -> None:
+        self._send(Role.READERS, lines(b"E", task_ids))
+
+    def cancel(self, task_id: str) -> None:
+        self._send(Role.WORKERS, lines(b"C", [task_id]))
+
+    def _send(self, role: Role, messages: list[bytes]) -> None:
+        if not messages:
+            return
+        for name in self._listening(role):
+            fd = self._write_end(name)
+            if fd is None:
+                continue
+            try:
+                for message in messages:
+                    os.write(fd, message)
+            except BlockingIOError:
+                continue  # its pipe is full: it is behind, and polls the store meanwhile
+            except OSError as exc:  # EPIPE: the process that read it is gone
+                self._forget(name, remove=exc.errno == errno.EPIPE)
+
+    def _listening(self, role: Role) -> list[str]:
+        """The pipes of the other processes that want ``role``; looked up again when the
+        directory changed (a stat, about a microsecond)."""
+        try:
+            changed = os.stat(self.directory).st_mtime_ns
+        except FileNotFoundError:
+            return []
+        if changed != self._seen:
+            try:
+                names = os.listdir(self.directory)
+            except FileNotFoundError:
+                names = []
+            self._peers = [(name, name.partition("-")[0]) for name in names]
+            self._seen = changed
+        return [name for name, roles in self._peers if role in roles and name != self._own]
+
+    def _write_end(self, name: str) -> int | None:
+        fd = self._open.get(name)
+        if fd is not None:
+            return fd
+        path = self.directory / name
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:  # a pipe no process reads: its process died
+                _unlink(path)
+            return None
+        with self._lock:
+            if name in self._open:  # another thread opened it meanwhile
+                os.close(fd)
+                return self._open[name]
+            self._open[name] = fd
+        return fd
+
+    def _forget(self, name: str, *, remove: bool) -> None:
+        with self._lock:
+            fd = self._open.pop(name, None)
+        if fd is not None:
+            os.close(fd)
+        if remove:
+            _unlink(self.directory / name)
+
+    # -- listening -----------------------------------------------------------------------------
+
+    def listen(self, roles: frozenset[Role], listener: Listener, stop: threading.Event) -> None:
+        try:
+            self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
+            name = "".join(sorted(roles)) + f"-{os.getpid()}-{secrets.token_hex(4)}"
+            path = self.directory / name
+            os.mkfifo(path, 0o600)
+        except OSError as exc:
+            log.warning("no wake-ups from other processes (%s): polling the store instead", exc)
+            return
+        # Our own write end keeps the pipe open: a read never sees an end of file.
+        read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        keep_open = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        self._own = name
+        pending = b""
+        try:
+            while not stop.is_set():
+                readable, _, _ = select.select([read_end], [], [], STOP_CHECK_SECONDS)
+                if not readable:
+                    continue
+                try:
+                    chunk = os.read(read_end, 1 << 16)
+                except BlockingIOError:
+                    continue
+                pending += chunk
+                complete, _, pending = pending.rpartition(b"\n")
+                if complete:
+                    try:
+                        _deliver(complete.split(b"\n"), listener)
+                    except Exception:
+                        log.exception("a wake-up from another process failed; carrying on")
+        finally:
+            _unlink(path)
+            os.close(read_end)
+            os.close(keep_open)
+            self._own = None
+
+    def close(self) -> None:
+        with self._lock:
+            opened, self._open = list(self._open.values()), {}
+        for fd in opened:
+            os.close(fd)
+
+
+def _deliver(messages: list[bytes], listener: Listener) -> None:
+    """Hand a burst of messages to ``listener``: one wake-up for all the ready ones."""
+    ready = False
+    ended: list[str] = []
+    for message in messages:
+        kind, body = message[:1], message[1:]
+        if kind == b"R":
+            ready = True
+        elif kind == b"E":
+            ended.extend(body.decode().split(","))
+        elif kind == b"C":
+            listener.cancel_asked(body.decode())
+    if ended:
+        listener.tasks_ended(ended)
+    if ready:
+        listener.tasks_ready()
+
+
+def _unlink(path: Path) -> None:
+    try:
+        if stat.S_ISFIFO(os.lstat(path).st_mode):
+            path.unlink()
+    except OSError:
+        pass
