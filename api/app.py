@@ -9,9 +9,12 @@ from typing import Any
 
 from flask import Flask
 
+from api.json import OrjsonProvider
+
 
 class TaskApp(Flask):
-    """Flask, remembering which of its functions are plain (not coroutines).
+    """Flask with orjson (api/json.py), remembering which of its functions are plain (not
+    coroutines).
 
     Flask asks it of every hook and view on every request (``ensure_sync``, through
     ``inspect.iscoroutinefunction``), and for a function the answer never changes. Functions
@@ -19,6 +22,8 @@ class TaskApp(Flask):
     takes, goes with its request), and bound methods not at all: a view instance's is new on
     each request.
     """
+
+    json_provider_class = OrjsonProvider
 
     def __init__(self, import_name: str) -> None:
         super().__init__(import_name)

@@ -12,10 +12,12 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import orjson
 from flask import Response, current_app, request
 from werkzeug.exceptions import HTTPException
 
 from api import exceptions as ex
+from api.json import shallow
 
 PROBLEM_MIME = "application/problem+json"
 
@@ -150,7 +152,7 @@ def require_json_body(view: Callable[..., Any]) -> Callable[..., Any]:
         except UnicodeDecodeError as exc:
             return problem(400, f"The body is not UTF-8: {exc.reason} at byte {exc.start}.")
         try:
-            json.loads(text, parse_constant=_reject_constant)
+            _check_json(text)
         except RecursionError:
             return problem(400, "The JSON body is nested too deeply.")
         except ValueError as exc:
@@ -158,6 +160,22 @@ def require_json_body(view: Callable[..., Any]) -> Callable[..., Any]:
         return view(*args, **kwargs)
 
     return wrapper
+
+
+def _check_json(text: str) -> None:
+    """Raise ValueError (or RecursionError) when ``text`` is not one JSON document.
+
+    orjson answers for most bodies, in a tenth of the time; what it refuses, ``json`` reads
+    again, to accept what it accepts (an integer beyond 64 bits) and to say what is wrong in
+    its words; a body with many brackets goes to ``json`` alone (api.json.shallow).
+    """
+    if shallow(text):
+        try:
+            orjson.loads(text)
+            return
+        except orjson.JSONDecodeError:
+            pass
+    json.loads(text, parse_constant=_reject_constant)
 
 
 def _cut_at_the_limit(body: bytes) -> bool:
