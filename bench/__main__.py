@@ -224,6 +224,8 @@ def measure(args: argparse.Namespace, notes: list[str]) -> list[Row]:
     with serving(
         lambda: start_taskapi(work / "main.db", **ours, env=spin_env, log=work / "taskapi.log")
     ) as t:
+        # /ready may answer before separate worker processes claim: one task done first.
+        run(scenarios.until_done(t.port))
         with MemoryWatch(t) as memory:
             t_submit = run(scenarios.submit_load(t.port, size.seconds))
             run(scenarios.settle(t.port))
