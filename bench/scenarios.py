@@ -79,15 +79,21 @@ class Drain:
         return self.tasks / self.seconds
 
 
-async def drain(port: int, tasks: int) -> Drain:
+#: The pause between two reads of a task that is not done yet, when a client polls.
+POLL_SECONDS = 0.01
+
+
+async def drain(port: int, tasks: int, *, long_poll: bool = True) -> Drain:
     """Submit `tasks` tasks with 16 clients while 16 more observe each one done.
 
-    An observer reads the task with ``wait`` (the bare app answers it done at once) until it
-    is terminal; the figure is the time from the first submit to the last task seen done.
+    An observer reads the task until it is terminal: with ``wait`` (taskapi's long-poll; the
+    bare app answers it done at once) or, with ``long_poll=False``, plainly every 10 ms, as most
+    generated clients do. The figure is the time from the first submit to the last task seen done.
     """
     submitters, observers = connections(port), connections(port)
     pending: asyncio.Queue[tuple[str, float] | None] = asyncio.Queue()
     latencies: list[float] = []
+    query = f"?wait={OBSERVE_WAIT_SECONDS}" if long_poll else ""
 
     async def submit(conn: Connection, share: int) -> None:
         for _ in range(share):
@@ -101,11 +107,11 @@ async def drain(port: int, tasks: int) -> Drain:
         while (item := await pending.get()) is not None:
             task_id, sent = item
             while True:
-                response = await conn.request(
-                    "GET", f"/tasks/{task_id}?wait={OBSERVE_WAIT_SECONDS}"
-                )
+                response = await conn.request("GET", f"/tasks/{task_id}{query}")
                 if response.json()["status"] in TERMINAL:
                     break
+                if not long_poll:
+                    await asyncio.sleep(POLL_SECONDS)
             latencies.append(time.perf_counter() - sent)
 
     started = time.perf_counter()
@@ -178,6 +184,41 @@ async def _bare_trip(conn: Connection) -> float:
     task_id = (await conn.request("POST", "/tasks", ADD)).json()["id"]
     await conn.request("GET", f"/tasks/{task_id}")
     return time.perf_counter() - sent
+
+
+#: How often a peer's idle client reads its task until it is done (peers have no long-poll).
+PEER_IDLE_POLL_SECONDS = 0.001
+
+
+async def peer_idle(port: int, samples: int, pause: float = IDLE_PAUSE_SECONDS) -> list[float]:
+    """One task at a time on an idle peer: POST, then GET every 1 ms until done; seconds each."""
+    conn = Connection("127.0.0.1", port)
+    trips: list[float] = []
+    try:
+        for _ in range(samples):
+            await asyncio.sleep(pause)
+            sent = time.perf_counter()
+            task_id = (await conn.request("POST", "/tasks", ADD)).json()["id"]
+            while (await conn.request("GET", f"/tasks/{task_id}")).json()["status"] not in TERMINAL:
+                await asyncio.sleep(PEER_IDLE_POLL_SECONDS)
+            trips.append(time.perf_counter() - sent)
+    finally:
+        conn.close()
+    return trips
+
+
+async def until_done(port: int, timeout: float = 60) -> None:
+    """Submit one task and poll it until done: the service's workers are up and working."""
+    conn = Connection("127.0.0.1", port)
+    deadline = time.monotonic() + timeout
+    try:
+        task_id = (await conn.request("POST", "/tasks", ADD)).json()["id"]
+        while (await conn.request("GET", f"/tasks/{task_id}")).json()["status"] not in TERMINAL:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"a first task was not done within {timeout} s")
+            await asyncio.sleep(0.05)
+    finally:
+        conn.close()
 
 
 async def queued_and_running(port: int) -> int:
