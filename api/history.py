@@ -20,7 +20,7 @@ Why counts from the store, sampled in every process, rather than the alternative
   with deletions shows fewer (never below zero) than really ended. Counting by
   ``finished_at`` would be exact, but needs a store query the store does not have yet.
 
-The thread runs in the processes of ``taskapi serve`` (api/server.py starts it); an app built
+The thread runs in the processes of ``taskapi serve`` (api/server/http.py starts it); an app built
 elsewhere (tests, ``flask``) answers only the reading taken at the request.
 """
 
