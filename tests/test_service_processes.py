@@ -69,6 +69,13 @@ def test_tasks_run_in_a_worker_process_woken_by_the_submit_and_the_end_wakes_the
             status, task = _post(server, body, {"Prefer": "wait=20"})
             assert (status, task["status"], task["result"]) == (200, "succeeded", 5), task
             assert time.monotonic() - started < 10, "woken, not polled every 30 s"
+        # The worker process's counts reach the API's /metrics (one multiprocess directory).
+        address = urlsplit(server.url)
+        conn = http.client.HTTPConnection(address.hostname or "", address.port, timeout=30)
+        conn.request("GET", "/metrics")
+        scraped = conn.getresponse().read().decode()
+        conn.close()
+        assert 'taskapi_tasks_finished_total{outcome="succeeded",type="add"} 4.0' in scraped
     finally:
         assert server.stop() == 0
     assert "started 4 worker threads" in server.log.read_text()
