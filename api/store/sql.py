@@ -255,14 +255,16 @@ class SqlStore(ABC):
         return self._claimed(rows)
 
     def _claim(self, db: Db, claim: Claim) -> builtins.list[Row]:
-        args = {
+        # All of them: the statement is done once they are read.
+        return db.execute(self.queries["claim"], self._claim_args(claim)).fetchall()
+
+    def _claim_args(self, claim: Claim) -> dict[str, Any]:
+        return {
             "now": self._time(claim.now),
             "worker_id": claim.worker_id,
             "lease_until": self._time(claim.lease_until),
             "limit": claim.limit,
         }
-        # All of them: the statement is done once they are read.
-        return db.execute(self.queries["claim"], args).fetchall()
 
     def _claimed(self, rows: builtins.list[Row]) -> builtins.list[Task]:
         """The tasks of claimed rows, in claim order (RETURNING has no order of its own)."""
@@ -329,8 +331,8 @@ class SqlStore(ABC):
         self, db: Db, writes: Sequence[tuple[str, Mapping[str, Any]]]
     ) -> builtins.list[Status | None]:
         """Run each conditional write in ``db``: the status after it, None where it did not
-        apply. By default one statement each (cheap in-process); a backend over a network
-        overrides it to send them all at once."""
+        apply. One statement each: cheap in-process (a backend over a network sends them all
+        at once: see PostgresStore.complete)."""
         statuses: list[Status | None] = []
         for query, args in writes:
             row = db.execute(self.queries[query], args).fetchone()

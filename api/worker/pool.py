@@ -184,6 +184,7 @@ class WorkerPool:
         self._closing.clear()
         self._monitor_stop.clear()
         self._handoff = queue.SimpleQueue()
+        self._ended = []  # late endings of tasks the last stop handed back: they cannot apply
         for n in range(self.size):
             thread = threading.Thread(target=self._work, name=f"taskapi-worker-{n}", daemon=True)
             self._threads.append(thread)
@@ -301,6 +302,8 @@ class WorkerPool:
                 self._write(*group)
             except Exception:
                 log.exception("dispatcher: error writing endings or claiming; carrying on")
+                if self._closing.is_set():
+                    return  # what is left stays held until its lease runs out (then it reruns)
                 self._closing.wait(ERROR_PAUSE)
 
     def _next_group(self) -> tuple[list[_Ended], Claim | None] | None:
@@ -365,6 +368,8 @@ class WorkerPool:
                 self.wakeup.pending = True  # more may be ready
             else:
                 self._poll_at = time.monotonic() + self._idle_wait()
+        if Status.QUEUED in statuses:  # a retry: it may be due before the next poll
+            self.wakeup.pending = True
         changed = self.events.changed
         recorded = self.attempts.recorded
         for one, status in zip(ended, statuses, strict=True):

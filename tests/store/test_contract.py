@@ -278,7 +278,7 @@ def test_complete_writes_all_of_it_or_nothing(
     def crash(*args: object) -> None:
         raise RuntimeError("the process dies between the endings and the claim")
 
-    monkeypatch.setattr(store, "_claim", crash)
+    monkeypatch.setattr(store, "_claim_args", crash)  # after the endings, before the claim
     endings = [Ending(t.id, "w", Status.SUCCEEDED, T0, LATER, 1) for t in (first, second)]
     with pytest.raises(RuntimeError):
         store.complete(endings, claim=Claim("w", 2, T0 + timedelta(seconds=1), LATER))

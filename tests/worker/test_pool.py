@@ -68,7 +68,9 @@ def test_stop_lets_a_running_task_finish_within_the_grace(
     client: FlaskClient, live: Runtime
 ) -> None:
     task = submit(client, {"type": "sleep", "params": {"seconds": 1}})
-    wait_until(lambda: client.get(f"/tasks/{task['id']}").get_json()["status"] == "running")
+    # Started by a worker thread: "running" in the store is claimed, and a task claimed and
+    # not started yet goes back to the queue at the stop.
+    wait_until(lambda: live.pool.running_count() == 1)
     live.pool.stop(grace=10)
     assert client.get(f"/tasks/{task['id']}").get_json()["status"] == "succeeded"
 
@@ -206,7 +208,7 @@ def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> 
 
     runtime, (task,) = _one_worker_with(db_path, "stubborn", stubborn, 1)
     runtime.pool.start()
-    wait_until(lambda: runtime.store.get(task.id, datetime.now(UTC)).status.value == "running")  # type: ignore[union-attr]
+    wait_until(lambda: runtime.pool.running_count() == 1)  # started, not merely claimed
     runtime.pool.stop(grace=0.2)
     back = runtime.store.get(task.id, datetime.now(UTC))
     assert back is not None and back.status.value == "queued" and back.attempts == 0
@@ -229,7 +231,7 @@ def test_a_task_told_to_stop_by_a_shutdown_goes_back_to_the_queue_not_cancelled(
 
     runtime, (task,) = _one_worker_with(db_path, "polite", polite, 1)
     runtime.pool.start()
-    wait_until(lambda: runtime.store.get(task.id, datetime.now(UTC)).status.value == "running")  # type: ignore[union-attr]
+    wait_until(lambda: runtime.pool.running_count() == 1)  # started, not merely claimed
     runtime.pool.stop(grace=0.2)
     assert seen == [(True, True)], "told to stop once handed back"
     back = runtime.store.get(task.id, datetime.now(UTC))

@@ -84,7 +84,7 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = %(owner)s AND k
 -- name: claim
 -- Up to limit ready tasks, in claim order, by the partial index tasks_ready (its condition,
 -- status = 'queued'); a task another claim holds is skipped, not waited for. RETURNING has
--- no order: seq, priority and run_after let the caller sort.
+-- no order: seq (after the columns), priority and run_after let the caller sort.
 WITH ready AS (
     SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %(now)s
     ORDER BY priority DESC, run_after, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
@@ -92,7 +92,7 @@ UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %(now
     worker_id = %(worker_id)s, lease_expires_at = %(lease_until)s, progress = NULL,
     version = version + 1
 FROM ready WHERE tasks.seq = ready.seq AND tasks.status IN ({claim})
-RETURNING tasks.seq, {columns}
+RETURNING {columns}, tasks.seq
 
 -- name: report_progress
 UPDATE tasks SET progress = %(progress)s, version = version + 1

@@ -62,7 +62,8 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key 
 -- Up to :limit ready tasks, in claim order: INDEXED BY keeps the planner on the partial
 -- index that yields this order (its condition, status = 'queued'), whatever the statistics
 -- say; the unary + keeps it from looking the tasks up by tasks_by_status instead of their
--- key. RETURNING has no order: seq, priority and run_after let the caller sort.
+-- key. RETURNING has no order: seq (after the columns), priority and run_after let the
+-- caller sort.
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
     worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
     version = version + 1
@@ -70,7 +71,7 @@ WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_ready
               WHERE status = 'queued' AND run_after <= :now
               ORDER BY priority DESC, run_after, seq LIMIT :limit)
     AND +status IN ({claim})
-RETURNING seq, {columns}
+RETURNING {columns}, seq
 
 -- name: report_progress
 UPDATE tasks SET progress = :progress, version = version + 1
