@@ -1,9 +1,10 @@
 """Prometheus metrics: tasks by type and outcome, queue depth, run and wait times, HTTP.
 
-One ``Metrics`` per app. Under ``taskapi serve`` every process (API and worker) writes its samples to
-files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up by
-api/server/supervisor.py), and a scrape of any process sums them all. Queue depth is read from the store
-at scrape time (a row per status, kept by the store), so it is right whoever changed it.
+One ``Metrics`` per app. Under ``taskapi serve`` every process (API and worker) writes its
+samples to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up
+by api/server/supervisor.py), and a scrape of any process sums them all. Queue depth is read
+from the store at scrape time (a row per status, kept by the store), so it is right whoever
+changed it.
 
 prometheus_client reads that variable once, when it is first imported, to choose where
 samples live; ``Metrics`` chooses again, from the variable as it is when the app is built.

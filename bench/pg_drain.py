@@ -84,7 +84,7 @@ def main() -> None:
         for _ in range(500):
             started = time.perf_counter()
             now = datetime.now(UTC)
-            store.claim("bench", now, now + timedelta(seconds=30))
+            store.claim_many("bench", 1, now, now + timedelta(seconds=30))
             claims.append((time.perf_counter() - started) * 1000)
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("DELETE FROM tasks")

@@ -45,7 +45,7 @@ def test_json_logs_of_a_live_server_follow_a_task_from_request_to_end(tmp_path: 
     messages = [line["message"] for line in about_task]
     assert messages[0] == f"task {task['id']} (fail) queued"
     assert about_task[0]["request_id"] == submit["request_id"]
-    assert any("attempt 1 started" in m for m in messages)
+    assert any("attempt 1 failed: TaskFailure" in m for m in messages)
     assert messages[-1] == f"task {task['id']} failed: TaskFailure: disk on fire"
     assert any(line["logger"] == "gunicorn.error" for line in lines), "gunicorn's lines too"
 

@@ -21,6 +21,7 @@ from api.models import MAX_LOST_ATTEMPTS, Status
 from api.registry import TaskContext, TaskType
 from tests.conftest import submit
 from tests.processes import Server, children, start_server
+from tests.store.tasks import claim
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 
@@ -232,14 +233,14 @@ def test_tasks_taken_back_from_a_lost_worker_are_counted(client: FlaskClient) ->
     twice = submit(client, {"type": "add", "params": {"x": 1, "y": 1}, "max_attempts": 2})
     now = datetime.now(UTC)
     for _ in (once, twice):  # claimed by a worker that then died: leases already over
-        assert runtime.store.claim("lost", now, now - timedelta(seconds=1))
+        assert claim(runtime.store, "lost", now, now - timedelta(seconds=1))
     assert runtime.pool.monitor.recover_lost() == 2
     samples = scrape(client)
     assert value(samples, "taskapi_task_retries_total", type="add") == 2, "both run again"
     assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 0
     for _ in range(2 * (MAX_LOST_ATTEMPTS - 1)):  # lost again and again: both fail
         now = datetime.now(UTC)
-        assert runtime.store.claim("lost", now, now - timedelta(seconds=1))
+        assert claim(runtime.store, "lost", now, now - timedelta(seconds=1))
         assert runtime.pool.monitor.recover_lost() == 1
     samples = scrape(client)
     assert value(samples, "taskapi_tasks_finished_total", type="add", outcome="failed") == 2

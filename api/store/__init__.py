@@ -10,6 +10,7 @@ yet (the purge only reclaims the space, in small batches).
 
 from __future__ import annotations
 
+import builtins
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -69,6 +70,34 @@ class Recovered:
     status: Status
 
 
+@dataclass(frozen=True, slots=True)
+class Ending:
+    """How one attempt ended, as ``Store.complete`` writes it."""
+
+    task_id: str
+    #: The holder the attempt ran for: the ending applies only while it holds the task.
+    worker_id: str
+    #: succeeded, failed or cancelled: the task ends so; queued: a retry.
+    status: Status
+    now: datetime
+    #: When the ended task expires (a retry that ends cancelled, too).
+    expires_at: datetime
+    result: Any = None
+    error: TaskError | None = None
+    #: A retry's: when the task is ready again.
+    run_after: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A claim of up to ``limit`` ready tasks for ``worker_id`` (``Store.claim_many``)."""
+
+    worker_id: str
+    limit: int
+    now: datetime
+    lease_until: datetime
+
+
 class Store(Protocol):
     """What the service and the workers need from a backend."""
 
@@ -97,11 +126,15 @@ class Store(Protocol):
         """Tasks matching ``where`` and not expired at ``now``, newest first, one page of
         them, and how many match."""
 
-    def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
-        """Atomically take the next ready task (highest priority, then earliest ready).
+    def claim_many(
+        self, worker_id: str, limit: int, now: datetime, lease_until: datetime
+    ) -> builtins.list[Task]:
+        """Atomically take up to ``limit`` ready tasks, in claim order: highest priority,
+        then earliest ready, then earliest submitted.
 
-        The task becomes ``running`` and held by ``worker_id`` until ``lease_until``; its
-        attempt count grows by one. None when no task is ready at ``now``.
+        Each becomes ``running`` and held by ``worker_id`` until ``lease_until``; its attempt
+        count grows by one. Empty when no task is ready at ``now``. No task is ever held by
+        two claims, whichever processes claim at once.
         """
 
     def count_by_status(self, now: datetime) -> dict[Status, int]:
@@ -133,46 +166,19 @@ class Store(Protocol):
         Returns the tasks taken back, each with its status afterwards.
         """
 
-    def succeed_and_claim(
-        self,
-        task_id: str,
-        worker_id: str,
-        result: Any,
-        now: datetime,
-        expires_at: datetime,
-        lease_until: datetime,
-    ) -> tuple[bool, Task | None]:
-        """``finish`` as succeeded, then ``claim`` for the same worker, in one transaction:
-        whether the success was recorded, and the task claimed (None when none was ready)."""
+    def complete(
+        self, endings: Sequence[Ending], *, claim: Claim | None = None
+    ) -> tuple[builtins.list[Status | None], builtins.list[Task]]:
+        """Write how attempts ended, then ``claim_many`` with ``claim``, in one transaction.
 
-    def finish(
-        self,
-        task_id: str,
-        worker_id: str,
-        status: Status,
-        now: datetime,
-        expires_at: datetime,
-        *,
-        result: Any = None,
-        error: TaskError | None = None,
-    ) -> bool:
-        """running -> ``status`` (succeeded, failed or cancelled), if this worker holds the
-        task: with its ``result`` when it succeeded, its ``error`` when it failed."""
-
-    def retry(
-        self,
-        task_id: str,
-        worker_id: str,
-        error: TaskError,
-        run_after: datetime,
-        now: datetime,
-        expires_at: datetime,
-    ) -> Status | None:
-        """running -> queued after a failed attempt, ready again at ``run_after``.
-
-        A task whose cancel was asked ends ``cancelled`` instead. The attempt ended, so the
-        run of lost attempts is over. Returns the new status, or None when the worker did not
-        hold the task.
+        Each ending applies only if its worker still holds the task (``running`` and held
+        by ``worker_id``); one that does not changes nothing and leaves the others be. An
+        ending ``succeeded``, ``failed`` or ``cancelled`` ends the task so (with its
+        ``result`` when it succeeded, its ``error`` when it failed); an ending ``queued`` is a
+        retry: the task waits until ``run_after`` (a task whose cancel was asked ends
+        ``cancelled`` instead, and the run of lost attempts is over). Returns the status of
+        each task afterwards, None where its ending did not apply, and the tasks claimed
+        (none without ``claim``). All of it or none of it is written.
         """
 
     def release(
@@ -230,4 +236,13 @@ def open_store(url: str) -> Store:
     )
 
 
-__all__ = ["KeyTaken", "QueueFull", "Store", "StoreError", "TaskFilter", "open_store"]
+__all__ = [
+    "Claim",
+    "Ending",
+    "KeyTaken",
+    "QueueFull",
+    "Store",
+    "StoreError",
+    "TaskFilter",
+    "open_store",
+]

@@ -14,6 +14,7 @@ for several statements that commit together.
 
 from __future__ import annotations
 
+import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -27,9 +28,16 @@ from api.models import (
     Progress,
     Status,
     Task,
-    TaskError,
 )
-from api.store import CancelResult, KeyTaken, QueueFull, Recovered, TaskFilter
+from api.store import (
+    CancelResult,
+    Claim,
+    Ending,
+    KeyTaken,
+    QueueFull,
+    Recovered,
+    TaskFilter,
+)
 from api.store.rows import (
     WORKER_LOST,
     WORKER_LOST_AGAIN,
@@ -42,6 +50,14 @@ from api.store.rows import (
 
 #: A row, read by column name (sqlite3.Row, psycopg's dict rows).
 Row = Any
+
+#: A status by its column value, without the enum's call.
+_STATUS: dict[str, Status] = {status.value: status for status in Status}
+
+
+def _claim_order(row: Row) -> tuple[Any, ...]:
+    """The order claims take ready tasks in: highest priority, earliest ready, first in."""
+    return (-row["priority"], row["run_after"], row["seq"])
 
 
 class Cursor(Protocol):
@@ -229,18 +245,32 @@ class SqlStore(ABC):
 
     # -- a worker's verbs ---------------------------------------------------------------------
 
-    def claim(self, worker_id: str, now: datetime, lease_until: datetime) -> Task | None:
+    def claim_many(
+        self, worker_id: str, limit: int, now: datetime, lease_until: datetime
+    ) -> builtins.list[Task]:
+        if limit <= 0:
+            return []
         with self._writing() as db:
-            rows = db.execute(self.queries["claim"], self._claim_args(worker_id, now, lease_until))
-            claimed = rows.fetchall()  # all of them: the statement is done once they are read
-        return self._task(claimed[0]) if claimed else None
+            rows = self._claim(db, Claim(worker_id, limit, now, lease_until))
+        return self._claimed(rows)
 
-    def _claim_args(self, worker_id: str, now: datetime, lease_until: datetime) -> dict[str, Any]:
+    def _claim(self, db: Db, claim: Claim) -> builtins.list[Row]:
+        # All of them: the statement is done once they are read.
+        return db.execute(self.queries["claim"], self._claim_args(claim)).fetchall()
+
+    def _claim_args(self, claim: Claim) -> dict[str, Any]:
         return {
-            "now": self._time(now),
-            "worker_id": worker_id,
-            "lease_until": self._time(lease_until),
+            "now": self._time(claim.now),
+            "worker_id": claim.worker_id,
+            "lease_until": self._time(claim.lease_until),
+            "limit": claim.limit,
         }
+
+    def _claimed(self, rows: builtins.list[Row]) -> builtins.list[Task]:
+        """The tasks of claimed rows, in claim order (RETURNING has no order of its own)."""
+        if len(rows) > 1:
+            rows.sort(key=_claim_order)
+        return [self._task(row) for row in rows]
 
     def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
         return self._held(
@@ -260,81 +290,54 @@ class SqlStore(ABC):
             rows = db.execute(self.queries[query], args).fetchall()
         return bool(rows[0]["cancel_requested"]) if rows else None
 
-    def finish(
-        self,
-        task_id: str,
-        worker_id: str,
-        status: Status,
-        now: datetime,
-        expires_at: datetime,
-        *,
-        result: Any = None,
-        error: TaskError | None = None,
-    ) -> bool:
-        args = self._finish_args(task_id, worker_id, status, now, expires_at, result, error)
-        with self._writing() as db:
-            return db.execute(self.queries["finish"], args).rowcount > 0
+    def complete(
+        self, endings: Sequence[Ending], *, claim: Claim | None = None
+    ) -> tuple[builtins.list[Status | None], builtins.list[Task]]:
+        if not endings and claim is None:
+            return [], []
+        with self._transaction() as db:
+            statuses = self._end(db, [self._ending_args(ending) for ending in endings])
+            rows = self._claim(db, claim) if claim is not None and claim.limit > 0 else []
+            if Status.QUEUED in statuses:
+                self._announce(db)
+        return statuses, self._claimed(rows)
 
-    def _finish_args(
-        self,
-        task_id: str,
-        worker_id: str,
-        status: Status,
-        now: datetime,
-        expires_at: datetime,
-        result: Any,
-        error: TaskError | None,
-    ) -> dict[str, Any]:
-        result_json, error_text = finish_values(status, result, error)
-        return {
-            "status": status.value,
+    def _ending_args(self, ending: Ending) -> tuple[str, dict[str, Any]]:
+        """The statement that writes ``ending`` (``finish`` or ``retry``), and its arguments."""
+        time = self._time
+        if ending.status is Status.QUEUED:
+            if ending.error is None or ending.run_after is None:
+                raise ValueError("a retry needs its error and its run_after")
+            return "retry", {
+                "now": time(ending.now),
+                "expires_at": time(ending.expires_at),
+                "run_after": time(ending.run_after),
+                "error": error_json(ending.error),
+                "id": ending.task_id,
+                "worker_id": ending.worker_id,
+            }
+        result_json, error_text = finish_values(ending.status, ending.result, ending.error)
+        return "finish", {
+            "status": ending.status.value,
             "result": result_json,
             "error": error_text,
-            "now": self._time(now),
-            "expires_at": self._time(expires_at),
-            "id": task_id,
-            "worker_id": worker_id,
+            "now": time(ending.now),
+            "expires_at": time(ending.expires_at),
+            "id": ending.task_id,
+            "worker_id": ending.worker_id,
         }
 
-    def succeed_and_claim(
-        self,
-        task_id: str,
-        worker_id: str,
-        result: Any,
-        now: datetime,
-        expires_at: datetime,
-        lease_until: datetime,
-    ) -> tuple[bool, Task | None]:
-        args = self._finish_args(
-            task_id, worker_id, Status.SUCCEEDED, now, expires_at, result, None
-        )
-        with self._transaction() as db:
-            succeeded = db.execute(self.queries["finish"], args).rowcount > 0
-            rows = db.execute(
-                self.queries["claim"], self._claim_args(worker_id, now, lease_until)
-            ).fetchall()
-        return succeeded, self._task(rows[0]) if rows else None
-
-    def retry(
-        self,
-        task_id: str,
-        worker_id: str,
-        error: TaskError,
-        run_after: datetime,
-        now: datetime,
-        expires_at: datetime,
-    ) -> Status | None:
-        return self._hand_back(
-            "retry",
-            {
-                "now": self._time(now),
-                "expires_at": self._time(expires_at),
-                "run_after": self._time(run_after),
-                "error": error_json(error),
-                "id": task_id,
-                "worker_id": worker_id,
-            },
-        )
+    def _end(
+        self, db: Db, writes: Sequence[tuple[str, Mapping[str, Any]]]
+    ) -> builtins.list[Status | None]:
+        """Run each conditional write in ``db``: the status after it, None where it did not
+        apply. One statement each: cheap in-process (a backend over a network sends them all
+        at once: see PostgresStore.complete)."""
+        statuses: list[Status | None] = []
+        for query, args in writes:
+            row = db.execute(self.queries[query], args).fetchone()
+            statuses.append(None if row is None else _STATUS[row["status"]])
+        return statuses
 
     def release(
         self, task_id: str, worker_id: str, now: datetime, expires_at: datetime

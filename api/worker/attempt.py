@@ -1,9 +1,9 @@
-"""One attempt of one task: the context it runs with, the call, and the store write of its end.
+"""One attempt of one task: the context it runs with, the call, and the ending it comes to.
 
 ``AttemptRunner.run`` calls the task's function inline, or on a thread of its own when the task
-has a timeout, and turns how the call ended into one store verb: ``finish`` (succeeded, failed
-or cancelled), ``succeed_and_claim`` (a success and the next task, in one transaction) or
-``retry`` (a failed attempt with attempts left).
+has a timeout, and turns how the call ended into an ``Ending`` for the store: succeeded, failed
+or cancelled, or queued again (a failed attempt with attempts left). The pool writes endings
+in batches (``Store.complete``); ``AttemptRunner.recorded`` then logs and counts each.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 from api.events import TaskEvents
 from api.metrics import Metrics
 from api.models import Progress, Status, Task, TaskError
-from api.registry import Registry, TaskCancelled, TaskFunction
-from api.store import Store
+from api.registry import Registry, TaskCancelled, TaskFunction, TaskType
+from api.store import Ending, Store
 
 #: One logger for the whole worker package: its lines keep the name they always had.
 log = logging.getLogger("api.worker")
@@ -140,12 +140,16 @@ class RunContext:
         return self._abort.wait(max(seconds, 0.0))
 
 
-@dataclass
+@dataclass(slots=True)
 class Running:
-    """A task that a worker of the pool runs now: which worker, and the task's context."""
+    """A task that the pool holds: which holder (``worker_id``), and the task's context.
+
+    Held from its claim; ``started`` once a worker thread calls it.
+    """
 
     worker_id: str
     context: RunContext
+    started: bool = False
 
 
 def call(
@@ -184,11 +188,10 @@ def call(
 
 
 class AttemptRunner:
-    """Runs attempts, and writes how each ended through the store's verbs.
+    """Runs attempts, and says how each ended as the ``Ending`` the store writes.
 
-    Each write comes with its log line, its metrics and the wake-ups it calls for. A success
-    is recorded together with the claim of the worker's next task unless ``stopping`` is set;
-    the task so claimed goes to ``keep_claimed``.
+    ``run`` calls the task and returns its ending; the pool writes endings in batches
+    (``Store.complete``), and then ``recorded`` gives each its log line and its metrics.
     """
 
     def __init__(
@@ -196,34 +199,25 @@ class AttemptRunner:
         store: Store,
         registry: Registry,
         *,
-        events: TaskEvents,
         metrics: Metrics | None,
         clock: Callable[[], datetime],
-        lease_seconds: float,
         result_ttl: float,
-        stopping: threading.Event,
-        keep_claimed: Callable[[str, Task], None],
-        wake_one: Callable[[], None],
     ) -> None:
         self.store = store
         self.registry = registry
-        self.events = events
         self.metrics = metrics
         self.clock = clock
-        self.lease_seconds = lease_seconds
-        self.result_ttl = result_ttl
-        self._stopping = stopping
-        self._keep_claimed = keep_claimed
-        self._wake_one = wake_one
+        self._ttl = timedelta(seconds=result_ttl)
 
-    def run(self, task: Task, worker_id: str, context: RunContext) -> threading.Thread | None:
-        """Run one attempt and record its outcome; the thread of a timed-out attempt, if any."""
+    def run(
+        self, task: Task, worker_id: str, context: RunContext
+    ) -> tuple[Ending, threading.Thread | None]:
+        """Run one attempt: how it ended, and the thread of a timed-out attempt, if any."""
         task_type = self.registry.get(task.type)
         if task_type is None:
             error = TaskError("UnknownTaskType", f"No task type {task.type!r} in this worker.")
-            self._failed(task, worker_id, error, retry=False)
-            return None
-        task_log(log.info, task.id, "task %s (%s) attempt %d started", task.type, task.attempts)
+            return self._failed(task, worker_id, error, None), None
+        task_log(log.debug, task.id, "task %s (%s) attempt %d started", task.type, task.attempts)
         began = time.monotonic()
         ended, runner = call(task_type.func, context, task, self.store.detach_thread)
         context.finished = True
@@ -234,92 +228,74 @@ class AttemptRunner:
             error = TaskError(
                 "TimeoutError", f"The attempt ran past its timeout of {task.timeout_seconds:g}s."
             )
-            self._failed(task, worker_id, error, retry=task.failed_attempts < task.max_attempts)
-            return runner
+            return self._failed(task, worker_id, error, task_type), runner
         if ended.outcome is Outcome.RETURNED:
             try:
                 json.dumps(ended.result, allow_nan=False)
             except (TypeError, ValueError) as not_json:
                 ended = CallResult(Outcome.RAISED, error=not_json)
             else:
-                self._succeeded(task, worker_id, ended.result)
-                return None
+                now = self.clock()
+                return Ending(
+                    task.id, worker_id, Status.SUCCEEDED, now, now + self._ttl, ended.result
+                ), None
         if (
             ended.outcome is Outcome.RAISED_CANCELLED
             or context.stop_reason is StopReason.CANCEL_ASKED
         ):
-            self._cancelled(task, worker_id)
-            return None
+            now = self.clock()
+            return Ending(task.id, worker_id, Status.CANCELLED, now, now + self._ttl), None
         raised = ended.error
         assert raised is not None
         error = TaskError(type(raised).__name__, str(raised) or type(raised).__name__)
         task_log(log.info, task.id, "task %s attempt %d failed: %s", task.attempts, error.type)
-        self._failed(task, worker_id, error, retry=task.failed_attempts < task.max_attempts)
-        return None
+        return self._failed(task, worker_id, error, task_type), None
 
-    def _expiry(self, now: datetime) -> datetime:
-        return now + timedelta(seconds=self.result_ttl)
-
-    def _succeeded(self, task: Task, worker_id: str, result: Any) -> None:
+    def _failed(
+        self, task: Task, worker_id: str, error: TaskError, task_type: TaskType | None
+    ) -> Ending:
+        """A retry when the task has attempts left (and a known type), else its failure."""
         now = self.clock()
-        if self._stopping.is_set():
-            done = self.store.finish(
-                task.id, worker_id, Status.SUCCEEDED, now, self._expiry(now), result=result
-            )
-        else:
-            # Most successes are followed by a claim when tasks are waiting: one transaction
-            # for both. The claimed task runs next on this worker; if the pool began to stop
-            # meanwhile, it goes back to the queue (in keep_claimed, or in stop() if that
-            # comes later still).
-            lease_until = now + timedelta(seconds=self.lease_seconds)
-            done, claimed = self.store.succeed_and_claim(
-                task.id, worker_id, result, now, self._expiry(now), lease_until
-            )
-            if claimed is not None:
-                self._keep_claimed(worker_id, claimed)
-        if done:
-            task_log(log.info, task.id, "task %s succeeded")
-            self._count_finished(task, Status.SUCCEEDED)
-        else:
-            task_log(
-                log.warning, task.id, "task %s ended after this worker lost it; result dropped"
-            )
-
-    def _cancelled(self, task: Task, worker_id: str) -> None:
-        now = self.clock()
-        if self.store.finish(task.id, worker_id, Status.CANCELLED, now, self._expiry(now)):
-            task_log(log.info, task.id, "task %s cancelled")
-            self._count_finished(task, Status.CANCELLED)
-
-    def _failed(self, task: Task, worker_id: str, error: TaskError, *, retry: bool) -> None:
-        now = self.clock()
-        task_type = self.registry.get(task.type)
-        if retry and task_type is not None:
+        if task_type is not None and task.failed_attempts < task.max_attempts:
             delay = task_type.backoff_seconds(task.failed_attempts, _JITTER.random())
-            status = self.store.retry(
-                task.id, worker_id, error, now + timedelta(seconds=delay), now, self._expiry(now)
+            run_after = now + timedelta(seconds=delay)
+            return Ending(
+                task.id, worker_id, Status.QUEUED, now, now + self._ttl, None, error, run_after
             )
-            if status is Status.QUEUED:
-                task_log(log.info, task.id, "task %s: retry in %.2fs", delay)
-                if self.metrics is not None:
-                    self.metrics.task_retried(task.type)
-                self._wake_one()
-            elif status is Status.CANCELLED:
-                task_log(log.info, task.id, "task %s cancelled (asked while its attempt ran)")
-                self._count_finished(task, Status.CANCELLED)
-            return
-        if self.store.finish(
-            task.id, worker_id, Status.FAILED, now, self._expiry(now), error=error
-        ):
-            task_log(log.info, task.id, "task %s failed: %s: %s", error.type, error.message[:200])
-            self._count_finished(task, Status.FAILED)
-        else:
-            task_log(
-                log.warning,
-                task.id,
-                "task %s failed after this worker lost it; its error is dropped",
-            )
+        return Ending(task.id, worker_id, Status.FAILED, now, now + self._ttl, None, error)
 
-    def _count_finished(self, task: Task, outcome: Status) -> None:
+    def recorded(self, task_type: str, ending: Ending, status: Status | None) -> None:
+        """The log line and the metrics of ``ending``, once written: ``status`` is the task's
+        status afterwards, None when this worker no longer held it."""
+        task_id, wanted = ending.task_id, ending.status
+        if status is None:
+            if wanted is Status.SUCCEEDED:
+                task_log(
+                    log.warning, task_id, "task %s ended after this worker lost it; result dropped"
+                )
+            elif wanted is Status.FAILED:
+                task_log(
+                    log.warning,
+                    task_id,
+                    "task %s failed after this worker lost it; its error is dropped",
+                )
+            return
+        if status is Status.QUEUED:
+            assert ending.run_after is not None
+            delay = (ending.run_after - ending.now).total_seconds()
+            task_log(log.info, task_id, "task %s: retry in %.2fs", delay)
+            if self.metrics is not None:
+                self.metrics.task_retried(task_type)
+            return
+        if status is Status.SUCCEEDED:
+            task_log(log.info, task_id, "task %s succeeded")
+        elif status is Status.FAILED:
+            assert ending.error is not None
+            error = ending.error
+            task_log(log.info, task_id, "task %s failed: %s: %s", error.type, error.message[:200])
+        elif wanted is Status.QUEUED:
+            task_log(log.info, task_id, "task %s cancelled (asked while its attempt ran)")
+        else:
+            task_log(log.info, task_id, "task %s cancelled")
         if self.metrics is not None:
-            self.metrics.task_finished(task.type, outcome)
+            self.metrics.task_finished(task_type, status)

@@ -1,30 +1,38 @@
-"""The worker pool: a fixed number of threads that claim tasks from the store and run them.
+"""The worker pool: worker threads fed by one dispatcher that claims and completes in batches.
 
-Each thread runs ``while not stopping: run_one() or wait``. A task submitted in this process
-wakes an idle thread at once; tasks submitted elsewhere are found by polling every
-``poll_interval`` seconds, or exactly when the next delayed task becomes ready. ``drain()``
-runs tasks in the calling thread until none is ready, with no thread started.
+The dispatcher is the pool's producer and completer (as River's): one statement claims as
+many ready tasks as the pool has free worker threads, which run them; how each attempt ended
+goes back to the dispatcher, which writes a group of endings and the next claim in one
+transaction (``Store.complete``). A group is written as soon as every worker is idle, else once
+its first ending has waited ``FLUSH_SECONDS``. Nothing is claimed beyond the free threads, so a
+busy process never holds tasks that another could run.
 
-Beside the workers, the pool runs the monitor's thread (``api.worker.monitor``: leases,
-recovery, purge); wake-ups from other processes come through ``task_submitted`` and
-``cancel_requested`` (api.wakeups). One attempt of a
-task, from the call to the store write of its end, is ``api.worker.attempt``.
+A task submitted in this process, or in another (through api.wakeups: ``task_submitted``),
+wakes the dispatcher at once; polling every ``poll_interval`` seconds covers a lost wake-up, and
+the dispatcher looks again exactly when the next delayed task becomes ready. ``drain()`` runs
+tasks in the calling thread until none is ready, with no thread started.
+
+Beside them, the pool runs the monitor's thread (``api.worker.monitor``: leases, recovery,
+purge). One attempt of a task, from the call to the ending it comes to, is
+``api.worker.attempt``.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
+import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from api.events import TaskEvents
 from api.metrics import Metrics
 from api.models import Status, Task
 from api.registry import Registry
-from api.store import Store
+from api.store import Claim, Ending, Store
 from api.worker.attempt import (
     AttemptRunner,
     RunContext,
@@ -38,46 +46,46 @@ from api.worker.monitor import Monitor
 
 #: After the grace, how long tasks asked to stop get to do so before the pool lets go of them.
 WIND_DOWN_SECONDS = 2.0
-#: The longest an idle worker waits before looking at the store again after an error.
+#: The longest the dispatcher waits before looking at the store again after an error.
 ERROR_PAUSE = 1.0
 #: How often a stop in its grace looks whether ``hurry()`` cut it short.
 HURRY_CHECK_SECONDS = 0.1
+#: The longest an ending waits for others to share its transaction while some workers still
+#: run (a long-poll waits on it). When every worker is idle, the group is written at once.
+FLUSH_SECONDS = 0.001
 
 
 class Wakeup:
-    """Wakes idle workers: one per signal, never more pending signals than workers."""
+    """Tells the dispatcher that tasks may be ready: signals before it looks count as one."""
 
-    def __init__(self, cap: int) -> None:
-        self._cond = threading.Condition()
-        self._pending = 0
-        self._cap = max(cap, 1)
+    def __init__(self, cond: threading.Condition) -> None:
+        self._cond = cond
+        #: Set by a signal, cleared by the claim that looks (under the condition's lock).
+        self.pending = False
 
     def notify(self) -> None:
-        """Wake one idle worker (or the next one to wait)."""
+        """Tasks may be ready: the dispatcher claims for its free workers."""
         with self._cond:
-            if self._pending < self._cap:
-                self._pending += 1
-                self._cond.notify()
-
-    def notify_all(self) -> None:
-        """Wake every worker."""
-        with self._cond:
-            self._pending = self._cap
+            self.pending = True
             self._cond.notify_all()
 
-    def wait(self, timeout: float) -> bool:
-        """Wait for a signal up to ``timeout`` seconds; True when one came."""
-        with self._cond:
-            if self._pending == 0:
-                self._cond.wait(timeout)
-            if self._pending:
-                self._pending -= 1
-                return True
-            return False
+    #: One dispatcher claims for every worker: waking it once is waking them all.
+    notify_all = notify
+
+
+class _Ended:
+    """An attempt that ended, waiting for its group to be written."""
+
+    __slots__ = ("ending", "task_type")
+
+    def __init__(self, task_type: str, ending: Ending) -> None:
+        self.task_type = task_type
+        self.ending = ending
 
 
 class WorkerPool:
-    """``size`` threads running tasks from ``store``; ``drain()`` runs them inline for tests.
+    """``size`` worker threads and their dispatcher running tasks from ``store``; ``drain()``
+    runs them inline for tests.
 
     ``clock`` gives the times written to the store; ``timer`` (monotonic seconds) schedules the
     monitor's recoveries and purges.
@@ -106,29 +114,35 @@ class WorkerPool:
         self.events = events or TaskEvents()
         self.metrics = metrics
         self.clock = clock
-        self.wakeup = Wakeup(size)
+        self._lease = timedelta(seconds=lease_seconds)
+        self._lock = threading.Lock()
+        #: The dispatcher waits on it: for endings, for wake-ups, for the stop.
+        self._cond = threading.Condition(self._lock)
+        self.wakeup = Wakeup(self._cond)
         self._stop = threading.Event()
         #: Set by hurry(): the grace of stop() is over, running tasks go back to the queue now.
         self._hurry = threading.Event()
         self._monitor_stop = threading.Event()
+        #: Set by stop() once the workers are done: the dispatcher writes what is left, ends.
+        self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._dispatcher: threading.Thread | None = None
         self._monitor_thread: threading.Thread | None = None
+        #: Every task the pool holds, by id: from its claim until its attempt ended.
         self._running: dict[str, Running] = {}
-        #: A task claimed for a worker in the transaction that recorded its last success.
-        self._claimed: dict[str, Task] = {}
-        self._lock = threading.Lock()
+        #: Claimed tasks on their way to a worker thread (None: a worker thread is to end).
+        self._handoff: queue.SimpleQueue[tuple[Task, Running] | None] = queue.SimpleQueue()
+        #: Endings waiting to be written, and when the first of them came (``time.monotonic``).
+        self._ended: list[_Ended] = []
+        self._first_ended_at = 0.0
+        #: Worker threads waiting for a timed-out attempt to stop: not free to take a task.
+        self._stuck = 0
+        #: When the dispatcher polls the store next, while nothing wakes it.
+        self._poll_at = 0.0
         self._id_prefix = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._claims = itertools.count(1)
         self.attempts = AttemptRunner(
-            store,
-            registry,
-            events=self.events,
-            metrics=metrics,
-            clock=clock,
-            lease_seconds=lease_seconds,
-            result_ttl=result_ttl,
-            stopping=self._stop,
-            keep_claimed=self._keep_claimed,
-            wake_one=self.wakeup.notify,
+            store, registry, metrics=metrics, clock=clock, result_ttl=result_ttl
         )
         self.monitor = Monitor(
             store,
@@ -145,11 +159,11 @@ class WorkerPool:
     # -- what the service calls (api.service.Notifier) ---------------------------------------
 
     def task_submitted(self) -> None:
-        """A task was submitted in this process: wake an idle worker."""
+        """A task was submitted in this process: claim it if a worker is free."""
         self.wakeup.notify()
 
     def cancel_requested(self, task_id: str) -> None:
-        """A client asked to cancel ``task_id``: tell it to stop if this pool runs it."""
+        """A client asked to cancel ``task_id``: tell it to stop if this pool holds it."""
         with self._lock:
             running = self._running.get(task_id)
         if running is not None:
@@ -159,24 +173,27 @@ class WorkerPool:
 
     def alive(self) -> bool:
         """True when every thread of a started pool is running."""
-        threads = [*self._threads, *([self._monitor_thread] if self._monitor_thread else [])]
-        return bool(self._threads) and all(t.is_alive() for t in threads)
+        helpers = [t for t in (self._dispatcher, self._monitor_thread) if t is not None]
+        return bool(self._threads) and all(t.is_alive() for t in [*self._threads, *helpers])
 
     def start(self) -> None:
-        """Start the worker threads and the monitor's (once)."""
+        """Start the worker threads, the dispatcher's and the monitor's (once)."""
         if self._threads:
             return
         self._stop.clear()
+        self._closing.clear()
         self._monitor_stop.clear()
+        self._handoff = queue.SimpleQueue()
+        self._ended = []  # late endings of tasks the last stop handed back: they cannot apply
         for n in range(self.size):
-            thread = threading.Thread(
-                target=self._loop,
-                args=(f"{self._id_prefix}:{n}",),
-                name=f"taskapi-worker-{n}",
-                daemon=True,
-            )
+            thread = threading.Thread(target=self._work, name=f"taskapi-worker-{n}", daemon=True)
             self._threads.append(thread)
             thread.start()
+        self.wakeup.notify()
+        self._dispatcher = threading.Thread(
+            target=self._dispatch, name="taskapi-dispatcher", daemon=True
+        )
+        self._dispatcher.start()
         self._monitor_thread = threading.Thread(
             target=self.monitor.run, args=(self._monitor_stop,), name="taskapi-monitor", daemon=True
         )
@@ -185,9 +202,9 @@ class WorkerPool:
             log.info("started %d worker threads", self.size)
 
     def running_count(self) -> int:
-        """How many tasks this pool's threads are running now."""
+        """How many tasks this pool's threads are running now (started, not yet ended)."""
         with self._lock:
-            return len(self._running)
+            return sum(1 for entry in self._running.values() if entry.started)
 
     def hurry(self) -> None:
         """End the grace of ``stop()`` now (before or during it): running tasks go back now."""
@@ -196,16 +213,20 @@ class WorkerPool:
     def stop(self, grace: float) -> None:
         """Stop claiming; let running tasks finish for ``grace`` seconds, then hand them back.
 
-        ``hurry()``, from another thread or a signal handler, cuts the grace short.
+        Tasks claimed and not started go back to the queue at once. ``hurry()``, from another
+        thread or a signal handler, cuts the grace short.
         """
-        self._stop.set()
-        self.wakeup.notify_all()
+        with self._cond:
+            self._stop.set()
+            self._cond.notify_all()
+            waiting = self._take_handoff()
+        for task, entry in waiting:  # claimed, not started: back at once
+            self._hand_back(task.id, entry.worker_id, task.type)
+        for _ in self._threads:
+            self._handoff.put(None)  # each worker thread ends once its task is done
         self._join(grace, until=self._hurry)
         with self._lock:
             left = list(self._running.items())
-            claimed, self._claimed = list(self._claimed.items()), {}
-        for worker_id, task in claimed:  # claimed with a success, not started before the stop
-            self._hand_back(task.id, worker_id, task.type)
         for task_id, running in left:
             # Hand it back first: a task that stops on the signal below must not record
             # itself cancelled, since no client asked for that.
@@ -215,12 +236,28 @@ class WorkerPool:
             # Tasks that heed the signal end within moments; let them, so that nothing
             # touches the store after the caller closes it.
             self._join(WIND_DOWN_SECONDS)
+        with self._cond:
+            self._closing.set()
+            self._cond.notify_all()
         self._monitor_stop.set()
-        if self._monitor_thread is not None:
-            self._monitor_thread.join(WIND_DOWN_SECONDS)
+        for helper in (self._dispatcher, self._monitor_thread):
+            if helper is not None:
+                helper.join(WIND_DOWN_SECONDS)
         self._threads = []
-        self._monitor_thread = None
+        self._dispatcher = self._monitor_thread = None
         self._hurry.clear()
+
+    def _take_handoff(self) -> list[tuple[Task, Running]]:
+        """Take back the claimed tasks no worker thread has taken yet (with the lock held)."""
+        taken: list[tuple[Task, Running]] = []
+        while True:
+            try:
+                item = self._handoff.get_nowait()
+            except queue.Empty:
+                return taken
+            if item is not None:
+                self._running.pop(item[0].id, None)
+                taken.append(item)
 
     def _hand_back(self, task_id: str, worker_id: str, task_type: str) -> None:
         """Give a task this pool holds back to the queue (or to ``cancelled``, if asked)."""
@@ -232,16 +269,6 @@ class WorkerPool:
         if status is not None:
             task_log(log.warning, task_id, "task %s handed back at shutdown: %s", status.value)
             self.events.changed(task_id)
-
-    def _keep_claimed(self, worker_id: str, task: Task) -> None:
-        """Keep a task claimed with a success for the worker's next ``run_one``; hand it back
-        at once if the pool is stopping (``stop()`` may have looked already)."""
-        with self._lock:
-            stopping = self._stop.is_set()
-            if not stopping:
-                self._claimed[worker_id] = task
-        if stopping:
-            self._hand_back(task.id, worker_id, task.type)
 
     def _join(self, seconds: float, *, until: threading.Event | None = None) -> None:
         """Wait up to ``seconds`` for the worker threads to end, or until ``until`` is set."""
@@ -256,18 +283,106 @@ class WorkerPool:
                     return
                 thread.join(min(left, HURRY_CHECK_SECONDS))
 
-    # -- the workers -------------------------------------------------------------------------
+    # -- the dispatcher ----------------------------------------------------------------------
 
-    def _loop(self, worker_id: str) -> None:
-        """A worker thread: run tasks until the pool stops; an error is logged, never fatal."""
-        while not self._stop.is_set():
+    def _dispatch(self) -> None:
+        """The dispatcher's thread: write endings and claim, until the pool closes; an error
+        is logged, never fatal (the endings are written at the next turn)."""
+        while True:
             try:
-                if self.run_one(worker_id):
-                    continue
-                self.wakeup.wait(self._idle_wait())
+                group = self._next_group()
+                if group is None:
+                    return
+                self._write(*group)
             except Exception:
-                log.exception("worker %s: error in the worker loop; carrying on", worker_id)
-                self._stop.wait(ERROR_PAUSE)
+                log.exception("dispatcher: error writing endings or claiming; carrying on")
+                if self._closing.is_set():
+                    return  # what is left stays held until its lease runs out (then it reruns)
+                self._closing.wait(ERROR_PAUSE)
+
+    def _next_group(self) -> tuple[list[_Ended], Claim | None] | None:
+        """Wait until there is something to write: endings due, or a claim for free workers.
+
+        None once the pool is closing and every ending is written.
+        """
+        now = time.monotonic
+        with self._cond:
+            while True:
+                busy = len(self._running) + self._stuck
+                stopping = self._stop.is_set()
+                timeout: float | None
+                if self._ended:
+                    timeout = self._first_ended_at + FLUSH_SECONDS - now()
+                    if busy == 0 or stopping or timeout <= 0:
+                        break
+                elif self._closing.is_set():
+                    return None
+                elif stopping or busy >= self.size:
+                    timeout = None  # an ending, or the stop's next step, wakes it
+                elif self.wakeup.pending:
+                    break
+                else:
+                    timeout = self._poll_at - now()
+                    if timeout <= 0:
+                        self.wakeup.pending = True  # the poll: look at the store again
+                        break
+                self._cond.wait(timeout)
+            ended, self._ended = self._ended, []
+            claim = None
+            if not stopping and self.wakeup.pending and busy < self.size:
+                self.wakeup.pending = False
+                at = self.clock()
+                worker_id = f"{self._id_prefix}:{next(self._claims)}"
+                claim = Claim(worker_id, self.size - busy, at, at + self._lease)
+            return ended, claim
+
+    def _write(self, ended: list[_Ended], claim: Claim | None) -> None:
+        """Write a group of endings and a claim in one transaction; then hand the claimed
+        tasks to the workers, and log, count and announce the endings."""
+        try:
+            if ended:
+                statuses, claimed = self.store.complete([e.ending for e in ended], claim=claim)
+            else:
+                assert claim is not None
+                statuses, claimed = (
+                    [],
+                    self.store.claim_many(
+                        claim.worker_id, claim.limit, claim.now, claim.lease_until
+                    ),
+                )
+        except Exception:
+            with self._cond:  # not written: first in the next group
+                self._ended[:0] = ended
+                if claim is not None:
+                    self.wakeup.pending = True
+            raise
+        if claim is not None:
+            self._hand_out(claimed, claim.worker_id)
+            if len(claimed) == claim.limit:
+                self.wakeup.pending = True  # more may be ready
+            else:
+                self._poll_at = time.monotonic() + self._idle_wait()
+        if Status.QUEUED in statuses:  # a retry: it may be due before the next poll
+            self.wakeup.pending = True
+        changed = self.events.changed
+        recorded = self.attempts.recorded
+        for one, status in zip(ended, statuses, strict=True):
+            changed(one.ending.task_id)
+            recorded(one.task_type, one.ending, status)
+
+    def _hand_out(self, tasks: Sequence[Task], worker_id: str) -> None:
+        """Hold claimed tasks and pass them to the worker threads; back to the queue at once
+        if the pool began to stop meanwhile (``stop()`` may have looked already)."""
+        with self._lock:
+            stopping = self._stop.is_set()
+            if not stopping:
+                for task in tasks:
+                    entry = Running(worker_id, RunContext(self.store, self.events, task, worker_id))
+                    self._running[task.id] = entry
+                    self._handoff.put((task, entry))
+        if stopping:
+            for task in tasks:
+                self._hand_back(task.id, worker_id, task.type)
 
     def _idle_wait(self) -> float:
         """Seconds to wait when idle: the poll interval, or less if a delayed task is due."""
@@ -275,6 +390,51 @@ class WorkerPool:
         if due is None:
             return self.poll_interval
         return min(self.poll_interval, max((due - self.clock()).total_seconds(), 0.001))
+
+    # -- the workers -------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """A worker thread: run the tasks handed to it until told to end; an error is logged,
+        never fatal."""
+        while (item := self._handoff.get()) is not None:
+            task, entry = item
+            try:
+                self._run(task, entry)
+            except Exception:
+                log.exception("worker: error running task %s; carrying on", task.id)
+
+    def _run(self, task: Task, entry: Running) -> None:
+        """Run a handed-out task, and pass its ending to the dispatcher."""
+        with self._lock:
+            entry.started = not self._stop.is_set()
+            if not entry.started:  # taken just as the stop began: it goes back, not run
+                self._running.pop(task.id, None)
+        if not entry.started:
+            self._hand_back(task.id, entry.worker_id, task.type)
+            return
+        if self.metrics is not None:
+            self.metrics.task_started(task)
+        ending, runner = self.attempts.run(task, entry.worker_id, entry.context)
+        with self._cond:
+            self._running.pop(task.id, None)
+            if runner is not None:
+                self._stuck += 1
+            if not self._ended:
+                self._first_ended_at = time.monotonic()
+                self._cond.notify()
+            self._ended.append(_Ended(task.type, ending))
+            if not self._running:
+                self._cond.notify()  # every worker idle: write at once
+        if runner is not None:
+            # The attempt timed out; its thread has not stopped. This worker waits for it,
+            # so that no more task threads run than the pool has workers.
+            task_log(log.warning, task.id, "task %s: waiting for its timed-out attempt to stop")
+            runner.join()
+            with self._cond:
+                self._stuck -= 1
+                self._cond.notify()
+
+    # -- inline, for tests -------------------------------------------------------------------
 
     def drain(self, worker_id: str = "drain") -> int:
         """Run tasks in this thread until none is ready; how many ran. For tests and scripts."""
@@ -284,30 +444,27 @@ class WorkerPool:
         return count
 
     def run_one(self, worker_id: str) -> bool:
-        """Claim and run at most one ready task; False when none was ready."""
-        with self._lock:
-            task = self._claimed.pop(worker_id, None)
-        if task is None:
-            now = self.clock()
-            task = self.store.claim(worker_id, now, now + timedelta(seconds=self.lease_seconds))
-        if task is None:
+        """Claim and run at most one ready task in this thread; False when none was ready."""
+        now = self.clock()
+        claimed = self.store.claim_many(worker_id, 1, now, now + self._lease)
+        if not claimed:
             return False
-        # No wake-up for readers here: a long-poll waits for the end, not for the start.
+        task = claimed[0]
         if self.metrics is not None:
             self.metrics.task_started(task)
-        context = RunContext(self.store, self.events, task, worker_id)
+        entry = Running(worker_id, RunContext(self.store, self.events, task, worker_id), True)
         with self._lock:
-            self._running[task.id] = Running(worker_id, context)
+            self._running[task.id] = entry
         runner: threading.Thread | None = None
         try:
-            runner = self.attempts.run(task, worker_id, context)
+            ending, runner = self.attempts.run(task, worker_id, entry.context)
+            (status,), _ = self.store.complete([ending])
+            self.attempts.recorded(task.type, ending, status)
         finally:
             with self._lock:
                 self._running.pop(task.id, None)
             self.events.changed(task.id)
         if runner is not None:
-            # The attempt timed out and is recorded; its thread has not stopped. This slot
-            # waits for it, so that no more task threads run than the pool has workers.
             task_log(log.warning, task.id, "task %s: waiting for its timed-out attempt to stop")
             runner.join()
         return True

@@ -15,7 +15,7 @@ from api.models import (
     Verb,
 )
 from api.store import Store
-from tests.store.tasks import LATER, T0, new_task
+from tests.store.tasks import LATER, T0, claim, finish, new_task, retry
 
 #: The states a task can be in before a verb: its status, and for a running task whether a
 #: cancel was asked (which turns the hand-backs into cancels).
@@ -30,16 +30,16 @@ STATES = (
 )
 #: How each verb is called on a task held by worker "w" (its lease over at T0 + 1 s).
 CALLS: dict[Verb, Callable[[Store, str], object]] = {
-    Verb.CLAIM: lambda store, task_id: store.claim("w2", T0, LATER),
-    Verb.RETRY: lambda store, task_id: store.retry(
-        task_id, "w", TaskError("E", "x"), T0, T0, LATER
+    Verb.CLAIM: lambda store, task_id: claim(store, "w2", T0, LATER),
+    Verb.RETRY: lambda store, task_id: retry(
+        store, task_id, "w", TaskError("E", "x"), T0, T0, LATER
     ),
     Verb.RELEASE: lambda store, task_id: store.release(task_id, "w", T0, LATER),
     Verb.RECOVER: lambda store, task_id: store.recover_expired(T0 + timedelta(seconds=1), LATER),
     Verb.CANCEL: lambda store, task_id: store.cancel(task_id, T0, LATER),
     Verb.DELETE: lambda store, task_id: store.delete(task_id, T0),
     **{
-        end: (lambda store, task_id, end=end: store.finish(task_id, "w", end, T0, LATER))
+        end: (lambda store, task_id, end=end: finish(store, task_id, "w", end, T0, LATER))
         for end in (Status.SUCCEEDED, Status.FAILED, Status.CANCELLED)
     },
 }
@@ -55,13 +55,13 @@ def _task_in(store: Store, state: str) -> str:
         return task.id
     if state == "running, its worker lost twice before":
         for _ in range(MAX_LOST_ATTEMPTS - 1):
-            store.claim("lost", T0, T0 - timedelta(seconds=1))
+            claim(store, "lost", T0, T0 - timedelta(seconds=1))
             store.recover_expired(T0, LATER)
-    assert store.claim("w", T0, T0) is not None
+    assert claim(store, "w", T0, T0) is not None
     if state == "running, cancel asked":
         store.cancel(task.id, T0, LATER)
     elif state in ("succeeded", "failed"):
-        store.finish(task.id, "w", Status(state), T0, LATER)
+        finish(store, task.id, "w", Status(state), T0, LATER)
     return task.id
 
 
@@ -74,7 +74,7 @@ def _put_away(store: Store, task_id: str) -> None:
         store.cancel(task_id, T0, LATER)
     elif task.status is Status.RUNNING:
         assert task.worker_id is not None
-        store.finish(task_id, task.worker_id, Status.CANCELLED, T0, LATER)
+        finish(store, task_id, task.worker_id, Status.CANCELLED, T0, LATER)
     assert store.delete(task_id, T0)
 
 

@@ -49,7 +49,8 @@ def test_claim_uses_the_ready_index(tmp_path: Path) -> None:
     plan = [
         row[3]
         for row in store._conn().execute(
-            "EXPLAIN QUERY PLAN " + QUERIES["claim"], {"now": 0, "worker_id": "w", "lease_until": 0}
+            "EXPLAIN QUERY PLAN " + QUERIES["claim"],
+            {"now": 0, "worker_id": "w", "lease_until": 0, "limit": 4},
         )
     ]
     store.close()

@@ -20,6 +20,7 @@ from api.registry import TaskCancelled, TaskContext, TaskType
 from api.runtime import Runtime
 from api.worker import PURGE_INTERVAL_SECONDS, WorkerPool
 from tests.conftest import make_app, runtime_of, submit, wait_for
+from tests.store.tasks import claim
 
 LEASE = 10.0
 #: Shorter than PURGE_INTERVAL_SECONDS, so that a task expires between two purges.
@@ -96,7 +97,7 @@ def test_a_lost_lease_is_taken_back_once_it_is_over(runtime: Runtime) -> None:
     clock = FakeClock()
     pool = pool_on(runtime, clock)
     task = _add(runtime)
-    assert runtime.store.claim("a-dead-worker", clock(), clock() + timedelta(seconds=LEASE))
+    assert claim(runtime.store, "a-dead-worker", clock(), clock() + timedelta(seconds=LEASE))
     pool.monitor.tick()
     assert _status(runtime, task) == ("running", 1), "the lease is not over yet"
     clock.advance(LEASE + 1)
@@ -113,7 +114,7 @@ def test_a_lost_attempt_does_not_use_up_max_attempts(runtime: Runtime) -> None:
     task = runtime.service.submit(
         {"type": "fail", "params": {"message": "no"}, "max_attempts": 2}
     ).task
-    assert runtime.store.claim("a-dead-worker", clock(), clock() - timedelta(seconds=1))
+    assert claim(runtime.store, "a-dead-worker", clock(), clock() - timedelta(seconds=1))
     pool.monitor.tick()
     assert _status(runtime, task) == ("queued", 1), "lost: back to the queue"
     assert pool.drain() == 1
@@ -132,7 +133,7 @@ def test_recovery_runs_every_half_lease(runtime: Runtime) -> None:
     pool = pool_on(runtime, clock)
     pool.monitor.tick()  # the first tick recovers: the next recovery is half a lease later
     task = _add(runtime)
-    assert runtime.store.claim("a-dead-worker", clock(), clock() - timedelta(seconds=1))
+    assert claim(runtime.store, "a-dead-worker", clock(), clock() - timedelta(seconds=1))
     clock.advance(LEASE / 2 - 1)
     pool.monitor.tick()
     assert _status(runtime, task) == ("running", 1), "not due yet"
@@ -146,7 +147,7 @@ def test_a_running_task_keeps_its_lease_while_it_runs(runtime: Runtime) -> None:
     clock = FakeClock()
     pool = pool_on(runtime, clock)
     lost = _add(runtime)
-    assert runtime.store.claim("a-dead-worker", clock(), clock() + timedelta(seconds=LEASE))
+    assert claim(runtime.store, "a-dead-worker", clock(), clock() + timedelta(seconds=LEASE))
 
     def long(context: TaskContext, params: dict[str, Any]) -> str:
         for _ in range(4):  # twice the lease in all
@@ -259,7 +260,7 @@ def test_a_started_pool_ticks_its_monitor_on_a_thread(db_path: Path) -> None:
     client = app.test_client()
     task = submit(client, {"type": "add", "params": {"x": 1, "y": 2}, "max_attempts": 1})
     now = datetime.now(UTC)
-    assert runtime.store.claim("a-dead-worker", now, now - timedelta(seconds=1))
+    assert claim(runtime.store, "a-dead-worker", now, now - timedelta(seconds=1))
     runtime.pool.start()
     try:
         done = wait_for(client, task["id"], timeout=10)

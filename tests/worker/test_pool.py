@@ -14,9 +14,11 @@ import pytest
 from flask.testing import FlaskClient
 from marshmallow import Schema
 
-from api.models import Task
+import api.worker.pool
+from api.models import Status, Task
 from api.registry import TaskCancelled, TaskContext, TaskType
 from api.runtime import Runtime
+from api.store import Claim
 from api.worker import Wakeup
 from tests.conftest import make_app, runtime_of, submit, wait_for, wait_until
 
@@ -66,7 +68,9 @@ def test_stop_lets_a_running_task_finish_within_the_grace(
     client: FlaskClient, live: Runtime
 ) -> None:
     task = submit(client, {"type": "sleep", "params": {"seconds": 1}})
-    wait_until(lambda: client.get(f"/tasks/{task['id']}").get_json()["status"] == "running")
+    # Started by a worker thread: "running" in the store is claimed, and a task claimed and
+    # not started yet goes back to the queue at the stop.
+    wait_until(lambda: live.pool.running_count() == 1)
     live.pool.stop(grace=10)
     assert client.get(f"/tasks/{task['id']}").get_json()["status"] == "succeeded"
 
@@ -82,7 +86,7 @@ def _one_worker_with(db_path: Path, name: str, func: Any, n: int) -> tuple[Runti
 def test_a_worker_finishing_during_stop_claims_nothing_more(
     db_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # A success is recorded together with the claim of the next task, except once the pool
+    # Endings are written together with a claim for the free workers, except once the pool
     # is stopping: then the next tasks stay queued for the next start, never claimed (a claim
     # handed straight back would end the same, but warn of a hand-back for a task not run).
     started, release = threading.Event(), threading.Event()
@@ -93,21 +97,21 @@ def test_a_worker_finishing_during_stop_claims_nothing_more(
         return "done"
 
     runtime, (first, *rest) = _one_worker_with(db_path, "gated", gated, 3)
-    claims: list[str] = []
-    real = runtime.store.succeed_and_claim
+    claims: list[Claim | None] = []
+    real = runtime.store.complete
 
-    def recorded(task_id: str, *args: Any, **kwargs: Any) -> Any:
-        claims.append(task_id)
-        return real(task_id, *args, **kwargs)
+    def recorded(endings: Any, *, claim: Claim | None = None) -> Any:
+        claims.append(claim)
+        return real(endings, claim=claim)
 
-    runtime.store.succeed_and_claim = recorded  # type: ignore[method-assign]
+    runtime.store.complete = recorded  # type: ignore[method-assign]
     caplog.set_level(logging.INFO, logger="api.worker")
     runtime.pool.start()
     assert started.wait(15)
     threading.Timer(0.3, release.set).start()  # the first ends while stop() waits
     runtime.pool.stop(grace=10)
     assert runtime.store.get(first.id, datetime.now(UTC)).status.value == "succeeded"  # type: ignore[union-attr]
-    assert claims == [], "a stopping pool must not claim with its last success"
+    assert claims == [None], "a stopping pool writes its last ending without a claim"
     assert "handed back" not in caplog.text
     for task in rest:
         left = runtime.store.get(task.id, datetime.now(UTC))
@@ -118,17 +122,17 @@ def _quick_tasks(db_path: Path, n: int) -> tuple[Runtime, list[Task]]:
     return _one_worker_with(db_path, "quick", lambda context, params: "ok", n)
 
 
-def test_a_stop_begun_during_a_success_sends_the_task_claimed_with_it_back(
+def test_a_stop_begun_during_a_write_sends_the_tasks_claimed_with_it_back(
     db_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     runtime, (first, second) = _quick_tasks(db_path, 2)
-    real = runtime.store.succeed_and_claim
+    real = runtime.store.complete
 
     def stop_begins_meanwhile(*args: Any, **kwargs: Any) -> Any:
-        runtime.pool._stop.set()  # as stop() does, while the success is being written
+        runtime.pool._stop.set()  # as stop() does, while the ending is being written
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(runtime.store, "succeed_and_claim", stop_begins_meanwhile)
+    monkeypatch.setattr(runtime.store, "complete", stop_begins_meanwhile)
     runtime.pool.start()
     wait_until(lambda: runtime.store.get(first.id, datetime.now(UTC)).status.value == "succeeded")  # type: ignore[union-attr]
 
@@ -142,24 +146,57 @@ def test_a_stop_begun_during_a_success_sends_the_task_claimed_with_it_back(
             None,
         )
 
-    # The worker itself hands it back, at once: stop() may have emptied what the pool holds
-    # before the worker put the claimed task there, and would then never see it.
+    # The dispatcher itself hands it back, at once: stop() may have taken back what the
+    # workers had not started before the dispatcher handed this one out, and never see it.
     wait_until(handed_back)
     runtime.pool.stop(grace=5)
     assert handed_back()
 
 
-def test_stop_hands_back_a_task_claimed_for_a_worker_that_did_not_start_it(
-    db_path: Path,
-) -> None:
-    runtime, (task,) = _quick_tasks(db_path, 1)
+def test_stop_hands_back_tasks_claimed_and_not_started(db_path: Path) -> None:
+    runtime, tasks = _quick_tasks(db_path, 3)
     now = datetime.now(UTC)
-    claimed = runtime.store.claim("worker-gone", now, now + timedelta(seconds=30))
-    assert claimed is not None
-    runtime.pool._claimed["worker-gone"] = claimed  # left by a worker that saw the stop
+    claimed = runtime.store.claim_many("pool", 3, now, now + timedelta(seconds=30))
+    assert len(claimed) == 3
+    runtime.pool._hand_out(claimed, "pool")  # handed out, no worker thread took them yet
+    assert runtime.pool.running_count() == 0, "held, not running"
     runtime.pool.stop(grace=0)
-    back = runtime.store.get(task.id, datetime.now(UTC))
-    assert back is not None and (back.status.value, back.attempts) == ("queued", 0)
+    for task in tasks:
+        back = runtime.store.get(task.id, datetime.now(UTC))
+        assert back is not None and (back.status.value, back.attempts) == ("queued", 0)
+
+
+def test_one_claim_takes_tasks_for_every_free_worker_and_no_more(db_path: Path) -> None:
+    release = threading.Event()
+
+    def held(context: TaskContext, params: dict) -> str:
+        release.wait(30)
+        return "ok"
+
+    runtime = runtime_of(make_app(db_path, TASKS_WORKERS=3))
+    runtime.registry.add(TaskType("held", NoParams, held))
+    for _ in range(5):
+        runtime.service.submit({"type": "held", "params": {}})
+    limits: list[int] = []
+    real = runtime.store.claim_many
+
+    def recorded(worker_id: str, limit: int, *args: Any) -> Any:
+        limits.append(limit)
+        return real(worker_id, limit, *args)
+
+    runtime.store.claim_many = recorded  # type: ignore[method-assign]
+    runtime.pool.start()
+    try:
+        wait_until(lambda: runtime.pool.running_count() == 3)
+        time.sleep(0.2)
+        counts = runtime.store.count_by_status(datetime.now(UTC))
+        assert (counts[Status.RUNNING], counts[Status.QUEUED]) == (3, 2), "nothing prefetched"
+        assert limits == [3], "one statement for the three free workers"
+        release.set()
+        wait_until(lambda: runtime.store.count_by_status(datetime.now(UTC))[Status.SUCCEEDED] == 5)
+    finally:
+        release.set()
+        runtime.pool.stop(grace=10)
 
 
 def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> None:
@@ -171,7 +208,7 @@ def test_stop_hands_back_a_task_still_running_after_the_grace(db_path: Path) -> 
 
     runtime, (task,) = _one_worker_with(db_path, "stubborn", stubborn, 1)
     runtime.pool.start()
-    wait_until(lambda: runtime.store.get(task.id, datetime.now(UTC)).status.value == "running")  # type: ignore[union-attr]
+    wait_until(lambda: runtime.pool.running_count() == 1)  # started, not merely claimed
     runtime.pool.stop(grace=0.2)
     back = runtime.store.get(task.id, datetime.now(UTC))
     assert back is not None and back.status.value == "queued" and back.attempts == 0
@@ -194,38 +231,48 @@ def test_a_task_told_to_stop_by_a_shutdown_goes_back_to_the_queue_not_cancelled(
 
     runtime, (task,) = _one_worker_with(db_path, "polite", polite, 1)
     runtime.pool.start()
-    wait_until(lambda: runtime.store.get(task.id, datetime.now(UTC)).status.value == "running")  # type: ignore[union-attr]
+    wait_until(lambda: runtime.pool.running_count() == 1)  # started, not merely claimed
     runtime.pool.stop(grace=0.2)
     assert seen == [(True, True)], "told to stop once handed back"
     back = runtime.store.get(task.id, datetime.now(UTC))
     assert back is not None and (back.status.value, back.attempts) == ("queued", 0)
 
 
-def test_an_error_in_the_loop_never_kills_a_worker_thread(
+def test_an_error_in_the_loop_never_kills_a_thread_nor_loses_an_ending(
     client: FlaskClient, live: Runtime, monkeypatch
 ) -> None:  # type: ignore[no-untyped-def]
-    calls = {"n": 0}
-    real_claim = live.store.claim
+    calls = {"claims": 0, "completes": 0}
+    real_claim, real_complete = live.store.claim_many, live.store.complete
 
     def flaky_claim(*args, **kwargs):  # type: ignore[no-untyped-def]
-        calls["n"] += 1
-        if calls["n"] <= 2:
+        calls["claims"] += 1
+        if calls["claims"] <= 2:
             raise RuntimeError("store hiccup")
         return real_claim(*args, **kwargs)
 
-    monkeypatch.setattr(live.store, "claim", flaky_claim)
+    def flaky_complete(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["completes"] += 1
+        if calls["completes"] <= 1:
+            raise RuntimeError("store hiccup")
+        return real_complete(*args, **kwargs)
+
+    monkeypatch.setattr(live.store, "claim_many", flaky_claim)
+    monkeypatch.setattr(live.store, "complete", flaky_complete)
+    monkeypatch.setattr(api.worker.pool, "ERROR_PAUSE", 0.05)
     live.pool.wakeup.notify_all()
     task = submit(client, {"type": "add", "params": {"x": 1, "y": 1}})
     assert wait_for(client, task["id"])["status"] == "succeeded"
+    assert calls["completes"] >= 2, "the ending not written at first was written next"
     assert live.pool.alive()
 
 
-def test_wakeup_never_keeps_more_signals_than_workers() -> None:
-    wakeup = Wakeup(cap=2)
+def test_wakeups_before_the_dispatcher_looks_count_as_one() -> None:
+    wakeup = Wakeup(threading.Condition())
     for _ in range(100):
         wakeup.notify()
-    assert wakeup.wait(0) and wakeup.wait(0)
-    assert not wakeup.wait(0)
+    assert wakeup.pending
+    wakeup.pending = False  # the claim that looks
+    assert not wakeup.pending
 
 
 def test_restarting_a_pool_leaves_no_thread_behind(db_path: Path, database_url: str) -> None:

@@ -18,12 +18,14 @@ from contextlib import AbstractContextManager, contextmanager
 from typing import Any
 
 import psycopg
+from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
-from api.models import IdempotencyKey, Status
-from api.store import KeyTaken, StoreError
+from api.models import IdempotencyKey, Status, Task
+from api.store import Claim, Ending, KeyTaken, StoreError
 from api.store.queries import load
+from api.store.rows import task_from_row
 from api.store.sql import Db, SqlStore
 
 CHANNEL = "taskapi_tasks"
@@ -145,8 +147,50 @@ class PostgresStore(SqlStore):
         assert holder is not None  # the unique key that refused us belongs to a committed row
         return KeyTaken(holder["task_id"], holder["fingerprint"], in_flight=True)
 
+    def _task(self, row: dict[str, Any]) -> Task:
+        return task_from_row(tuple(row.values()), self._time_of)
+
     def _announce(self, db: Db) -> None:
         db.execute(self.queries["notify"])
 
-
-__all__ = ["CHANNEL", "MIGRATIONS", "QUERIES", "PostgresStore"]
+    def complete(
+        self, endings: Sequence[Ending], *, claim: Claim | None = None
+    ) -> tuple[list[Status | None], list[Task]]:
+        """SqlStore's, in one round trip: the transaction's statements are pipelined, each
+        group of endings of one statement sent as one ``executemany``."""
+        if not endings and claim is None:
+            return [], []
+        writes = [self._ending_args(ending) for ending in endings]
+        by_query: dict[str, list[int]] = {}
+        for n, (query, _) in enumerate(writes):
+            by_query.setdefault(query, []).append(n)
+        sent: list[tuple[psycopg.Cursor[Any], list[int]]] = []
+        claimed: psycopg.Cursor[Any] | None = None
+        with self._pool.connection() as conn:
+            # BEGIN and COMMIT as statements of the pipeline: psycopg's transaction() would
+            # sync (wait for the server) at its start and at its end.
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    for query, numbers in by_query.items():
+                        cur = conn.cursor()
+                        args = [writes[n][1] for n in numbers]
+                        cur.executemany(self.queries[query], args, returning=True)
+                        sent.append((cur, numbers))
+                    if claim is not None and claim.limit > 0:
+                        claimed = conn.execute(self.queries["claim"], self._claim_args(claim))
+                    if "retry" in by_query:  # a retry may queue its task again
+                        self._announce(conn)
+                    conn.execute("COMMIT")
+            except BaseException:
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.execute("ROLLBACK")
+                raise
+            statuses: list[Status | None] = [None] * len(writes)
+            for cur, numbers in sent:
+                for n in numbers:
+                    row: Any = cur.fetchone()  # a dict: the pool's row factory
+                    statuses[n] = None if row is None else Status(row["status"])
+                    cur.nextset()
+            rows = claimed.fetchall() if claimed is not None else []
+        return statuses, self._claimed(rows)

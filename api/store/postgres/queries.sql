@@ -6,7 +6,7 @@
 -- {cancel}, {delete}: the statuses a task may have for that verb to change it, from the
 -- lifecycle table api.models.VERBS. Filled in at each call: {matching}.
 --
--- Claims take the next ready task with FOR UPDATE SKIP LOCKED in one statement, so workers
+-- Claims take the next ready tasks with FOR UPDATE SKIP LOCKED in one statement, so workers
 -- never wait on each other's rows; every other change is one conditional statement.
 
 -- name: get
@@ -79,15 +79,17 @@ SELECT task_id, fingerprint FROM idempotency_keys WHERE owner = %(owner)s AND ke
 UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = %(owner)s AND key = %(key)s
 
 -- name: claim
--- The next ready task, in claim order, by the partial index tasks_ready (its condition,
--- status = 'queued'); a task another claim holds is skipped, not waited for.
+-- Up to limit ready tasks, in claim order, by the partial index tasks_ready (its condition,
+-- status = 'queued'); a task another claim holds is skipped, not waited for. RETURNING has
+-- no order: seq (after the columns), priority and run_after let the caller sort.
+WITH ready AS (
+    SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %(now)s
+    ORDER BY priority DESC, run_after, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %(now)s,
     worker_id = %(worker_id)s, lease_expires_at = %(lease_until)s, progress = NULL,
     version = version + 1
-WHERE seq = (SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %(now)s
-             ORDER BY priority DESC, run_after, seq LIMIT 1 FOR UPDATE SKIP LOCKED)
-    AND status IN ({claim})
-RETURNING {columns}
+FROM ready WHERE tasks.seq = ready.seq AND tasks.status IN ({claim})
+RETURNING {columns}, tasks.seq
 
 -- name: report_progress
 UPDATE tasks SET progress = %(progress)s, version = version + 1
@@ -105,6 +107,7 @@ UPDATE tasks SET status = %(status)s, result = %(result)s, error = %(error)s,
     finished_at = %(now)s, expires_at = %(expires_at)s, worker_id = NULL,
     lease_expires_at = NULL, version = version + 1
 WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({finish})
+RETURNING status
 
 -- name: retry
 -- Back to the queue after a failed attempt, ready again at run_after; cancelled instead if

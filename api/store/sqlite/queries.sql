@@ -6,7 +6,8 @@
 -- from the lifecycle table api.models.VERBS. Filled in at each call: {matching}.
 --
 -- Each change is one statement. SQLite takes the write lock at the start of a writing
--- statement, so a claim never races another one, whichever thread or process runs it.
+-- statement (or of the worker's transaction of endings and claim), so a claim never races
+-- another one, whichever thread or process runs it.
 
 -- name: get
 SELECT {columns} FROM tasks WHERE id = :id AND (expires_at IS NULL OR expires_at > :now)
@@ -58,16 +59,19 @@ VALUES (:owner, :key, :fingerprint, :task_id, :expires_at, :in_flight_until)
 UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key = :key
 
 -- name: claim
--- The next ready task, in claim order. INDEXED BY keeps the planner on the partial index
--- that yields this order (its condition, status = 'queued'), whatever the statistics say.
+-- Up to :limit ready tasks, in claim order: INDEXED BY keeps the planner on the partial
+-- index that yields this order (its condition, status = 'queued'), whatever the statistics
+-- say; the unary + keeps it from looking the tasks up by tasks_by_status instead of their
+-- key. RETURNING has no order: seq (after the columns), priority and run_after let the
+-- caller sort.
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
     worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
     version = version + 1
-WHERE seq = (SELECT seq FROM tasks INDEXED BY tasks_ready
-             WHERE status = 'queued' AND run_after <= :now
-             ORDER BY priority DESC, run_after, seq LIMIT 1)
-    AND status IN ({claim})
-RETURNING {columns}
+WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_ready
+              WHERE status = 'queued' AND run_after <= :now
+              ORDER BY priority DESC, run_after, seq LIMIT :limit)
+    AND +status IN ({claim})
+RETURNING {columns}, seq
 
 -- name: report_progress
 UPDATE tasks SET progress = :progress, version = version + 1
@@ -85,6 +89,7 @@ UPDATE tasks SET status = :status, result = :result, error = :error,
     finished_at = :now, expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1
 WHERE id = :id AND worker_id = :worker_id AND status IN ({finish})
+RETURNING status
 
 -- name: retry
 -- Back to the queue after a failed attempt, ready again at :run_after; cancelled instead if
