@@ -107,8 +107,9 @@ def test_a_worker_process_that_dies_is_replaced_and_its_task_runs_again(
 def test_one_sigterm_stops_every_process_with_status_0(tmp_path: Path) -> None:
     server = start_server(tmp_path / "tasks.sqlite3", tmp_path, "--processes", "2")
     server.api_master()
+    # The API's master, its 2 processes, 1 worker process.
+    wait_until(lambda: len(descendants(server.process.pid)) == 4)
     everyone = descendants(server.process.pid)
-    assert len(everyone) == 4  # the API's master, its 2 processes, 1 worker process
     assert server.stop(signal.SIGTERM) == 0
     wait_until(lambda: _gone(everyone))
 
