@@ -199,6 +199,15 @@ def configure(level: str, fmt: str) -> None:
     embedding application) keeps its own handlers.
     """
     logging.basicConfig(level=level.upper(), handlers=[handler(fmt)])
+    lean_records()
+
+
+def lean_records() -> None:
+    """Make log records without what the service's lines never show: where the call was
+    made, and the multiprocessing process's name (the logging HOWTO's "Optimization": finding
+    the caller's frame alone is a fifth of a line's cost, and a worker logs a line per task)."""
+    logging._srcfile = None
+    logging.logMultiprocessing = False
 
 
 def gunicorn_config(level: str, fmt: str) -> dict[str, Any]:

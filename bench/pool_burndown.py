@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from api import create_app
-from api.logs import handler
+from api.logs import handler, lean_records
 from api.models import Status
 from api.runtime import EXTENSION_KEY, Runtime
 
@@ -127,6 +127,7 @@ def main() -> None:
         assert isinstance(made, logging.StreamHandler)
         made.setStream(devnull)
         logging.basicConfig(level=args.log_level.upper(), handlers=[made])
+        lean_records()
         if args.profile:
             _profile_all_threads(args.profile)
         for _ in range(args.repeat):

@@ -25,6 +25,7 @@ import select
 import stat
 import tempfile
 import threading
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -36,6 +37,8 @@ log = logging.getLogger(__name__)
 LINE_BYTES = select.PIPE_BUF
 #: How often a listener looks whether it was told to stop.
 STOP_CHECK_SECONDS = 0.5
+#: While no process listens (no directory), how often a sender looks again.
+MISSING_RECHECK_SECONDS = 0.1
 
 
 def directory_for(database: str) -> Path:
@@ -75,6 +78,8 @@ class LocalWakeups:
         self._seen: int | None = None
         #: This process's own pipe (it hears itself without one).
         self._own: str | None = None
+        #: While no directory exists, when to look for it again (``time.monotonic``).
+        self._missing_until = 0.0
 
     @classmethod
     def for_database(cls, database: str) -> LocalWakeups:
@@ -109,10 +114,16 @@ class LocalWakeups:
     def _listening(self, role: Role) -> list[str]:
         """The pipes of the other processes that want ``role``; looked up again when the
         directory changed (a stat, about a microsecond)."""
+        if self._missing_until and time.monotonic() < self._missing_until:
+            return []
         try:
             changed = os.stat(self.directory).st_mtime_ns
         except FileNotFoundError:
+            # No process listens yet: look again in a while, not at every message (a failed
+            # stat raises, ten times the cost of one that succeeds).
+            self._missing_until = time.monotonic() + MISSING_RECHECK_SECONDS
             return []
+        self._missing_until = 0.0
         if changed != self._seen:
             try:
                 names = os.listdir(self.directory)

@@ -364,10 +364,10 @@ class WorkerPool:
                 self._poll_at = time.monotonic() + self._idle_wait()
         if Status.QUEUED in statuses:  # a retry: it may be due before the next poll
             self.wakeup.pending = True
-        changed = self.events.changed
+        if ended:  # long-polls here and in other processes: one message for the group
+            self.events.changed_many([one.ending.task_id for one in ended])
         recorded = self.attempts.recorded
         for one, status in zip(ended, statuses, strict=True):
-            changed(one.ending.task_id)
             recorded(one.task_type, one.ending, status)
 
     def _hand_out(self, tasks: Sequence[Task], worker_id: str) -> None:
