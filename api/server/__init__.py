@@ -23,7 +23,7 @@ from flask import Flask
 
 from api.server.http import ListenError, _StartupLines, check_address, http_options, serve_http
 from api.server.supervisor import Supervisor, metrics_dir
-from api.server.workers import NothingToRun, run_workers, shutdown_notice
+from api.server.workers import NothingToRun, release_tasks_of, run_workers, shutdown_notice
 
 
 def run_service(
@@ -77,6 +77,7 @@ def run_service(
             worker_processes=worker_processes if separate else 0,
             grace=settings.shutdown_grace,
             exited=process_exited,
+            lost=lambda pid: release_tasks_of(settings.database_url, pid),
         )
         return supervisor.run()
 

@@ -64,6 +64,8 @@ class Supervisor:
     grace: float
     #: Called with a child's pid when it has exited (its metrics go).
     exited: Callable[[int], None] = lambda pid: None
+    #: Called with a worker process's pid when it died: the tasks it held go back now.
+    lost: Callable[[int], None] = lambda pid: None
     children: dict[int, Child] = field(default_factory=dict)
     stops: int = 0
     failed: bool = False
@@ -149,6 +151,8 @@ class Supervisor:
         code = os.waitstatus_to_exitcode(status)
         # Told to stop while it booted, before its handlers were in place: stopped all the same.
         clean = code == 0 or (self.stops > 0 and code == -signal.SIGTERM)
+        if child.kind is Kind.WORKER and not clean:
+            self._release(child.pid)
         if self.stops:
             if not clean:
                 log.error("%s process %d %s", child.kind, child.pid, how)
@@ -164,13 +168,20 @@ class Supervisor:
         self._quick_deaths[child.index] = deaths
         delay = min(MAX_RESTART_DELAY_SECONDS, 2.0 ** (deaths - 1)) if deaths else 0.0
         log.error(
-            "worker process %d %s; starting another%s (the tasks it ran go back to the queue "
-            "when their lease ends, TASKS_LEASE_SECONDS)",
+            "worker process %d %s; starting another%s",
             child.pid,
             how,
             f" in {delay:g} s" if delay else "",
         )
         self._restart_at[child.index] = time.monotonic() + delay
+
+    def _release(self, pid: int) -> None:
+        try:
+            self.lost(pid)
+        except Exception:
+            log.exception(
+                "the tasks of worker process %d go back to the queue when their lease ends", pid
+            )
 
     def _restart_due(self) -> None:
         now = time.monotonic()

@@ -156,6 +156,11 @@ class Store(Protocol):
         None when the worker no longer holds the task (its lease expired and it was taken back).
         """
 
+    def end_leases(self, holder_prefix: str, now: datetime) -> int:
+        """End at ``now`` the leases of the running tasks whose holder id starts with
+        ``holder_prefix`` (a process known to be gone), for ``recover_expired`` to take them
+        back; how many."""
+
     def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         """Take back running tasks whose lease expired before ``now`` (their worker is lost).
 

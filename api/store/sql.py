@@ -284,6 +284,11 @@ class SqlStore(ABC):
             {"lease_until": self._time(lease_until), "id": task_id, "worker_id": worker_id},
         )
 
+    def end_leases(self, holder_prefix: str, now: datetime) -> int:
+        with self._writing() as db:
+            args = {"prefix": holder_prefix, "now": self._time(now)}
+            return db.execute(self.queries["end_leases"], args).rowcount
+
     def _held(self, query: str, args: Mapping[str, Any]) -> bool | None:
         """Run a write on a task its worker holds: its ``cancel_requested``, None if not held."""
         with self._writing() as db:

@@ -55,6 +55,11 @@ HURRY_CHECK_SECONDS = 0.1
 FLUSH_SECONDS = 0.001
 
 
+def holder_prefix(pid: int) -> str:
+    """How the holder ids of every claim made by the process ``pid`` of this machine start."""
+    return f"{os.uname().nodename}:{pid}:"
+
+
 class Wakeup:
     """Tells the dispatcher that tasks may be ready: signals before it looks count as one."""
 
@@ -139,7 +144,7 @@ class WorkerPool:
         self._stuck = 0
         #: When the dispatcher polls the store next, while nothing wakes it.
         self._poll_at = 0.0
-        self._id_prefix = f"{os.uname().nodename}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._id_prefix = f"{holder_prefix(os.getpid())}{uuid.uuid4().hex[:8]}"
         self._claims = itertools.count(1)
         self.attempts = AttemptRunner(
             store, registry, metrics=metrics, clock=clock, result_ttl=result_ttl

@@ -478,6 +478,22 @@ def test_recovery_requeues_whatever_max_attempts_and_honours_a_cancel(store: Sto
     assert cancelled.error is None
 
 
+def test_ending_the_leases_of_a_dead_process_lets_recovery_take_back_its_tasks_only(
+    store: Store,
+) -> None:
+    dead = store.create(new_task())
+    claim(store, "host:41:ab12:1", T0, T0 + timedelta(seconds=30))
+    alive = store.create(new_task())
+    claim(store, "host:411:cd34:1", T0, T0 + timedelta(seconds=30))  # a longer pid, same start
+    soon = T0 + timedelta(seconds=1)
+    assert store.end_leases("host:41:", soon) == 1
+    assert store.end_leases("host:41:", soon) == 0, "already ended"
+    taken = store.recover_expired(soon + timedelta(microseconds=1), LATER)
+    assert [(t.id, t.status) for t in taken] == [(dead.id, Status.QUEUED)]
+    still = store.get(alive.id, soon)
+    assert still is not None and still.status is Status.RUNNING
+
+
 def lose(store: Store, task_id: str, at: datetime) -> Status:
     """Claim the task for a worker that then dies; what recovery makes of it."""
     claimed = claim(store, "dead", at, at + timedelta(seconds=1))

@@ -96,6 +96,13 @@ UPDATE tasks SET progress = %(progress)s, version = version + 1
 WHERE id = %(id)s AND worker_id = %(worker_id)s AND status = 'running'
 RETURNING cancel_requested
 
+-- name: end_leases
+-- The leases of every task held by holders whose ids start with the prefix (a process known to
+-- be gone): the recovery takes them back at its next look, as after any lost worker.
+UPDATE tasks SET lease_expires_at = %(now)s
+WHERE status = 'running' AND substr(worker_id, 1, length(%(prefix)s)) = %(prefix)s
+    AND lease_expires_at > %(now)s
+
 -- name: heartbeat
 UPDATE tasks SET lease_expires_at = %(lease_until)s
 WHERE id = %(id)s AND worker_id = %(worker_id)s AND status = 'running'

@@ -78,6 +78,13 @@ UPDATE tasks SET progress = :progress, version = version + 1
 WHERE id = :id AND worker_id = :worker_id AND status = 'running'
 RETURNING cancel_requested
 
+-- name: end_leases
+-- The leases of every task held by holders whose ids start with the prefix (a process known to
+-- be gone): the recovery takes them back at its next look, as after any lost worker.
+UPDATE tasks SET lease_expires_at = :now
+WHERE status = 'running' AND substr(worker_id, 1, length(:prefix)) = :prefix
+    AND lease_expires_at > :now
+
 -- name: heartbeat
 UPDATE tasks SET lease_expires_at = :lease_until
 WHERE id = :id AND worker_id = :worker_id AND status = 'running'
