@@ -140,9 +140,13 @@ def test_concurrent_claims_never_hand_one_task_to_two_workers(database_url: str)
 
     def worker(n: int) -> None:
         mine = open_store(url) if n % 2 else store  # other connections and the shared one
-        while tasks := mine.claim_many(f"w{n}", 1 + n % 4, T0, LATER):
-            with lock:
-                claimed.extend(t.id for t in tasks)
+        try:
+            while tasks := mine.claim_many(f"w{n}", 1 + n % 4, T0, LATER):
+                with lock:
+                    claimed.extend(t.id for t in tasks)
+        finally:
+            if mine is not store:
+                mine.close()
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
     with ProcessPoolExecutor(3, mp_context=multiprocessing.get_context("spawn")) as processes:
