@@ -24,6 +24,7 @@ from api.metrics import Metrics
 from api.models import Progress, Status, Task, TaskError
 from api.registry import Registry, TaskCancelled, TaskFunction
 from api.store import Store
+from api.worker.isolation import ChildPool
 
 #: One logger for the whole worker package: its lines keep the name they always had.
 log = logging.getLogger("api.worker")
@@ -215,6 +216,8 @@ class AttemptRunner:
         self._stopping = stopping
         self._keep_claimed = keep_claimed
         self._wake_one = wake_one
+        #: Child processes for the types with isolation="process", started when first needed.
+        self.children = ChildPool(registry)
 
     def run(self, task: Task, worker_id: str, context: RunContext) -> threading.Thread | None:
         """Run one attempt and record its outcome; the thread of a timed-out attempt, if any."""
@@ -225,7 +228,10 @@ class AttemptRunner:
             return None
         task_log(log.info, task.id, "task %s (%s) attempt %d started", task.type, task.attempts)
         began = time.monotonic()
-        ended, runner = call(task_type.func, context, task, self.store.detach_thread)
+        if task_type.isolation == "process":
+            ended, runner = self.children.call(task_type, context, task), None
+        else:
+            ended, runner = call(task_type.func, context, task, self.store.detach_thread)
         context.finished = True
         if self.metrics is not None:
             self.metrics.attempt_ended(task.type, time.monotonic() - began)

@@ -221,6 +221,7 @@ class WorkerPool:
             # Tasks that heed the signal end within moments; let them, so that nothing
             # touches the store after the caller closes it.
             self._join(WIND_DOWN_SECONDS)
+        self.attempts.children.close()  # child processes still running an attempt are killed
         self._monitor_stop.set()
         for helper in (self._monitor_thread, self._listener):
             if helper is not None:
