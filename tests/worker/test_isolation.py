@@ -210,3 +210,9 @@ def test_a_function_the_child_could_not_import_is_refused_at_registration(name: 
     with pytest.raises(ValueError, match=r"isolation='process'.*cannot be imported"):
         Registry().add(TaskType("x", NoParams, func, isolation="process"))
     Registry().add(TaskType("x", NoParams, func))  # on a thread, any function will do
+
+
+def test_task_types_show_their_isolation(client: FlaskClient) -> None:
+    types = {t["name"]: t for t in client.get("/task-types").get_json()}
+    assert types["primes"]["isolation"] == "process"
+    assert types["add"]["isolation"] == "thread"
