@@ -276,9 +276,10 @@ def _send(conn: Connection, message: tuple[Any, ...]) -> bool:
 def _context() -> ForkServerContext:
     context = multiprocessing.get_context(START_METHOD)
     assert isinstance(context, ForkServerContext)
-    # Read at the first start of the fork server only: it imports the main module (which must
-    # be safe to import, as multiprocessing requires) and this one, once; each child is a fork
-    # of it and imports neither again.
+    # Read at the first start of the fork server only: it imports this module (and with it the
+    # engine) once, and each child is a fork of it. The main module is imported again by every
+    # child, as multiprocessing does (it must be safe to import): CPython 3.11's fork server
+    # drops the "__main__" preload (its main_path never arrives), which would spare that.
     context.set_forkserver_preload(["__main__", __name__])
     return context
 
