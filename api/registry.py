@@ -17,6 +17,13 @@ A user adds types from their own module, named in ``TASKS_IMPORT``; that module 
                 raise TaskCancelled()
             ...
             return {"ok": True}
+
+A task type runs its attempts on the worker's threads (``isolation="thread"``, the default) or
+each in a child process (``isolation="process"``, ``api.worker.isolation``). The child finds the
+function as the parent did: by calling ``register`` of the ``TASKS_IMPORT`` module that added the
+type (so a function defined inside ``register`` works), or, for a type added in other code, by
+importing the function by its module and name: it must then be defined at module level (not a
+lambda, not nested in a function, not in ``__main__``).
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from marshmallow import Schema
 
@@ -33,6 +40,10 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_CAP_SECONDS = 300.0
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
+
+#: Where a task type's attempts run: on a worker thread, or each in a child process.
+Isolation = Literal["thread", "process"]
+ISOLATIONS: tuple[Isolation, ...] = get_args(Isolation)
 
 
 class TaskCancelled(Exception):
@@ -97,6 +108,7 @@ class TaskType:
     timeout_seconds: float | None = None
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
+    isolation: Isolation = "thread"
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -109,6 +121,10 @@ class TaskType:
             raise ValueError(f"{self.name}: timeout_seconds must be within (0, 86400].")
         if not 0 < self.backoff_base_seconds <= self.backoff_cap_seconds:
             raise ValueError(f"{self.name}: need 0 < backoff_base_seconds <= backoff_cap_seconds.")
+        if self.isolation not in ISOLATIONS:
+            raise ValueError(
+                f"{self.name}: isolation must be 'thread' or 'process', not {self.isolation!r}."
+            )
 
     def backoff_seconds(self, attempt: int, jitter: float) -> float:
         """Delay before retrying after failed attempt ``attempt`` (1-based).
@@ -125,11 +141,29 @@ class Registry:
 
     def __init__(self) -> None:
         self._types: dict[str, TaskType] = {}
+        #: The module whose ``register`` added each type, for types added by ``load_module``.
+        self._origins: dict[str, str] = {}
+        self._loading: str | None = None
 
     def add(self, task_type: TaskType) -> TaskType:
+        """Add ``task_type``; a ``ValueError`` if its name is taken, or if it runs in a child
+        process that could not find its function (see the module's docstring)."""
         if task_type.name in self._types:
             raise ValueError(f"Task type {task_type.name!r} is already registered.")
+        if task_type.isolation == "process" and self._loading is None:
+            func = task_type.func
+            module = getattr(func, "__module__", None)
+            qualname = getattr(func, "__qualname__", "<unknown>")
+            if module in (None, "__main__") or "<" in qualname:
+                raise ValueError(
+                    f"{task_type.name}: a task type with isolation='process' runs in a child "
+                    f"process, which imports its function by name; {module}.{qualname} cannot "
+                    "be imported. Define it at module level in an importable module, or "
+                    "register it from a TASKS_IMPORT module's register(registry)."
+                )
         self._types[task_type.name] = task_type
+        if self._loading is not None:
+            self._origins[task_type.name] = self._loading
         return task_type
 
     def task(
@@ -142,6 +176,7 @@ class Registry:
         timeout_seconds: float | None = None,
         backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
         backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS,
+        isolation: Isolation = "thread",
     ) -> Callable[[TaskFunction], TaskFunction]:
         """Decorator registering ``func(context, params)`` as the task type ``name``."""
 
@@ -156,6 +191,7 @@ class Registry:
                     timeout_seconds=timeout_seconds,
                     backoff_base_seconds=backoff_base_seconds,
                     backoff_cap_seconds=backoff_cap_seconds,
+                    isolation=isolation,
                 )
             )
             return func
@@ -164,6 +200,10 @@ class Registry:
 
     def get(self, name: str) -> TaskType | None:
         return self._types.get(name)
+
+    def origin(self, name: str) -> str | None:
+        """The module whose ``register`` added type ``name`` (by ``load_module``), if any."""
+        return self._origins.get(name)
 
     def names(self) -> list[str]:
         return sorted(self._types)
@@ -185,4 +225,8 @@ class Registry:
         register = getattr(module, "register", None)
         if not callable(register):
             raise ValueError(f"TASKS_IMPORT module {dotted!r} has no register(registry) function.")
-        register(self)
+        loading, self._loading = self._loading, dotted
+        try:
+            register(self)
+        finally:
+            self._loading = loading

@@ -259,3 +259,11 @@ class TaskTypeSchema(Schema):
     timeout_seconds = fields.Float(
         required=True, allow_none=True, metadata={"description": "Default timeout, if any."}
     )
+    isolation = fields.String(
+        required=True,
+        validate=validate.OneOf(["thread", "process"]),
+        metadata={
+            "description": "Where its attempts run: on a worker thread, or each in a child "
+            "process (killed at its timeout; a crash fails only the attempt)."
+        },
+    )

@@ -436,6 +436,7 @@ def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Ser
             "x y [delay_seconds=0]",
             "1",
             "none",
+            "thread",
             "Add two integers, after optional simulated work (the seed's task).",
         ],
         [
@@ -443,6 +444,7 @@ def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Ser
             "message [succeed_after]",
             "3",
             "none",
+            "thread",
             "Raise `message`, on every attempt or on the first `succeed_after` attempts.",
         ],
         [
@@ -450,18 +452,26 @@ def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Ser
             "seconds",
             "1",
             "none",
+            "thread",
             "Sleep, reporting progress each second; stops early when cancelled.",
         ],
     ]
 
 
 def test_types_on_a_terminal_is_a_table(server: Server) -> None:
-    code, table, _ = run(server, "types", TTY_COMPATIBLE="1", COLUMNS="120")
+    code, table, _ = run(server, "types", TTY_COMPATIBLE="1", COLUMNS="140")
     assert code == 0
     header, rule, *rows = re.sub(r"\x1b\[[0-9;]*m", "", table).splitlines()
-    assert header.split() == ["type", "params", "attempts", "timeout", "description"]
+    assert header.split() == [
+        "type",
+        "params",
+        "attempts",
+        "timeout",
+        "isolation",
+        "description",
+    ]
     assert set(rule) == {"─"}
-    assert rows[1].split()[:5] == ["fail", "message", "[succeed_after]", "3", "none"], table
+    assert rows[1].split()[:6] == ["fail", "message", "[succeed_after]", "3", "none", "thread"]
     assert "Raise `message`, on every attempt" in rows[1], table
 
 

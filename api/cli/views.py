@@ -161,7 +161,7 @@ def params_text(schema: dict[str, Any]) -> str:
     return " ".join(words)
 
 
-TYPE_HEADERS = ("type", "params", "attempts", "timeout", "description")
+TYPE_HEADERS = ("type", "params", "attempts", "timeout", "isolation", "description")
 
 
 def type_cells(task_type: dict[str, Any]) -> tuple[str, ...]:
@@ -172,6 +172,7 @@ def type_cells(task_type: dict[str, Any]) -> tuple[str, ...]:
         params_text(task_type.get("params_schema") or {}),
         str(task_type["max_attempts"]),
         "none" if timeout is None else f"{number_text(timeout)}s",
+        str(task_type.get("isolation") or "thread"),
         " ".join(str(task_type.get("description") or "").split()),
     )
 

@@ -29,6 +29,7 @@ def describe(app: Flask, registry: Registry, converter: OpenAPIConverter) -> Non
             "params_schema": converter.schema2jsonschema(t.params),
             "max_attempts": t.max_attempts,
             "timeout_seconds": t.timeout_seconds,
+            "isolation": t.isolation,
         }
         for t in registry
     ]

@@ -24,6 +24,7 @@ from api.metrics import Metrics
 from api.models import Progress, Status, Task, TaskError
 from api.registry import Registry, TaskCancelled, TaskFunction, TaskType
 from api.store import Ending, Store
+from api.worker.isolation import ChildPool
 
 #: One logger for the whole worker package: its lines keep the name they always had.
 log = logging.getLogger("api.worker")
@@ -208,6 +209,8 @@ class AttemptRunner:
         self.metrics = metrics
         self.clock = clock
         self._ttl = timedelta(seconds=result_ttl)
+        #: Child processes for the types with isolation="process", started when first needed.
+        self.children = ChildPool(registry)
 
     def run(
         self, task: Task, worker_id: str, context: RunContext
@@ -219,7 +222,10 @@ class AttemptRunner:
             return self._failed(task, worker_id, error, None), None
         task_log(log.debug, task.id, "task %s (%s) attempt %d started", task.type, task.attempts)
         began = time.monotonic()
-        ended, runner = call(task_type.func, context, task, self.store.detach_thread)
+        if task_type.isolation == "process":
+            ended, runner = self.children.call(task_type, context, task), None
+        else:
+            ended, runner = call(task_type.func, context, task, self.store.detach_thread)
         context.finished = True
         if self.metrics is not None:
             self.metrics.attempt_ended(task.type, time.monotonic() - began)

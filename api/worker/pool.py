@@ -241,6 +241,7 @@ class WorkerPool:
             # Tasks that heed the signal end within moments; let them, so that nothing
             # touches the store after the caller closes it.
             self._join(WIND_DOWN_SECONDS)
+        self.attempts.children.close()  # child processes still running an attempt are killed
         with self._cond:
             self._closing.set()
             self._cond.notify_all()
