@@ -27,6 +27,7 @@ process, and a crash of the process fails the attempt (``WorkerCrashed``) and no
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import json
@@ -56,6 +57,9 @@ log = logging.getLogger("api.worker")
 
 #: Attempts a child runs before it is replaced (after a failed one it is replaced at once).
 MAX_TASKS_PER_CHILD = 100
+#: How much lower the CPU priority of a child is than the worker's (``nice``): a machine busy
+#: with process-isolated attempts still answers requests at once.
+CHILD_NICENESS = 10
 #: How often the parent passes the attempt's abort on to the child, and looks at the deadline.
 POLL_SECONDS = 0.05
 #: multiprocessing's start method: a fork of a small single-threaded server, not of the worker.
@@ -131,9 +135,19 @@ class ChildPool:
     a thread; ``close`` kills every child (the next ``call`` starts new ones).
     """
 
-    def __init__(self, registry: Registry, *, max_tasks_per_child: int = MAX_TASKS_PER_CHILD):
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        max_tasks_per_child: int = MAX_TASKS_PER_CHILD,
+        max_children: int | None = None,
+    ):
         self._registry = registry
         self._max_tasks = max_tasks_per_child
+        #: At most one child per core by default: CPU-bound attempts gain nothing from more,
+        #: and each child is a whole interpreter. More attempts wait for a free child.
+        self.max_children = max_children or os.cpu_count() or 1
+        self._slots = threading.BoundedSemaphore(self.max_children)
         self._lock = threading.Lock()
         self._idle: list[_Child] = []
         self._busy: set[_Child] = set()
@@ -145,15 +159,23 @@ class ChildPool:
         task's timeout, the child then killed already)."""
         from api.worker.attempt import CallResult, Outcome  # that module imports this one
 
+        while not self._slots.acquire(timeout=POLL_SECONDS):  # every child is busy: wait
+            if context.should_abort:
+                return CallResult(Outcome.RAISED_CANCELLED)
         try:
-            child = self._take()
-        except Exception as exc:
-            log.exception("could not start a child process for %s", task.type)
-            error = WorkerCrashed(f"Could not start a child process: {type(exc).__name__}: {exc}")
-            return CallResult(Outcome.RAISED, error=error)
-        job = Job.of(task_type, self._registry.origin(task_type.name), task)
-        ended, reusable = self._watch(child, context, job, task.timeout_seconds)
-        self._give_back(child, reusable)
+            try:
+                child = self._take()
+            except Exception as exc:
+                log.exception("could not start a child process for %s", task.type)
+                error = WorkerCrashed(
+                    f"Could not start a child process: {type(exc).__name__}: {exc}"
+                )
+                return CallResult(Outcome.RAISED, error=error)
+            job = Job.of(task_type, self._registry.origin(task_type.name), task)
+            ended, reusable = self._watch(child, context, job, task.timeout_seconds)
+            self._give_back(child, reusable)
+        finally:
+            self._slots.release()
         if isinstance(ended.error, WorkerCrashed):
             log.warning("task %s: %s", task.id, ended.error, extra={"task_id": task.id})
         return ended
@@ -419,6 +441,9 @@ def child_main(conn: Connection) -> None:
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # Below the API and the worker threads: a CPU-bound attempt never holds up a request.
+    with contextlib.suppress(OSError):
+        os.nice(CHILD_NICENESS)
     inbox = _Inbox()
     threading.Thread(
         target=inbox.listen, args=(conn,), name="taskapi-child-pipe", daemon=True

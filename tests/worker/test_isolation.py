@@ -19,7 +19,7 @@ from marshmallow import Schema
 
 from api.registry import Registry, TaskType
 from api.runtime import Runtime
-from api.worker.isolation import MAX_TASKS_PER_CHILD
+from api.worker.isolation import CHILD_NICENESS, MAX_TASKS_PER_CHILD, ChildPool
 from tests.conftest import make_app, runtime_of, submit, wait_for, wait_until
 from tests.worker import isolated_tasks
 
@@ -157,6 +157,29 @@ def test_progress_from_the_child_is_stored_and_a_cancel_reaches_it(
     assert client.post(f"/tasks/{task['id']}/cancel").status_code < 300
     ended = wait_for(client, task["id"], timeout=30)
     assert ended["status"] == "cancelled", ended
+
+
+def test_children_are_at_most_max_children_and_run_below_the_workers_priority(
+    client: FlaskClient, runtime: Runtime
+) -> None:
+    runtime.pool.attempts.children = ChildPool(runtime.registry, max_children=1)
+    runtime.pool.start()
+    first, second = (submit(client, {"type": "steps", "params": {}}) for _ in range(2))
+    read = lambda task: client.get(f"/tasks/{task['id']}").get_json()  # noqa: E731
+    wait_until(lambda: read(first)["progress"] is not None or read(second)["progress"] is not None)
+    time.sleep(0.5)
+    running, waiting = (first, second) if read(first)["progress"] else (second, first)
+    assert read(waiting)["status"] == "running" and read(waiting)["progress"] is None, (
+        "its attempt waits for the one child"
+    )
+    child = pid_in(read(running))
+    nice = lambda pid: int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[16])  # noqa: E731
+    assert nice(child) == nice(os.getpid()) + CHILD_NICENESS
+    client.post(f"/tasks/{running['id']}/cancel")
+    assert wait_for(client, running["id"], timeout=30)["status"] == "cancelled"
+    wait_until(lambda: read(waiting)["progress"] is not None, timeout=30)  # its turn now
+    client.post(f"/tasks/{waiting['id']}/cancel")
+    assert wait_for(client, waiting["id"], timeout=30)["status"] == "cancelled"
 
 
 def test_stopping_the_pool_kills_a_child_that_ignores_the_signal(
