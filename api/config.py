@@ -9,7 +9,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 DEFAULT_DATABASE_URL = "sqlite:///taskapi.sqlite3"
-DEFAULT_WORKERS = 4
+DEFAULT_WORKERS = 32
 DEFAULT_MAX_QUEUED = 10_000
 DEFAULT_RESULT_TTL = 7 * 24 * 3600.0
 DEFAULT_MAX_BODY_BYTES = 64 * 1024

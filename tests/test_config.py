@@ -10,7 +10,7 @@ from api.config import ConfigError, Settings
 def test_defaults_are_the_contracts() -> None:
     settings = Settings.from_mapping(Settings.defaults())
     assert settings.database_url == "sqlite:///taskapi.sqlite3"
-    assert settings.workers == 4
+    assert settings.workers == 32
     assert settings.max_queued == 10_000
     assert settings.result_ttl == 7 * 24 * 3600
     assert settings.max_body_bytes == 64 * 1024
@@ -51,6 +51,6 @@ def test_the_log_settings_are_read_alone_before_the_others() -> None:
     env = {"TASKS_LOG_LEVEL": "debug", "TASKS_LOG_FORMAT": "json", "TASKS_WORKERS": "-1"}
     settings = Settings.for_logging(env)
     assert (settings.log_level, settings.log_format) == ("debug", "json")
-    assert settings.workers == 4  # a bad TASKS_WORKERS is create_app's to report
+    assert settings.workers == 32  # a bad TASKS_WORKERS is create_app's to report
     with pytest.raises(ConfigError, match="TASKS_LOG_FORMAT must be text or json, not 'xml'"):
         Settings.for_logging({"TASKS_LOG_FORMAT": "xml"})

@@ -78,7 +78,7 @@ def test_tasks_run_in_a_worker_process_woken_by_the_submit_and_the_end_wakes_the
         assert 'taskapi_tasks_finished_total{outcome="succeeded",type="add"} 4.0' in scraped
     finally:
         assert server.stop() == 0
-    assert "started 4 worker threads" in server.log.read_text()
+    assert "started 32 worker threads" in server.log.read_text()
 
 
 def test_a_worker_process_that_dies_is_replaced_and_its_task_runs_again_at_once(

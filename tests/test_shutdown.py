@@ -107,7 +107,7 @@ def test_ctrl_c_on_an_idle_worker_just_stops(tmp_path: Path) -> None:
     )
     log = tmp_path / "worker-idle.log"
     try:
-        assert "taskapi worker: 4 threads" in wait_output(log, "taskapi worker: 4 threads")
+        assert "taskapi worker: 32 threads" in wait_output(log, "taskapi worker: 32 threads")
         os.killpg(worker.pid, signal.SIGINT)
         assert worker.wait(EXIT_WAIT_SECONDS) == 0
     finally:
@@ -194,7 +194,7 @@ def test_the_open_api_warning_is_logged_once_per_start(tmp_path: Path) -> None:
     )
     try:
         # Four apps are built (two API processes, two worker processes), after the first.
-        booted = "started 4 worker threads"
+        booted = "started 32 worker threads"
         deadline = time.monotonic() + 20
         while server.log.read_text().count(booted) < 2 and time.monotonic() < deadline:
             time.sleep(0.05)

@@ -9,9 +9,12 @@ import click
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 5000
-#: Long-polls (wait=N, Prefer: wait) each hold a thread while they wait: keep plenty.
-DEFAULT_HTTP_THREADS = 32
-DEFAULT_API_PROCESSES = 1
+#: The shape of ``taskapi serve``, chosen by measurement on a 2-core machine (README, "How it
+#: runs"): an API process per core, and one worker process, whose 32 worker threads claim up
+#: to 32 tasks per transaction. Long-polls each hold an HTTP thread while they wait: 2 x 16 of
+#: them before the next waits for a thread.
+DEFAULT_API_PROCESSES = 2
+DEFAULT_HTTP_THREADS = 16
 DEFAULT_WORKER_PROCESSES = 1
 
 
@@ -73,7 +76,7 @@ class _StartupErrors:
     "--workers",
     type=click.IntRange(min=0),
     default=None,
-    help="Worker threads per worker process (default TASKS_WORKERS, else 4; 0 serves the "
+    help="Worker threads per worker process (default TASKS_WORKERS, else 32; 0 serves the "
     "API only).",
 )
 def serve(
@@ -108,7 +111,7 @@ def serve(
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Worker threads (default TASKS_WORKERS, else 4).",
+    help="Worker threads (default TASKS_WORKERS, else 32).",
 )
 def worker(workers: int | None) -> None:
     """Run workers only, against the store of TASKS_DATABASE_URL, until SIGTERM or Ctrl-C.
