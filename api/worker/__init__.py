@@ -1,9 +1,11 @@
 """The engine: the worker pool that claims tasks from the store and runs them.
 
-- ``pool.py``: ``WorkerPool``, its threads and their loop (``run_one``, ``drain``), wake-ups,
-  and shutdown (``stop``, ``hurry``, the hand-back of tasks still held).
+- ``pool.py``: ``WorkerPool``: its dispatcher (one claim for every idle thread, a group of
+  endings written with the next claim in one transaction), its worker threads, wake-ups, and
+  shutdown (``stop``, ``hurry``, the hand-back of tasks still held); ``drain`` runs inline.
 - ``attempt.py``: one attempt of one task: the ``RunContext`` it gets, the call (inline, or on
-  a thread of its own when it has a timeout), and the store write of how it ended.
+  a thread of its own when it has a timeout), and the ``Ending`` it comes to.
+- ``isolation.py``: attempts of ``isolation="process"`` types, each in a child process.
 - ``monitor.py``: ``Monitor.tick()``: lease renewal, recovery of tasks of lost workers, purge.
 
 Everything the worker writes goes through the store's verbs; none of it is SQL.
