@@ -194,7 +194,7 @@ class WorkerPool:
             thread = threading.Thread(target=self._work, name=f"taskapi-worker-{n}", daemon=True)
             self._threads.append(thread)
             thread.start()
-        if any(task_type.isolation == "process" for task_type in self.registry):
+        if self.size and any(t.isolation == "process" for t in self.registry):
             self.attempts.children.warm()
         self.wakeup.notify()
         self._dispatcher = threading.Thread(
