@@ -167,7 +167,7 @@ def call(
             return CallResult(Outcome.RETURNED, result=func(context, task.params))
         except TaskCancelled:
             return CallResult(Outcome.RAISED_CANCELLED)
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # sys.exit() in a task ends the attempt only
             return CallResult(Outcome.RAISED, error=exc)
 
     if task.timeout_seconds is None:
@@ -238,7 +238,7 @@ class AttemptRunner:
         if ended.outcome is Outcome.RETURNED:
             try:
                 json.dumps(ended.result, allow_nan=False)
-            except (TypeError, ValueError) as not_json:
+            except (TypeError, ValueError, RecursionError) as not_json:
                 ended = CallResult(Outcome.RAISED, error=not_json)
             else:
                 now = self.clock()
@@ -256,6 +256,12 @@ class AttemptRunner:
         error = TaskError(type(raised).__name__, str(raised) or type(raised).__name__)
         task_log(log.info, task.id, "task %s attempt %d failed: %s", task.attempts, error.type)
         return self._failed(task, worker_id, error, task_type), None
+
+    def crashed(self, task: Task, worker_id: str, exc: BaseException) -> Ending:
+        """The ending of an attempt that ``run`` could not finish: failed, retried if it has
+        attempts left, rather than a worker slot held for good."""
+        error = TaskError(type(exc).__name__, str(exc) or type(exc).__name__)
+        return self._failed(task, worker_id, error, self.registry.get(task.type))
 
     def _failed(
         self, task: Task, worker_id: str, error: TaskError, task_type: TaskType | None

@@ -422,7 +422,11 @@ class WorkerPool:
             return
         if self.metrics is not None:
             self.metrics.task_started(task)
-        ending, runner = self.attempts.run(task, entry.worker_id, entry.context)
+        try:
+            ending, runner = self.attempts.run(task, entry.worker_id, entry.context)
+        except BaseException as exc:  # a bug of ours, or what a task raised past call()
+            log.exception("worker: error running task %s; it fails", task.id)
+            ending, runner = self.attempts.crashed(task, entry.worker_id, exc), None
         with self._cond:
             self._running.pop(task.id, None)
             if runner is not None:

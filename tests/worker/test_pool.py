@@ -286,3 +286,34 @@ def test_restarting_a_pool_leaves_no_thread_behind(db_path: Path, database_url: 
     left = [t.name for t in set(threading.enumerate()) - before]
     assert left == []
     runtime.store.close()
+
+
+@pytest.mark.parametrize("trouble", ["too deep to write", "sys.exit"])
+def test_an_attempt_that_breaks_the_worker_fails_and_frees_its_worker(
+    db_path: Path, database_url: str, trouble: str
+) -> None:
+    app = make_app(db_path, TASKS_DATABASE_URL=database_url, TASKS_WORKERS=1)
+    runtime = runtime_of(app)
+
+    def breaks(context: TaskContext, params: dict[str, Any]) -> Any:
+        if trouble == "sys.exit":
+            raise SystemExit(3)
+        deep: list[Any] = []
+        for _ in range(100_000):
+            deep = [deep]
+        return deep
+
+    runtime.registry.add(TaskType("breaks", NoParams, breaks, max_attempts=1))
+    broken = runtime.service.submit({"type": "breaks", "params": {}}).task
+    after = runtime.service.submit(
+        {"type": "add", "params": {"x": 1, "y": 1, "delay_seconds": 0}}
+    ).task
+    runtime.pool.start()
+    try:
+        wait_until(lambda: runtime.service.get(after.id).status is Status.SUCCEEDED)
+        failed = runtime.service.get(broken.id)
+        assert failed.status is Status.FAILED and failed.error is not None
+        assert failed.error.type == ("SystemExit" if trouble == "sys.exit" else "RecursionError")
+    finally:
+        runtime.pool.stop(grace=1)
+        runtime.store.close()
