@@ -74,7 +74,7 @@ def test_a_pipe_carries_each_message_to_the_processes_that_want_it(tmp_path: Pat
 
 def test_the_pipe_of_a_process_that_died_is_removed_by_the_next_sender(tmp_path: Path) -> None:
     directory = directory_for(str(tmp_path / "tasks.sqlite3"))
-    directory.mkdir(parents=True, mode=0o700)
+    directory.mkdir(mode=0o700)
     os.mkfifo(directory / "w-999999-dead", 0o600)  # no process reads it
     LocalWakeups(directory).ready()
     assert os.listdir(directory) == []
@@ -140,3 +140,29 @@ def test_a_cancel_reaches_the_task_running_in_another_process(
         for runtime in (api, worker):
             runtime.link.stop()
             runtime.store.close()
+
+
+def test_a_planted_link_or_file_is_never_written_to(tmp_path: Path) -> None:
+    directory = directory_for(str(tmp_path / "tasks.sqlite3"))
+    directory.mkdir(mode=0o700)
+    precious = tmp_path / "precious"
+    precious.write_bytes(b"keep me")
+    (directory / "w-1-link").symlink_to(precious)
+    (directory / "w-2-file").write_bytes(b"")
+    LocalWakeups(directory).ready()
+    assert precious.read_bytes() == b"keep me"
+    assert (directory / "w-2-file").read_bytes() == b""
+
+
+def test_a_directory_others_may_enter_is_not_used(tmp_path: Path) -> None:
+    directory = directory_for(str(tmp_path / "tasks.sqlite3"))
+    directory.mkdir(mode=0o755)
+    directory.chmod(0o755)
+    stop = threading.Event()
+    thread = threading.Thread(
+        target=LocalWakeups(directory).listen, args=(frozenset({Role.WORKERS}), Heard(), stop)
+    )
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "it gives up at once: the store is polled instead"
+    assert os.listdir(directory) == []

@@ -2,8 +2,8 @@
 
 A process that submits a task wakes the worker processes; a worker process that ends a task
 wakes the API processes whose long-polls wait on it; an API process that asks a running task
-to stop tells the worker processes. Each store has its channel: on SQLite a datagram socket
-per process in a directory named after the database file (``local``), on PostgreSQL
+to stop tells the worker processes. Each store has its channel: on SQLite a pipe (FIFO) per
+process in a directory beside the database file (``local``), on PostgreSQL
 LISTEN/NOTIFY (``postgres``). A message lost or a channel down costs only time: every waiter
 also reads the store again at its fallback interval.
 

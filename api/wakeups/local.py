@@ -1,7 +1,7 @@
 """Wake-ups between the processes of one machine that share a SQLite file: a FIFO each.
 
-Each listening process makes a named pipe in a directory of its own user, named after the
-database file (``$TMPDIR/taskapi-<uid>/<hash of the file's path>/``), and reads it; the
+Each listening process makes a named pipe in a directory beside the database file
+(``tasks.db-wakeups/``, mode 0700, used only if it is this user's alone), and reads it; the
 pipe's name says what the process wants to hear (``Role``) and who it is. A sender writes one
 line per message to the pipe of each process that wants it: ``R`` (tasks are ready), ``E`` and
 task ids (they ended), ``C`` and a task id (cancel it). A write of at most PIPE_BUF bytes
@@ -16,14 +16,13 @@ the first sender that finds no reader on it.
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import hashlib
 import logging
 import os
 import secrets
 import select
 import stat
-import tempfile
 import threading
 import time
 from collections.abc import Iterable
@@ -42,10 +41,22 @@ MISSING_RECHECK_SECONDS = 0.1
 
 
 def directory_for(database: str) -> Path:
-    """The directory of the pipes of the processes sharing the SQLite file ``database``."""
-    real = os.path.realpath(database)
-    digest = hashlib.sha256(real.encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"taskapi-{os.getuid()}" / digest
+    """The directory of the pipes of the processes sharing the SQLite file ``database``:
+    beside it (``tasks.db-wakeups``), where only those who may write the database may write."""
+    return Path(os.path.realpath(database) + "-wakeups")
+
+
+def _trusted(directory: Path) -> bool:
+    """Whether ``directory`` is a real directory of this user that no one else may enter."""
+    try:
+        found = os.lstat(directory)
+    except OSError:
+        return False
+    return (
+        stat.S_ISDIR(found.st_mode)
+        and found.st_uid == os.getuid()
+        and not found.st_mode & (stat.S_IRWXG | stat.S_IRWXO)
+    )
 
 
 def lines(kind: bytes, task_ids: Iterable[str]) -> list[bytes]:
@@ -99,21 +110,24 @@ class LocalWakeups:
     def _send(self, role: Role, messages: list[bytes]) -> None:
         if not messages:
             return
-        for name in self._listening(role):
-            fd = self._write_end(name)
-            if fd is None:
-                continue
-            try:
-                for message in messages:
-                    os.write(fd, message)
-            except BlockingIOError:
-                continue  # its pipe is full: it is behind, and polls the store meanwhile
-            except OSError as exc:  # EPIPE: the process that read it is gone
-                self._forget(name, remove=exc.errno == errno.EPIPE)
+        # Under the lock: a write is a microsecond, and no other thread may close (and the
+        # process reuse) a descriptor between our lookup of it and our write to it.
+        with self._lock:
+            for name in self._listening(role):
+                fd = self._write_end(name)
+                if fd is None:
+                    continue
+                try:
+                    for message in messages:
+                        os.write(fd, message)
+                except BlockingIOError:
+                    continue  # its pipe is full: it is behind, and polls the store meanwhile
+                except OSError as exc:  # EPIPE: the process that read it is gone
+                    self._forget(name, remove=exc.errno == errno.EPIPE)
 
     def _listening(self, role: Role) -> list[str]:
         """The pipes of the other processes that want ``role``; looked up again when the
-        directory changed (a stat, about a microsecond)."""
+        directory changed (a stat, about a microsecond). With the lock held."""
         if self._missing_until and time.monotonic() < self._missing_until:
             return []
         try:
@@ -125,35 +139,37 @@ class LocalWakeups:
             return []
         self._missing_until = 0.0
         if changed != self._seen:
-            try:
-                names = os.listdir(self.directory)
-            except FileNotFoundError:
-                names = []
-            self._peers = [(name, name.partition("-")[0]) for name in names]
+            names = os.listdir(self.directory) if _trusted(self.directory) else []
+            self._peers = [
+                (name, name.partition("-")[0]) for name in names if not name.startswith(".")
+            ]
             self._seen = changed
+            for gone in set(self._open) - {name for name, _ in self._peers}:
+                self._forget(gone, remove=False)
         return [name for name, roles in self._peers if role in roles and name != self._own]
 
     def _write_end(self, name: str) -> int | None:
+        """The open write end of pipe ``name`` (with the lock held), or None."""
         fd = self._open.get(name)
         if fd is not None:
             return fd
         path = self.directory / name
         try:
-            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC | os.O_NOFOLLOW)
         except OSError as exc:
             if exc.errno == errno.ENXIO:  # a pipe no process reads: its process died
                 _unlink(path)
             return None
-        with self._lock:
-            if name in self._open:  # another thread opened it meanwhile
-                os.close(fd)
-                return self._open[name]
-            self._open[name] = fd
+        found = os.fstat(fd)
+        if not stat.S_ISFIFO(found.st_mode) or found.st_uid != os.getuid():
+            os.close(fd)  # not one of ours: never written to
+            return None
+        self._open[name] = fd
         return fd
 
     def _forget(self, name: str, *, remove: bool) -> None:
-        with self._lock:
-            fd = self._open.pop(name, None)
+        """Close the write end of pipe ``name`` (with the lock held); ``remove`` the pipe."""
+        fd = self._open.pop(name, None)
         if fd is not None:
             os.close(fd)
         if remove:
@@ -162,17 +178,26 @@ class LocalWakeups:
     # -- listening -----------------------------------------------------------------------------
 
     def listen(self, roles: frozenset[Role], listener: Listener, stop: threading.Event) -> None:
+        name = "".join(sorted(roles)) + f"-{os.getpid()}-{secrets.token_hex(4)}"
+        path = self.directory / name
         try:
-            self.directory.mkdir(parents=True, mode=0o700, exist_ok=True)
-            name = "".join(sorted(roles)) + f"-{os.getpid()}-{secrets.token_hex(4)}"
-            path = self.directory / name
-            os.mkfifo(path, 0o600)
+            with contextlib.suppress(FileExistsError):
+                self.directory.mkdir(mode=0o700)
+            if not _trusted(self.directory):
+                raise PermissionError(
+                    f"{self.directory} is not a directory of this user's alone (mode 0700)"
+                )
+            # Made under a hidden name and opened before it is named: a sender never finds
+            # it without a reader (and so never takes it for the pipe of a dead process).
+            hidden = self.directory / f".{name}"
+            os.mkfifo(hidden, 0o600)
+            read_end = os.open(hidden, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            # Our own write end keeps the pipe open: a read never sees an end of file.
+            keep_open = os.open(hidden, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            os.rename(hidden, path)
         except OSError as exc:
             log.warning("no wake-ups from other processes (%s): polling the store instead", exc)
             return
-        # Our own write end keeps the pipe open: a read never sees an end of file.
-        read_end = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-        keep_open = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         self._own = name
         pending = b""
         try:
@@ -200,8 +225,8 @@ class LocalWakeups:
     def close(self) -> None:
         with self._lock:
             opened, self._open = list(self._open.values()), {}
-        for fd in opened:
-            os.close(fd)
+            for fd in opened:
+                os.close(fd)
 
 
 def _deliver(messages: list[bytes], listener: Listener) -> None:
