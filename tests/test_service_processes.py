@@ -133,3 +133,27 @@ def test_when_the_api_dies_the_service_stops_with_status_1(tmp_path: Path) -> No
     assert server.process.wait(30) == 1
     wait_until(lambda: _gone(everyone), timeout=30)
     assert "the API process" in server.log.read_text()
+
+
+def test_a_sigterm_to_every_process_at_once_still_gives_running_tasks_the_grace(
+    tmp_path: Path,
+) -> None:
+    """As systemd stops a service (KillMode=control-group): SIGTERM to each of its processes,
+    which then also hear the supervisor's: the first step, once."""
+    db = tmp_path / "tasks.sqlite3"
+    server = start_server(db, tmp_path, TASKS_SHUTDOWN_GRACE="30")
+    try:
+        _, task = server.request("POST", "/tasks", {"type": "sleep", "params": {"seconds": 2}})
+        wait_until(lambda: server.request("GET", f"/tasks/{task['id']}")[1]["status"] == "running")
+        server.api_master()
+        for pid in [server.process.pid, *descendants(server.process.pid)]:
+            os.kill(pid, signal.SIGTERM)
+        assert server.process.wait(60) == 0
+    finally:
+        server.stop(signal.SIGKILL, group=True)
+    again = start_server(db, tmp_path, "--workers", "0")
+    try:
+        _, final = again.request("GET", f"/tasks/{task['id']}")
+    finally:
+        again.stop()
+    assert (final["status"], final["result"]) == ("succeeded", {"slept": 2}), final

@@ -64,7 +64,7 @@ def run_service(
                 return create_app(config)
 
         def run_worker(index: int) -> None:
-            run_workers(build_worker_app)
+            run_workers(build_worker_app, supervised=True)
 
         # The processes forked from here share this one's memory until they write to it: keep
         # their garbage collector off the objects already here (gc.freeze), so that sharing lasts.

@@ -153,6 +153,10 @@ class _Arbiter(Arbiter):
     """
 
     stopping = False
+    #: Run by the supervisor of ``taskapi serve``, which sends SIGQUIT for the second step: a
+    #: SIGTERM repeated (systemd sends one to every process of the service, and the supervisor
+    #: another) changes nothing.
+    supervised = False
 
     def handle_int(self) -> None:
         self.handle_term()
@@ -163,6 +167,8 @@ class _Arbiter(Arbiter):
 
     def signal(self, sig: int, frame: Any) -> None:
         if self.stopping and sig == signal.SIGTERM:
+            if self.supervised:
+                return
             sig = signal.SIGINT
         super().signal(sig, frame)
 
@@ -204,10 +210,13 @@ class TaskServer(BaseApplication):
         options: Mapping[str, Any],
         config: Mapping[str, Any],
         startup: _StartupLines | None = None,
+        *,
+        supervised: bool = False,
     ) -> None:
         self.options = dict(options)
         self.app_config = dict(config)
         self.startup = startup or _StartupLines()
+        self.supervised = supervised
         super().__init__()
 
     def load_config(self) -> None:
@@ -224,7 +233,9 @@ class TaskServer(BaseApplication):
 
     def run(self) -> None:
         try:
-            _Arbiter(self).run()
+            arbiter = _Arbiter(self)
+            arbiter.supervised = self.supervised
+            arbiter.run()
         except RuntimeError as exc:  # as BaseApplication.run
             print(f"\nError: {exc}\n", file=sys.stderr)
             sys.exit(1)
@@ -288,6 +299,6 @@ def http_options(
 
 
 def serve_http(options: Mapping[str, Any], config: Mapping[str, Any], startup: Any) -> None:
-    """Run gunicorn's master with ``options`` until it stops; each of its processes builds
-    the app of ``config``."""
-    TaskServer(options, config, startup).run()
+    """Run gunicorn's master with ``options`` until it stops, for the supervisor; each of its
+    processes builds the app of ``config``."""
+    TaskServer(options, config, startup, supervised=True).run()

@@ -34,6 +34,8 @@ MAX_RESTART_DELAY_SECONDS = 30.0
 KILL_MARGIN_SECONDS = 10.0
 #: Linux's prctl option: a signal for this process when its parent dies.
 PR_SET_PDEATHSIG = 1
+#: The signals the supervisor handles (and its children get their own handlers for).
+FORWARDED = {signal.SIGTERM, signal.SIGINT, signal.SIGCHLD}
 
 
 class Kind(enum.StrEnum):
@@ -69,12 +71,14 @@ class Supervisor:
     children: dict[int, Child] = field(default_factory=dict)
     stops: int = 0
     failed: bool = False
+    wake_fds: tuple[int, ...] = ()
     _quick_deaths: dict[int, int] = field(default_factory=dict)
     _restart_at: dict[int, float] = field(default_factory=dict)
 
     def run(self) -> int:
         """Start the children and watch them until all have stopped; the exit status."""
         wake_read, wake_write = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self.wake_fds = (wake_read, wake_write)
         previous = signal.set_wakeup_fd(wake_write, warn_on_full_buffer=False)
         handlers = {
             sig: signal.signal(sig, self._on_signal)
@@ -113,11 +117,14 @@ class Supervisor:
                     pass
             self._reap()
             if self.stops > told:
+                first = told == 0
                 told = self.stops
-                if told == 1:
+                if first:
                     deadline = time.monotonic() + self.grace + KILL_MARGIN_SECONDS
                     self._restart_at.clear()
-                self._tell_all(signal.SIGTERM)
+                # The first step, then the second: a child hears each once, however many
+                # SIGTERMs reach it (systemd's included).
+                self._tell_all(signal.SIGTERM if first else signal.SIGQUIT)
             if deadline is not None and time.monotonic() > deadline and self.children:
                 log.error("processes still running after the grace: killing them")
                 self.failed = True
@@ -129,7 +136,10 @@ class Supervisor:
     def _tell_all(self, sig: int) -> None:
         for child in list(self.children.values()):
             with contextlib.suppress(ProcessLookupError):
-                os.kill(child.pid, sig)
+                if sig == signal.SIGKILL:  # the child's group: gunicorn's processes too
+                    os.killpg(child.pid, sig)
+                else:
+                    os.kill(child.pid, sig)
 
     # -- children ------------------------------------------------------------------------------
 
@@ -192,21 +202,33 @@ class Supervisor:
 
     def _start(self, kind: Kind, index: int) -> None:
         supervisor = os.getpid()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            os._exit(_child(supervisor, self, kind, index))
+        # Blocked across the fork: a stop sent to a child before it has its own handlers is
+        # held until then, not taken by the copy of ours it starts with.
+        held = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+        try:
+            pid = os.fork()
+            if pid == 0:  # the child: never returns
+                os._exit(_child(supervisor, self, kind, index, held))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, held)
         self.children[pid] = Child(kind, index, pid, time.monotonic())
 
 
-def _child(supervisor: int, plan: Supervisor, kind: Kind, index: int) -> int:
+def _child(
+    supervisor: int, plan: Supervisor, kind: Kind, index: int, mask: set[int | signal.Signals]
+) -> int:
     """Run in a forked child: its own group, its signals, the stop with its supervisor; its
     exit status."""
     code = 1
     try:
         os.setpgid(0, 0)
         signal.set_wakeup_fd(-1)
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGCHLD):
+        for fd in plan.wake_fds:  # the supervisor's own
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for sig in FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         _die_with(supervisor)
         if kind is Kind.API:
             plan.run_api()

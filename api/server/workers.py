@@ -42,11 +42,13 @@ def run_workers(
     *,
     started: Callable[[int, str], None] | None = None,
     say: Callable[[str], None] = _log_stopping,
+    supervised: bool = False,
 ) -> None:
     """Build the app (``build()``), run its workers until SIGTERM or SIGINT, stop them.
 
     ``started(threads, database_url)`` is called once they run; ``say`` says what the stop
-    waits for. Raises NothingToRun when the app has no worker threads.
+    waits for; ``supervised``: run by ``taskapi serve``'s supervisor. Raises NothingToRun when
+    the app has no worker threads.
     """
     from api.runtime import EXTENSION_KEY, Runtime
 
@@ -54,12 +56,16 @@ def run_workers(
     runtime: Runtime | None = None
 
     def on_signal(sig: int, frame: Any) -> None:
-        if stop.is_set() and runtime is not None:
+        again = stop.is_set() and not (supervised and sig == signal.SIGTERM)
+        if (again or sig == signal.SIGQUIT) and runtime is not None:
             runtime.pool.hurry()
         stop.set()
 
     # Before the app is built: a stop that comes while it boots stops it before any task.
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGQUIT is the second step at once; under the supervisor, only SIGQUIT is (a repeated
+    # SIGTERM, as systemd sends to every process of the service beside the supervisor's, is
+    # the same first step).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
         signal.signal(sig, on_signal)
     runtime = build().extensions[EXTENSION_KEY]
     if runtime.pool.size == 0:

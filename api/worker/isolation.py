@@ -28,6 +28,7 @@ process, and a crash of the process fails the attempt (``WorkerCrashed``) and no
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import importlib
 import json
@@ -61,6 +62,8 @@ MAX_TASKS_PER_CHILD = 100
 #: How much lower the CPU priority of a child is than the worker's (``nice``): a machine busy
 #: with process-isolated attempts still answers requests at once.
 CHILD_NICENESS = 10
+#: Linux's prctl option: a signal for this process when its parent dies.
+PR_SET_PDEATHSIG = 1
 #: How often the parent passes the attempt's abort on to the child, and looks at the deadline.
 POLL_SECONDS = 0.05
 #: multiprocessing's start method: a fork of a small single-threaded server, not of the worker.
@@ -459,6 +462,12 @@ def child_main(conn: Connection) -> None:
     # Below the API and the worker threads: a CPU-bound attempt never holds up a request.
     with contextlib.suppress(OSError):
         os.nice(CHILD_NICENESS)
+    # Gone with its parent (the fork server, which ends with the worker), at once, even while
+    # a task holds the interpreter in a long call: never beside the task's next attempt.
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() == 1:
+        os._exit(0)
     inbox = _Inbox()
     threading.Thread(
         target=inbox.listen, args=(conn,), name="taskapi-child-pipe", daemon=True

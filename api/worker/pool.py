@@ -368,8 +368,6 @@ class WorkerPool:
             self._hand_out(claimed, claim.worker_id)
             if len(claimed) == claim.limit:
                 self.wakeup.pending = True  # more may be ready
-            else:
-                self._poll_at = time.monotonic() + self._idle_wait()
         if Status.QUEUED in statuses:  # a retry: it may be due before the next poll
             self.wakeup.pending = True
         if ended:  # long-polls here and in other processes: one message for the group
@@ -377,6 +375,8 @@ class WorkerPool:
         recorded = self.attempts.recorded
         for one, status in zip(ended, statuses, strict=True):
             recorded(one.task_type, one.ending, status)
+        if claim is not None and len(claimed) < claim.limit:  # none left: when to look again
+            self._poll_at = time.monotonic() + self._idle_wait()
 
     def _hand_out(self, tasks: Sequence[Task], worker_id: str) -> None:
         """Hold claimed tasks and pass them to the worker threads; back to the queue at once
