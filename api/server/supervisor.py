@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -186,12 +187,21 @@ class Supervisor:
         self._restart_at[child.index] = time.monotonic() + delay
 
     def _release(self, pid: int) -> None:
-        try:
-            self.lost(pid)
-        except Exception:
-            log.exception(
-                "the tasks of worker process %d go back to the queue when their lease ends", pid
-            )
+        """``lost(pid)`` on a thread of its own: it talks to the store, which may be the very
+        reason the process died, and the supervisor must go on answering signals meanwhile."""
+
+        def release() -> None:
+            try:
+                self.lost(pid)
+            except Exception as exc:
+                log.warning(
+                    "the tasks of worker process %d go back to the queue when their lease "
+                    "ends (%s)",
+                    pid,
+                    exc,
+                )
+
+        threading.Thread(target=release, name="taskapi-release", daemon=True).start()
 
     def _restart_due(self) -> None:
         now = time.monotonic()

@@ -6,9 +6,10 @@ process, and a crash of the process fails the attempt (``WorkerCrashed``) and no
 
 - **Children.** Made with multiprocessing's ``forkserver`` start method (never ``fork``: the
   worker has threads and open database connections), the first when the first such attempt
-  runs. The fork server imports this module once; each child is a fork of it. A child runs one
-  attempt at a time and is kept for the next one, so there are never more children than
-  attempts running at once, which is at most the worker threads. A child is replaced after
+  runs (or as the pool starts: ``warm``). The fork server imports this module once; each child
+  is a fork of it. A child runs one attempt at a time and is kept for the next one; there are
+  at most ``max_children`` (a core each, by default), further attempts wait for one. Children
+  run at ``CHILD_NICENESS`` and die with their parent. A child is replaced after
   ``MAX_TASKS_PER_CHILD`` attempts, and after any attempt that did not end well (an exception,
   a timeout, a crash), so no state of a failed attempt lives on.
 - **The function.** The child finds it as the parent did (``api.registry``): by the

@@ -13,6 +13,7 @@ The schema may be chosen in the URL with libpq's options: ``?options=-csearch_pa
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
@@ -30,7 +31,6 @@ from api.store.queries import load
 from api.store.rows import task_from_row
 from api.store.sql import Db, SqlStore
 
-CHANNEL = "taskapi_tasks"
 POOL_MAX_SIZE = 16
 CONNECT_TIMEOUT_SECONDS = 10
 #: Serialises migrations of one database, whichever process starts first.
@@ -86,8 +86,20 @@ class PostgresStore(SqlStore):
             )
             self._pool.wait(CONNECT_TIMEOUT_SECONDS)
         except (psycopg.Error, Exception) as exc:
+            self._close_quietly()
             raise StoreError(f"Cannot reach the PostgreSQL store: {exc}") from exc
-        self._migrate()
+        try:
+            self._migrate()
+        except BaseException:
+            self._close_quietly()
+            raise
+
+    def _close_quietly(self) -> None:
+        """Close the pool made so far (its threads go too) after a failed start."""
+        pool = getattr(self, "_pool", None)
+        if pool is not None:
+            with contextlib.suppress(Exception):
+                pool.close()
 
     @classmethod
     def from_url(cls, url: str) -> PostgresStore:
