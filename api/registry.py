@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import importlib
 import re
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, get_args
@@ -94,6 +95,27 @@ class TaskContext(Protocol):
 
 
 TaskFunction = Callable[[TaskContext, dict[str, Any]], Any]
+
+
+class StopSignal:
+    """What every ``TaskContext`` shares: the signal to stop, an event set once, and its
+    readings (a thread's context and a child process's alike)."""
+
+    _abort: threading.Event
+
+    @property
+    def should_abort(self) -> bool:
+        """True once the task was told to stop, for any reason."""
+        return self._abort.is_set()
+
+    @property
+    def cancel_requested(self) -> bool:
+        """``should_abort`` under the name ``TaskContext`` first had: true for any reason."""
+        return self._abort.is_set()
+
+    def sleep(self, seconds: float) -> bool:
+        """Wait up to ``seconds``; True as soon as the task is told to stop."""
+        return self._abort.wait(max(seconds, 0.0))
 
 
 @dataclass(frozen=True)

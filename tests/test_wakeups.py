@@ -9,9 +9,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from flask.testing import FlaskClient
+
+from api.runtime import Runtime
 from api.wakeups import Role
 from api.wakeups.local import LINE_BYTES, LocalWakeups, directory_for, lines
 from tests.conftest import make_app, runtime_of, submit, wait_until
@@ -80,18 +84,30 @@ def test_the_pipe_of_a_process_that_died_is_removed_by_the_next_sender(tmp_path:
     assert os.listdir(directory) == []
 
 
-def test_a_submit_starts_a_task_in_another_process_and_its_end_answers_the_long_poll(
-    db_path: Path, database_url: str
-) -> None:
+@contextmanager
+def api_and_worker(db_path: Path, database_url: str) -> Iterator[tuple[FlaskClient, Runtime]]:
+    """Two apps on one store, as two processes would be: one answers, one works; each with
+    its end of the channel listening, and polls only every SLOW_POLL seconds."""
     slow = {"TASKS_DATABASE_URL": database_url, "TASKS_POLL_INTERVAL": SLOW_POLL}
     api_app = make_app(db_path, TASKS_WORKERS=0, **slow)
-    worker_app = make_app(db_path, TASKS_WORKERS=1, **slow)
-    api, worker = runtime_of(api_app), runtime_of(worker_app)
+    api = runtime_of(api_app)
+    worker = runtime_of(make_app(db_path, TASKS_WORKERS=1, TASKS_LEASE_SECONDS=600, **slow))
     api.link.start({Role.READERS})
     worker.link.start({Role.WORKERS})
     worker.pool.start()
     try:
-        client = api_app.test_client()
+        yield api_app.test_client(), api
+    finally:
+        worker.pool.stop(grace=5)
+        for runtime in (api, worker):
+            runtime.link.stop()
+            runtime.store.close()
+
+
+def test_a_submit_starts_a_task_in_another_process_and_its_end_answers_the_long_poll(
+    db_path: Path, database_url: str
+) -> None:
+    with api_and_worker(db_path, database_url) as (client, _):
         submit(client, {"type": "add", "params": {"x": 0, "y": 0}})  # both channels are up
         time.sleep(0.5)
         started = time.monotonic()
@@ -108,25 +124,12 @@ def test_a_submit_starts_a_task_in_another_process_and_its_end_answers_the_long_
         done = client.get(f"/tasks/{task['id']}?wait=20").get_json()
         assert done["status"] == "succeeded"
         assert time.monotonic() - started < SLOW_POLL / 3, "woken, not polled"
-    finally:
-        worker.pool.stop(grace=5)
-        for runtime in (api, worker):
-            runtime.link.stop()
-            runtime.store.close()
 
 
 def test_a_cancel_reaches_the_task_running_in_another_process(
     db_path: Path, database_url: str
 ) -> None:
-    slow = {"TASKS_DATABASE_URL": database_url, "TASKS_POLL_INTERVAL": SLOW_POLL}
-    api_app = make_app(db_path, TASKS_WORKERS=0, **slow)
-    worker_app = make_app(db_path, TASKS_WORKERS=1, TASKS_LEASE_SECONDS=600, **slow)
-    api, worker = runtime_of(api_app), runtime_of(worker_app)
-    api.link.start({Role.READERS})
-    worker.link.start({Role.WORKERS})
-    worker.pool.start()
-    try:
-        client = api_app.test_client()
+    with api_and_worker(db_path, database_url) as (client, api):
         task = submit(client, {"type": "sleep", "params": {"seconds": 600}})
         wait_until(lambda: api.service.get(task["id"]).status.value == "running")
         started = time.monotonic()
@@ -135,11 +138,6 @@ def test_a_cancel_reaches_the_task_running_in_another_process(
         # The heartbeat that would also carry the cancel comes every lease / 3 = 200 s.
         assert done["status"] == "cancelled", done
         assert time.monotonic() - started < SLOW_POLL / 3
-    finally:
-        worker.pool.stop(grace=5)
-        for runtime in (api, worker):
-            runtime.link.stop()
-            runtime.store.close()
 
 
 def test_a_planted_link_or_file_is_never_written_to(tmp_path: Path) -> None:

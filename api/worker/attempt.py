@@ -22,7 +22,7 @@ from typing import Any
 from api.events import TaskEvents
 from api.metrics import Metrics
 from api.models import Progress, Status, Task, TaskError
-from api.registry import Registry, TaskCancelled, TaskFunction, TaskType
+from api.registry import Registry, StopSignal, TaskCancelled, TaskFunction, TaskType
 from api.store import Ending, Store
 from api.worker.isolation import ChildPool
 
@@ -70,7 +70,7 @@ class CallResult:
     error: BaseException | None = None
 
 
-class RunContext:
+class RunContext(StopSignal):
     """The ``TaskContext`` a running task gets: progress, and the signal to stop.
 
     The signal comes from a client's cancel, from the attempt's timeout, from shutdown or from
@@ -107,16 +107,6 @@ class RunContext:
             self.stop_reason = reason
         self._abort.set()
 
-    @property
-    def should_abort(self) -> bool:
-        """True once the task was told to stop, for any ``StopReason``."""
-        return self._abort.is_set()
-
-    @property
-    def cancel_requested(self) -> bool:
-        """``should_abort`` under the name ``TaskContext`` first had: true for any reason."""
-        return self._abort.is_set()
-
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
     ) -> None:
@@ -135,10 +125,6 @@ class RunContext:
             self.request_stop(StopReason.LEASE_LOST)
         elif asked:
             self.request_stop(StopReason.CANCEL_ASKED)
-
-    def sleep(self, seconds: float) -> bool:
-        """Wait up to ``seconds``; True as soon as the task is told to stop."""
-        return self._abort.wait(max(seconds, 0.0))
 
 
 @dataclass(slots=True)

@@ -50,7 +50,7 @@ from multiprocessing.context import ForkServerContext
 from multiprocessing.process import BaseProcess
 from typing import TYPE_CHECKING, Any
 
-from api.registry import Registry, TaskCancelled, TaskFunction, TaskType
+from api.registry import Registry, StopSignal, TaskCancelled, TaskFunction, TaskType
 
 if TYPE_CHECKING:
     from api.models import Task
@@ -404,7 +404,7 @@ class _Inbox:
         os._exit(0)
 
 
-class ChildContext:
+class ChildContext(StopSignal):
     """The ``TaskContext`` of an attempt in a child process (see ``api.registry``)."""
 
     def __init__(self, conn: Connection, job: Job, abort: threading.Event, inbox: _Inbox):
@@ -421,14 +421,6 @@ class ChildContext:
     @property
     def attempt(self) -> int:
         return self._job.attempt
-
-    @property
-    def should_abort(self) -> bool:
-        return self._abort.is_set()
-
-    @property
-    def cancel_requested(self) -> bool:
-        return self._abort.is_set()
 
     def progress(
         self, current: float, total: float | None = None, message: str | None = None
@@ -447,9 +439,6 @@ class ChildContext:
             self._abort.set()
         if error is not None:
             raise named_error(error[0])(error[1])
-
-    def sleep(self, seconds: float) -> bool:
-        return self._abort.wait(max(seconds, 0.0))
 
 
 def child_main(conn: Connection) -> None:
