@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from flask.testing import FlaskClient
 
 from api.runtime import Runtime
@@ -46,9 +47,7 @@ def _listening(wakeups: LocalWakeups, roles: set[Role], heard: Heard) -> threadi
     threading.Thread(
         target=wakeups.listen, args=(frozenset(roles), heard, stop), daemon=True
     ).start()
-    wait_until(
-        lambda: len(os.listdir(wakeups.directory)) > 0 if wakeups.directory.exists() else False
-    )
+    wait_until(lambda: wakeups.directory.exists() and bool(os.listdir(wakeups.directory)))
     return stop
 
 
@@ -59,7 +58,7 @@ def test_a_pipe_carries_each_message_to_the_processes_that_want_it(tmp_path: Pat
         _listening(LocalWakeups(directory), {Role.WORKERS}, workers),
         _listening(LocalWakeups(directory), {Role.READERS}, readers),
     ]
-    wait_until(lambda: len(os.listdir(directory)) == 2)
+    wait_until(lambda: len([n for n in os.listdir(directory) if not n.startswith(".")]) == 2)
     try:
         many = [f"{n:08d}-0000-0000-0000-000000000000" for n in range(500)]  # > one line
         assert len(lines(b"E", many)) > 1 and all(len(x) <= LINE_BYTES for x in lines(b"E", many))
@@ -164,3 +163,23 @@ def test_a_directory_others_may_enter_is_not_used(tmp_path: Path) -> None:
     thread.join(5)
     assert not thread.is_alive(), "it gives up at once: the store is polled instead"
     assert os.listdir(directory) == []
+
+
+def test_a_pipe_made_within_the_same_tick_of_the_directory_clock_is_found_soon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.wakeups.local
+
+    monkeypatch.setattr(api.wakeups.local, "RELIST_SECONDS", 0.2)
+    directory = directory_for(str(tmp_path / "tasks.sqlite3"))
+    directory.mkdir(mode=0o700)
+    sender, workers = LocalWakeups(directory), Heard()
+    sender.ready()  # lists the empty directory
+    before = os.stat(directory).st_mtime_ns
+    stop = _listening(LocalWakeups(directory), {Role.WORKERS}, workers)
+    wait_until(lambda: any(not n.startswith(".") for n in os.listdir(directory)))
+    os.utime(directory, ns=(before, before))  # as if it had changed within the same tick
+    try:
+        wait_until(lambda: (sender.ready(), workers.ready.is_set())[1], timeout=5)
+    finally:
+        stop.set()

@@ -38,6 +38,8 @@ LINE_BYTES = select.PIPE_BUF
 STOP_CHECK_SECONDS = 0.5
 #: While no process listens (no directory), how often a sender looks again.
 MISSING_RECHECK_SECONDS = 0.1
+#: How often a sender lists the pipes again, whether or not the directory's time changed.
+RELIST_SECONDS = 1.0
 
 
 def directory_for(database: str) -> Path:
@@ -91,6 +93,8 @@ class LocalWakeups:
         self._own: str | None = None
         #: While no directory exists, when to look for it again (``time.monotonic``).
         self._missing_until = 0.0
+        #: When to list the directory again even if its time has not changed.
+        self._relist_at = 0.0
 
     @classmethod
     def for_database(cls, database: str) -> LocalWakeups:
@@ -138,7 +142,12 @@ class LocalWakeups:
             self._missing_until = time.monotonic() + MISSING_RECHECK_SECONDS
             return []
         self._missing_until = 0.0
-        if changed != self._seen:
+        # Listed again when the directory changed, and at least every RELIST_SECONDS: its
+        # time may move in ticks of a few milliseconds (tmpfs), so two changes in one tick
+        # would otherwise hide the second.
+        now = time.monotonic()
+        if changed != self._seen or now >= self._relist_at:
+            self._relist_at = now + RELIST_SECONDS
             names = os.listdir(self.directory) if _trusted(self.directory) else []
             self._peers = [
                 (name, name.partition("-")[0]) for name in names if not name.startswith(".")
