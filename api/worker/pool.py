@@ -165,7 +165,8 @@ class WorkerPool:
 
     def task_submitted(self) -> None:
         """A task was submitted in this process: claim it if a worker is free."""
-        self.wakeup.notify()
+        if self.size:  # else no dispatcher waits: a submit must not wake a thread for nothing
+            self.wakeup.notify()
 
     def cancel_requested(self, task_id: str) -> None:
         """A client asked to cancel ``task_id``: tell it to stop if this pool holds it."""
@@ -194,13 +195,14 @@ class WorkerPool:
             thread = threading.Thread(target=self._work, name=f"taskapi-worker-{n}", daemon=True)
             self._threads.append(thread)
             thread.start()
-        if self.size and any(t.isolation == "process" for t in self.registry):
-            self.attempts.children.warm()
-        self.wakeup.notify()
-        self._dispatcher = threading.Thread(
-            target=self._dispatch, name="taskapi-dispatcher", daemon=True
-        )
-        self._dispatcher.start()
+        if self.size:  # an API process of taskapi serve has no workers: nothing to dispatch
+            if any(t.isolation == "process" for t in self.registry):
+                self.attempts.children.warm()
+            self.wakeup.notify()
+            self._dispatcher = threading.Thread(
+                target=self._dispatch, name="taskapi-dispatcher", daemon=True
+            )
+            self._dispatcher.start()
         self._monitor_thread = threading.Thread(
             target=self.monitor.run, args=(self._monitor_stop,), name="taskapi-monitor", daemon=True
         )

@@ -317,3 +317,17 @@ def test_an_attempt_that_breaks_the_worker_fails_and_frees_its_worker(
     finally:
         runtime.pool.stop(grace=1)
         runtime.store.close()
+
+
+def test_a_pool_without_workers_starts_no_dispatcher(db_path: Path) -> None:
+    """The API processes of taskapi serve: their submits wake no thread of theirs."""
+    app = make_app(db_path, TASKS_WORKERS=0)
+    runtime = runtime_of(app)
+    runtime.pool.start()
+    try:
+        submit(app.test_client(), {"type": "add", "params": {"x": 1, "y": 1}})
+        names = {t.name for t in threading.enumerate()}
+        assert "taskapi-dispatcher" not in names and "taskapi-monitor" in names
+    finally:
+        runtime.pool.stop(grace=1)
+        runtime.store.close()
