@@ -86,6 +86,13 @@ def sources(verb: Verb) -> tuple[Status, ...]:
 #: ``max_attempts``: an attempt cut short by a dead process is not a failure of the task.
 MAX_LOST_ATTEMPTS = 3
 
+#: The queue of a task whose submit and type name none.
+DEFAULT_QUEUE = "default"
+#: What a queue's name may be: lower-case letters, digits and ``_.-``, 1 to 63 characters.
+QUEUE_NAME_PATTERN = r"^[a-z0-9][a-z0-9_.-]{0,62}$"
+#: The largest ``concurrency`` a queue may be given.
+MAX_QUEUE_CONCURRENCY = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class TaskError:
@@ -130,6 +137,7 @@ class NewTask:
     run_after: datetime
     #: The caller that submitted it ("" when the API runs without keys).
     owner: str = ""
+    queue: str = DEFAULT_QUEUE
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +169,7 @@ class Task:
     #: Attempts cut short by a lost worker: counted in ``attempts``, not against
     #: ``max_attempts``.
     lost_attempts: int = 0
+    queue: str = DEFAULT_QUEUE
 
     @property
     def failed_attempts(self) -> int:
@@ -170,3 +179,19 @@ class Task:
     @property
     def is_terminal(self) -> bool:
         return self.status in TERMINAL
+
+
+@dataclass(frozen=True, slots=True)
+class QueueState:
+    """A queue as the store sees it: its settings, and its tasks of every caller."""
+
+    name: str
+    #: A paused queue accepts tasks and starts none.
+    paused: bool
+    #: The most tasks of the queue running at once across every process of the store; None:
+    #: no limit beyond the workers.
+    concurrency: int | None
+    #: Tasks not expired, in each status (every status present).
+    counts: dict[Status, int]
+    #: When the oldest ready queued task became ready (its ``run_after``); None when none is.
+    oldest_ready_at: datetime | None

@@ -11,12 +11,12 @@ yet (the purge only reclaims the space, in small batches).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from api.models import IdempotencyKey, NewTask, Progress, Status, Task, TaskError
+from api.models import IdempotencyKey, NewTask, Progress, QueueState, Status, Task, TaskError
 
 
 class StoreError(Exception):
@@ -44,6 +44,7 @@ class TaskFilter:
 
     statuses: Sequence[Status] = ()
     type: str | None = None
+    queue: str | None = None
     #: Only this caller's tasks; None for every caller's (operators, tests).
     owner: str | None = None
 
@@ -96,6 +97,8 @@ class Claim:
     limit: int
     now: datetime
     lease_until: datetime
+    #: Only tasks of these queues; None: of every queue.
+    queues: Collection[str] | None = None
 
 
 class Store(Protocol):
@@ -127,10 +130,21 @@ class Store(Protocol):
         them, and how many match."""
 
     def claim_many(
-        self, worker_id: str, limit: int, now: datetime, lease_until: datetime
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        queues: Collection[str] | None = None,
     ) -> builtins.list[Task]:
-        """Atomically take up to ``limit`` ready tasks, in claim order: highest priority,
-        then earliest ready, then earliest submitted.
+        """Atomically take up to ``limit`` ready tasks of ``queues`` (None: of every queue).
+
+        Claim order: highest priority first; among tasks of one priority, the queues take
+        turns (the first of each, then the second of each, ...), and within a queue the
+        earliest ready, then the earliest submitted, go first. A paused queue gives none; a
+        queue with a ``concurrency`` gives no more than it has room for, counting the tasks
+        of the queue running in every process.
 
         Each becomes ``running`` and held by ``worker_id`` until ``lease_until``; its attempt
         count grows by one. Empty when no task is ready at ``now``. No task is ever held by
@@ -155,6 +169,19 @@ class Store(Protocol):
 
         None when the worker no longer holds the task (its lease expired and it was taken back).
         """
+
+    def queues(self, now: datetime) -> builtins.list[QueueState]:
+        """Every queue that has tasks not expired at ``now`` or settings, and ``default``,
+        by name."""
+
+    def queue(self, name: str, now: datetime) -> QueueState | None:
+        """The queue ``name``, or None when it has neither tasks (not expired at ``now``) nor
+        settings."""
+
+    def update_queue(self, name: str, changes: Mapping[str, Any]) -> None:
+        """Change the settings of the queue ``name`` (``paused``: bool, ``concurrency``: int
+        or None; only the keys given), creating them if the queue had none. Workers of every
+        process see the change at their next claim, and are woken to look."""
 
     def end_leases(self, holder_prefix: str, now: datetime) -> int:
         """End at ``now`` the leases of the running tasks whose holder id starts with
