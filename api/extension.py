@@ -49,6 +49,7 @@ class TaskAPI:
             lease_seconds=settings.lease_seconds,
             events=events,
             metrics=metrics,
+            queues=settings.queues,
         )
         # Submits, cancels and ends reach the other processes of the store through the link.
         link = Link(open_wakeups(settings.database_url), pool, events)

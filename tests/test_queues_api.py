@@ -324,3 +324,20 @@ def test_counts_cover_every_caller(keyed: Flask) -> None:
         assert {q["name"]: q["counts"]["queued"] for q in listed} == {"default": 0, "shared": 3}
     mine = k.get("/tasks?queue=shared", headers=auth(ALICE)).get_json()
     assert len(mine) == 1, "the task list stays the caller's own"
+
+
+# -- which queues a process takes ------------------------------------------------------------
+
+
+def test_tasks_queues_limits_what_the_workers_take(db_path: Path, database_url: str) -> None:
+    app = _app(db_path, database_url, TASKS_QUEUES="emails, bulk")
+    try:
+        c = app.test_client()
+        mail = submit(c, {"type": "mail", "params": {"to": "ada"}})
+        other = submit(c, ADD)
+        assert drain(app) == 1
+        assert c.get(f"/tasks/{mail['id']}").get_json()["status"] == "succeeded"
+        assert c.get(f"/tasks/{other['id']}").get_json()["status"] == "queued"
+        assert queue(c, "default")["counts"]["queued"] == 1, "its API still takes every queue"
+    finally:
+        _close(app)
