@@ -6,6 +6,7 @@ task type whose tasks go to the ``emails`` queue unless their submit names anoth
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -339,5 +340,24 @@ def test_tasks_queues_limits_what_the_workers_take(db_path: Path, database_url: 
         assert c.get(f"/tasks/{mail['id']}").get_json()["status"] == "succeeded"
         assert c.get(f"/tasks/{other['id']}").get_json()["status"] == "queued"
         assert queue(c, "default")["counts"]["queued"] == 1, "its API still takes every queue"
+    finally:
+        _close(app)
+
+
+def test_a_resumed_queues_tasks_start_within_a_second(db_path: Path, database_url: str) -> None:
+    """The workers poll rarely here: only the wake-up of the change can start the task soon."""
+    app = _app(db_path, database_url, TASKS_POLL_INTERVAL=30)
+    try:
+        c = app.test_client()
+        assert patch(c, "emails", {"paused": True}).status_code == 200
+        runtime_of(app).pool.start()
+        task = submit(c, {"type": "mail", "params": {"to": "ada"}})
+        time.sleep(0.3)
+        assert c.get(f"/tasks/{task['id']}").get_json()["status"] == "queued"
+        resumed_at = time.monotonic()
+        assert patch(c, "emails", {"paused": False}).status_code == 200
+        done = c.get(f"/tasks/{task['id']}?wait=5").get_json()
+        assert done["status"] == "succeeded"
+        assert time.monotonic() - resumed_at < 1.0
     finally:
         _close(app)
