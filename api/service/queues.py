@@ -75,6 +75,8 @@ def may_start_tasks(changes: Mapping[str, Any]) -> bool:
 
 @dataclass
 class QueueService:
+    """Queues as clients see them: every caller's tasks counted, settings kept in the store."""
+
     store: Store
     #: Told when a change may let tasks start, to wake the workers of every process.
     notifier: Notifier = field(default_factory=Nobody)
