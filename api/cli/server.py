@@ -44,8 +44,7 @@ def _queues_option(what: str) -> Any:
         "--queues",
         default=None,
         metavar="NAME,...",
-        help=f"Only tasks of these queues run on {what} (default TASKS_QUEUES, else every "
-        "queue).",
+        help=f"Only tasks of these queues run on {what} (default TASKS_QUEUES, else every queue).",
     )
 
 

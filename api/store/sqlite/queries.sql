@@ -114,9 +114,10 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key 
 -- name: claim
 -- Up to :limit ready tasks of the queues a claim may take: not paused, of :queues (a JSON
 -- list; NULL: every queue), and no more of a queue than its concurrency leaves room for,
--- counting its running tasks. The queues with queued tasks are found by skipping from one
--- name to the next in the ready index; each one's next tasks are read from it in order
--- (highest priority, earliest ready, first in), so a paused queue's backlog is never read.
+-- counting its running tasks (in the trigger-kept queue_counts). The queues with queued
+-- tasks are found by skipping from one name to the next in the ready index; each one's
+-- next tasks are read from it in order (highest priority, earliest ready, first in), so a
+-- paused queue's backlog is never read.
 -- Among tasks of one priority the queues take turns. The claim is one statement and SQLite
 -- runs one writer at a time, so the count of running tasks cannot change under it.
 -- RETURNING has no order: seq (after the columns), priority and run_after let the caller sort.
@@ -132,9 +133,9 @@ WHERE seq IN (
         FROM names WHERE names.name IS NOT NULL),
     open(name, room) AS (
         SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN :limit
-            ELSE MIN(:limit, settings.concurrency - (
-                SELECT COUNT(*) FROM tasks INDEXED BY tasks_by_queue
-                WHERE queue = names.name AND status = 'running')) END
+            ELSE MIN(:limit, settings.concurrency - COALESCE((
+                SELECT n FROM queue_counts
+                WHERE status = 'running' AND queue = names.name), 0)) END
         FROM names LEFT JOIN queues AS settings ON settings.name = names.name
         WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, 0)
             AND (:queues IS NULL OR names.name IN (SELECT value FROM json_each(:queues)))),
