@@ -174,9 +174,9 @@ class PostgresStore(SqlStore):
         return None if names is None else sorted(names)
 
     def _lock_queues(self, db: Db, claim: Claim) -> None:
-        # The rows of the limited queues the claim may take, locked in the order of their
-        # names (no deadlock between two claims) until it commits: the claim statement that
-        # follows counts their running tasks from a snapshot taken after the lock.
+        # A lock for each limited queue the claim may take, held until it commits: the
+        # claim statement that follows counts their running tasks from a snapshot taken
+        # after the lock.
         db.execute(self.queries["lock_limited_queues"], {"queues": self._names(claim.queues)})
 
     def claim_many(
