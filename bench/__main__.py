@@ -36,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from api.config import DEFAULT_WORKERS
 from bench import cpu, scenarios
 from bench.burndown import (
     DEFAULT_PG_URL,
@@ -365,7 +366,46 @@ def measure_burndown(
                 r.per_second, None, targets[r.store])
             for r in results
         ]  # fmt: skip
+        if processes == args.burndown_workers[0]:
+            rows += measure_limited_burndown(args, size, work, processes, results, missing)
+            notes.append(
+                "burndown with a concurrency: its reference is the same burndown without one"
+            )
     return rows
+
+
+def measure_limited_burndown(
+    args: argparse.Namespace,
+    size: Sizes,
+    work: Path,
+    processes: int,
+    unlimited: list[Burndown],
+    missing: str | None,
+) -> list[Row]:
+    """The same burndown with the queue's concurrency equal to the workers: the cost of a
+    global limit, as the ratio to the figure without one (the same run)."""
+    limit = processes * (args.workers or DEFAULT_WORKERS)
+    options = {"processes": processes, "workers": args.workers, "concurrency": limit}
+    say(f"burndown: the same, with the queue's concurrency {limit} (the workers)")
+    limited = [
+        burndown_sqlite(
+            work / f"burndown-limited-{processes}.db",
+            size.burndown_sqlite,
+            **options,
+            log=work / "burndown.log",
+        )
+    ]
+    if not missing:
+        limited.append(
+            burndown_postgres(
+                args.pg_url, size.burndown_postgres, **options, log=work / "burndown.log"
+            )
+        )
+    return [
+        Row(f"burndown, {r.tasks:,} in {r.store}, {processes} proc, concurrency {limit}",
+            "tasks/s", r.per_second, free.per_second, "ratio>=0.9")
+        for r, free in zip(limited, unlimited, strict=True)
+    ]  # fmt: skip
 
 
 def measure_growth(size: Sizes, work: Path, ours: dict[str, int | None]) -> list[Row]:

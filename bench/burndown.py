@@ -1,13 +1,16 @@
 """Burndown: a backlog of ready tasks, then the workers started; tasks per second.
 
     python -m bench.burndown [--tasks 50000] [--store sqlite|postgres] [--workers-processes 1]
+                             [--concurrency N]
 
 N ready no-op ``add`` tasks are written straight into the store in bulk (the store's own schema,
 migrated as the service would), then ``taskapi worker`` processes are started as a user runs
 them. The figure is N over the time from the first task's ``started_at`` to the last one's
 ``finished_at``, read back from the store: the method of ``river bench`` and of Oban's "one
 million jobs a minute"; the workers' start-up is not counted. PostgreSQL works in a schema of
-its own (``bench_burndown``), made afresh each run and dropped after.
+its own (``bench_burndown``), made afresh each run and dropped after. With ``--concurrency N``
+the tasks' queue (``default``) is given that limit before the workers start: the cost of a
+global limit is this figure with a limit equal to the workers over the figure without.
 """
 
 from __future__ import annotations
@@ -138,10 +141,30 @@ class Reader:
         (self._sqlite if self.url.startswith("sqlite:///") else self._pg).close()
 
 
+def limit_queue(store_url: str, concurrency: int | None) -> None:
+    """Give the queue of the backlog (``default``) a concurrency, as an operator would."""
+    if concurrency is None:
+        return
+    from api.store import open_store
+
+    store = open_store(store_url)
+    try:
+        store.update_queue("default", {"concurrency": concurrency})
+    finally:
+        store.close()
+
+
 def run_workers(
-    store_url: str, tasks: int, *, processes: int, workers: int | None, log: Path
+    store_url: str,
+    tasks: int,
+    *,
+    processes: int,
+    workers: int | None,
+    log: Path,
+    concurrency: int | None = None,
 ) -> tuple[int, float]:
     """Start `processes` ``taskapi worker``s; once `tasks` ended: (not succeeded, seconds)."""
+    limit_queue(store_url, concurrency)
     env = {"TASKS_DATABASE_URL": store_url, "TASKS_LOG_LEVEL": "WARNING"}
     command = [script("taskapi"), "worker", *sizing(workers=workers)]
     first, *others = (spawn(command, env, log) for _ in range(processes))
@@ -163,21 +186,40 @@ def run_workers(
 
 
 def burndown_sqlite(
-    database: Path, tasks: int, *, processes: int = 1, workers: int | None = None, log: Path
+    database: Path,
+    tasks: int,
+    *,
+    processes: int = 1,
+    workers: int | None = None,
+    log: Path,
+    concurrency: int | None = None,
 ) -> Burndown:
     fill_sqlite(database, tasks)
     failed, seconds = run_workers(
-        f"sqlite:///{database}", tasks, processes=processes, workers=workers, log=log
+        f"sqlite:///{database}",
+        tasks,
+        processes=processes,
+        workers=workers,
+        log=log,
+        concurrency=concurrency,
     )
     return Burndown("SQLite", tasks, failed, seconds)
 
 
 def burndown_postgres(
-    base_url: str, tasks: int, *, processes: int = 1, workers: int | None = None, log: Path
+    base_url: str,
+    tasks: int,
+    *,
+    processes: int = 1,
+    workers: int | None = None,
+    log: Path,
+    concurrency: int | None = None,
 ) -> Burndown:
     url = fill_postgres(base_url, tasks)
     try:
-        failed, seconds = run_workers(url, tasks, processes=processes, workers=workers, log=log)
+        failed, seconds = run_workers(
+            url, tasks, processes=processes, workers=workers, log=log, concurrency=concurrency
+        )
     finally:
         drop_postgres(base_url)
     return Burndown("PostgreSQL", tasks, failed, seconds)
@@ -202,16 +244,29 @@ def main() -> None:
     parser.add_argument("--pg-url", default=DEFAULT_PG_URL)
     parser.add_argument("--worker-processes", type=int, default=1)
     parser.add_argument("--workers", type=int, default=None, help="threads per worker process")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="a limit on the queue of the backlog"
+    )
     args = parser.parse_args()
     log = Path(f"/tmp/taskapi-burndown-{uuid.uuid4().hex[:6]}.log")
     if args.store == "sqlite":
         database = Path(f"/tmp/taskapi-burndown-{uuid.uuid4().hex[:6]}.db")
         result = burndown_sqlite(
-            database, args.tasks, processes=args.worker_processes, workers=args.workers, log=log
+            database,
+            args.tasks,
+            processes=args.worker_processes,
+            workers=args.workers,
+            log=log,
+            concurrency=args.concurrency,
         )
     else:
         result = burndown_postgres(
-            args.pg_url, args.tasks, processes=args.worker_processes, workers=args.workers, log=log
+            args.pg_url,
+            args.tasks,
+            processes=args.worker_processes,
+            workers=args.workers,
+            log=log,
+            concurrency=args.concurrency,
         )
     print(
         f"burndown {result.store}: {result.tasks} tasks in {result.seconds:.2f} s, "

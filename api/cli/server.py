@@ -30,8 +30,22 @@ def _configure_logging() -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _app_config(workers: int | None) -> dict[str, Any]:
-    return {} if workers is None else {"TASKS_WORKERS": workers}
+def _app_config(workers: int | None, queues: str | None = None) -> dict[str, Any]:
+    config: dict[str, Any] = {}
+    if workers is not None:
+        config["TASKS_WORKERS"] = workers
+    if queues is not None:
+        config["TASKS_QUEUES"] = queues
+    return config
+
+
+def _queues_option(what: str) -> Any:
+    return click.option(
+        "--queues",
+        default=None,
+        metavar="NAME,...",
+        help=f"Only tasks of these queues run on {what} (default TASKS_QUEUES, else every queue).",
+    )
 
 
 class _StartupErrors:
@@ -79,8 +93,15 @@ class _StartupErrors:
     help="Worker threads per worker process (default TASKS_WORKERS, else 32; 0 serves the "
     "API only).",
 )
+@_queues_option("its workers")
 def serve(
-    host: str, port: int, processes: int, threads: int, worker_processes: int, workers: int | None
+    host: str,
+    port: int,
+    processes: int,
+    threads: int,
+    worker_processes: int,
+    workers: int | None,
+    queues: str | None,
 ) -> None:
     """Serve the API on gunicorn and run the workers in processes of their own.
 
@@ -99,7 +120,7 @@ def serve(
                 processes=processes,
                 threads=threads,
                 worker_processes=worker_processes,
-                config=_app_config(workers),
+                config=_app_config(workers, queues),
             )
         except ListenError as exc:
             raise click.ClickException(str(exc)) from None
@@ -113,7 +134,8 @@ def serve(
     default=None,
     help="Worker threads (default TASKS_WORKERS, else 32).",
 )
-def worker(workers: int | None) -> None:
+@_queues_option("this worker")
+def worker(workers: int | None, queues: str | None) -> None:
     """Run workers only, against the store of TASKS_DATABASE_URL, until SIGTERM or Ctrl-C.
 
     Running tasks then get TASKS_SHUTDOWN_GRACE seconds to finish; a second Ctrl-C or SIGTERM
@@ -126,7 +148,7 @@ def worker(workers: int | None) -> None:
 
     def build() -> Any:
         with _StartupErrors():
-            return create_app(_app_config(workers))
+            return create_app(_app_config(workers, queues))
 
     def started(threads: int, database_url: str) -> None:
         click.echo(f"taskapi worker: {threads} threads on {database_url}")

@@ -10,8 +10,9 @@ in braces, filled once at load:
   separated, from the lifecycle table (api.models.VERBS), so that every conditional write
   reads its ``status IN (…)`` from the one source of truth.
 
-``{matching}`` is left for the caller, who fills it at each call (a listing's filter). Any
-other slot is an error at load.
+``{matching}`` (a listing's filter), ``{each}`` and ``{n}`` (SQLite's claim of several
+queues) are left for the caller, who fills them at each call. Any other slot is an error at
+load.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from api.models import Verb, sources
 from api.store.rows import COLUMNS
 
 #: The slots a caller fills at each call, left as they are at load.
-CALL_SLOTS = frozenset({"matching"})
+CALL_SLOTS = frozenset({"matching", "each", "n"})
 
 _NAME = re.compile(r"^-- name: (\S+)[ \t]*$", re.MULTILINE)
 _SLOT = re.compile(r"\{(\w+)\}")

@@ -211,7 +211,8 @@ class WorkerPool:
         )
         self._monitor_thread.start()
         if self.size:
-            log.info("started %d worker threads", self.size)
+            taken = ", ".join(sorted(self.queues)) if self.queues else "every queue"
+            log.info("started %d worker threads (tasks of %s)", self.size, taken)
 
     def running_count(self) -> int:
         """How many tasks this pool's threads are running now (started, not yet ended)."""
@@ -386,7 +387,9 @@ class WorkerPool:
         recorded = self.attempts.recorded
         for one, status in zip(ended, statuses, strict=True):
             recorded(one.task_type, one.ending, status)
-        if claim is not None and len(claimed) < claim.limit:  # none left: when to look again
+        if claim is not None and not claimed:  # none ready: when to look again
+            # (Fewer than asked is no reason to look: the ends of those claimed claim again,
+            # and a queue at its concurrency has ready tasks that only an end lets run.)
             self._poll_at = time.monotonic() + self._idle_wait()
 
     def _hand_out(self, tasks: Sequence[Task], worker_id: str) -> None:

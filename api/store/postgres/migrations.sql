@@ -61,9 +61,13 @@ CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_after, seq) WHERE s
 DROP INDEX tasks_queued_at;
 CREATE INDEX tasks_queued_at ON tasks (queue, run_after) WHERE status = 'queued';
 CREATE INDEX tasks_by_queue ON tasks (queue, status, seq);
+-- The running tasks by queue (what a limit counts), and by lease (what the recovery reads):
+-- a partial index, so only the few running rows are in it.
+DROP INDEX tasks_leases;
+CREATE INDEX tasks_running ON tasks (queue, lease_expires_at) WHERE status = 'running';
 -- The settings of a queue, kept for every process to read at its next claim. A claim that
--- may take tasks of a queue with a concurrency locks its row first (FOR UPDATE), so that two
--- claims never both count the same free room.
+-- may take tasks of a queue with a concurrency takes the queue's lock first, so that two
+-- claims never both count the same free room (queries.sql, lock_limited_queues).
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
     paused BOOLEAN NOT NULL DEFAULT FALSE,

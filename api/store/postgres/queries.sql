@@ -91,14 +91,15 @@ ON CONFLICT (name) DO UPDATE SET
     updated_at = excluded.updated_at
 
 -- name: lock_limited_queues
--- Before a claim, in its transaction: the rows of the queues with a concurrency that it may
--- take from, locked until it commits, in the order of their names (two claims never wait on
--- each other in a circle). The claim that follows counts their running tasks from a
--- snapshot taken after the lock, so two claims never both count the same free room.
-SELECT name FROM queues
+-- Before a claim, in its transaction: a lock for each queue with a concurrency that it may
+-- take from, held until it commits, taken in one order (two claims never wait on each other
+-- in a circle). The claim that follows counts their running tasks from a snapshot taken
+-- after the lock, so two claims never both count the same free room. Advisory locks: they
+-- live in memory and write nothing, unlike a lock of the queue's row.
+SELECT pg_advisory_xact_lock(730510, hashtext(name)) FROM queues
 WHERE concurrency IS NOT NULL AND NOT paused
     AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
-ORDER BY name FOR UPDATE
+ORDER BY hashtext(name)
 
 -- name: lock_queue
 -- Submits with a bound on the queue count and insert one at a time (the lock is held until
@@ -157,7 +158,7 @@ WITH RECURSIVE names AS (
     SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
             ORDER BY queue LIMIT 1)
     FROM names WHERE names.name IS NOT NULL),
-open AS (
+open AS MATERIALIZED (
     SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN %(limit)s
         ELSE LEAST(%(limit)s, settings.concurrency - (
             SELECT COUNT(*) FROM tasks

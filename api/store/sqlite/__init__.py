@@ -18,9 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from api.models import Status
-from api.store import StoreError
+from api.store import Claim, StoreError
 from api.store.queries import load
 from api.store.sql import SqlStore
+from api.store.sqlite.claims import open_queues, second_step
 from api.store.sqlite.connection import (
     BUSY_TIMEOUT_MS,
     CACHE_KIB,
@@ -104,6 +105,18 @@ class SQLiteStore(SqlStore):
                 conn.execute("ROLLBACK")
                 raise
             conn.execute("COMMIT")
+
+    def _claiming(self) -> AbstractContextManager[sqlite3.Connection]:
+        # The queues' rooms and the claim from them: one transaction (claims.py).
+        return self._transaction()
+
+    def _claim(self, db: Any, claim: Claim) -> list[sqlite3.Row]:
+        rows = db.execute(self.queries["claim_queues"], {"limit": claim.limit}).fetchall()
+        rooms = open_queues(rows, claim.queues)
+        if not rooms:
+            return []
+        statement, values = second_step(self.queries, rooms, self._claim_args(claim))
+        return db.execute(statement, values).fetchall()
 
     def _submitting(self, keyed: bool) -> AbstractContextManager[sqlite3.Connection]:
         # The usual submit is one statement (the bound and the insert), one commit.

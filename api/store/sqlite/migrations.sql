@@ -83,7 +83,7 @@ DROP INDEX tasks_ready;
 CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_after, seq) WHERE status = 'queued';
 DROP INDEX tasks_queued_at;
 CREATE INDEX tasks_queued_at ON tasks (queue, run_after) WHERE status = 'queued';
-CREATE INDEX tasks_by_queue ON tasks (queue, status, seq);
+CREATE INDEX tasks_by_queue ON tasks (queue, seq);
 -- The settings of a queue, kept for every process to read at its next claim.
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
@@ -91,7 +91,8 @@ CREATE TABLE queues (
     concurrency INTEGER,
     updated_at REAL
 );
--- How many tasks each queue has in each status, kept by triggers as task_counts was.
+-- How many tasks each queue has in each status, kept by triggers as task_counts was: a
+-- queue's first task makes its five rows, so that every later change is two plain updates.
 CREATE TABLE queue_counts (
     status TEXT NOT NULL,
     queue TEXT NOT NULL,
@@ -99,14 +100,22 @@ CREATE TABLE queue_counts (
     PRIMARY KEY (status, queue)
 ) WITHOUT ROWID;
 INSERT INTO queue_counts (status, queue, n)
-SELECT status, queue, COUNT(*) FROM tasks GROUP BY status, queue;
+SELECT statuses.status, queues.queue,
+    (SELECT COUNT(*) FROM tasks WHERE tasks.status = statuses.status AND tasks.queue = queues.queue)
+FROM (SELECT DISTINCT queue FROM tasks) AS queues,
+    (SELECT 'queued' AS status UNION ALL SELECT 'running' UNION ALL SELECT 'succeeded'
+     UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') AS statuses;
 DROP TRIGGER tasks_counted_in;
 DROP TRIGGER tasks_counted_out;
 DROP TRIGGER tasks_counted_moved;
 DROP TABLE task_counts;
 CREATE TRIGGER tasks_counted_in AFTER INSERT ON tasks BEGIN
-    INSERT INTO queue_counts (status, queue, n) VALUES (new.status, new.queue, 1)
-    ON CONFLICT (status, queue) DO UPDATE SET n = n + 1;
+    INSERT INTO queue_counts (status, queue, n)
+    SELECT statuses.status, new.queue, 0
+    FROM (SELECT 'queued' AS status UNION ALL SELECT 'running' UNION ALL SELECT 'succeeded'
+          UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') AS statuses
+    WHERE NOT EXISTS (SELECT 1 FROM queue_counts WHERE status = 'queued' AND queue = new.queue);
+    UPDATE queue_counts SET n = n + 1 WHERE status = new.status AND queue = new.queue;
 END;
 CREATE TRIGGER tasks_counted_out AFTER DELETE ON tasks BEGIN
     UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND queue = old.queue;
@@ -114,6 +123,5 @@ END;
 CREATE TRIGGER tasks_counted_moved AFTER UPDATE OF status ON tasks
 WHEN old.status <> new.status BEGIN
     UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND queue = old.queue;
-    INSERT INTO queue_counts (status, queue, n) VALUES (new.status, new.queue, 1)
-    ON CONFLICT (status, queue) DO UPDATE SET n = n + 1;
+    UPDATE queue_counts SET n = n + 1 WHERE status = new.status AND queue = new.queue;
 END;

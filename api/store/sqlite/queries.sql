@@ -111,49 +111,62 @@ VALUES (:owner, :key, :fingerprint, :task_id, :expires_at, :in_flight_until)
 -- name: settle_key
 UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key = :key
 
+-- name: claim_queues
+-- A claim's first step (api/store/sqlite/claims.py writes the second): the queues a claim may
+-- take from, with the room each leaves, in the transaction of the claim. The queues with
+-- queued tasks are found by skipping from one name to the next in the ready index; a paused
+-- one is left out; a queue with a concurrency leaves that less its running tasks (in the
+-- trigger-kept queue_counts), others :limit.
+WITH RECURSIVE names(name) AS (
+    SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready
+            WHERE status = 'queued' AND queue > names.name)
+    FROM names WHERE names.name IS NOT NULL)
+SELECT names.name AS name, CASE WHEN settings.concurrency IS NULL THEN :limit
+    ELSE MIN(:limit, settings.concurrency - COALESCE((
+        SELECT n FROM queue_counts WHERE status = 'running' AND queue = names.name), 0)) END
+    AS room
+FROM names LEFT JOIN queues AS settings ON settings.name = names.name
+WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, 0)
+
 -- name: claim
--- Up to :limit ready tasks of the queues a claim may take: not paused, of :queues (a JSON
--- list; NULL: every queue), and no more of a queue than its concurrency leaves room for,
--- counting its running tasks. The queues with queued tasks are found by skipping from one
--- name to the next in the ready index; each one's next tasks are read from it in order
--- (highest priority, earliest ready, first in), so a paused queue's backlog is never read.
--- Among tasks of one priority the queues take turns. The claim is one statement and SQLite
--- runs one writer at a time, so the count of running tasks cannot change under it.
--- RETURNING has no order: seq (after the columns), priority and run_after let the caller sort.
+-- The second step for one queue: up to :room ready tasks of :queue in claim order, read from
+-- the ready index (highest priority, earliest ready, first in). INDEXED BY keeps the planner
+-- on it, whatever the statistics say; the unary + keeps it from looking the tasks up by
+-- another index instead of their key. RETURNING has no order: seq (after the columns),
+-- priority and run_after let the caller sort.
+UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
+    worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
+    version = version + 1
+WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_ready
+              WHERE status = 'queued' AND queue = :queue AND run_after <= :now
+              ORDER BY priority DESC, run_after, seq LIMIT :room)
+    AND +status IN ({claim})
+RETURNING {columns}, seq
+
+-- name: claim_turns
+-- The second step for several queues: each one's next tasks (up to its room, {each}: one
+-- SELECT per queue, joined by UNION ALL), then up to :limit of them with the highest
+-- priority first and, among tasks of one priority, the queues taking turns (the first of
+-- each, then the second of each, ...).
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
     worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
     version = version + 1
 WHERE seq IN (
-    WITH RECURSIVE names(name) AS (
-        SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'
-        UNION ALL
-        SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready
-                WHERE status = 'queued' AND queue > names.name)
-        FROM names WHERE names.name IS NOT NULL),
-    open(name, room) AS (
-        SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN :limit
-            ELSE MIN(:limit, settings.concurrency - (
-                SELECT COUNT(*) FROM tasks INDEXED BY tasks_by_queue
-                WHERE queue = names.name AND status = 'running')) END
-        FROM names LEFT JOIN queues AS settings ON settings.name = names.name
-        WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, 0)
-            AND (:queues IS NULL OR names.name IN (SELECT value FROM json_each(:queues)))),
-    next(seq, priority, run_after, nth, turn, room) AS (
-        SELECT ready.seq, ready.priority, ready.run_after,
-            row_number() OVER (PARTITION BY open.name
-                               ORDER BY ready.priority DESC, ready.run_after, ready.seq),
-            row_number() OVER (PARTITION BY open.name, ready.priority
-                               ORDER BY ready.run_after, ready.seq),
-            open.room
-        FROM open JOIN tasks AS ready ON ready.seq IN (
-            SELECT seq FROM tasks INDEXED BY tasks_ready
-            WHERE status = 'queued' AND queue = open.name AND run_after <= :now
-            ORDER BY priority DESC, run_after, seq LIMIT :limit)
-        WHERE open.room > 0)
-    SELECT seq FROM next WHERE nth <= room
+    SELECT seq FROM (
+        SELECT seq, priority, run_after,
+            row_number() OVER (PARTITION BY queue, priority ORDER BY run_after, seq) AS turn
+        FROM ({each}))
     ORDER BY priority DESC, turn, run_after, seq LIMIT :limit)
     AND +status IN ({claim})
 RETURNING {columns}, seq
+
+-- name: claim_each
+-- One queue's part of claim_turns ({n}: its number).
+SELECT * FROM (SELECT seq, queue, priority, run_after FROM tasks INDEXED BY tasks_ready
+               WHERE status = 'queued' AND queue = :queue_{n} AND run_after <= :now
+               ORDER BY priority DESC, run_after, seq LIMIT :room_{n})
 
 -- name: report_progress
 UPDATE tasks SET progress = :progress, version = version + 1
