@@ -155,8 +155,12 @@ class Store(Protocol):
         """How many tasks not expired at ``now`` are in each status, every status included
         (cheap to ask)."""
 
-    def next_run_after(self) -> datetime | None:
-        """When the earliest queued task becomes ready, or None when none is queued."""
+    def next_run_after(
+        self, after: datetime | None = None, *, queues: Collection[str] | None = None
+    ) -> datetime | None:
+        """When the earliest queued task due after ``after`` (None: any) becomes ready, of
+        the queues a claim of ``queues`` (None: every queue) could take, paused ones left
+        out; None when there is none."""
 
     def report_progress(self, task_id: str, worker_id: str, progress: Progress) -> bool | None:
         """Record progress of a task this worker holds; returns its ``cancel_requested``.

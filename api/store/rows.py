@@ -13,7 +13,7 @@ from api.models import MAX_LOST_ATTEMPTS, TERMINAL, Progress, Status, Task, Task
 COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id, version, owner, lost_attempts"
+    "finished_at, expires_at, worker_id, version, owner, lost_attempts, queue"
 )
 
 
@@ -92,6 +92,7 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         version,
         owner,
         lost_attempts,
+        queue,
     ) = row[:_WIDTH]
     return Task(
         id_,
@@ -115,4 +116,5 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         version,
         owner,
         lost_attempts,
+        queue,
     )

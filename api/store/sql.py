@@ -16,16 +16,18 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from api.models import (
+    DEFAULT_QUEUE,
     MAX_LOST_ATTEMPTS,
     IdempotencyKey,
     NewTask,
     Progress,
+    QueueState,
     Status,
     Task,
 )
@@ -53,6 +55,10 @@ Row = Any
 
 #: A status by its column value, without the enum's call.
 _STATUS: dict[str, Status] = {status.value: status for status in Status}
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 def _claim_order(row: Row) -> tuple[Any, ...]:
@@ -104,6 +110,20 @@ class SqlStore(ABC):
     @abstractmethod
     def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
         """A condition that a task's status is one of ``statuses``, and its parameters."""
+
+    @abstractmethod
+    def _names(self, names: Collection[str] | None) -> Any:
+        """A list of names as this dialect's parameter (None stays None)."""
+
+    def _claiming(self) -> AbstractContextManager[Db]:
+        """Where ``claim_many`` claims: by default one statement, committed on its own."""
+        return self._writing()
+
+    def _lock_queues(self, db: Db, claim: Claim) -> None:
+        """Before a claim, in its transaction: make sure that no other claim counts the room
+        of the same limited queue at once. By default the claim statement sees to it itself
+        (a backend that runs one writer at a time)."""
+        return None
 
     def _submitting(self, keyed: bool) -> AbstractContextManager[Db]:
         """Where ``create`` writes (``keyed``: it takes an idempotency key too)."""
@@ -161,6 +181,9 @@ class SqlStore(ABC):
         if where.type is not None:
             clauses.append(f"type = {self._param('type')}")
             args["type"] = where.type
+        if where.queue is not None:
+            clauses.append(f"queue = {self._param('queue')}")
+            args["queue"] = where.queue
         if where.owner is not None:
             clauses.append(f"owner = {self._param('owner')}")
             args["owner"] = where.owner
@@ -182,9 +205,73 @@ class SqlStore(ABC):
                 counted[Status(row["status"])] += row["n"]
         return counted
 
-    def next_run_after(self) -> datetime | None:
-        row = self._read_one("next_run_after", {})
+    def next_run_after(
+        self, after: datetime | None = None, *, queues: Collection[str] | None = None
+    ) -> datetime | None:
+        args = {"after": self._time(after), "queues": self._names(queues)}
+        row = self._read_one("next_run_after", args)
         return None if row is None else self._time_of(row["due"])
+
+    # -- queues -------------------------------------------------------------------------------
+
+    def queues(self, now: datetime) -> builtins.list[QueueState]:
+        return self._queue_states(None, now)
+
+    def queue(self, name: str, now: datetime) -> QueueState | None:
+        found = self._queue_states(name, now)
+        return found[0] if found else None
+
+    def _queue_states(self, name: str | None, now: datetime) -> builtins.list[QueueState]:
+        """The queues (of ``name`` only, unless None) with tasks or settings; ``default``
+        always when every queue is asked for."""
+        args = {"name": name, "now": self._time(now)}
+        counts: dict[str, dict[Status, int]] = {}
+        with self._reading() as db:
+            for row in db.execute(self.queries["queue_counts"], args).fetchall():
+                if row["n"]:
+                    by_status = counts.setdefault(row["queue"], dict.fromkeys(Status, 0))
+                    by_status[_STATUS[row["status"]]] += row["n"]
+            settings = {
+                row["name"]: (bool(row["paused"]), row["concurrency"])
+                for row in db.execute(self.queries["queue_settings"], args).fetchall()
+            }
+            oldest = {
+                row["name"]: self._time_of(row["oldest"])
+                for row in db.execute(self.queries["queue_oldest"], args).fetchall()
+            }
+        names = set(counts) | set(settings)
+        if name is None:
+            names.add(DEFAULT_QUEUE)
+        states = []
+        for queue in sorted(names):
+            paused, concurrency = settings.get(queue, (False, None))
+            due = oldest.get(queue)
+            states.append(
+                QueueState(
+                    queue,
+                    paused,
+                    concurrency,
+                    counts.get(queue) or dict.fromkeys(Status, 0),
+                    due if due is not None and due <= now else None,
+                )
+            )
+        return states
+
+    def update_queue(self, name: str, changes: Mapping[str, Any]) -> None:
+        unknown = set(changes) - {"paused", "concurrency"}
+        if unknown:
+            raise ValueError(f"unknown queue settings: {sorted(unknown)}")
+        args = {
+            "name": name,
+            "paused": changes.get("paused"),
+            "concurrency": changes.get("concurrency"),
+            "set_paused": "paused" in changes,
+            "set_concurrency": "concurrency" in changes,
+            "now": self._time(_utcnow()),
+        }
+        with self._writing() as db:
+            db.execute(self.queries["update_queue"], args)
+            self._announce(db)
 
     # -- submits ------------------------------------------------------------------------------
 
@@ -205,6 +292,7 @@ class SqlStore(ABC):
             "created_at": self._time(task.created_at),
             "run_after": self._time(task.run_after),
             "owner": task.owner,
+            "queue": task.queue,
             "max_queued": max_queued,
         }
         try:
@@ -246,15 +334,22 @@ class SqlStore(ABC):
     # -- a worker's verbs ---------------------------------------------------------------------
 
     def claim_many(
-        self, worker_id: str, limit: int, now: datetime, lease_until: datetime
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        queues: Collection[str] | None = None,
     ) -> builtins.list[Task]:
         if limit <= 0:
             return []
-        with self._writing() as db:
-            rows = self._claim(db, Claim(worker_id, limit, now, lease_until))
+        with self._claiming() as db:
+            rows = self._claim(db, Claim(worker_id, limit, now, lease_until, queues))
         return self._claimed(rows)
 
     def _claim(self, db: Db, claim: Claim) -> builtins.list[Row]:
+        self._lock_queues(db, claim)
         # All of them: the statement is done once they are read.
         return db.execute(self.queries["claim"], self._claim_args(claim)).fetchall()
 
@@ -264,6 +359,7 @@ class SqlStore(ABC):
             "worker_id": claim.worker_id,
             "lease_until": self._time(claim.lease_until),
             "limit": claim.limit,
+            "queues": self._names(claim.queues),
         }
 
     def _claimed(self, rows: builtins.list[Row]) -> builtins.list[Task]:

@@ -25,7 +25,7 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 
 from api.events import TaskEvents
@@ -109,8 +109,11 @@ class WorkerPool:
         metrics: Metrics | None = None,
         clock: Callable[[], datetime] = utcnow,
         timer: Callable[[], float] = time.monotonic,
+        queues: Collection[str] | None = None,
     ) -> None:
         self.store = store
+        #: The queues whose tasks this pool takes (TASKS_QUEUES); None: every queue.
+        self.queues = frozenset(queues) if queues else None
         self.registry = registry
         self.size = size
         self.result_ttl = result_ttl
@@ -339,11 +342,13 @@ class WorkerPool:
                 self._cond.wait(timeout)
             ended, self._ended = self._ended, []
             claim = None
-            if not stopping and self.wakeup.pending and busy < self.size:
+            # Claim when told that tasks may be ready, and with every group of endings: an
+            # ended task frees a worker, and room in its queue if that has a concurrency.
+            if not stopping and (self.wakeup.pending or ended) and busy < self.size:
                 self.wakeup.pending = False
                 at = self.clock()
                 worker_id = f"{self._id_prefix}:{next(self._claims)}"
-                claim = Claim(worker_id, self.size - busy, at, at + self._lease)
+                claim = Claim(worker_id, self.size - busy, at, at + self._lease, self.queues)
             return ended, claim
 
     def _write(self, ended: list[_Ended], claim: Claim | None) -> None:
@@ -357,7 +362,11 @@ class WorkerPool:
                 statuses, claimed = (
                     [],
                     self.store.claim_many(
-                        claim.worker_id, claim.limit, claim.now, claim.lease_until
+                        claim.worker_id,
+                        claim.limit,
+                        claim.now,
+                        claim.lease_until,
+                        queues=claim.queues,
                     ),
                 )
         except Exception:
@@ -396,7 +405,9 @@ class WorkerPool:
 
     def _idle_wait(self) -> float:
         """Seconds to wait when idle: the poll interval, or less if a delayed task is due."""
-        due = self.store.next_run_after()
+        # Only tasks due later: a ready task left unclaimed waits for room in its queue (the
+        # end of a running task, a change of settings), which wakes the pool, or for the poll.
+        due = self.store.next_run_after(self.clock(), queues=self.queues)
         if due is None:
             return self.poll_interval
         return min(self.poll_interval, max((due - self.clock()).total_seconds(), 0.001))
@@ -460,7 +471,7 @@ class WorkerPool:
     def run_one(self, worker_id: str) -> bool:
         """Claim and run at most one ready task in this thread; False when none was ready."""
         now = self.clock()
-        claimed = self.store.claim_many(worker_id, 1, now, now + self._lease)
+        claimed = self.store.claim_many(worker_id, 1, now, now + self._lease, queues=self.queues)
         if not claimed:
             return False
         task = claimed[0]

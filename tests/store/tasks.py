@@ -14,7 +14,12 @@ LATER = T0 + timedelta(days=7)
 
 
 def new_task(
-    *, type: str = "add", priority: int = 0, created: datetime = T0, delay: float = 0
+    *,
+    type: str = "add",
+    priority: int = 0,
+    created: datetime = T0,
+    delay: float = 0,
+    queue: str = "default",
 ) -> NewTask:
     return NewTask(
         id=str(uuid.uuid4()),
@@ -25,6 +30,7 @@ def new_task(
         priority=priority,
         created_at=created,
         run_after=created + timedelta(seconds=delay),
+        queue=queue,
     )
 
 

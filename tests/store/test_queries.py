@@ -12,9 +12,10 @@ from api.store.postgres import QUERIES as POSTGRES
 from api.store.queries import fills, parse
 from api.store.sqlite import QUERIES as SQLITE
 
-#: What only PostgreSQL needs: its queue lock, its key race, its notifications.
+#: What only PostgreSQL needs: its queue locks, its key race, its notifications.
 POSTGRES_ONLY = {
     "lock_queue",
+    "lock_limited_queues",
     "count_queued",
     "drop_expired_key",
     "key_holder",

@@ -44,20 +44,23 @@ def test_a_newer_schema_is_refused_with_a_clear_error(tmp_path: Path) -> None:
         SQLiteStore(path)
 
 
-def test_claim_uses_the_ready_index(tmp_path: Path) -> None:
+def test_claim_reads_each_queue_from_the_ready_index(tmp_path: Path) -> None:
     store = SQLiteStore(tmp_path / "plan.sqlite3")
     plan = [
         row[3]
         for row in store._conn().execute(
             "EXPLAIN QUERY PLAN " + QUERIES["claim"],
-            {"now": 0, "worker_id": "w", "lease_until": 0, "limit": 4},
+            {"now": 0, "worker_id": "w", "lease_until": 0, "limit": 4, "queues": None},
         )
     ]
     store.close()
-    # The task by its key, found in the ready index read in claim order (no sort).
+    # The tasks by their key; the queues found by skipping through the ready index; each
+    # queue's next tasks read from it in claim order, its running ones counted by an index.
     assert plan[0] == "SEARCH tasks USING INTEGER PRIMARY KEY (rowid=?)", plan
-    assert "SCAN tasks USING INDEX tasks_ready" in plan, plan
-    assert not any("TEMP B-TREE" in step for step in plan), plan
+    assert "SEARCH tasks USING INDEX tasks_ready (queue>?)" in plan, plan
+    assert "SEARCH tasks USING INDEX tasks_ready (queue=?)" in plan, plan
+    assert "SEARCH tasks USING COVERING INDEX tasks_by_queue (queue=? AND status=?)" in plan
+    assert not any(step.startswith("SCAN tasks") for step in plan), plan
 
 
 def test_an_older_schema_is_migrated_in_place(tmp_path: Path) -> None:

@@ -180,9 +180,9 @@ def test_one_claim_takes_tasks_for_every_free_worker_and_no_more(db_path: Path) 
     limits: list[int] = []
     real = runtime.store.claim_many
 
-    def recorded(worker_id: str, limit: int, *args: Any) -> Any:
+    def recorded(worker_id: str, limit: int, *args: Any, **kwargs: Any) -> Any:
         limits.append(limit)
-        return real(worker_id, limit, *args)
+        return real(worker_id, limit, *args, **kwargs)
 
     runtime.store.claim_many = recorded  # type: ignore[method-assign]
     runtime.pool.start()

@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import time
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -160,6 +161,29 @@ class PostgresStore(SqlStore):
     def _param(self, name: str) -> str:
         return f"%({name})s"
 
+    def _names(self, names: Collection[str] | None) -> list[str] | None:
+        return None if names is None else sorted(names)
+
+    def _lock_queues(self, db: Db, claim: Claim) -> None:
+        # The rows of the limited queues the claim may take, locked in the order of their
+        # names (no deadlock between two claims) until it commits: the claim statement that
+        # follows counts their running tasks from a snapshot taken after the lock.
+        db.execute(self.queries["lock_limited_queues"], {"queues": self._names(claim.queues)})
+
+    def claim_many(
+        self,
+        worker_id: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        *,
+        queues: Collection[str] | None = None,
+    ) -> list[Task]:
+        """SqlStore's, as a transaction of the lock and the claim sent in one round trip."""
+        if limit <= 0:
+            return []
+        return self.complete([], claim=Claim(worker_id, limit, now, lease_until, queues))[1]
+
     def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
         return "status = ANY(%(statuses)s)", {"statuses": [s.value for s in statuses]}
 
@@ -217,6 +241,7 @@ class PostgresStore(SqlStore):
                         cur.executemany(self.queries[query], args, returning=True)
                         sent.append((cur, numbers))
                     if claim is not None and claim.limit > 0:
+                        self._lock_queues(conn, claim)
                         claimed = conn.execute(self.queries["claim"], self._claim_args(claim))
                     if "retry" in by_query:  # a retry may queue its task again
                         self._announce(conn)

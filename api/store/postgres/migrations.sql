@@ -50,3 +50,23 @@ CREATE INDEX idempotency_keys_expiry ON idempotency_keys (expires_at);
 -- row since the last attempt that ended otherwise (MAX_LOST_ATTEMPTS ends the task).
 ALTER TABLE tasks ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN lost_in_a_row INTEGER NOT NULL DEFAULT 0;
+
+-- name: queues
+-- Every task is in a queue. The ready index leads with the queue: a claim reads each queue's
+-- next tasks on its own (so a paused queue's backlog is never walked through), and the
+-- queues that have queued tasks are found by skipping from one name to the next.
+ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+DROP INDEX tasks_ready;
+CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_after, seq) WHERE status = 'queued';
+DROP INDEX tasks_queued_at;
+CREATE INDEX tasks_queued_at ON tasks (queue, run_after) WHERE status = 'queued';
+CREATE INDEX tasks_by_queue ON tasks (queue, status, seq);
+-- The settings of a queue, kept for every process to read at its next claim. A claim that
+-- may take tasks of a queue with a concurrency locks its row first (FOR UPDATE), so that two
+-- claims never both count the same free room.
+CREATE TABLE queues (
+    name TEXT PRIMARY KEY,
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    concurrency INTEGER,
+    updated_at TIMESTAMPTZ
+);

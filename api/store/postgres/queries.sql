@@ -34,7 +34,71 @@ SELECT status, -COUNT(*) AS n FROM tasks
 WHERE expires_at IS NOT NULL AND expires_at <= %(now)s GROUP BY status
 
 -- name: next_run_after
-SELECT MIN(run_after) AS due FROM tasks WHERE status = 'queued'
+-- When the earliest queued task due after the given time (NULL: any) becomes ready, of the
+-- queues a claim may take (not paused; of the given names, unless NULL): the queues with
+-- queued tasks by skipping from one name to the next, each one's earliest by one more look.
+WITH RECURSIVE names AS (
+    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
+            ORDER BY queue LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL)
+SELECT MIN((SELECT MIN(run_after) FROM tasks
+            WHERE status = 'queued' AND queue = names.name
+                AND (%(after)s::timestamptz IS NULL OR run_after > %(after)s))) AS due
+FROM names WHERE name IS NOT NULL
+    AND name NOT IN (SELECT name FROM queues WHERE paused)
+    AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
+
+-- name: queue_counts
+-- Tasks by queue and status (of the named queue; NULL: of every queue), less the expired: an
+-- index-only scan of tasks_by_queue.
+SELECT queue, status, SUM(n) AS n FROM (
+    SELECT queue, status, COUNT(*) AS n FROM tasks
+    WHERE %(name)s::text IS NULL OR queue = %(name)s GROUP BY queue, status
+    UNION ALL
+    SELECT queue, status, -COUNT(*) AS n FROM tasks
+    WHERE expires_at IS NOT NULL AND expires_at <= %(now)s
+        AND (%(name)s::text IS NULL OR queue = %(name)s)
+    GROUP BY queue, status) AS counted
+GROUP BY queue, status
+
+-- name: queue_settings
+SELECT name, paused, concurrency FROM queues WHERE %(name)s::text IS NULL OR name = %(name)s
+
+-- name: queue_oldest
+-- When the oldest queued task of each queue (or of the named one) became due: the queues
+-- that have queued tasks by skipping from one name to the next in the index, each one's
+-- earliest run_after by one more look.
+WITH RECURSIVE names AS (
+    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
+            ORDER BY queue LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL)
+SELECT name, (SELECT MIN(run_after) FROM tasks
+              WHERE status = 'queued' AND queue = names.name) AS oldest
+FROM names WHERE name IS NOT NULL AND (%(name)s::text IS NULL OR name = %(name)s)
+
+-- name: update_queue
+-- The settings given (set_paused and set_concurrency say which), the others kept.
+INSERT INTO queues (name, paused, concurrency, updated_at)
+VALUES (%(name)s, COALESCE(%(paused)s::boolean, FALSE), %(concurrency)s::integer, %(now)s)
+ON CONFLICT (name) DO UPDATE SET
+    paused = CASE WHEN %(set_paused)s THEN excluded.paused ELSE queues.paused END,
+    concurrency = CASE WHEN %(set_concurrency)s THEN excluded.concurrency
+                       ELSE queues.concurrency END,
+    updated_at = excluded.updated_at
+
+-- name: lock_limited_queues
+-- Before a claim, in its transaction: the rows of the queues with a concurrency that it may
+-- take from, locked until it commits, in the order of their names (two claims never wait on
+-- each other in a circle). The claim that follows counts their running tasks from a
+-- snapshot taken after the lock, so two claims never both count the same free room.
+SELECT name FROM queues
+WHERE concurrency IS NOT NULL AND NOT paused
+    AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
+ORDER BY name FOR UPDATE
 
 -- name: lock_queue
 -- Submits with a bound on the queue count and insert one at a time (the lock is held until
@@ -47,9 +111,9 @@ SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %(m
 
 -- name: insert_task
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner)
+    created_at, run_after, owner, queue)
 VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seconds)s,
-    %(priority)s, %(created_at)s, %(run_after)s, %(owner)s)
+    %(priority)s, %(created_at)s, %(run_after)s, %(owner)s, %(queue)s)
 RETURNING {columns}
 
 -- name: notify
@@ -79,16 +143,46 @@ SELECT task_id, fingerprint FROM idempotency_keys WHERE owner = %(owner)s AND ke
 UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = %(owner)s AND key = %(key)s
 
 -- name: claim
--- Up to limit ready tasks, in claim order, by the partial index tasks_ready (its condition,
--- status = 'queued'); a task another claim holds is skipped, not waited for. RETURNING has
--- no order: seq (after the columns), priority and run_after let the caller sort.
-WITH ready AS (
-    SELECT seq FROM tasks WHERE status = 'queued' AND run_after <= %(now)s
-    ORDER BY priority DESC, run_after, seq LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+-- Up to limit ready tasks of the queues a claim may take: not paused, of the given names
+-- (NULL: every queue), and no more of a queue than its concurrency leaves room for,
+-- counting its running tasks (lock_limited_queues ran first in the same transaction). The
+-- queues with queued tasks are found by skipping from one name to the next in the ready
+-- index; each one's next tasks are read from it in order (highest priority, earliest ready,
+-- first in), so a paused queue's backlog is never read. Among tasks of one priority the
+-- queues take turns. A task another claim holds is skipped, not waited for. RETURNING has no
+-- order: seq (after the columns), priority and run_after let the caller sort.
+WITH RECURSIVE names AS (
+    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
+            ORDER BY queue LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL),
+open AS (
+    SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN %(limit)s
+        ELSE LEAST(%(limit)s, settings.concurrency - (
+            SELECT COUNT(*) FROM tasks
+            WHERE tasks.queue = names.name AND tasks.status = 'running')) END AS room
+    FROM names LEFT JOIN queues AS settings ON settings.name = names.name
+    WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, FALSE)
+        AND (%(queues)s::text[] IS NULL OR names.name = ANY(%(queues)s::text[]))),
+next AS (
+    SELECT ready.seq, ready.priority, ready.run_after, open.room,
+        row_number() OVER (PARTITION BY open.name
+                           ORDER BY ready.priority DESC, ready.run_after, ready.seq) AS nth,
+        row_number() OVER (PARTITION BY open.name, ready.priority
+                           ORDER BY ready.run_after, ready.seq) AS turn
+    FROM open CROSS JOIN LATERAL (
+        SELECT seq, priority, run_after FROM tasks
+        WHERE status = 'queued' AND queue = open.name AND run_after <= %(now)s
+        ORDER BY priority DESC, run_after, seq LIMIT GREATEST(open.room, 0)
+        FOR UPDATE SKIP LOCKED) AS ready),
+picked AS (
+    SELECT seq FROM next WHERE nth <= room
+    ORDER BY priority DESC, turn, run_after, seq LIMIT %(limit)s)
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %(now)s,
     worker_id = %(worker_id)s, lease_expires_at = %(lease_until)s, progress = NULL,
     version = version + 1
-FROM ready WHERE tasks.seq = ready.seq AND tasks.status IN ({claim})
+FROM picked WHERE tasks.seq = picked.seq AND tasks.status IN ({claim})
 RETURNING {columns}, tasks.seq
 
 -- name: report_progress

@@ -3,14 +3,15 @@
 Its verbs are SqlStore's; its statements are ``queries.sql`` beside this module, its schema
 ``migrations.sql``. What is SQLite's own: a connection per thread, the write turn every
 writer takes first (connection.WriteTurn), times as seconds since the epoch, and the queue
-bound read from the trigger-kept ``task_counts`` inside the insert itself.
+bound read from the trigger-kept ``queue_counts`` inside the insert itself.
 """
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
@@ -156,6 +157,10 @@ class SQLiteStore(SqlStore):
 
     def _param(self, name: str) -> str:
         return f":{name}"
+
+    def _names(self, names: Collection[str] | None) -> str | None:
+        # A JSON list, read in the SQL with json_each: one parameter, whatever its length.
+        return None if names is None else json.dumps(sorted(names))
 
     def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
         names = [f"status_{n}" for n in range(len(statuses))]

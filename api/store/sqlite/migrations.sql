@@ -73,3 +73,47 @@ END;
 -- row since the last attempt that ended otherwise (MAX_LOST_ATTEMPTS ends the task).
 ALTER TABLE tasks ADD COLUMN lost_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE tasks ADD COLUMN lost_in_a_row INTEGER NOT NULL DEFAULT 0;
+
+-- name: queues
+-- Every task is in a queue. The ready index leads with the queue: a claim reads each queue's
+-- next tasks on its own (so a paused queue's backlog is never walked through), and the
+-- queues that have queued tasks are found by skipping from one name to the next.
+ALTER TABLE tasks ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';
+DROP INDEX tasks_ready;
+CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_after, seq) WHERE status = 'queued';
+DROP INDEX tasks_queued_at;
+CREATE INDEX tasks_queued_at ON tasks (queue, run_after) WHERE status = 'queued';
+CREATE INDEX tasks_by_queue ON tasks (queue, status, seq);
+-- The settings of a queue, kept for every process to read at its next claim.
+CREATE TABLE queues (
+    name TEXT PRIMARY KEY,
+    paused INTEGER NOT NULL DEFAULT 0,
+    concurrency INTEGER,
+    updated_at REAL
+);
+-- How many tasks each queue has in each status, kept by triggers as task_counts was.
+CREATE TABLE queue_counts (
+    status TEXT NOT NULL,
+    queue TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    PRIMARY KEY (status, queue)
+) WITHOUT ROWID;
+INSERT INTO queue_counts (status, queue, n)
+SELECT status, queue, COUNT(*) FROM tasks GROUP BY status, queue;
+DROP TRIGGER tasks_counted_in;
+DROP TRIGGER tasks_counted_out;
+DROP TRIGGER tasks_counted_moved;
+DROP TABLE task_counts;
+CREATE TRIGGER tasks_counted_in AFTER INSERT ON tasks BEGIN
+    INSERT INTO queue_counts (status, queue, n) VALUES (new.status, new.queue, 1)
+    ON CONFLICT (status, queue) DO UPDATE SET n = n + 1;
+END;
+CREATE TRIGGER tasks_counted_out AFTER DELETE ON tasks BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND queue = old.queue;
+END;
+CREATE TRIGGER tasks_counted_moved AFTER UPDATE OF status ON tasks
+WHEN old.status <> new.status BEGIN
+    UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND queue = old.queue;
+    INSERT INTO queue_counts (status, queue, n) VALUES (new.status, new.queue, 1)
+    ON CONFLICT (status, queue) DO UPDATE SET n = n + 1;
+END;

@@ -24,24 +24,77 @@ SELECT {columns} FROM tasks WHERE {matching} AND (expires_at IS NULL OR expires_
 ORDER BY seq DESC LIMIT :limit OFFSET :offset
 
 -- name: count_by_status
--- The trigger-kept rows of task_counts, less the tasks expired and not purged yet (a
+-- The trigger-kept rows of queue_counts, less the tasks expired and not purged yet (a
 -- minute's worth).
-SELECT status, task_counts.n - COALESCE(expired.n, 0) AS n FROM task_counts
-LEFT JOIN (SELECT status, COUNT(*) AS n FROM tasks INDEXED BY tasks_expiry
-           WHERE expires_at IS NOT NULL AND expires_at <= :now GROUP BY status)
-    AS expired USING (status)
+SELECT status, SUM(n) AS n FROM (
+    SELECT status, n FROM queue_counts
+    UNION ALL
+    SELECT status, -COUNT(*) AS n FROM tasks INDEXED BY tasks_expiry
+    WHERE expires_at IS NOT NULL AND expires_at <= :now GROUP BY status)
+GROUP BY status
+
+-- name: queue_counts
+-- Tasks by queue and status (of the queue :name; NULL: of every queue), less the expired.
+SELECT queue, status, SUM(n) AS n FROM (
+    SELECT queue, status, n FROM queue_counts WHERE :name IS NULL OR queue = :name
+    UNION ALL
+    SELECT queue, status, -COUNT(*) AS n FROM tasks INDEXED BY tasks_expiry
+    WHERE expires_at IS NOT NULL AND expires_at <= :now AND (:name IS NULL OR queue = :name)
+    GROUP BY queue, status)
+GROUP BY queue, status
+
+-- name: queue_settings
+SELECT name, paused, concurrency FROM queues WHERE :name IS NULL OR name = :name
+
+-- name: queue_oldest
+-- When the oldest queued task of each queue (or of :name) became due: the queues that have
+-- queued tasks are found by skipping from one name to the next in the index, each one's
+-- earliest run_after by one more look.
+WITH RECURSIVE names(name) AS (
+    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
+            WHERE status = 'queued' AND queue > names.name)
+    FROM names WHERE names.name IS NOT NULL)
+SELECT name, (SELECT MIN(run_after) FROM tasks INDEXED BY tasks_queued_at
+              WHERE status = 'queued' AND queue = names.name) AS oldest
+FROM names WHERE name IS NOT NULL AND (:name IS NULL OR name = :name)
+
+-- name: update_queue
+-- The settings given (:set_paused, :set_concurrency say which), the others kept.
+INSERT INTO queues (name, paused, concurrency, updated_at)
+VALUES (:name, COALESCE(:paused, 0), :concurrency, :now)
+ON CONFLICT (name) DO UPDATE SET
+    paused = CASE WHEN :set_paused THEN excluded.paused ELSE paused END,
+    concurrency = CASE WHEN :set_concurrency THEN excluded.concurrency ELSE concurrency END,
+    updated_at = excluded.updated_at
 
 -- name: next_run_after
-SELECT MIN(run_after) AS due FROM tasks WHERE status = 'queued'
+-- When the earliest queued task due after :after (NULL: any) becomes ready, of the queues a
+-- claim may take (not paused; of :queues, a JSON list, unless NULL): the queues with queued
+-- tasks by skipping from one name to the next, each one's earliest by one more look.
+WITH RECURSIVE names(name) AS (
+    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
+            WHERE status = 'queued' AND queue > names.name)
+    FROM names WHERE names.name IS NOT NULL)
+SELECT MIN((SELECT MIN(run_after) FROM tasks INDEXED BY tasks_queued_at
+            WHERE status = 'queued' AND queue = names.name
+                AND (:after IS NULL OR run_after > :after))) AS due
+FROM names WHERE name IS NOT NULL
+    AND name NOT IN (SELECT name FROM queues WHERE paused)
+    AND (:queues IS NULL OR name IN (SELECT value FROM json_each(:queues)))
 
 -- name: insert_task
 -- A new task, unless :max_queued tasks are queued already (NULL: no bound). The count is the
--- trigger-kept row of task_counts: the bound and the insert are one statement, one commit.
+-- trigger-kept rows of queue_counts: the bound and the insert are one statement, one commit.
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner)
+    created_at, run_after, owner, queue)
 SELECT :id, :type, 'queued', :params, :max_attempts, :timeout_seconds, :priority,
-    :created_at, :run_after, :owner
-WHERE :max_queued IS NULL OR (SELECT n FROM task_counts WHERE status = 'queued') < :max_queued
+    :created_at, :run_after, :owner, :queue
+WHERE :max_queued IS NULL
+    OR (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE status = 'queued') < :max_queued
 RETURNING {columns}
 
 -- name: find_key
@@ -59,17 +112,46 @@ VALUES (:owner, :key, :fingerprint, :task_id, :expires_at, :in_flight_until)
 UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key = :key
 
 -- name: claim
--- Up to :limit ready tasks, in claim order: INDEXED BY keeps the planner on the partial
--- index that yields this order (its condition, status = 'queued'), whatever the statistics
--- say; the unary + keeps it from looking the tasks up by tasks_by_status instead of their
--- key. RETURNING has no order: seq (after the columns), priority and run_after let the
--- caller sort.
+-- Up to :limit ready tasks of the queues a claim may take: not paused, of :queues (a JSON
+-- list; NULL: every queue), and no more of a queue than its concurrency leaves room for,
+-- counting its running tasks. The queues with queued tasks are found by skipping from one
+-- name to the next in the ready index; each one's next tasks are read from it in order
+-- (highest priority, earliest ready, first in), so a paused queue's backlog is never read.
+-- Among tasks of one priority the queues take turns. The claim is one statement and SQLite
+-- runs one writer at a time, so the count of running tasks cannot change under it.
+-- RETURNING has no order: seq (after the columns), priority and run_after let the caller sort.
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
     worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
     version = version + 1
-WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_ready
-              WHERE status = 'queued' AND run_after <= :now
-              ORDER BY priority DESC, run_after, seq LIMIT :limit)
+WHERE seq IN (
+    WITH RECURSIVE names(name) AS (
+        SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'
+        UNION ALL
+        SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready
+                WHERE status = 'queued' AND queue > names.name)
+        FROM names WHERE names.name IS NOT NULL),
+    open(name, room) AS (
+        SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN :limit
+            ELSE MIN(:limit, settings.concurrency - (
+                SELECT COUNT(*) FROM tasks INDEXED BY tasks_by_queue
+                WHERE queue = names.name AND status = 'running')) END
+        FROM names LEFT JOIN queues AS settings ON settings.name = names.name
+        WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, 0)
+            AND (:queues IS NULL OR names.name IN (SELECT value FROM json_each(:queues)))),
+    next(seq, priority, run_after, nth, turn, room) AS (
+        SELECT ready.seq, ready.priority, ready.run_after,
+            row_number() OVER (PARTITION BY open.name
+                               ORDER BY ready.priority DESC, ready.run_after, ready.seq),
+            row_number() OVER (PARTITION BY open.name, ready.priority
+                               ORDER BY ready.run_after, ready.seq),
+            open.room
+        FROM open JOIN tasks AS ready ON ready.seq IN (
+            SELECT seq FROM tasks INDEXED BY tasks_ready
+            WHERE status = 'queued' AND queue = open.name AND run_after <= :now
+            ORDER BY priority DESC, run_after, seq LIMIT :limit)
+        WHERE open.room > 0)
+    SELECT seq FROM next WHERE nth <= room
+    ORDER BY priority DESC, turn, run_after, seq LIMIT :limit)
     AND +status IN ({claim})
 RETURNING {columns}, seq
 
