@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
+
+from api.models import QUEUE_NAME_PATTERN
 
 DEFAULT_DATABASE_URL = "sqlite:///taskapi.sqlite3"
 DEFAULT_WORKERS = 32
@@ -20,6 +23,8 @@ DEFAULT_LOG_LEVEL = "INFO"
 DEFAULT_LOG_FORMAT = "text"
 #: The formats of log lines: plain text, or one JSON object per line for log pipelines.
 LOG_FORMATS = ("text", "json")
+#: What a name of a list setting (TASKS_QUEUES, TASKS_ADMINS) is: no separator, no space.
+_CALLER_NAME = re.compile(r"^[^\s,:]+$")
 
 
 class ConfigError(ValueError):
@@ -45,6 +50,10 @@ class Settings:
     import_: str = ""
     log_level: str = DEFAULT_LOG_LEVEL
     log_format: str = DEFAULT_LOG_FORMAT
+    #: The queues this process's workers take; empty: every queue.
+    queues: tuple[str, ...] = ()
+    #: The callers of TASKS_API_KEYS that may change queues (``PATCH /queues/{name}``).
+    admins: tuple[str, ...] = ()
 
     @staticmethod
     def key(name: str) -> str:
@@ -71,6 +80,9 @@ class Settings:
                 continue
             kind: type = type(f.default)
             raw = values[key]
+            if kind is tuple:
+                kwargs[f.name] = names(key, raw)
+                continue
             try:
                 value = kind(raw)
             except (TypeError, ValueError):
@@ -111,6 +123,21 @@ class Settings:
             )
         if self.log_format not in LOG_FORMATS:
             raise ConfigError(f"TASKS_LOG_FORMAT must be text or json, not {self.log_format!r}.")
+        for queue in self.queues:
+            if not re.fullmatch(QUEUE_NAME_PATTERN, queue):
+                raise ConfigError(
+                    f"TASKS_QUEUES: {queue!r} is not a queue name; a queue name is 1 to 63 "
+                    "lower-case letters, digits, '_', '.' or '-', starting with a letter or a "
+                    "digit. List the queues comma-separated (TASKS_QUEUES=emails,reports), or "
+                    "leave it empty for every queue."
+                )
+        for admin in self.admins:
+            if not _CALLER_NAME.fullmatch(admin):
+                raise ConfigError(
+                    f"TASKS_ADMINS: {admin!r} is not a caller name; list the names of callers "
+                    "of TASKS_API_KEYS (the part before ':'), comma-separated "
+                    "(TASKS_ADMINS=alice,ops)."
+                )
 
     @property
     def cors_origin_list(self) -> list[str]:
@@ -119,3 +146,13 @@ class Settings:
     @property
     def import_modules(self) -> list[str]:
         return [m.strip() for m in self.import_.split(",") if m.strip()]
+
+
+def names(key: str, raw: Any) -> tuple[str, ...]:
+    """The names of a list setting: a comma-separated string (or, from a test's mapping, an
+    iterable of strings), blanks dropped, each once, in their order."""
+    items = raw.split(",") if isinstance(raw, str) else raw
+    listed = list(items) if isinstance(items, Iterable) else [items]
+    if not all(isinstance(item, str) for item in listed):
+        raise ConfigError(f"{key}={raw!r} is not a comma-separated list of names.")
+    return tuple(dict.fromkeys(item.strip() for item in listed if item.strip()))

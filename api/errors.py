@@ -105,6 +105,8 @@ def from_http_exception(error: HTTPException) -> Response:
 SERVICE_STATUSES: dict[type[ex.ServiceError], int] = {
     ex.ServiceError: 400,
     ex.TaskNotFound: 404,
+    ex.QueueNotFound: 404,
+    ex.NotAnAdmin: 403,
     ex.TaskConflict: 409,
     ex.KeyReused: 422,
     ex.QueueFullError: 503,

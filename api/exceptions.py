@@ -86,3 +86,27 @@ class QueueFullError(ServiceError):
     def __init__(self, limit: int | None, retry_after: int) -> None:
         self.limit, self.retry_after = limit, retry_after
         super().__init__()
+
+
+class QueueNotFound(ServiceError):
+    """There is no queue {name!r}: a queue exists once a task names it or its settings are
+    changed (PATCH /queues/{name})."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+
+
+class NotAQueueName(QueueNotFound):
+    """There is no queue {name!r}, nor can there be: a queue name is 1 to 63 lower-case letters,
+    digits, '_', '.' or '-', starting with a letter or a digit."""
+
+
+class NotAnAdmin(ServiceError):
+    """Only the callers named in TASKS_ADMINS may change queues, and {caller!r} is not one of
+    them. To let it, add {caller!r} to TASKS_ADMINS (comma-separated caller names of
+    TASKS_API_KEYS) and restart the service."""
+
+    def __init__(self, caller: str) -> None:
+        self.caller = caller
+        super().__init__()

@@ -10,7 +10,7 @@ from api.events import TaskEvents
 from api.metrics import Metrics
 from api.registry import Registry
 from api.runtime import EXTENSION_KEY, Runtime
-from api.service import TaskService
+from api.service import QueueService, TaskService
 from api.store import open_store
 from api.wakeups import open_wakeups
 from api.wakeups.link import Link
@@ -18,7 +18,7 @@ from api.worker import WorkerPool
 
 
 class TaskAPI:
-    """Settings, task types, store, metrics, worker pool and service of an app, kept as its
+    """Settings, task types, store, metrics, worker pool and services of an app, kept as its
     ``Runtime`` in ``app.extensions["taskapi"]`` (reached with ``api.runtime.current()``).
 
     As Flask extensions are: ``TaskAPI(app)``, or ``TaskAPI().init_app(app)`` in a factory.
@@ -49,6 +49,7 @@ class TaskAPI:
             lease_seconds=settings.lease_seconds,
             events=events,
             metrics=metrics,
+            queues=settings.queues,
         )
         # Submits, cancels and ends reach the other processes of the store through the link.
         link = Link(open_wakeups(settings.database_url), pool, events)
@@ -71,6 +72,7 @@ class TaskAPI:
             pool=pool,
             metrics=metrics,
             link=link,
+            queues=QueueService(store, notifier=link),
         )
         app.extensions[EXTENSION_KEY] = runtime
         return runtime

@@ -37,6 +37,8 @@ from typing import Any, Literal, Protocol, get_args
 
 from marshmallow import Schema
 
+from api.models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
+
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
 DEFAULT_BACKOFF_CAP_SECONDS = 300.0
@@ -131,6 +133,8 @@ class TaskType:
     backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS
     backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS
     isolation: Isolation = "thread"
+    #: The queue of its tasks when a submit names none.
+    queue: str = DEFAULT_QUEUE
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -146,6 +150,11 @@ class TaskType:
         if self.isolation not in ISOLATIONS:
             raise ValueError(
                 f"{self.name}: isolation must be 'thread' or 'process', not {self.isolation!r}."
+            )
+        if not isinstance(self.queue, str) or not re.fullmatch(QUEUE_NAME_PATTERN, self.queue):
+            raise ValueError(
+                f"{self.name}: queue {self.queue!r} is not a queue name; use 1 to 63 lower-case "
+                "letters, digits, '_', '.' or '-', starting with a letter or a digit."
             )
 
     def backoff_seconds(self, attempt: int, jitter: float) -> float:
@@ -199,8 +208,10 @@ class Registry:
         backoff_base_seconds: float = DEFAULT_BACKOFF_BASE_SECONDS,
         backoff_cap_seconds: float = DEFAULT_BACKOFF_CAP_SECONDS,
         isolation: Isolation = "thread",
+        queue: str = DEFAULT_QUEUE,
     ) -> Callable[[TaskFunction], TaskFunction]:
-        """Decorator registering ``func(context, params)`` as the task type ``name``."""
+        """Decorator registering ``func(context, params)`` as the task type ``name``, whose
+        tasks go to ``queue`` unless their submit names another."""
 
         def decorator(func: TaskFunction) -> TaskFunction:
             self.add(
@@ -214,6 +225,7 @@ class Registry:
                     backoff_base_seconds=backoff_base_seconds,
                     backoff_cap_seconds=backoff_cap_seconds,
                     isolation=isolation,
+                    queue=queue,
                 )
             )
             return func

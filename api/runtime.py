@@ -1,4 +1,4 @@
-"""What one application holds: settings, store, registry, service and worker pool.
+"""What one application holds: settings, store, registry, services and worker pool.
 
 Made by ``api.extension.TaskAPI``; the views reach it with ``current()``.
 """
@@ -13,7 +13,7 @@ from flask import current_app
 from api.config import Settings
 from api.metrics import Metrics
 from api.registry import Registry
-from api.service import TaskService
+from api.service import QueueService, TaskService
 from api.store import Store
 from api.wakeups.link import Link
 from api.worker import WorkerPool
@@ -30,6 +30,7 @@ class Runtime:
     pool: WorkerPool
     metrics: Metrics
     link: Link
+    queues: QueueService
 
 
 def current() -> Runtime:

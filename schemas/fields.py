@@ -1,10 +1,13 @@
-"""Number fields that take JSON numbers only, as the spec's ``type: number|integer`` says."""
+"""Fields that take what the spec's types say only: JSON numbers for ``number|integer``, JSON
+booleans for ``boolean``; and a pattern validator that reads ``^…$`` as JSON Schema does."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import fields
+from marshmallow import ValidationError, fields, validate
+
+from api.models import QUEUE_NAME_PATTERN
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -37,3 +40,38 @@ class StrictFloat(fields.Float):
             raise self.make_error("invalid")
         checked = super()._deserialize(value, attr, data, **kwargs)
         return value if isinstance(value, int) else checked
+
+
+class StrictBoolean(fields.Boolean):
+    """A JSON boolean: refuses ``"true"``, ``1`` and the other spellings marshmallow takes."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> bool:
+        if not isinstance(value, bool):
+            raise self.make_error("invalid", input=value)
+        return value
+
+
+class Pattern(validate.Regexp):
+    """``validate.Regexp`` over the whole value: Python's ``$`` also matches before a final
+    newline, JSON Schema's does not. The spec shows the pattern as it is."""
+
+    def __call__(self, value: Any) -> Any:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+#: A queue's name, as the contract spells it.
+QUEUE_NAME_ERROR = (
+    "Not a queue name: 1 to 63 lower-case letters, digits, '_', '.' or '-', starting with a "
+    "letter or a digit."
+)
+
+
+def queue_name(description: str, **kwargs: Any) -> fields.String:
+    """A field holding a queue's name."""
+    return fields.String(
+        validate=Pattern(QUEUE_NAME_PATTERN, error=QUEUE_NAME_ERROR),
+        metadata={"description": description, "example": "emails"},
+        **kwargs,
+    )

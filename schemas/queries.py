@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from marshmallow import Schema, fields, validate
 
 from api.models import Status
+from schemas.fields import queue_name
 
 
 def make_list_query(type_names: Iterable[str]) -> type[Schema]:
@@ -20,6 +21,7 @@ def make_list_query(type_names: Iterable[str]) -> type[Schema]:
             validate=validate.OneOf(sorted(type_names)),
             metadata={"description": "Only tasks of this type."},
         ),
+        "queue": queue_name("Only tasks of this queue."),
         "__doc__": "Filters of the task list.",
     }
     return type("TaskListQuery", (Schema,), attrs)

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
 from api.models import Status, Task
-from schemas.fields import StrictFloat, StrictInteger
+from schemas.fields import StrictFloat, StrictInteger, queue_name
 
 MAX_DELAY_SECONDS = 30 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -57,6 +57,7 @@ class TaskCreateBase(Schema):
         validate=validate.Range(min=-100, max=100),
         metadata={"description": "Higher runs first among ready tasks (-100..100)."},
     )
+    queue = queue_name("The queue to put it in; default from the type, else `default`.")
 
 
 def _class_name(type_name: str) -> str:
@@ -189,6 +190,7 @@ class TaskStatusSchema(Schema):
         required=True, allow_none=True, metadata={"description": "Seconds an attempt may run."}
     )
     priority = fields.Integer(required=True, metadata={"description": "Higher runs first."})
+    queue = fields.String(required=True, metadata={"description": "The queue it is in."})
     cancel_requested = fields.Boolean(
         required=True, metadata={"description": "Whether cancellation was asked for."}
     )
@@ -238,6 +240,7 @@ def _document(task: Task) -> dict[str, Any]:
         "max_attempts": task.max_attempts,
         "timeout_seconds": _float(task.timeout_seconds),
         "priority": task.priority,
+        "queue": task.queue,
         "cancel_requested": task.cancel_requested,
         "created_at": _utc(task.created_at),
         "run_after": _utc(task.run_after),
@@ -258,6 +261,10 @@ class TaskTypeSchema(Schema):
     max_attempts = fields.Integer(required=True, metadata={"description": "Default attempts."})
     timeout_seconds = fields.Float(
         required=True, allow_none=True, metadata={"description": "Default timeout, if any."}
+    )
+    queue = fields.String(
+        required=True,
+        metadata={"description": "The queue of its tasks when their submit names none."},
     )
     isolation = fields.String(
         required=True,

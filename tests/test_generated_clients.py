@@ -172,6 +172,9 @@ def test_the_client_exposes_every_component_schema(generated: Path) -> None:
         "TaskType",
         "Problem",
         "ValidationProblem",
+        "Queue",
+        "QueueCounts",
+        "QueueUpdate",
     ):
         assert name in models.__all__, name
     # TaskCreate is a oneOf: the body of createTask is the union of its member classes.
@@ -381,6 +384,45 @@ def test_errors_are_typed_problems(api: Any) -> None:
 
     bad_page = list_tasks.sync(client=api, page_size=0)
     assert isinstance(bad_page, ValidationProblem) and "page_size" in bad_page.errors["query"]
+
+
+def test_queues_are_read_paused_and_resumed(api: Any) -> None:
+    from taskapi_client.api.queues import get_queue, list_queues, update_queue
+    from taskapi_client.api.tasks import list_tasks
+    from taskapi_client.models import (
+        AddParams,
+        AddTaskCreate,
+        AddTaskCreateType,
+        Problem,
+        Queue,
+        QueueUpdate,
+        TaskStatusStatus,
+        ValidationProblem,
+    )
+
+    name = f"client-{uuid.uuid4().hex[:8]}"
+    paused = update_queue.sync(name, client=api, body=QueueUpdate(paused=True, concurrency=2))
+    assert isinstance(paused, Queue)
+    assert (paused.name, paused.paused, paused.concurrency) == (name, True, 2)
+    task = create(
+        api,
+        AddTaskCreate(type_=AddTaskCreateType.ADD, params=AddParams(x=1, y=2), queue=name),
+    )
+    assert task.queue == name
+    time.sleep(0.5)
+    held = get_queue.sync(name, client=api)
+    assert isinstance(held, Queue) and held.counts.queued == 1
+    listed = list_tasks.sync(client=api, queue=name)
+    assert isinstance(listed, list) and [t.id for t in listed] == [task.id]
+    assert listed[0].status is TaskStatusStatus.QUEUED, "a paused queue starts none"
+    resumed = update_queue.sync(name, client=api, body=QueueUpdate(paused=False, concurrency=None))
+    assert isinstance(resumed, Queue) and resumed.concurrency is None and not resumed.paused
+    assert wait_terminal(api, task.id).status is TaskStatusStatus.SUCCEEDED
+    names = [q.name for q in list_queues.sync(client=api) or []]
+    assert "default" in names and name in names
+    assert isinstance(get_queue.sync("never-used", client=api), Problem)
+    invalid = update_queue.sync(name, client=api, body=QueueUpdate(concurrency=0))
+    assert isinstance(invalid, ValidationProblem) and "concurrency" in invalid.errors["json"]
 
 
 # --- TypeScript: openapi-typescript + tsc --------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -54,3 +55,18 @@ def test_a_user_module_adds_a_task_type(db_path: Path, tmp_path: Path, monkeypat
     done = client.get(f"/tasks/{task['id']}").get_json()
     assert done["result"] == "hello Ada" and done["progress"]["message"] == "greeting"
     assert client.post("/tasks", json={"type": "greet", "params": {}}).status_code == 422
+
+
+def test_a_task_type_names_its_queue() -> None:
+    registry = Registry()
+
+    @registry.task("mail", params=Schema, queue="emails")
+    def mail(context, params):  # type: ignore[no-untyped-def]
+        return None
+
+    kind = registry.get("mail")
+    assert kind is not None and kind.queue == "emails"
+    assert TaskType("plain", Schema, lambda c, p: 1).queue == "default"
+    for bad in ("Emails", "", "-x", "a" * 64, "emails\n", "e mails"):
+        with pytest.raises(ValueError, match=re.escape(f"queue {bad!r} is not a queue name")):
+            TaskType("x", Schema, lambda c, p: 1, queue=bad)

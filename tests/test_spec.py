@@ -9,6 +9,8 @@ import pytest
 import yaml
 from flask.testing import FlaskClient
 
+from api.models import MAX_QUEUE_CONCURRENCY, QUEUE_NAME_PATTERN
+
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = {"get", "post", "put", "patch", "delete"}
 OPERATIONS = {
@@ -18,6 +20,9 @@ OPERATIONS = {
     ("delete", "/tasks/{task_id}"): "deleteTask",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("get", "/task-types"): "listTaskTypes",
+    ("get", "/queues"): "listQueues",
+    ("get", "/queues/{name}"): "getQueue",
+    ("patch", "/queues/{name}"): "updateQueue",
     ("get", "/health"): "getHealth",
     ("get", "/ready"): "getReadiness",
     ("get", "/metrics"): "getMetrics",
@@ -69,6 +74,10 @@ def test_task_create_is_a_one_of_with_a_discriminator(spec: dict[str, Any]) -> N
     assert set(add["required"]) == {"type", "params"}
     for name in ("Problem", "ValidationProblem", "TaskStatus", "AddParams", "SleepParams"):
         assert name in schemas
+    for name in ("Add", "Fail", "Sleep"):
+        queue = schemas[f"{name}TaskCreate"]["properties"]["queue"]
+        assert queue["pattern"] == QUEUE_NAME_PATTERN, "each member of the oneOf takes a queue"
+    assert "queue" in schemas["TaskStatus"]["required"]
 
 
 def test_errors_are_documented_as_problems(spec: dict[str, Any]) -> None:
@@ -86,3 +95,51 @@ def test_errors_are_documented_as_problems(spec: dict[str, Any]) -> None:
 def test_exclusive_bounds_are_in_the_spec(spec: dict[str, Any]) -> None:
     timeout = spec["components"]["schemas"]["AddTaskCreate"]["properties"]["timeout_seconds"]
     assert timeout["exclusiveMinimum"] == 0 and timeout["maximum"] == 86400
+
+
+def test_queues_are_documented_as_the_contract_says(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["Queue"]["required"]) == {
+        "name", "paused", "concurrency", "counts", "oldest_queued_seconds"
+    }  # fmt: skip
+    assert set(schemas["QueueCounts"]["required"]) == {
+        "queued", "running", "succeeded", "failed", "cancelled"
+    }  # fmt: skip
+    update = schemas["QueueUpdate"]
+    assert update["additionalProperties"] is False and "required" not in update
+    assert update["properties"]["paused"]["type"] == "boolean"
+    concurrency = update["properties"]["concurrency"]
+    assert concurrency["type"] == ["integer", "null"]
+    assert (concurrency["minimum"], concurrency["maximum"]) == (1, MAX_QUEUE_CONCURRENCY)
+    item = spec["paths"]["/queues/{name}"]
+    (name,) = item["parameters"]
+    assert name["schema"]["pattern"] == QUEUE_NAME_PATTERN
+    assert set(item["get"]["responses"]) == {"200", "401", "404", "429"}
+    assert set(item["patch"]["responses"]) == {
+        "200", "400", "401", "403", "404", "413", "415", "422", "429"
+    }  # fmt: skip
+    assert item["patch"]["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/QueueUpdate"
+    }
+    queue_filter = next(
+        p for p in spec["paths"]["/tasks"]["get"]["parameters"] if p["name"] == "queue"
+    )
+    assert queue_filter["schema"]["pattern"] == QUEUE_NAME_PATTERN
+    assert "queue" in {p["name"] for p in [queue_filter]}
+    task_type = schemas["TaskType"]
+    assert "queue" in task_type["required"]
+
+
+def test_queues_link_to_their_tasks_and_created_tasks_to_their_queue(
+    spec: dict[str, Any],
+) -> None:
+    to_tasks = {"operationId": "listTasks", "parameters": {"queue": "$response.body#/name"}}
+    for method in ("get", "patch"):
+        links = spec["paths"]["/queues/{name}"][method]["responses"]["200"]["links"]
+        assert to_tasks.items() <= links["ListQueueTasks"].items()
+    for status in ("200", "202"):
+        links = spec["paths"]["/tasks"]["post"]["responses"][status]["links"]
+        assert {
+            "operationId": "getQueue",
+            "parameters": {"name": "$response.body#/queue"},
+        }.items() <= links["GetQueue"].items()

@@ -38,6 +38,8 @@ SPEC_URI = "urn:taskapi:openapi"
 #: Keys whose values are data (examples, defaults, enums), not more of the spec.
 DATA_KEYS = {"example", "examples", "default", "enum", "const"}
 TASK_LINKS = {"GetTask": "getTask", "CancelTask": "cancelTask", "DeleteTask": "deleteTask"}
+#: createTask's links besides those to the task: to its queue.
+CREATED_LINKS = {**TASK_LINKS, "GetQueue": "getQueue"}
 
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 REGISTRY: Registry = Registry().with_resource(
@@ -271,14 +273,17 @@ def test_each_request_example_of_create_task_is_accepted(
 @pytest.mark.parametrize("status", ["200", "202"])
 def test_create_task_links_to_read_cancel_and_delete(status: str) -> None:
     links = _operation("createTask")[2]["responses"][status]["links"]
-    assert {name: link["operationId"] for name, link in links.items()} == TASK_LINKS
-    for link in links.values():
-        assert link["parameters"] == {"task_id": "$response.body#/id"}
+    assert {name: link["operationId"] for name, link in links.items()} == CREATED_LINKS
+    for name, link in links.items():
+        parameter, expression = {"GetQueue": ("name", "$response.body#/queue")}.get(
+            name, ("task_id", "$response.body#/id")
+        )
+        assert link["parameters"] == {parameter: expression}
         assert link["description"]
         path, _, operation = _operation(link["operationId"])
         parameters = SPEC["paths"][path].get("parameters", []) + operation.get("parameters", [])
-        assert {"in": "path", "name": "task_id"}.items() <= next(
-            p for p in parameters if p["name"] == "task_id"
+        assert {"in": "path", "name": parameter}.items() <= next(
+            p for p in parameters if p["name"] == parameter
         ).items()
 
 

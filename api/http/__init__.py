@@ -23,7 +23,7 @@ def init_app(app: Flask, settings: Settings, metrics: Metrics) -> None:
     of a caller without a valid key. After it: security headers, then CORS when allowed.
     """
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
-    keys = ApiKeys.load(settings.api_keys, settings.api_keys_file)
+    keys = ApiKeys.load(settings.api_keys, settings.api_keys_file, settings.admins)
     app.extensions[KEYS_EXTENSION] = keys
     request_log.install(app, metrics)  # first: every request gets an id, refusals included
     app.before_request(lambda: authenticate(keys))

@@ -49,7 +49,9 @@ class Notifier(Protocol):
     def cancel_requested(self, task_id: str) -> None: ...
 
 
-class _Nobody:
+class Nobody:
+    """A Notifier that tells no one (a service without workers to wake)."""
+
     def task_submitted(self) -> None:
         pass
 
@@ -85,7 +87,7 @@ class TaskService:
     registry: Registry
     result_ttl: float
     max_queued: int | None = None
-    notifier: Notifier = field(default_factory=_Nobody)
+    notifier: Notifier = field(default_factory=Nobody)
     events: TaskEvents = field(default_factory=TaskEvents)
     metrics: Metrics | None = None
     clock: Callable[[], datetime] = utcnow
@@ -179,8 +181,11 @@ class TaskService:
         page: int,
         page_size: int,
         owner: str = "",
+        queue: str | None = None,
     ) -> tuple[list[Task], int]:
-        where = TaskFilter(statuses=tuple(Status(s) for s in statuses), type=type_name, owner=owner)
+        where = TaskFilter(
+            statuses=tuple(Status(s) for s in statuses), type=type_name, queue=queue, owner=owner
+        )
         # A page far past the end is simply empty; keep its offset within what stores take.
         offset = min((page - 1) * page_size, MAX_OFFSET)
         return self.store.list(where, offset=offset, limit=page_size, now=self.clock())
@@ -232,4 +237,5 @@ def _new_task(task_type: TaskType, request: dict[str, Any], owner: str, now: dat
         created_at=now,
         run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
         owner=owner,
+        queue=request.get("queue", task_type.queue),
     )

@@ -1,4 +1,5 @@
-"""Examples the spec shows for the tasks operations (Swagger UI offers them as they are)."""
+"""Examples the spec shows for the tasks and queues operations (Swagger UI offers them as they
+are)."""
 
 from __future__ import annotations
 
@@ -40,6 +41,7 @@ QUEUED_EXAMPLE: dict[str, Any] = {
     "max_attempts": 1,
     "timeout_seconds": None,
     "priority": 0,
+    "queue": "default",
     "cancel_requested": False,
     "created_at": "2026-11-23T22:31:27.123456Z",
     "run_after": "2026-11-23T22:31:27.123456Z",
@@ -56,4 +58,35 @@ STATUS_EXAMPLE = {
     "started_at": "2026-11-23T22:31:27.125002Z",
     "finished_at": "2026-11-23T22:31:27.125710Z",
     "expires_at": "2026-11-30T22:31:27.125710Z",
+}
+#: A queue in use, as ``GET /queues/{name}`` answers it.
+QUEUE_EXAMPLE: dict[str, Any] = {
+    "name": "emails",
+    "paused": False,
+    "concurrency": 4,
+    "counts": {"queued": 12, "running": 4, "succeeded": 310, "failed": 2, "cancelled": 0},
+    "oldest_queued_seconds": 1.5,
+}
+#: Request examples of ``PATCH /queues/{name}``.
+QUEUE_UPDATE_EXAMPLES = {
+    "pause": {
+        "summary": "Pause the queue",
+        "description": "Its tasks are still accepted; none starts until it is resumed.",
+        "value": {"paused": True},
+    },
+    "resume": {
+        "summary": "Resume the queue",
+        "description": "Its ready tasks start again, within a second.",
+        "value": {"paused": False},
+    },
+    "limit": {
+        "summary": "At most 4 at once",
+        "description": "At most 4 of its tasks run at once, across every process.",
+        "value": {"concurrency": 4},
+    },
+    "unlimit": {
+        "summary": "No limit",
+        "description": "No limit beyond the workers.",
+        "value": {"concurrency": None},
+    },
 }

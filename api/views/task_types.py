@@ -30,6 +30,7 @@ def describe(app: Flask, registry: Registry, converter: OpenAPIConverter) -> Non
             "max_attempts": t.max_attempts,
             "timeout_seconds": t.timeout_seconds,
             "isolation": t.isolation,
+            "queue": t.queue,
         }
         for t in registry
     ]

@@ -124,6 +124,15 @@ TASK_LINKS = {
         "deleteTask", "Delete the task once it ended: `DELETE /tasks/{task_id}`."
     ),
 }
+#: ... and to the queue it is in.
+CREATED_LINKS = {
+    **TASK_LINKS,
+    "GetQueue": {
+        "operationId": "getQueue",
+        "parameters": {"name": "$response.body#/queue"},
+        "description": "Read the task's queue: `GET /queues/{name}`.",
+    },
+}
 
 
 #: The two answers of a submit, besides the task.
@@ -162,8 +171,8 @@ def _route_collection(blp: Blueprint, task_create: Schema, list_query: Schema) -
         def get(self, pagination_parameters: PaginationParameters, **filters: Any) -> list[Task]:
             """List tasks, newest first
 
-            Filter by `status` (repeat it for several) and `type`; pages of `page_size`
-            (1..100, default 20), described in the `X-Pagination` header.
+            Filter by `status` (repeat it for several), `type` and `queue`; pages of
+            `page_size` (1..100, default 20), described in the `X-Pagination` header.
             """
             tasks, total = current().service.list(
                 filters.get("status") or (),
@@ -171,13 +180,14 @@ def _route_collection(blp: Blueprint, task_create: Schema, list_query: Schema) -
                 page=pagination_parameters.page,
                 page_size=pagination_parameters.page_size,
                 owner=caller(),
+                queue=filters.get("queue"),
             )
             pagination_parameters.item_count = total
             return tasks
 
         @blp.doc(
             operationId="createTask",
-            responses={200: {"links": TASK_LINKS}, 202: {"links": TASK_LINKS}},
+            responses={200: {"links": CREATED_LINKS}, 202: {"links": CREATED_LINKS}},
         )
         @blp.response(202, TaskStatusSchema, **QUEUED)
         @blp.alt_response(200, schema=TaskStatusSchema, success=True, **KNOWN_OR_ENDED)

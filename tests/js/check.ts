@@ -108,3 +108,23 @@ export const taskPath: TaskPath = "/tasks/{task_id}";
 export function typeNames(types: Schemas["TaskType"][]): string[] {
   return types.map((t) => `${t.name} (max ${t.max_attempts}, timeout ${t.timeout_seconds ?? "none"})`);
 }
+
+// Queues: a task names its queue; a queue's settings change with a QueueUpdate.
+export const toEmails: TaskCreate = { type: "add", params: { x: 1, y: 2 }, queue: "emails" };
+
+export function queueLine(queue: Schemas["Queue"]): string {
+  const limit = queue.concurrency === null ? "no limit" : `at most ${queue.concurrency}`;
+  const oldest = queue.oldest_queued_seconds ?? 0;
+  return `${queue.name}${queue.paused ? " (paused)" : ""}: ${queue.counts.queued} queued, ${limit}, oldest ${oldest}s`;
+}
+
+export const pause: Schemas["QueueUpdate"] = { paused: true };
+export const unlimited: operations["updateQueue"]["requestBody"]["content"]["application/json"] = {
+  concurrency: null,
+};
+export const byQueue: NonNullable<operations["listTasks"]["parameters"]["query"]> = {
+  queue: "emails",
+};
+export function queueOf(task: TaskStatus): string {
+  return task.queue;
+}

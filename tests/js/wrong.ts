@@ -35,3 +35,11 @@ export function errorMessage(task: Schemas["TaskStatus"]): string {
 export function problemStatus(problem: Schemas["Problem"]): string {
   return problem.status; // error
 }
+
+export const pausedAsText: Schemas["QueueUpdate"] = { paused: "yes" }; // error
+
+export const queueSize: Schemas["QueueUpdate"] = { size: 3 }; // error
+
+export function queueConcurrency(queue: Schemas["Queue"]): number {
+  return queue.concurrency; // error
+}
