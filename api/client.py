@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import http.client
 import json
 import urllib.error
@@ -130,14 +131,37 @@ class Client:
         task_type: str | None = None,
         page: int = 1,
         page_size: int = 20,
+        queue: str | None = None,
     ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         query: list[tuple[str, str | int]] = [("status", s) for s in statuses]
         if task_type:
             query.append(("type", task_type))
+        if queue:
+            query.append(("queue", queue))
         query += [("page", page), ("page_size", page_size)]
         tasks, headers = self._request("GET", "/tasks?" + urllib.parse.urlencode(query))
         pagination = json.loads(headers.get("X-Pagination", "{}"))
         return tasks, pagination
+
+    @staticmethod
+    def _queue_path(name: str) -> str:
+        return f"/queues/{urllib.parse.quote(name, safe='')}"
+
+    def queues(self) -> builtins.list[dict[str, Any]]:
+        """Every queue that has tasks or settings, ``default`` always, by name."""
+        queues, _ = self._request("GET", "/queues")
+        return queues
+
+    def queue(self, name: str) -> dict[str, Any]:
+        """One queue: its settings, its counts by status and the age of its oldest ready task."""
+        queue, _ = self._request("GET", self._queue_path(name))
+        return queue
+
+    def update_queue(self, name: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """Change a queue's settings (``paused``, ``concurrency``: None for no limit): the
+        queue as it is after. Only an admin may (403 otherwise, when the server has keys)."""
+        queue, _ = self._request("PATCH", self._queue_path(name), changes)
+        return queue
 
 
 def _refusal(error: urllib.error.HTTPError) -> ClientError:

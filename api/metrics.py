@@ -1,10 +1,10 @@
-"""Prometheus metrics: tasks by type and outcome, queue depth, run and wait times, HTTP.
+"""Prometheus metrics: tasks by type and outcome, queue depth, queues, run and wait times, HTTP.
 
 One ``Metrics`` per app. Under ``taskapi serve`` every process (API and worker) writes its
 samples to files in ``PROMETHEUS_MULTIPROC_DIR`` (prometheus_client's multiprocess mode, set up
-by api/server/supervisor.py), and a scrape of any process sums them all. Queue depth is read
-from the store at scrape time (a row per status, kept by the store), so it is right whoever
-changed it.
+by api/server/supervisor.py), and a scrape of any process sums them all. Queue depth and the
+state of each queue are read from the store at scrape time (a row per status, kept by the store;
+one ``Store.queues`` read for every queue), so they are right whoever changed them.
 
 prometheus_client reads that variable once, when it is first imported, to choose where
 samples live; ``Metrics`` chooses again, from the variable as it is when the app is built.
@@ -12,7 +12,8 @@ samples live; ``Metrics`` chooses again, from the variable as it is when the app
 Every series whose labels are known in advance (each task type, and each type and outcome)
 starts at 0 when the app is built, in every process, so that dashboards, ``rate()`` and
 absence alerts work from the first scrape (Prometheus' instrumentation guidance). The HTTP
-families start with the scrape's own request.
+families start with the scrape's own request. The queue families hold every queue the store
+knows, ``default`` always, each status of each at 0 until it has tasks.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
-from api.models import TERMINAL, Status, Task
+from api.models import TERMINAL, QueueState, Status, Task
 from api.store import Store
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
@@ -32,7 +33,8 @@ HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 3
 
 
 class _QueueDepth:
-    """A collector: tasks in each status, read from the store when scraped."""
+    """A collector: tasks in each status, and the state of each queue, read from the store
+    when scraped."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -40,13 +42,60 @@ class _QueueDepth:
     def collect(self) -> Iterator[Any]:
         from prometheus_client.core import GaugeMetricFamily
 
+        now = datetime.now(UTC)
         family = GaugeMetricFamily(
             "taskapi_tasks", "Tasks in the store now, by status.", labels=["status"]
         )
-        counts = self.store.count_by_status(datetime.now(UTC))
+        counts = self.store.count_by_status(now)
         for status in Status:
             family.add_metric([status.value], counts.get(status, 0))
         yield family
+        yield from queue_families(self.store.queues(now), now)
+
+
+def queue_families(queues: Iterable[QueueState], now: datetime) -> Iterator[Any]:
+    """The ``taskapi_queue_*`` gauges of ``queues`` as they are at ``now``.
+
+    ``oldest_queued_seconds`` is 0 when no task of the queue is ready (as the usual queue
+    exporters do: a gauge that vanishes would break ``max_over_time`` and alerts on it);
+    ``concurrency_limit`` is there only for a queue with a limit (a missing limit is no
+    number, as kube-state-metrics leaves out a container's unset limits).
+    """
+    from prometheus_client.core import GaugeMetricFamily
+
+    tasks = GaugeMetricFamily(
+        "taskapi_queue_tasks",
+        "Tasks in the store now, by queue and status (every caller's).",
+        labels=["queue", "status"],
+    )
+    oldest = GaugeMetricFamily(
+        "taskapi_queue_oldest_queued_seconds",
+        "Age of the queue's oldest ready queued task, from when it became ready; 0 when none "
+        "is ready.",
+        labels=["queue"],
+    )
+    paused = GaugeMetricFamily(
+        "taskapi_queue_paused",
+        "1 while the queue is paused (it starts none of its tasks).",
+        labels=["queue"],
+    )
+    limit = GaugeMetricFamily(
+        "taskapi_queue_concurrency_limit",
+        "Most tasks of the queue running at once across every process; absent for a queue "
+        "without a limit.",
+        labels=["queue"],
+    )
+    for queue in queues:
+        for status in Status:
+            tasks.add_metric([queue.name, status.value], queue.counts.get(status, 0))
+        age = 0.0
+        if queue.oldest_ready_at is not None:
+            age = max(0.0, (now - queue.oldest_ready_at).total_seconds())
+        oldest.add_metric([queue.name], age)
+        paused.add_metric([queue.name], 1 if queue.paused else 0)
+        if queue.concurrency is not None:
+            limit.add_metric([queue.name], queue.concurrency)
+    yield from (tasks, oldest, paused, limit)
 
 
 class Metrics:

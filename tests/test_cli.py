@@ -43,7 +43,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 @pytest.fixture(scope="module")
 def keyed_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     workdir: Path = tmp_path_factory.mktemp("cli-keys")
-    running = start_server(workdir / "tasks.sqlite3", workdir, TASKS_API_KEYS=KEYS)
+    running = start_server(
+        workdir / "tasks.sqlite3", workdir, TASKS_API_KEYS=KEYS, TASKS_ADMINS="alice"
+    )
     yield running
     running.stop()
 
@@ -231,7 +233,7 @@ def test_list_status_failed_shows_only_failed_tasks(server: Server) -> None:
     code, table, _ = run(server, "list", "--status", "failed", TTY_COMPATIBLE="1", COLUMNS="100")
     text = re.sub(r"\x1b\[[0-9;]*m", "", table)
     header, rule, *rows = text.splitlines()
-    assert header.split() == ["id", "type", "status", "progress", "created"]
+    assert header.split() == ["id", "type", "status", "progress", "created", "queue"]
     assert set(rule) == {"─"}
     assert any(row.startswith(failed) for row in rows), text
     assert all(row.split()[2] == "failed" for row in rows), text
@@ -285,10 +287,13 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
     assert code == 2 and "Not Found" in err
 
 
-@pytest.mark.parametrize("command", ["status", "list", "cancel", "delete", "types"])
+@pytest.mark.parametrize(
+    "command", ["status", "list", "cancel", "delete", "types", "queues", "queue"]
+)
 def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    args = [command, "some-id"] if command in ("status", "cancel", "delete") else [command]
+    with_id = ("status", "cancel", "delete", "queue")
+    args = [command, "some-id"] if command in with_id else [command]
     result = CliRunner().invoke(main, [*args, "--url", url])
     assert result.exit_code == 2 and result.stdout == ""
     assert result.stderr == (
@@ -530,3 +535,124 @@ def test_a_bad_setting_stops_start_up_with_a_plain_message(
     assert result.exit_code == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- queues ------------------------------------------------------------------------------------
+
+QUEUE_COLUMNS = [
+    "queue",
+    "paused",
+    "limit",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "oldest",
+]
+
+
+def queue_lines(server: Server, **env: str) -> dict[str, list[str]]:
+    """``taskapi queues`` on a pipe: each queue's cells, by name."""
+    code, out, err = run(server, "queues", **env)
+    assert (code, err) == (0, ""), err
+    assert ESCAPE not in out
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert all(len(row) == len(QUEUE_COLUMNS) for row in rows), out
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_submit_and_list_by_queue_and_queues_counts_them(server: Server) -> None:
+    code, out, _ = run(server, "submit", "add", "x=1", "y=2", "--queue", "cli-mail", "--wait")
+    assert code == 0
+    done = json.loads(out)
+    assert (done["queue"], done["status"]) == ("cli-mail", "succeeded")
+    _, out, _ = run(server, "submit", "add", "x=1", "y=2", "--queue", "cli-mail", "--delay", "600")
+    later = json.loads(out)
+
+    code, out, err = run(server, "list", "--queue", "cli-mail")
+    assert code == 0 and err == "page 1 of 1, 2 tasks\n"
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert [(row[0], row[2], row[-1]) for row in rows] == [
+        (later["id"], "queued", "cli-mail"),
+        (done["id"], "succeeded", "cli-mail"),
+    ]
+    assert run(server, "list", "--queue", "cli-none") == (0, "", "no tasks\n")
+
+    queues = queue_lines(server)
+    assert "default" in queues
+    # Not paused, no limit, 1 queued (not ready: no oldest age), 1 succeeded.
+    assert queues["cli-mail"] == ["no", "none", "1", "0", "1", "0", "0", ""]
+    assert list(queues) == sorted(queues), "by name"
+
+
+def test_queue_pauses_limits_and_resumes(server: Server) -> None:
+    code, out, err = run(server, "queue", "cli-reports", "--pause", "--concurrency", "2")
+    assert code == 0
+    queue = json.loads(out)
+    assert (queue["name"], queue["paused"], queue["concurrency"]) == ("cli-reports", True, 2)
+    assert err == "queue cli-reports: paused, concurrency 2\n"
+
+    _, out, _ = run(server, "submit", "add", "x=2", "y=2", "--queue", "cli-reports")
+    task_id = json.loads(out)["id"]
+    # A task of another queue, submitted after it, runs; the paused queue's task waits.
+    assert run(server, "submit", "add", "x=0", "y=0", "--wait")[0] == 0
+    assert server.request("GET", f"/tasks/{task_id}")[1]["status"] == "queued"
+    waiting = queue_lines(server)["cli-reports"]
+    assert waiting[:4] == ["yes", "2", "1", "0"], waiting
+    assert float(waiting[-1]) > 0, "the age of the ready task that waits"
+
+    code, out, err = run(server, "queue", "cli-reports")
+    assert (code, err) == (0, "")
+    assert json.loads(out)["counts"]["queued"] == 1
+
+    code, out, err = run(server, "queue", "cli-reports", "--resume", "--no-limit")
+    assert code == 0
+    assert (json.loads(out)["paused"], json.loads(out)["concurrency"]) == (False, None)
+    assert err == "queue cli-reports: active, no concurrency limit\n"
+    assert wait_for(server, task_id, "succeeded")["result"] == 4
+
+
+def test_queues_on_a_terminal_is_a_table(server: Server) -> None:
+    run(server, "queue", "cli-table", "--pause")
+    code, table, _ = run(server, "queues", TTY_COMPATIBLE="1", COLUMNS="100")
+    assert code == 0
+    header, rule, *rows = re.sub(r"\x1b\[[0-9;]*m", "", table).splitlines()
+    assert header.split() == QUEUE_COLUMNS
+    assert set(rule) == {"─"}
+    assert ["cli-table", "yes", "none", "0", "0", "0", "0", "0", "-"] in [r.split() for r in rows]
+
+
+def test_an_unknown_queue_exits_2_with_the_problem(server: Server) -> None:
+    code, out, err = run(server, "queue", "cli-never-used")
+    assert code == 2 and out == ""
+    assert err.startswith("error: Not Found: "), err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--concurrency", "0"], "0 is not in the range 1<=x<=10000"),
+        (["--concurrency", "2", "--no-limit"], "--concurrency and --no-limit contradict"),
+    ],
+)
+def test_queue_refuses_contradictory_or_out_of_range_options(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["queue", "emails", *args, "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert message in result.stderr, result.stderr
+
+
+def test_a_bad_queue_name_is_refused_with_the_field(server: Server) -> None:
+    code, out, err = run(server, "submit", "add", "x=1", "y=2", "--queue", "Not A Queue")
+    assert code == 2 and out == ""
+    assert "json.queue:" in err, err
+
+
+def test_only_admins_change_queues(keyed_server: Server) -> None:
+    code, out, err = run(keyed_server, "queue", "cli-admin", "--pause", "--token", "s3cret-b")
+    assert code == 2 and out == ""
+    assert err.startswith("error: Forbidden: "), err
+    code, out, _ = run(keyed_server, "queue", "cli-admin", "--pause", "--token", "s3cret-a")
+    assert code == 0 and json.loads(out)["paused"] is True
+    # Reading is for every caller.
+    assert queue_lines(keyed_server, TASKS_TOKEN="s3cret-b")["cli-admin"][0] == "yes"

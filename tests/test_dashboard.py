@@ -4,8 +4,8 @@ Debian's Chromium, headless, against a real ``taskapi serve``. Tasks are submitt
 before and while the page is open; the test reads what the page shows: the tasks with their
 status, progress and errors, a page of them at a time, filtered, one in full, the counts by
 status, the charts of the last minutes (``/activity``, kept by the server, so drawn from the
-first paint), and the token form when the service runs with API keys. No request may leave the
-machine.
+first paint), the queues with their pause switch, and the token form when the service runs with
+API keys. No request may leave the machine.
 A screenshot is kept in ``test-artifacts/dashboard.png``.
 """
 
@@ -109,7 +109,11 @@ def server(tmp_path: Path) -> Iterator[Server]:
 @pytest.fixture
 def keyed_server(tmp_path: Path) -> Iterator[Server]:
     server = start_server(
-        tmp_path / "keyed.sqlite3", tmp_path, TASKS_WORKERS="2", TASKS_API_KEYS=KEYS
+        tmp_path / "keyed.sqlite3",
+        tmp_path,
+        TASKS_WORKERS="2",
+        TASKS_API_KEYS=KEYS,
+        TASKS_ADMINS="alice",
     )
     try:
         yield server
@@ -461,3 +465,101 @@ def test_dashboard_shows_one_task_in_full_and_cancels_and_deletes_it(server: Ser
 
     assert call(server, "GET", f"/tasks/{sleeper}")[0] == 404
     assert not seen.console_errors, seen.console_errors
+
+
+def queue_row(page: Page, name: str) -> Locator:
+    return page.locator(f'#queue-rows tr[data-queue="{name}"]')
+
+
+def queue_cell(page: Page, name: str, field: str) -> Locator:
+    return queue_row(page, name).locator(f'[data-field="{field}"]')
+
+
+def test_dashboard_shows_the_queues_and_pauses_and_resumes_them(server: Server) -> None:
+    mails = [
+        submit(server, {"type": "add", "params": {"x": n, "y": 0}, "queue": "emails"})
+        for n in range(2)
+    ]
+    for task_id in mails:
+        wait_terminal(server, task_id)
+    status, queue = call(server, "PATCH", "/queues/reports", {"paused": True, "concurrency": 3})
+    assert status == 200, queue
+    report = submit(server, {"type": "add", "params": {"x": 40, "y": 2}, "queue": "reports"})
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        names = page.locator("#queue-rows tr")
+        expect(names).to_have_count(3)
+        assert [r.get_attribute("data-queue") for r in names.all()] == [
+            "default",
+            "emails",
+            "reports",
+        ]
+        expect(queue_cell(page, "emails", "succeeded")).to_have_text("2")
+        expect(queue_cell(page, "emails", "oldest")).to_have_text("—")
+        expect(queue_cell(page, "emails", "concurrency")).to_have_text("no limit")
+        expect(queue_cell(page, "reports", "queued")).to_have_text("1")
+        expect(queue_cell(page, "reports", "concurrency")).to_have_text("3")
+        expect(queue_cell(page, "reports", "oldest")).to_have_text(re.compile(r"^\d+ s$"))
+        reports = page.get_by_role("switch", name="Pause queue reports")
+        expect(reports).to_have_attribute("aria-checked", "true")
+        expect(status_of(page, report)).to_have_text("queued")
+        expect(row(page, report).locator(".queue-cell")).to_have_text("reports")
+        expect(row(page, mails[0]).locator(".queue-cell")).to_have_text("emails")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-queues.png", full_page=True)
+
+        # Resume: the waiting report runs.
+        reports.click()
+        expect(reports).to_have_attribute("aria-checked", "false")
+        expect(page.locator("#queue-message")).to_have_text("Queue reports resumed.")
+        expect(status_of(page, report)).to_have_text("succeeded")
+        expect(queue_cell(page, "reports", "succeeded")).to_have_text("1")
+
+        # Pause emails: a new email waits, and the store says it is paused.
+        emails = page.get_by_role("switch", name="Pause queue emails")
+        emails.click()
+        expect(emails).to_have_attribute("aria-checked", "true")
+        expect(page.locator("#queue-message")).to_contain_text("Queue emails paused")
+        assert call(server, "GET", "/queues/emails")[1]["paused"] is True
+        waiting = submit(server, {"type": "add", "params": {"x": 1, "y": 1}, "queue": "emails"})
+        expect(status_of(page, waiting)).to_have_text("queued")
+        expect(queue_cell(page, "emails", "queued")).to_have_text("1")
+
+        # The list filtered by queue, and a task in full with its queue.
+        page.get_by_label("Queue", exact=True).select_option("emails")
+        expect(page.locator("#page-info")).to_have_text("page 1 of 1 · 3 tasks")
+        row(page, waiting).click()
+        expect(detail_field(page, "queue")).to_have_text("emails")
+
+    patches = [r for r in seen.requests if r.method == "PATCH"]
+    assert [(r.url, r.post_data_json) for r in patches] == [
+        (f"{server.url}/queues/reports", {"paused": False}),
+        (f"{server.url}/queues/emails", {"paused": True}),
+    ]
+    assert f"{server.url}/tasks?page=1&page_size=20&queue=emails" in seen.urls()
+    assert not seen.console_errors, seen.console_errors
+
+
+def test_dashboard_says_why_a_queue_change_is_refused(keyed_server: Server) -> None:
+    """bob is not in TASKS_ADMINS: he sees the queues, and his switch is refused with a 403."""
+    server = keyed_server
+    status, _ = call(server, "PATCH", "/queues/emails", {"paused": True}, token=ALICE)
+    assert status == 200
+
+    def as_bob(context: BrowserContext) -> None:
+        context.add_init_script(
+            "sessionStorage.setItem('taskapi.dashboard.token', 's3cret-bob-77b0')"
+        )
+
+    with browse(server, as_bob) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        emails = page.get_by_role("switch", name="Pause queue emails")
+        expect(emails).to_have_attribute("aria-checked", "true")
+        emails.click()
+        expect(page.locator("#queue-message")).to_have_text(re.compile(r"^Refused \(403\): .+"))
+        expect(emails).to_have_attribute("aria-checked", "true")
+        expect(emails).to_be_enabled()
+    assert call(server, "GET", "/queues/emails", token=ALICE)[1]["paused"] is True

@@ -7,6 +7,7 @@ import signal
 import threading
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,7 +18,8 @@ from flask.testing import FlaskClient
 from marshmallow import Schema
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.models import MAX_LOST_ATTEMPTS, Status
+from api.metrics import queue_families
+from api.models import MAX_LOST_ATTEMPTS, NewTask, QueueState, Status
 from api.registry import TaskContext, TaskType
 from tests.conftest import submit
 from tests.processes import Server, children, start_server
@@ -108,7 +110,19 @@ def expect_every_series_of_known_labels_at_zero(text: str) -> None:
             assert samples[("taskapi_tasks_finished_total", labels)] == 0
     for status in Status:
         assert samples[("taskapi_tasks", frozenset({("status", status.value)}))] == 0
+        labels = frozenset({("queue", "default"), ("status", status.value)})
+        assert samples[("taskapi_queue_tasks", labels)] == 0
+    default = frozenset({("queue", "default")})
+    assert samples[("taskapi_queue_oldest_queued_seconds", default)] == 0
+    assert samples[("taskapi_queue_paused", default)] == 0
+    assert ("taskapi_queue_concurrency_limit", default) not in samples, "no limit, no series"
     assert {"taskapi_http_requests", "taskapi_http_request_duration_seconds"} <= families
+    assert {
+        "taskapi_queue_tasks",
+        "taskapi_queue_oldest_queued_seconds",
+        "taskapi_queue_paused",
+        "taskapi_queue_concurrency_limit",
+    } <= families
 
 
 def test_every_family_is_there_from_the_first_scrape(client: FlaskClient) -> None:
@@ -281,3 +295,84 @@ def test_methods_a_client_invents_share_one_label(client: FlaskClient) -> None:
     samples = scrape(client)
     methods = {dict(labels).get("method") for name, labels in samples if "http" in name}
     assert {"QWERTY", "FOO", "BAR"}.isdisjoint(methods) and "other" in methods
+
+
+def queue_task(queue: str, created: datetime, delay: float = 0) -> NewTask:
+    return NewTask(
+        id=str(uuid.uuid4()),
+        type="add",
+        params={"x": 1, "y": 2, "delay_seconds": 0},
+        max_attempts=1,
+        timeout_seconds=None,
+        priority=0,
+        created_at=created,
+        run_after=created + timedelta(seconds=delay),
+        queue=queue,
+    )
+
+
+def test_queue_gauges_follow_tasks_pauses_and_limits(
+    client: FlaskClient, drain: Callable[[], int]
+) -> None:
+    store = client.application.extensions["taskapi"].store
+    now = datetime.now(UTC)
+    for _ in range(3):
+        store.create(queue_task("emails", now - timedelta(seconds=90)))
+    store.create(queue_task("reports", now - timedelta(seconds=30)))
+    store.create(queue_task("later", now, delay=600))  # not ready: no age
+    store.update_queue("reports", {"paused": True})
+    store.update_queue("emails", {"concurrency": 2})
+
+    before = scrape(client)
+    assert value(before, "taskapi_queue_tasks", queue="emails", status="queued") == 3
+    assert value(before, "taskapi_queue_tasks", queue="reports", status="queued") == 1
+    assert value(before, "taskapi_queue_tasks", queue="later", status="queued") == 1
+    assert value(before, "taskapi_tasks", status="queued") == 5, "the old family is unchanged"
+    for status in Status:  # every status of every queue, at 0 until it has tasks
+        labels = frozenset({("queue", "reports"), ("status", status.value)})
+        assert ("taskapi_queue_tasks", labels) in before
+    assert 90 <= value(before, "taskapi_queue_oldest_queued_seconds", queue="emails") < 120
+    assert 30 <= value(before, "taskapi_queue_oldest_queued_seconds", queue="reports") < 60
+    assert ("taskapi_queue_oldest_queued_seconds", frozenset({("queue", "later")})) in before
+    assert value(before, "taskapi_queue_oldest_queued_seconds", queue="later") == 0
+    assert value(before, "taskapi_queue_paused", queue="reports") == 1
+    assert value(before, "taskapi_queue_paused", queue="emails") == 0
+    assert value(before, "taskapi_queue_concurrency_limit", queue="emails") == 2
+    assert ("taskapi_queue_concurrency_limit", frozenset({("queue", "reports")})) not in before
+
+    while drain():  # the emails run; the paused reports wait
+        pass
+    after = scrape(client)
+    assert value(after, "taskapi_queue_tasks", queue="emails", status="succeeded") == 3
+    assert value(after, "taskapi_queue_tasks", queue="emails", status="queued") == 0
+    assert value(after, "taskapi_queue_oldest_queued_seconds", queue="emails") == 0
+    assert value(after, "taskapi_queue_tasks", queue="reports", status="queued") == 1
+    assert value(after, "taskapi_queue_tasks", queue="default", status="queued") == 0
+
+    store.update_queue("reports", {"paused": False})
+    store.update_queue("emails", {"concurrency": None})
+    resumed = scrape(client)
+    assert value(resumed, "taskapi_queue_paused", queue="reports") == 0
+    assert ("taskapi_queue_concurrency_limit", frozenset({("queue", "emails")})) not in resumed
+
+
+def test_queue_families_of_given_states() -> None:
+    now = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    counts = {status: 0 for status in Status}
+    states = [
+        QueueState("default", False, None, counts, None),
+        QueueState("emails", True, 2, {**counts, Status.RUNNING: 2}, now - timedelta(minutes=5)),
+        # A clock a little behind the store's: an age never goes below 0.
+        QueueState("skewed", False, None, counts, now + timedelta(seconds=1)),
+    ]
+    samples = {
+        (sample.name, frozenset(sample.labels.items())): sample.value
+        for family in queue_families(states, now)
+        for sample in family.samples
+    }
+    assert value(samples, "taskapi_queue_tasks", queue="emails", status="running") == 2
+    assert value(samples, "taskapi_queue_oldest_queued_seconds", queue="emails") == 300
+    assert samples[("taskapi_queue_oldest_queued_seconds", frozenset({("queue", "skewed")}))] == 0
+    assert value(samples, "taskapi_queue_paused", queue="emails") == 1
+    limits = {dict(labels)["queue"] for name, labels in samples if name.endswith("_limit")}
+    assert limits == {"emails"}

@@ -1,4 +1,5 @@
-"""The client commands of ``taskapi``: submit, status, list, cancel, delete and types.
+"""The client commands of ``taskapi``: submit, status, list, cancel, delete, types, queues and
+queue.
 
 Each talks to a server over HTTP (api/client.py) and shows what it got with api/cli/views.py;
 api/cli/__init__.py adds them to the ``taskapi`` group.
@@ -19,11 +20,15 @@ from api.cli.views import (
     PlainView,
     make_console,
     outcome,
+    queue_cells,
+    queue_summary,
+    queue_table,
     task_cells,
     task_table,
     type_cells,
 )
 from api.client import DEFAULT_URL, Client, ClientError
+from api.models import MAX_QUEUE_CONCURRENCY
 
 url_option = click.option(
     "--url",
@@ -95,6 +100,12 @@ def _fail(error: ClientError) -> None:
     type=float,
     default=None,
     help="Seconds an attempt may run (default: the type's).",
+)
+@click.option(
+    "--queue",
+    default=None,
+    metavar="NAME",
+    help="The queue it waits in (default: the type's, else default).",
 )
 @url_option
 @token_option
@@ -256,6 +267,7 @@ def types(url: str, token: str | None) -> None:
     help="Only tasks in this status (repeat for several).",
 )
 @click.option("--type", "task_type", default=None, help="Only tasks of this type.")
+@click.option("--queue", default=None, metavar="NAME", help="Only tasks of this queue.")
 @click.option(
     "--page", type=click.IntRange(min=1), default=1, show_default=True, help="The page to show."
 )
@@ -271,6 +283,7 @@ def types(url: str, token: str | None) -> None:
 def list_tasks(
     statuses: tuple[str, ...],
     task_type: str | None,
+    queue: str | None,
     page: int,
     page_size: int,
     url: str,
@@ -282,7 +295,9 @@ def list_tasks(
     tabs (created as the API writes it). The page and the count go to stderr.
     """
     try:
-        tasks, pagination = Client(url, token).list(statuses, task_type, page, page_size)
+        tasks, pagination = Client(url, token).list(
+            statuses, task_type, page, page_size, queue=queue
+        )
     except ClientError as exc:
         _fail(exc)
         return
@@ -295,7 +310,7 @@ def list_tasks(
             click.echo("\t".join(task_cells(task)))
     total = pagination.get("total", len(tasks))
     if not total:
-        click.echo("no tasks" if statuses or task_type else "no tasks yet", err=True)
+        click.echo("no tasks" if statuses or task_type or queue else "no tasks yet", err=True)
         return
     click.echo(
         f"page {pagination.get('page', page)} of {pagination.get('total_pages', 0)}, "
@@ -304,5 +319,86 @@ def list_tasks(
     )
 
 
+@click.command()
+@url_option
+@token_option
+def queues(url: str, token: str | None) -> None:
+    """List the queues, with their settings and their tasks by status.
+
+    Every queue that has tasks or settings, and default, by name. A table on a terminal (the
+    oldest column is the age of the oldest task ready to start); elsewhere, one line per queue
+    with the same columns, separated by tabs, the age in seconds (empty when none is ready).
+    Counts cover every caller.
+    """
+    try:
+        found = Client(url, token).queues()
+    except ClientError as exc:
+        _fail(exc)
+        return
+    console = make_console(stderr=False)
+    if console.is_terminal:
+        console.print(queue_table(found), soft_wrap=False)
+        return
+    for one in found:
+        click.echo("\t".join(queue_cells(one, terminal=False)))
+
+
+@click.command()
+@click.argument("name", metavar="NAME", help="The queue's name (`taskapi queues` lists them).")
+@click.option(
+    "--pause/--resume",
+    "paused",
+    default=None,
+    help="Pause the queue: it accepts tasks and starts none (those running finish); or resume it.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, MAX_QUEUE_CONCURRENCY),
+    default=None,
+    metavar="N",
+    help="At most N of its tasks running at once, across every process of the store.",
+)
+@click.option(
+    "--no-limit",
+    is_flag=True,
+    help="No concurrency limit beyond the workers (undoes --concurrency).",
+)
+@url_option
+@token_option
+def queue(
+    name: str,
+    paused: bool | None,
+    concurrency: int | None,
+    no_limit: bool,
+    url: str,
+    token: str | None,
+) -> None:
+    """Show a queue, or change it, and print it as JSON.
+
+    \b
+        taskapi queue emails --concurrency 2
+        taskapi queue reports --pause
+
+    With an option, the queue is changed first (with API keys, only callers named in the
+    server's TASKS_ADMINS may) and stderr says what it is now.
+    """
+    if concurrency is not None and no_limit:
+        raise click.UsageError("--concurrency and --no-limit contradict each other")
+    changes: dict[str, Any] = {}
+    if paused is not None:
+        changes["paused"] = paused
+    if concurrency is not None or no_limit:
+        changes["concurrency"] = concurrency
+    client = Client(url, token)
+    try:
+        found = client.update_queue(name, changes) if changes else client.queue(name)
+    except ClientError as exc:
+        _fail(exc)
+        return
+    _print(found)
+    if changes:
+        click.echo(queue_summary(found), err=True)
+
+
 #: The commands api/cli/__init__.py adds to ``taskapi``.
-CLIENT_COMMANDS = (submit, status, list_tasks, cancel, delete, types)
+CLIENT_COMMANDS = (submit, status, list_tasks, cancel, delete, types, queues, queue)

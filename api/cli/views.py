@@ -187,7 +187,11 @@ def created_text(stamp: str) -> str:
         return stamp
 
 
-TASK_HEADERS = ("id", "type", "status", "progress", "created")
+#: ``queue`` comes last so that the columns before it keep their places for scripts
+#: (``taskapi list | cut -f3`` is the statuses).
+TASK_HEADERS = ("id", "type", "status", "progress", "created", "queue")
+PROGRESS_COLUMN = TASK_HEADERS.index("progress")
+CREATED_COLUMN = TASK_HEADERS.index("created")
 
 
 def task_cells(task: dict[str, Any]) -> tuple[str, ...]:
@@ -200,6 +204,7 @@ def task_cells(task: dict[str, Any]) -> tuple[str, ...]:
         task["status"],
         f"{progress_count(progress)} {message}".strip(),
         task["created_at"],
+        str(task.get("queue") or ""),
     )
 
 
@@ -209,25 +214,102 @@ def task_table(tasks: list[dict[str, Any]], width: int) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    rows = [(*cells[:-1], created_text(cells[-1])) for cells in map(task_cells, tasks)]
+    rows = []
+    for cells in map(task_cells, tasks):
+        row = list(cells)
+        row[CREATED_COLUMN] = created_text(row[CREATED_COLUMN])
+        rows.append(row)
     headers = TASK_HEADERS
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
     gap = 2  # one of padding, one of the (blank) column rule
-    room = width - sum(widths) + widths[3] - gap * (len(headers) - 1)
+    room = width - sum(widths) + widths[PROGRESS_COLUMN] - gap * (len(headers) - 1)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
     for i, header in enumerate(headers):
         table.add_column(
             header,
             no_wrap=True,
             overflow="ellipsis",
-            max_width=max(room, len(header)) if i == 3 else None,
+            max_width=max(room, len(header)) if i == PROGRESS_COLUMN else None,
         )
-    for task_id, type_name, status, progress_text, created in rows:
+    for row in rows:
+        status = row[2]
         table.add_row(
-            Text(task_id),
-            Text(type_name),
-            Text(status, style=STATUS_STYLES.get(status, "")),
-            Text(progress_text),
-            Text(created),
+            *(
+                Text(cell, style=STATUS_STYLES.get(status, "") if i == 2 else "")
+                for i, cell in enumerate(row)
+            )
         )
     return table
+
+
+#: ``limit`` is the queue's concurrency (``none``: no limit beyond the workers); the columns
+#: fit 80 characters.
+QUEUE_HEADERS = (
+    "queue",
+    "paused",
+    "limit",
+    "queued",
+    "running",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "oldest",
+)
+QUEUE_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+
+def age_text(seconds: float | None) -> str:
+    """An age for people: ``45s``, ``3m05s``, ``2h04m``, ``3d02h``; ``-`` for none."""
+    if seconds is None:
+        return "-"
+    whole = max(0, int(seconds))
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        return f"{whole // 60}m{whole % 60:02d}s"
+    if whole < 86400:
+        return f"{whole // 3600}h{whole % 3600 // 60:02d}m"
+    return f"{whole // 86400}d{whole % 86400 // 3600:02d}h"
+
+
+def queue_cells(queue: dict[str, Any], *, terminal: bool) -> tuple[str, ...]:
+    """A queue's cells, in the order of QUEUE_HEADERS. On a terminal the oldest ready task's
+    age is written for people (``3m05s``, ``-`` for none); elsewhere as the API gives it, in
+    seconds (empty for none)."""
+    counts = queue.get("counts") or {}
+    concurrency = queue.get("concurrency")
+    oldest = queue.get("oldest_queued_seconds")
+    plain = "" if oldest is None else number_text(oldest)
+    oldest_text = age_text(oldest) if terminal else plain
+    return (
+        str(queue["name"]),
+        "yes" if queue.get("paused") else "no",
+        "none" if concurrency is None else str(concurrency),
+        *(str(counts.get(status, 0)) for status in QUEUE_STATUSES),
+        oldest_text,
+    )
+
+
+def queue_table(queues: list[dict[str, Any]]) -> Any:
+    """A table of ``queues`` for a terminal: a paused queue's flag in yellow, counts right."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for header in QUEUE_HEADERS:
+        numeric = header in (*QUEUE_STATUSES, "limit", "oldest")
+        table.add_column(header, no_wrap=True, justify="right" if numeric else "left")
+    for queue in queues:
+        cells = queue_cells(queue, terminal=True)
+        paused = Text(cells[1], style="yellow" if queue.get("paused") else "")
+        table.add_row(Text(cells[0]), paused, *(Text(cell) for cell in cells[2:]))
+    return table
+
+
+def queue_summary(queue: dict[str, Any]) -> str:
+    """A queue's settings in one line: ``queue reports: paused, concurrency 2``."""
+    concurrency = queue.get("concurrency")
+    limit = "no concurrency limit" if concurrency is None else f"concurrency {concurrency}"
+    state = "paused" if queue.get("paused") else "active"
+    return f"queue {queue['name']}: {state}, {limit}"

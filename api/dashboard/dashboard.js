@@ -1,5 +1,6 @@
-// taskapi dashboard: polls GET /tasks and GET /activity, draws the last minutes as inline SVG,
-// pages and filters the task list, and shows one task in full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
+// taskapi dashboard: polls GET /tasks, GET /queues and GET /activity, draws the last minutes as
+// inline SVG, lists the queues with a pause switch each (PATCH /queues/{name}), pages and
+// filters the task list, and shows one task in full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
 // never as HTML: task params, results and error messages are user data.
 "use strict";
 
@@ -15,7 +16,8 @@
   // {t, queued, running, ended, failed}: the store's counts, as GET /activity answers them
   // (kept by the server, so the charts show the last minutes from the first paint).
   let points = [];
-  const view = { page: 1, status: "", type: "" }; // what the list shows
+  const view = { page: 1, status: "", type: "", queue: "" }; // what the list shows
+  const switching = new Set(); // queues whose PATCH is on its way: their switch waits
   let selected = null; // the id of the task shown in full, or null
   let typesShown = false;
   let timer = null;
@@ -67,13 +69,15 @@
 
   // A request with the token; a GET is sent again once when the connection failed: the
   // server may close an idle keep-alive connection just as the next poll reuses it.
-  async function call(path, accept, method) {
+  async function call(path, accept, method, body) {
     const headers = { Accept: accept };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
     const send = () => fetch(path, {
       method: method || "GET",
       headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
       cache: "no-store",
       credentials: "same-origin",
       signal: AbortSignal.timeout(10000),
@@ -102,6 +106,7 @@
     const query = new URLSearchParams({ page: String(view.page), page_size: String(PAGE_SIZE) });
     if (view.status) query.append("status", view.status);
     if (view.type) query.append("type", view.type);
+    if (view.queue) query.append("queue", view.queue);
     return "tasks?" + query.toString();
   }
 
@@ -144,6 +149,19 @@
       }
     }
     typesShown = true;
+  }
+
+  // Every queue, or {unavailable: reason}; never throws (the list works without them).
+  async function loadQueues() {
+    try {
+      const response = await call("queues", "application/json");
+      if (!response.ok) return { unavailable: "GET /queues answered " + response.status };
+      const body = await response.json();
+      return { queues: Array.isArray(body) ? body : [] };
+    } catch (e) {
+      const reason = e instanceof AuthNeeded ? "GET /queues refused the token" : e.message;
+      return { unavailable: String(reason) };
+    }
   }
 
   // Counts by status from the list's X-Pagination totals: used only while /activity is missing.
@@ -261,6 +279,90 @@
     ], "/s");
   }
 
+  // ---- Queues ------------------------------------------------------------------------------
+
+  // Seconds as a short age: "45 s", "3 min", "2 h", "4 d"; "—" for none.
+  function age(seconds) {
+    if (seconds === null || seconds === undefined || !Number.isFinite(seconds)) return "—";
+    const s = Math.max(0, seconds);
+    if (s < 60) return Math.round(s) + " s";
+    if (s < 3600) return Math.round(s / 60) + " min";
+    if (s < 86400) return Math.round(s / 3600) + " h";
+    return Math.round(s / 86400) + " d";
+  }
+
+  function queueRow(queue) {
+    const name = String(queue.name);
+    const paused = queue.paused === true;
+    const counts = queue.counts || {};
+    const count = (status) => el("td", { class: "num", "data-field": status },
+      Number.isFinite(counts[status]) ? String(counts[status]) : "–");
+    const limit = Number.isFinite(queue.concurrency) ? String(queue.concurrency) : "no limit";
+    const toggle = el("button", {
+      type: "button", role: "switch", class: "switch", "data-queue": name,
+      "aria-checked": paused ? "true" : "false", "aria-label": "Pause queue " + name,
+      title: paused ? "Paused: it starts none of its tasks. Click to resume."
+        : "Active: its tasks start. Click to pause (running ones finish).",
+    }, el("span", { class: "knob" }), el("span", { class: "switch-text" },
+      paused ? "paused" : "active"));
+    if (switching.has(name)) toggle.disabled = true;
+    return el("tr", { "data-queue": name, class: "queue" + (paused ? " paused" : "") },
+      el("th", { scope: "row", class: "queue-name" }, name),
+      ...STATUSES.map(count),
+      el("td", { class: "num", "data-field": "oldest",
+        title: "Age of the oldest task ready to start" }, age(queue.oldest_queued_seconds)),
+      el("td", { class: "num", "data-field": "concurrency" }, limit),
+      el("td", { "data-field": "paused" }, toggle));
+  }
+
+  function showQueues(result) {
+    if (!result.queues) {
+      $("queues-state").textContent = "The queues are unavailable (" + result.unavailable + ").";
+      return;
+    }
+    $("queues-state").textContent = "";
+    $("queue-rows").replaceChildren(...result.queues.map(queueRow));
+    const select = $("filter-queue");
+    for (const queue of result.queues) {
+      const name = String(queue.name);
+      if (![...select.options].some((o) => o.value === name)) {
+        select.append(el("option", { value: name }, name));
+      }
+    }
+  }
+
+  // Pause or resume a queue; the answer (or the refusal, such as a 403 for a caller who is
+  // not an admin) is said under the table.
+  async function switchQueue(name, pause) {
+    switching.add(name);
+    $("queue-message").textContent = (pause ? "Pausing " : "Resuming ") + name + "…";
+    try {
+      const response = await call("queues/" + encodeURIComponent(name), "application/json",
+        "PATCH", { paused: pause });
+      if (!response.ok) {
+        $("queue-message").textContent = "Refused (" + response.status + "): " +
+          await problemDetail(response);
+        return;
+      }
+      const queue = await response.json();
+      $("queue-message").textContent = "Queue " + name + " " +
+        (queue.paused ? "paused: it starts none of its tasks." : "resumed.");
+    } catch (e) {
+      if (e instanceof AuthNeeded) askToken(e);
+      else $("queue-message").textContent = "Cannot reach the service (" + e.message + ").";
+    } finally {
+      switching.delete(name);
+      poll();
+    }
+  }
+
+  $("queue-rows").addEventListener("click", (event) => {
+    const toggle = event.target.closest("button[data-queue]");
+    if (!toggle || toggle.disabled) return;
+    toggle.disabled = true;
+    switchQueue(toggle.dataset.queue, toggle.getAttribute("aria-checked") !== "true");
+  });
+
   // ---- Header, table, notices --------------------------------------------------------------
 
   function showCounts(counts) {
@@ -338,6 +440,7 @@
           el("span", { class: "type" }, String(task.type)), " ",
           el("code", { class: "id", title: String(task.id) }, String(task.id).slice(0, 8))),
         el("div", { class: "params muted", title: params }, shorten(params, 80))),
+      el("td", { class: "queue-cell" }, String(task.queue || "")),
       el("td", {}, el("span", { class: "badge " + status }, String(task.status))),
       el("td", { class: "detail" }, ...detailOf(task)),
       el("td", { class: "num", title: "at most " + task.max_attempts + " may fail" },
@@ -348,7 +451,7 @@
 
   function showTasks(tasks, page) {
     $("task-rows").replaceChildren(...tasks.map(taskRow));
-    const filtered = view.status || view.type;
+    const filtered = view.status || view.type || view.queue;
     $("empty").textContent = filtered ? "No tasks match." : "No tasks yet.";
     $("empty").hidden = tasks.length > 0;
     const total = Number.isFinite(page.total) ? page.total : tasks.length;
@@ -378,6 +481,7 @@
 
   $("filter-status").addEventListener("change", (e) => changeView({ status: e.target.value, page: 1 }));
   $("filter-type").addEventListener("change", (e) => changeView({ type: e.target.value, page: 1 }));
+  $("filter-queue").addEventListener("change", (e) => changeView({ queue: e.target.value, page: 1 }));
   $("page-newer").addEventListener("click", () => changeView({ page: Math.max(1, view.page - 1) }));
   $("page-older").addEventListener("click", () => changeView({ page: view.page + 1 }));
   $("list-controls").addEventListener("submit", (e) => e.preventDefault());
@@ -417,6 +521,7 @@
         task.cancel_requested && (status === "queued" || status === "running")
           ? el("span", { class: "muted" }, " · cancel requested") : null),
       ...field("type", "Type", String(task.type)),
+      ...field("queue", "Queue", String(task.queue || "—")),
       ...field("params", "Params", el("pre", {}, pretty(task.params))),
       ...field("result", "Result", result),
       ...field("error", "Error", error),
@@ -555,8 +660,8 @@
     let next = true;
     try {
       const shown = selected;
-      const [list, activity, detail] = await Promise.all([
-        loadTasks(), loadActivity(), shown ? loadDetail(shown) : null,
+      const [list, activity, queues, detail] = await Promise.all([
+        loadTasks(), loadActivity(), loadQueues(), shown ? loadDetail(shown) : null,
       ]);
       const pages = Math.max(1, list.page.total_pages || 1);
       if (view.page > pages) {
@@ -564,6 +669,7 @@
         again = true;
       }
       showTasks(list.tasks, list.page);
+      showQueues(queues);
       if (detail && shown === selected) {
         if (detail.task) showDetail(detail.task);
         else showGone(detail.gone);
