@@ -8,15 +8,17 @@ migrated as the service would), then ``taskapi worker`` processes are started as
 them. The figure is N over the time from the first task's ``started_at`` to the last one's
 ``finished_at``, read back from the store: the method of ``river bench`` and of Oban's "one
 million jobs a minute"; the workers' start-up is not counted. PostgreSQL works in a schema of
-its own (``bench_burndown``), made afresh each run and dropped after. With ``--concurrency N``
-the tasks' queue (``default``) is given that limit before the workers start: the cost of a
-global limit is this figure with a limit equal to the workers over the figure without.
+its own (``bench_burndown_<pid>``), made afresh each run and dropped after. With
+``--concurrency N`` the tasks' queue (``default``) is given that limit before the workers
+start: the cost of a global limit is this figure with a limit equal to the workers over the
+figure without.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sqlite3
 import sys
 import time
@@ -30,7 +32,9 @@ from bench.servers import Running, script, sizing, spawn
 
 BATCH = 10_000
 DEFAULT_PG_URL = "postgresql://127.0.0.1:5432/test"
-PG_SCHEMA = "bench_burndown"
+#: A schema of this run's own: two runs at once (two checkouts, CI beside a bench) never drop
+#: each other's tables.
+PG_SCHEMA = f"bench_burndown_{os.getpid()}"
 TIMEOUT_SECONDS = 600
 POLL_SECONDS = 0.1
 PARAMS = json.dumps({"x": 1, "y": 2, "delay_seconds": 0})

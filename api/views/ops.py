@@ -59,7 +59,9 @@ class Metrics(MethodView):
         description="The metrics of every process of this server, in Prometheus text "
         "format: `taskapi_tasks{status}` (tasks in the store now), "
         "`taskapi_tasks_created_total{type}`, `taskapi_tasks_finished_total{type,outcome}`, "
-        "`taskapi_task_retries_total{type}`, the histograms `taskapi_task_run_seconds` and "
+        "`taskapi_task_retries_total{type}`, by queue `taskapi_queue_tasks{queue,status}`, "
+        "`taskapi_queue_oldest_queued_seconds{queue}`, `taskapi_queue_paused{queue}` and "
+        "`taskapi_queue_concurrency_limit{queue}`, the histograms `taskapi_task_run_seconds` and "
         "`taskapi_task_queue_wait_seconds` by type, `taskapi_http_requests_total"
         "{method,route,status}` and `taskapi_http_request_duration_seconds`.",
     )
