@@ -390,7 +390,7 @@ class WorkerPool:
         if claim is not None and not claimed:  # none ready: when to look again
             # (Fewer than asked is no reason to look: the ends of those claimed claim again,
             # and a queue at its concurrency has ready tasks that only an end lets run.)
-            self._poll_at = time.monotonic() + self._idle_wait()
+            self._poll_at = time.monotonic() + self._idle_wait(claim.now)
 
     def _hand_out(self, tasks: Sequence[Task], worker_id: str) -> None:
         """Hold claimed tasks and pass them to the worker threads; back to the queue at once
@@ -406,11 +406,13 @@ class WorkerPool:
             for task in tasks:
                 self._hand_back(task.id, worker_id, task.type)
 
-    def _idle_wait(self) -> float:
-        """Seconds to wait when idle: the poll interval, or less if a delayed task is due."""
-        # Only tasks due later: a ready task left unclaimed waits for room in its queue (the
-        # end of a running task, a change of settings), which wakes the pool, or for the poll.
-        due = self.store.next_run_after(self.clock(), queues=self.queues)
+    def _idle_wait(self, claimed_at: datetime) -> float:
+        """Seconds to wait when a claim at ``claimed_at`` found nothing: the poll interval, or
+        less if a delayed task is due sooner."""
+        # Only tasks due after the claim: one it could have taken waits for room in its queue
+        # (the end of a running task, a change of settings), which wakes the pool, or for the
+        # poll.
+        due = self.store.next_run_after(claimed_at, queues=self.queues)
         if due is None:
             return self.poll_interval
         return min(self.poll_interval, max((due - self.clock()).total_seconds(), 0.001))

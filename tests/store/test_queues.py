@@ -153,3 +153,47 @@ def test_a_concurrency_holds_for_claims_of_several_processes_at_once(
         seen = [count for run in runs for count in run.result(timeout=120)]
     assert max(seen) <= 2, seen
     assert 2 in seen, "the limit was reached, not only respected"
+
+
+def test_counts_are_integers(store: Store) -> None:
+    store.create(new_task(queue="emails"))
+    emails = store.queue("emails", SOON)
+    assert emails is not None
+    assert all(type(n) is int for n in emails.counts.values()), emails.counts
+
+
+def test_a_claim_over_hundreds_of_queues_takes_the_first_in_claim_order(store: Store) -> None:
+    # A client names queues: 600 of them must not make a claim fail (SQLite's compound
+    # SELECT takes at most 500 parts) nor change which tasks it takes.
+    for n in range(600):
+        store.create(new_task(queue=f"q{n:03}", created=T0 + timedelta(milliseconds=n)))
+    urgent = store.create(new_task(queue="q599", priority=9, created=T0 + timedelta(seconds=1)))
+    taken = store.claim_many("w", 32, SOON + timedelta(seconds=1), LATER)
+    assert taken[0].id == urgent.id
+    assert [t.queue for t in taken[1:]] == [f"q{n:03}" for n in range(31)]
+
+
+def test_a_limit_set_between_the_lock_and_the_claim_gives_no_room(database_url: str) -> None:
+    """PostgreSQL: a claim takes the locks of the limited queues, then claims; a queue limited
+    in between (its lock not taken) gives the claim nothing rather than an unguarded count."""
+    if not database_url.startswith("postgresql"):
+        return  # SQLite's claim is one transaction with the write lock: nothing in between
+    import psycopg
+    from psycopg.rows import dict_row
+
+    from api.store.postgres import QUERIES
+
+    store = open_store(database_url)
+    try:
+        store.create(new_task(queue="c"))
+        store.create(new_task(queue="c"))
+        with psycopg.connect(database_url, row_factory=dict_row) as conn:
+            args = {"queues": None, "now": SOON}
+            conn.execute(QUERIES["lock_limited_queues"], args)  # opens a transaction
+            store.update_queue("c", {"concurrency": 1})  # committed meanwhile
+            claim = {"now": SOON, "worker_id": "a", "lease_until": LATER, "limit": 4, **args}
+            assert conn.execute(QUERIES["claim"], claim).fetchall() == []
+            conn.rollback()
+        assert _claim(store, 4) == ["c"], "the next claim, with the lock, takes its room"
+    finally:
+        store.close()

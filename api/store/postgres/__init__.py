@@ -177,7 +177,8 @@ class PostgresStore(SqlStore):
         # A lock for each limited queue the claim may take, held until it commits: the
         # claim statement that follows counts their running tasks from a snapshot taken
         # after the lock.
-        db.execute(self.queries["lock_limited_queues"], {"queues": self._names(claim.queues)})
+        args = {"queues": self._names(claim.queues), "now": claim.now}
+        db.execute(self.queries["lock_limited_queues"], args)
 
     def claim_many(
         self,

@@ -53,7 +53,7 @@ FROM names WHERE name IS NOT NULL
 -- name: queue_counts
 -- Tasks by queue and status (of the named queue; NULL: of every queue), less the expired: an
 -- index-only scan of tasks_by_queue.
-SELECT queue, status, SUM(n) AS n FROM (
+SELECT queue, status, SUM(n)::bigint AS n FROM (
     SELECT queue, status, COUNT(*) AS n FROM tasks
     WHERE %(name)s::text IS NULL OR queue = %(name)s GROUP BY queue, status
     UNION ALL
@@ -92,14 +92,19 @@ ON CONFLICT (name) DO UPDATE SET
 
 -- name: lock_limited_queues
 -- Before a claim, in its transaction: a lock for each queue with a concurrency that it may
--- take from, held until it commits, taken in one order (two claims never wait on each other
--- in a circle). The claim that follows counts their running tasks from a snapshot taken
--- after the lock, so two claims never both count the same free room. Advisory locks: they
+-- take from and that has a ready task, held until it commits, taken in one order (two claims
+-- never wait on each other in a circle); their names are kept for the transaction in
+-- taskapi.locked_queues. The claim that follows counts their running tasks from a snapshot
+-- taken after the lock, so two claims never both count the same free room, and gives no room
+-- to a limited queue it holds no lock of (one limited or resumed in between). Advisory locks
 -- live in memory and write nothing, unlike a lock of the queue's row.
-SELECT pg_advisory_xact_lock(730510, hashtext(name)) FROM queues
-WHERE concurrency IS NOT NULL AND NOT paused
-    AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
-ORDER BY hashtext(name)
+SELECT set_config('taskapi.locked_queues', COALESCE(string_agg(name || locked, ','), ''), TRUE)
+FROM (SELECT name, pg_advisory_xact_lock(730510, hashtext(name))::text AS locked FROM queues
+      WHERE concurrency IS NOT NULL AND NOT paused
+          AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
+          AND EXISTS (SELECT 1 FROM tasks WHERE status = 'queued' AND queue = queues.name
+                      AND run_after <= %(now)s)
+      ORDER BY hashtext(name)) AS taken
 
 -- name: lock_queue
 -- Submits with a bound on the queue count and insert one at a time (the lock is held until
@@ -149,8 +154,10 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = %(owner)s AND k
 -- counting its running tasks (lock_limited_queues ran first in the same transaction). The
 -- queues with queued tasks are found by skipping from one name to the next in the ready
 -- index; each one's next tasks are read from it in order (highest priority, earliest ready,
--- first in), so a paused queue's backlog is never read. Among tasks of one priority the
--- queues take turns. A task another claim holds is skipped, not waited for. RETURNING has no
+-- first in), so a paused queue's backlog is never read; only the limit queues whose next
+-- task comes first are read (no other could give one of the limit taken), so a claim locks
+-- few rows beyond those it takes. Among tasks of one priority the queues take turns. A task
+-- another claim holds is skipped, not waited for. RETURNING has no
 -- order: seq (after the columns), priority and run_after let the caller sort.
 WITH RECURSIVE names AS (
     (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
@@ -160,22 +167,31 @@ WITH RECURSIVE names AS (
     FROM names WHERE names.name IS NOT NULL),
 open AS MATERIALIZED (
     SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN %(limit)s
-        ELSE LEAST(%(limit)s, settings.concurrency - (
+        WHEN names.name = ANY(string_to_array(current_setting('taskapi.locked_queues', TRUE), ','))
+        THEN LEAST(%(limit)s, settings.concurrency - (
             SELECT COUNT(*) FROM tasks
-            WHERE tasks.queue = names.name AND tasks.status = 'running')) END AS room
+            WHERE tasks.queue = names.name AND tasks.status = 'running'))
+        ELSE 0 END AS room
     FROM names LEFT JOIN queues AS settings ON settings.name = names.name
     WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, FALSE)
         AND (%(queues)s::text[] IS NULL OR names.name = ANY(%(queues)s::text[]))),
+ranked AS MATERIALIZED (
+    SELECT open.name, open.room FROM open CROSS JOIN LATERAL (
+        SELECT priority, run_after, seq FROM tasks
+        WHERE status = 'queued' AND queue = open.name AND run_after <= %(now)s
+        ORDER BY priority DESC, run_after, seq LIMIT 1) AS first
+    WHERE open.room > 0
+    ORDER BY first.priority DESC, first.run_after, first.seq LIMIT %(limit)s),
 next AS (
     SELECT ready.seq, ready.priority, ready.run_after, open.room,
         row_number() OVER (PARTITION BY open.name
                            ORDER BY ready.priority DESC, ready.run_after, ready.seq) AS nth,
         row_number() OVER (PARTITION BY open.name, ready.priority
                            ORDER BY ready.run_after, ready.seq) AS turn
-    FROM open CROSS JOIN LATERAL (
+    FROM ranked AS open CROSS JOIN LATERAL (
         SELECT seq, priority, run_after FROM tasks
         WHERE status = 'queued' AND queue = open.name AND run_after <= %(now)s
-        ORDER BY priority DESC, run_after, seq LIMIT GREATEST(open.room, 0)
+        ORDER BY priority DESC, run_after, seq LIMIT open.room
         FOR UPDATE SKIP LOCKED) AS ready),
 picked AS (
     SELECT seq FROM next WHERE nth <= room

@@ -111,11 +111,11 @@ class SQLiteStore(SqlStore):
         return self._transaction()
 
     def _claim(self, db: Any, claim: Claim) -> list[sqlite3.Row]:
-        rows = db.execute(self.queries["claim_queues"], {"limit": claim.limit}).fetchall()
-        rooms = open_queues(rows, claim.queues)
+        args = self._claim_args(claim)
+        rooms = open_queues(db.execute(self.queries["claim_queues"], args).fetchall())
         if not rooms:
             return []
-        statement, values = second_step(self.queries, rooms, self._claim_args(claim))
+        statement, values = second_step(self.queries, rooms, args)
         return db.execute(statement, values).fetchall()
 
     def _submitting(self, keyed: bool) -> AbstractContextManager[sqlite3.Connection]:

@@ -11,7 +11,7 @@ SQLite runs one writer at a time, so the rooms counted in the first step hold in
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Mapping
 from functools import lru_cache
 from typing import Any
 
@@ -19,14 +19,10 @@ from typing import Any
 Row = Any
 
 
-def open_queues(rows: list[Row], queues: Collection[str] | None) -> list[tuple[str, int]]:
-    """The queues of the first step's ``rows`` that a claim of ``queues`` (None: any) may take
-    from, with room left, as (name, room)."""
-    return [
-        (row["name"], row["room"])
-        for row in rows
-        if row["room"] > 0 and (queues is None or row["name"] in queues)
-    ]
+def open_queues(rows: list[Row]) -> list[tuple[str, int]]:
+    """The queues of the first step's ``rows``, as (name, room): no more than the claim's
+    limit, nor than 256 (a compound SELECT of SQLite takes at most 500 parts)."""
+    return [(row["name"], row["room"]) for row in rows]
 
 
 def second_step(

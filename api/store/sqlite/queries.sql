@@ -115,20 +115,32 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key 
 -- A claim's first step (api/store/sqlite/claims.py writes the second): the queues a claim may
 -- take from, with the room each leaves, in the transaction of the claim. The queues with
 -- queued tasks are found by skipping from one name to the next in the ready index; a paused
--- one is left out; a queue with a concurrency leaves that less its running tasks (in the
--- trigger-kept queue_counts), others :limit.
+-- one is left out, and one not of :queues (a JSON list; NULL: every queue); a queue with a
+-- concurrency leaves that less its running tasks (in the trigger-kept queue_counts), others
+-- :limit. Of those with a ready task and room, the :limit whose next task comes first in
+-- claim order: no task of any other could be among the :limit taken (and never more than
+-- 256, for a compound SELECT of SQLite takes at most 500 parts).
 WITH RECURSIVE names(name) AS (
     SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'
     UNION ALL
     SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready
             WHERE status = 'queued' AND queue > names.name)
-    FROM names WHERE names.name IS NOT NULL)
-SELECT names.name AS name, CASE WHEN settings.concurrency IS NULL THEN :limit
-    ELSE MIN(:limit, settings.concurrency - COALESCE((
-        SELECT n FROM queue_counts WHERE status = 'running' AND queue = names.name), 0)) END
-    AS room
-FROM names LEFT JOIN queues AS settings ON settings.name = names.name
-WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, 0)
+    FROM names WHERE names.name IS NOT NULL),
+open(name, room) AS (
+    SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN :limit
+        ELSE MIN(:limit, settings.concurrency - COALESCE((
+            SELECT n FROM queue_counts WHERE status = 'running' AND queue = names.name), 0)) END
+    FROM names LEFT JOIN queues AS settings ON settings.name = names.name
+    WHERE names.name IS NOT NULL AND NOT COALESCE(settings.paused, 0)
+        AND (:queues IS NULL OR names.name IN (SELECT value FROM json_each(:queues)))),
+firsts(name, room, first) AS (
+    SELECT name, room, (SELECT seq FROM tasks INDEXED BY tasks_ready
+                        WHERE status = 'queued' AND queue = open.name AND run_after <= :now
+                        ORDER BY priority DESC, run_after, seq LIMIT 1)
+    FROM open WHERE room > 0)
+SELECT firsts.name AS name, firsts.room AS room
+FROM firsts JOIN tasks ON tasks.seq = firsts.first
+ORDER BY tasks.priority DESC, tasks.run_after, tasks.seq LIMIT MIN(:limit, 256)
 
 -- name: claim
 -- The second step for one queue: up to :room ready tasks of :queue in claim order, read from
