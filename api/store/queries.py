@@ -10,6 +10,9 @@ in braces, filled once at load:
   separated, from the lifecycle table (api.models.VERBS), so that every conditional write
   reads its ``status IN (…)`` from the one source of truth.
 
+A slot may also name a statement written earlier in the same file: a fragment that several
+statements share, such as ``{queued_names}``, the queues that have queued tasks.
+
 ``{matching}`` (a listing's filter), ``{each}`` and ``{n}`` (SQLite's claim of several
 queues) are left for the caller, who fills them at each call. Any other slot is an error at
 load.
@@ -18,6 +21,7 @@ load.
 from __future__ import annotations
 
 import re
+from collections import ChainMap
 from collections.abc import Mapping
 from functools import partial
 from importlib.resources import files
@@ -54,7 +58,9 @@ def parse(text: str, values: Mapping[str, str] | None) -> dict[str, str]:
             lines.pop(0)
         statement = "\n".join(lines)
         queries[name] = (
-            statement if values is None else _SLOT.sub(partial(_fill, name, values), statement)
+            statement
+            if values is None
+            else _SLOT.sub(partial(_fill, name, ChainMap(dict(values), queries)), statement)
         )
     return queries
 

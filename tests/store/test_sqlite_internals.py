@@ -52,11 +52,11 @@ def _plan(query: str, args: dict[str, object], tmp_path: Path) -> list[str]:
         store.close()
 
 
-def test_a_claim_finds_its_queues_by_skipping_through_the_ready_index(tmp_path: Path) -> None:
+def test_a_claim_finds_its_queues_by_skipping_through_an_index(tmp_path: Path) -> None:
     plan = _plan(QUERIES["claim_queues"], {"limit": 4, "queues": None, "now": 0}, tmp_path)
     # The first queue, then each next one, by the index; each one's running tasks from the
     # kept counts; never a scan of the tasks.
-    assert "SEARCH tasks USING INDEX tasks_ready (queue>?)" in plan, plan
+    assert "SEARCH tasks USING INDEX tasks_queued_at (queue>?)" in plan, plan
     assert "SEARCH queue_counts USING PRIMARY KEY (status=? AND queue=?)" in plan, plan
     assert not any(step.startswith("SCAN tasks") for step in plan), plan
 

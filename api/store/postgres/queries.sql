@@ -4,10 +4,22 @@
 -- here may hold a percent sign. Times are timestamptz. Filled in at load: {columns}, the
 -- columns every task read selects, and {claim}, {finish}, {retry}, {release}, {recover},
 -- {cancel}, {delete}: the statuses a task may have for that verb to change it, from the
--- lifecycle table api.models.VERBS. Filled in at each call: {matching}.
+-- lifecycle table api.models.VERBS. {queued_names} is the fragment of that
+-- name below. Filled in at each call: {matching}.
 --
 -- Claims take the next ready tasks with FOR UPDATE SKIP LOCKED in one statement, so workers
 -- never wait on each other's rows; every other change is one conditional statement.
+
+-- name: queued_names
+-- A fragment of the statements below (a WITH RECURSIVE step): the queues that have queued
+-- tasks, one row each and a last NULL, found by skipping from one name to the next in an
+-- index that leads with the queue: a look per queue, whatever the number of tasks.
+names AS (
+    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
+    UNION ALL
+    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
+            ORDER BY queue LIMIT 1)
+    FROM names WHERE names.name IS NOT NULL)
 
 -- name: get
 SELECT {columns} FROM tasks WHERE id = %(id)s AND (expires_at IS NULL OR expires_at > %(now)s)
@@ -37,12 +49,7 @@ WHERE expires_at IS NOT NULL AND expires_at <= %(now)s GROUP BY status
 -- When the earliest queued task due after the given time (NULL: any) becomes ready, of the
 -- queues a claim may take (not paused; of the given names, unless NULL): the queues with
 -- queued tasks by skipping from one name to the next, each one's earliest by one more look.
-WITH RECURSIVE names AS (
-    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
-            ORDER BY queue LIMIT 1)
-    FROM names WHERE names.name IS NOT NULL)
+WITH RECURSIVE {queued_names}
 SELECT MIN((SELECT MIN(run_after) FROM tasks
             WHERE status = 'queued' AND queue = names.name
                 AND (%(after)s::timestamptz IS NULL OR run_after > %(after)s))) AS due
@@ -70,12 +77,7 @@ SELECT name, paused, concurrency FROM queues WHERE %(name)s::text IS NULL OR nam
 -- When the oldest queued task of each queue (or of the named one) became due: the queues
 -- that have queued tasks by skipping from one name to the next in the index, each one's
 -- earliest run_after by one more look.
-WITH RECURSIVE names AS (
-    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
-            ORDER BY queue LIMIT 1)
-    FROM names WHERE names.name IS NOT NULL)
+WITH RECURSIVE {queued_names}
 SELECT name, (SELECT MIN(run_after) FROM tasks
               WHERE status = 'queued' AND queue = names.name) AS oldest
 FROM names WHERE name IS NOT NULL AND (%(name)s::text IS NULL OR name = %(name)s)
@@ -159,12 +161,7 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = %(owner)s AND k
 -- few rows beyond those it takes. Among tasks of one priority the queues take turns. A task
 -- another claim holds is skipped, not waited for. RETURNING has no
 -- order: seq (after the columns), priority and run_after let the caller sort.
-WITH RECURSIVE names AS (
-    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
-    UNION ALL
-    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
-            ORDER BY queue LIMIT 1)
-    FROM names WHERE names.name IS NOT NULL),
+WITH RECURSIVE {queued_names},
 open AS MATERIALIZED (
     SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN %(limit)s
         WHEN names.name = ANY(string_to_array(current_setting('taskapi.locked_queues', TRUE), ','))

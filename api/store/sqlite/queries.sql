@@ -3,11 +3,23 @@
 -- Parameters are named (:now). Times are seconds since the epoch (REAL). Filled in at load:
 -- {columns}, the columns every task read selects, and {claim}, {finish}, {retry}, {release},
 -- {recover}, {cancel}, {delete}: the statuses a task may have for that verb to change it,
--- from the lifecycle table api.models.VERBS. Filled in at each call: {matching}.
+-- from the lifecycle table api.models.VERBS. {queued_names} is the fragment of that
+-- name below. Filled in at each call: {matching}, and a claim's {each} and {n}.
 --
 -- Each change is one statement. SQLite takes the write lock at the start of a writing
--- statement (or of the worker's transaction of endings and claim), so a claim never races
--- another one, whichever thread or process runs it.
+-- statement (or of a transaction: a claim's two steps, the worker's endings and claim), so a
+-- claim never races another one, whichever thread or process runs it.
+
+-- name: queued_names
+-- A fragment of the statements below (a WITH RECURSIVE step): the queues that have queued
+-- tasks, one row each and a last NULL, found by skipping from one name to the next in an
+-- index that leads with the queue: a look per queue, whatever the number of tasks.
+names(name) AS (
+    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at WHERE status = 'queued'
+    UNION ALL
+    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
+            WHERE status = 'queued' AND queue > names.name)
+    FROM names WHERE names.name IS NOT NULL)
 
 -- name: get
 SELECT {columns} FROM tasks WHERE id = :id AND (expires_at IS NULL OR expires_at > :now)
@@ -50,12 +62,7 @@ SELECT name, paused, concurrency FROM queues WHERE :name IS NULL OR name = :name
 -- When the oldest queued task of each queue (or of :name) became due: the queues that have
 -- queued tasks are found by skipping from one name to the next in the index, each one's
 -- earliest run_after by one more look.
-WITH RECURSIVE names(name) AS (
-    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at WHERE status = 'queued'
-    UNION ALL
-    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
-            WHERE status = 'queued' AND queue > names.name)
-    FROM names WHERE names.name IS NOT NULL)
+WITH RECURSIVE {queued_names}
 SELECT name, (SELECT MIN(run_after) FROM tasks INDEXED BY tasks_queued_at
               WHERE status = 'queued' AND queue = names.name) AS oldest
 FROM names WHERE name IS NOT NULL AND (:name IS NULL OR name = :name)
@@ -73,12 +80,7 @@ ON CONFLICT (name) DO UPDATE SET
 -- When the earliest queued task due after :after (NULL: any) becomes ready, of the queues a
 -- claim may take (not paused; of :queues, a JSON list, unless NULL): the queues with queued
 -- tasks by skipping from one name to the next, each one's earliest by one more look.
-WITH RECURSIVE names(name) AS (
-    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at WHERE status = 'queued'
-    UNION ALL
-    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
-            WHERE status = 'queued' AND queue > names.name)
-    FROM names WHERE names.name IS NOT NULL)
+WITH RECURSIVE {queued_names}
 SELECT MIN((SELECT MIN(run_after) FROM tasks INDEXED BY tasks_queued_at
             WHERE status = 'queued' AND queue = names.name
                 AND (:after IS NULL OR run_after > :after))) AS due
@@ -120,12 +122,7 @@ UPDATE idempotency_keys SET in_flight_until = NULL WHERE owner = :owner AND key 
 -- :limit. Of those with a ready task and room, the :limit whose next task comes first in
 -- claim order: no task of any other could be among the :limit taken (and never more than
 -- 256, for a compound SELECT of SQLite takes at most 500 parts).
-WITH RECURSIVE names(name) AS (
-    SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready WHERE status = 'queued'
-    UNION ALL
-    SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_ready
-            WHERE status = 'queued' AND queue > names.name)
-    FROM names WHERE names.name IS NOT NULL),
+WITH RECURSIVE {queued_names},
 open(name, room) AS (
     SELECT names.name, CASE WHEN settings.concurrency IS NULL THEN :limit
         ELSE MIN(:limit, settings.concurrency - COALESCE((
