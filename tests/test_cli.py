@@ -442,6 +442,7 @@ def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Ser
             "1",
             "none",
             "thread",
+            "default",
             "Add two integers, after optional simulated work (the seed's task).",
         ],
         [
@@ -450,6 +451,7 @@ def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Ser
             "3",
             "none",
             "thread",
+            "default",
             "Raise `message`, on every attempt or on the first `succeed_after` attempts.",
         ],
         [
@@ -458,6 +460,7 @@ def test_types_on_a_pipe_prints_a_line_per_type_in_the_table_columns(server: Ser
             "1",
             "none",
             "thread",
+            "default",
             "Sleep, reporting progress each second; stops early when cancelled.",
         ],
     ]
@@ -473,10 +476,19 @@ def test_types_on_a_terminal_is_a_table(server: Server) -> None:
         "attempts",
         "timeout",
         "isolation",
+        "queue",
         "description",
     ]
     assert set(rule) == {"─"}
-    assert rows[1].split()[:6] == ["fail", "message", "[succeed_after]", "3", "none", "thread"]
+    assert rows[1].split()[:7] == [
+        "fail",
+        "message",
+        "[succeed_after]",
+        "3",
+        "none",
+        "thread",
+        "default",
+    ]
     assert "Raise `message`, on every attempt" in rows[1], table
 
 

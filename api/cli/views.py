@@ -161,7 +161,7 @@ def params_text(schema: dict[str, Any]) -> str:
     return " ".join(words)
 
 
-TYPE_HEADERS = ("type", "params", "attempts", "timeout", "isolation", "description")
+TYPE_HEADERS = ("type", "params", "attempts", "timeout", "isolation", "queue", "description")
 
 
 def type_cells(task_type: dict[str, Any]) -> tuple[str, ...]:
@@ -173,6 +173,7 @@ def type_cells(task_type: dict[str, Any]) -> tuple[str, ...]:
         str(task_type["max_attempts"]),
         "none" if timeout is None else f"{number_text(timeout)}s",
         str(task_type.get("isolation") or "thread"),
+        str(task_type.get("queue") or "default"),
         " ".join(str(task_type.get("description") or "").split()),
     )
 
