@@ -136,7 +136,7 @@ class Client:
         query: list[tuple[str, str | int]] = [("status", s) for s in statuses]
         if task_type:
             query.append(("type", task_type))
-        if queue:
+        if queue is not None:  # even empty: the server says what is wrong with it
             query.append(("queue", queue))
         query += [("page", page), ("page_size", page_size)]
         tasks, headers = self._request("GET", "/tasks?" + urllib.parse.urlencode(query))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from marshmallow import RAISE, Schema, fields, validate
 
 from api.models import MAX_QUEUE_CONCURRENCY
-from schemas.fields import StrictBoolean, StrictInteger
+from schemas.fields import StrictBoolean, StrictInteger, queue_name
 
 _CONCURRENCY = (
     "The most tasks of the queue running at once, across every process that shares the store "
@@ -35,15 +35,16 @@ class QueueSchema(Schema):
     """A queue: its settings and its tasks. A queue exists once a task names it or its settings
     are changed; `default` always does."""
 
-    name = fields.String(
-        required=True, metadata={"description": "The queue's name.", "example": "emails"}
-    )
+    name = queue_name("The queue's name.", required=True)
     paused = fields.Boolean(
         required=True,
         metadata={"description": "A paused queue accepts tasks and starts none of them."},
     )
     concurrency = fields.Integer(
-        required=True, allow_none=True, metadata={"description": _CONCURRENCY}
+        required=True,
+        allow_none=True,
+        validate=validate.Range(min=1, max=MAX_QUEUE_CONCURRENCY),
+        metadata={"description": _CONCURRENCY},
     )
     counts = fields.Nested(
         QueueCountsSchema, required=True, metadata={"description": "Its tasks by status."}
@@ -51,6 +52,7 @@ class QueueSchema(Schema):
     oldest_queued_seconds = fields.Float(
         required=True,
         allow_none=True,
+        validate=validate.Range(min=0),
         metadata={
             "description": "Seconds the oldest ready queued task has waited since it became "
             "ready; null when none is."

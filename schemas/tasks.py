@@ -190,7 +190,7 @@ class TaskStatusSchema(Schema):
         required=True, allow_none=True, metadata={"description": "Seconds an attempt may run."}
     )
     priority = fields.Integer(required=True, metadata={"description": "Higher runs first."})
-    queue = fields.String(required=True, metadata={"description": "The queue it is in."})
+    queue = queue_name("The queue it is in.", required=True)
     cancel_requested = fields.Boolean(
         required=True, metadata={"description": "Whether cancellation was asked for."}
     )
@@ -262,10 +262,7 @@ class TaskTypeSchema(Schema):
     timeout_seconds = fields.Float(
         required=True, allow_none=True, metadata={"description": "Default timeout, if any."}
     )
-    queue = fields.String(
-        required=True,
-        metadata={"description": "The queue of its tasks when their submit names none."},
-    )
+    queue = queue_name("The queue of its tasks when their submit names none.", required=True)
     isolation = fields.String(
         required=True,
         validate=validate.OneOf(["thread", "process"]),

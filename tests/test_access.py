@@ -270,3 +270,19 @@ def test_cors_allows_the_listed_origins_only(db_path: Path) -> None:
     other = c.get("/tasks", headers={**auth(ALICE), "Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
     runtime_of(app).store.close()
+
+
+def test_cors_lets_a_browser_change_a_queue(db_path: Path) -> None:
+    app = make_app(db_path, TASKS_CORS_ORIGINS="https://app.example", TASKS_API_KEYS=KEYS)
+    preflight = app.test_client().options(
+        "/queues/emails",
+        headers={
+            "Origin": "https://app.example",
+            "Access-Control-Request-Method": "PATCH",
+            "Access-Control-Request-Headers": "Authorization, Content-Type",
+        },
+    )
+    assert preflight.status_code == 200
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "authorization" in preflight.headers["Access-Control-Allow-Headers"].lower()
+    runtime_of(app).store.close()

@@ -635,6 +635,32 @@ def test_queues_on_a_terminal_is_a_table(server: Server) -> None:
     assert ["cli-table", "yes", "none", "0", "0", "0", "0", "0", "-"] in [r.split() for r in rows]
 
 
+def _lines(text: str) -> list[str]:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text).splitlines()
+
+
+def test_tables_fit_80_columns_with_long_queue_names(server: Server) -> None:
+    long = "reports-monthly-" + "x" * 47  # 63 characters, the longest name a queue may have
+    assert run(server, "queue", long, "--pause")[0] == 0  # its task stays queued
+    status, task = server.request(
+        "POST", "/tasks", {"type": "add", "params": {"x": 1, "y": 2}, "queue": long}
+    )
+    assert status == 202, task
+    code, listed, _ = run(server, "list", "--queue", long, TTY_COMPATIBLE="1", COLUMNS="80")
+    assert code == 0
+    header, _, row = _lines(listed)[:3]
+    assert header.split()[:3] == ["id", "type", "status"]
+    assert all(len(line) <= 80 for line in _lines(listed)), listed
+    assert row.split()[:3] == [task["id"], "add", "queued"], "id, type and status whole"
+    code, table, _ = run(server, "queues", TTY_COMPATIBLE="1", COLUMNS="80")
+    assert code == 0
+    lines = _lines(table)
+    assert all(len(line) <= 80 for line in lines), table
+    assert lines[0].split() == QUEUE_COLUMNS
+    cut = next(line.split() for line in lines if line.startswith("reports-m"))
+    assert cut[0].endswith("…") and cut[1:4] == ["yes", "none", "1"], "the name cut, not the rest"
+
+
 def test_an_unknown_queue_exits_2_with_the_problem(server: Server) -> None:
     code, out, err = run(server, "queue", "cli-never-used")
     assert code == 2 and out == ""

@@ -203,8 +203,11 @@ def test_settings_are_kept_in_the_store(db_path: Path, database_url: str) -> Non
         _close(second)
 
 
-def test_an_empty_change_creates_the_queue(c: FlaskClient) -> None:
-    created = patch(c, "fresh", {})
+def test_a_setting_creates_the_queue_and_an_empty_change_creates_nothing(c: FlaskClient) -> None:
+    nothing = patch(c, "typo", {})
+    assert nothing.status_code == 404, "no setting given: no queue made (there is no DELETE)"
+    assert "typo" not in [q["name"] for q in c.get("/queues").get_json()]
+    created = patch(c, "fresh", {"paused": False})
     assert created.status_code == 200
     assert created.get_json()["paused"] is False and created.get_json()["concurrency"] is None
     assert queue(c, "fresh")["name"] == "fresh"
@@ -234,6 +237,7 @@ class Recorder:
 def test_a_change_that_may_start_tasks_wakes_the_workers(
     qapp: Flask, c: FlaskClient, body: dict[str, Any], wakes: bool
 ) -> None:
+    assert patch(c, "emails", {"paused": True}).status_code == 200  # the queue exists
     recorder = Recorder()
     runtime_of(qapp).queues.notifier = recorder
     assert patch(c, "emails", body).status_code == 200

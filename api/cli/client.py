@@ -337,7 +337,7 @@ def queues(url: str, token: str | None) -> None:
         return
     console = make_console(stderr=False)
     if console.is_terminal:
-        console.print(queue_table(found), soft_wrap=False)
+        console.print(queue_table(found, console.width), soft_wrap=False)
         return
     for one in found:
         click.echo("\t".join(queue_cells(one, terminal=False)))

@@ -209,8 +209,15 @@ def task_cells(task: dict[str, Any]) -> tuple[str, ...]:
     )
 
 
+QUEUE_COLUMN = TASK_HEADERS.index("queue")
+#: Columns separated by one of padding and one of the (blank) column rule.
+GAP = 2
+
+
 def task_table(tasks: list[dict[str, Any]], width: int) -> Any:
-    """A table of ``tasks`` for a terminal ``width`` columns wide: ids whole, progress cut."""
+    """A table of ``tasks`` for a terminal ``width`` columns wide: ids, types, statuses and
+    times whole; the queue cut (or left out when even its header does not fit), then the
+    progress, to what is left."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
@@ -220,25 +227,30 @@ def task_table(tasks: list[dict[str, Any]], width: int) -> Any:
         row = list(cells)
         row[CREATED_COLUMN] = created_text(row[CREATED_COLUMN])
         rows.append(row)
-    headers = TASK_HEADERS
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
-    gap = 2  # one of padding, one of the (blank) column rule
-    room = width - sum(widths) + widths[PROGRESS_COLUMN] - gap * (len(headers) - 1)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(TASK_HEADERS)]
+    whole = sum(widths) - widths[PROGRESS_COLUMN] - widths[QUEUE_COLUMN]
+    fixed = whole + GAP * (len(TASK_HEADERS) - 1) + len("progress")
+    queue_width = min(widths[QUEUE_COLUMN], width - fixed)
+    columns = list(range(len(TASK_HEADERS)))
+    if queue_width < len("queue"):  # no room: the queue goes (`taskapi list | cat` has it)
+        columns.remove(QUEUE_COLUMN)
+        queue_width = -GAP
+    room = width - whole - GAP * (len(TASK_HEADERS) - 1) - queue_width
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for i, header in enumerate(headers):
+    for i in columns:
+        header = TASK_HEADERS[i]
+        limit = {PROGRESS_COLUMN: max(room, len(header)), QUEUE_COLUMN: queue_width}.get(i)
         table.add_column(
             header,
             no_wrap=True,
             overflow="ellipsis",
-            max_width=max(room, len(header)) if i == PROGRESS_COLUMN else None,
+            min_width=None if limit is not None else widths[i],
+            max_width=limit,
         )
     for row in rows:
         status = row[2]
         table.add_row(
-            *(
-                Text(cell, style=STATUS_STYLES.get(status, "") if i == 2 else "")
-                for i, cell in enumerate(row)
-            )
+            *(Text(row[i], style=STATUS_STYLES.get(status, "") if i == 2 else "") for i in columns)
         )
     return table
 
@@ -291,18 +303,28 @@ def queue_cells(queue: dict[str, Any], *, terminal: bool) -> tuple[str, ...]:
     )
 
 
-def queue_table(queues: list[dict[str, Any]]) -> Any:
-    """A table of ``queues`` for a terminal: a paused queue's flag in yellow, counts right."""
+def queue_table(queues: list[dict[str, Any]], width: int) -> Any:
+    """A table of ``queues`` for a terminal ``width`` columns wide: a paused queue's flag in
+    yellow, counts right, every column but the name whole (a long name is cut)."""
     from rich import box
     from rich.table import Table
     from rich.text import Text
 
+    rows = [queue_cells(queue, terminal=True) for queue in queues]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(QUEUE_HEADERS)]
+    others = sum(widths[1:]) + GAP * (len(QUEUE_HEADERS) - 1)
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
-    for header in QUEUE_HEADERS:
+    for i, header in enumerate(QUEUE_HEADERS):
         numeric = header in (*QUEUE_STATUSES, "limit", "oldest")
-        table.add_column(header, no_wrap=True, justify="right" if numeric else "left")
-    for queue in queues:
-        cells = queue_cells(queue, terminal=True)
+        table.add_column(
+            header,
+            no_wrap=True,
+            justify="right" if numeric else "left",
+            overflow="ellipsis",
+            min_width=widths[i] if i else len(header),
+            max_width=max(width - others, len(header)) if i == 0 else None,
+        )
+    for queue, cells in zip(queues, rows, strict=True):
         paused = Text(cells[1], style="yellow" if queue.get("paused") else "")
         table.add_row(Text(cells[0]), paused, *(Text(cell) for cell in cells[2:]))
     return table

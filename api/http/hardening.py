@@ -48,6 +48,6 @@ def allow_origins(app: Flask, origins: Sequence[str]) -> None:
         origins=list(origins),
         allow_headers=CORS_REQUEST_HEADERS,
         expose_headers=CORS_RESPONSE_HEADERS,
-        methods=["GET", "POST", "DELETE"],
+        methods=["GET", "POST", "PATCH", "DELETE"],
         max_age=600,
     )

@@ -102,11 +102,14 @@ class QueueService:
 
     def update(self, name: str, changes: Mapping[str, Any]) -> Queue:
         """Change the settings given in ``changes`` (``paused``, ``concurrency``), creating the
-        queue's settings if it had none; the queue as it is then."""
+        queue's settings if it had none; the queue as it is then. No change at all changes
+        nothing: for a queue that does not exist, that is QueueNotFound."""
         check_name(name)
         unknown = set(changes) - SETTINGS
         if unknown:  # the schema lets none through
             raise ValueError(f"Unknown queue settings: {', '.join(sorted(unknown))}")
+        if not changes:  # nothing to set: no queue is made of it (a typo stays no queue)
+            return self.get(name)
         self.store.update_queue(name, changes)
         log.info("queue %s: settings changed %s", name, dict(changes))
         if may_start_tasks(changes):

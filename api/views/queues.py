@@ -117,7 +117,7 @@ def _route_item(blp: Blueprint) -> None:
             Pause it (its tasks are accepted and none starts; running ones finish), resume
             it, or limit how many of its tasks run at once across every process. The change
             is kept in the store and reaches every process within a second. A queue that
-            does not exist yet is created with these settings. With API keys, only the
-            callers named in TASKS_ADMINS may.
+            does not exist yet is created with these settings (an empty change creates
+            nothing: 404). With API keys, only the callers named in TASKS_ADMINS may.
             """
             return current().queues.update(name, changes)
