@@ -229,6 +229,7 @@ def test_prefer_wait_gives_the_usual_202_when_the_task_is_slower(
         "/tasks", json={"type": "sleep", "params": {"seconds": 5}}, headers={"Prefer": "wait=0.2"}
     )
     assert response.status_code == 202 and "Preference-Applied" not in response.headers
+    client.post(f"/tasks/{response.get_json()['id']}/cancel")  # not 5 s of the teardown's
 
 
 def test_long_poll_answers_when_the_task_ends(client: FlaskClient, live: Runtime) -> None:

@@ -20,8 +20,9 @@ from api.models import NewTask, Status, Task
 from api.store import Store, TaskFilter, open_store
 from tests.processes import start_worker
 
-#: How far two tasks' times may disagree: a claim reads its clock before it waits its turn.
-CLOCK_SLACK = timedelta(milliseconds=50)
+#: How far two tasks' times may disagree: a claim reads its clock before it waits its turn
+#: (on a loaded machine, for tens of milliseconds); the tasks of these tests sleep 250 ms.
+CLOCK_SLACK = timedelta(milliseconds=150)
 
 
 def _submit(store: Store, queue: str, count: int, seconds: float = 0.0) -> list[str]:
@@ -130,7 +131,7 @@ def test_a_limit_of_2_holds_for_3_worker_processes_of_4_threads(
         ran = _tasks(store, "emails")
         assert {t.status for t in ran} == {Status.SUCCEEDED}
         assert max(seen) == 2, "never more than 2 running, and 2 reached"
-        assert _most_at_once(ran) == 2
+        assert _most_at_once(ran) <= 2, "by their start and end times too"
         assert _most_at_once(_tasks(store, "default")) > 2, "other queues are not limited"
     finally:
         store.close()
