@@ -180,9 +180,7 @@ ranked AS MATERIALIZED (
     WHERE open.room > 0
     ORDER BY first.priority DESC, first.run_after, first.seq LIMIT %(limit)s),
 next AS (
-    SELECT ready.seq, ready.priority, ready.run_after, open.room,
-        row_number() OVER (PARTITION BY open.name
-                           ORDER BY ready.priority DESC, ready.run_after, ready.seq) AS nth,
+    SELECT ready.seq, ready.priority, ready.run_after,
         row_number() OVER (PARTITION BY open.name, ready.priority
                            ORDER BY ready.run_after, ready.seq) AS turn
     FROM ranked AS open CROSS JOIN LATERAL (
@@ -191,8 +189,7 @@ next AS (
         ORDER BY priority DESC, run_after, seq LIMIT open.room
         FOR UPDATE SKIP LOCKED) AS ready),
 picked AS (
-    SELECT seq FROM next WHERE nth <= room
-    ORDER BY priority DESC, turn, run_after, seq LIMIT %(limit)s)
+    SELECT seq FROM next ORDER BY priority DESC, turn, run_after, seq LIMIT %(limit)s)
 UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = %(now)s,
     worker_id = %(worker_id)s, lease_expires_at = %(lease_until)s, progress = NULL,
     version = version + 1
