@@ -115,10 +115,6 @@ class SqlStore(ABC):
     def _names(self, names: Collection[str] | None) -> Any:
         """A list of names as this dialect's parameter (None stays None)."""
 
-    def _claiming(self) -> AbstractContextManager[Db]:
-        """Where ``claim_many`` claims: by default one statement, committed on its own."""
-        return self._writing()
-
     def _lock_queues(self, db: Db, claim: Claim) -> None:
         """Before a claim, in its transaction: make sure that no other claim counts the room
         of the same limited queue at once. By default the claim statement sees to it itself
@@ -342,11 +338,8 @@ class SqlStore(ABC):
         *,
         queues: Collection[str] | None = None,
     ) -> builtins.list[Task]:
-        if limit <= 0:
-            return []
-        with self._claiming() as db:
-            rows = self._claim(db, Claim(worker_id, limit, now, lease_until, queues))
-        return self._claimed(rows)
+        # A claim reads the queues' rooms and then claims: a transaction, as with endings.
+        return self.complete([], claim=Claim(worker_id, limit, now, lease_until, queues))[1]
 
     def _claim(self, db: Db, claim: Claim) -> builtins.list[Row]:
         self._lock_queues(db, claim)
@@ -394,7 +387,7 @@ class SqlStore(ABC):
     def complete(
         self, endings: Sequence[Ending], *, claim: Claim | None = None
     ) -> tuple[builtins.list[Status | None], builtins.list[Task]]:
-        if not endings and claim is None:
+        if not endings and (claim is None or claim.limit <= 0):
             return [], []
         with self._transaction() as db:
             statuses = self._end(db, [self._ending_args(ending) for ending in endings])

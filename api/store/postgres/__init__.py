@@ -18,7 +18,6 @@ import time
 import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -180,20 +179,6 @@ class PostgresStore(SqlStore):
         args = {"queues": self._names(claim.queues), "now": claim.now}
         db.execute(self.queries["lock_limited_queues"], args)
 
-    def claim_many(
-        self,
-        worker_id: str,
-        limit: int,
-        now: datetime,
-        lease_until: datetime,
-        *,
-        queues: Collection[str] | None = None,
-    ) -> list[Task]:
-        """SqlStore's, as a transaction of the lock and the claim sent in one round trip."""
-        if limit <= 0:
-            return []
-        return self.complete([], claim=Claim(worker_id, limit, now, lease_until, queues))[1]
-
     def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
         return "status = ANY(%(statuses)s)", {"statuses": [s.value for s in statuses]}
 
@@ -231,7 +216,7 @@ class PostgresStore(SqlStore):
     ) -> tuple[list[Status | None], list[Task]]:
         """SqlStore's, in one round trip: the transaction's statements are pipelined, each
         group of endings of one statement sent as one ``executemany``."""
-        if not endings and claim is None:
+        if not endings and (claim is None or claim.limit <= 0):
             return [], []
         writes = [self._ending_args(ending) for ending in endings]
         by_query: dict[str, list[int]] = {}

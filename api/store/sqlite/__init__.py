@@ -106,10 +106,6 @@ class SQLiteStore(SqlStore):
                 raise
             conn.execute("COMMIT")
 
-    def _claiming(self) -> AbstractContextManager[sqlite3.Connection]:
-        # The queues' rooms and the claim from them: one transaction (claims.py).
-        return self._transaction()
-
     def _claim(self, db: Any, claim: Claim) -> list[sqlite3.Row]:
         args = self._claim_args(claim)
         rooms = open_queues(db.execute(self.queries["claim_queues"], args).fetchall())
