@@ -18,7 +18,7 @@ import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol
 
 from api.models import (
@@ -55,10 +55,6 @@ Row = Any
 
 #: A status by its column value, without the enum's call.
 _STATUS: dict[str, Status] = {status.value: status for status in Status}
-
-
-def _utcnow() -> datetime:
-    return datetime.now(UTC)
 
 
 def _claim_order(row: Row) -> tuple[Any, ...]:
@@ -263,7 +259,6 @@ class SqlStore(ABC):
             "concurrency": changes.get("concurrency"),
             "set_paused": "paused" in changes,
             "set_concurrency": "concurrency" in changes,
-            "now": self._time(_utcnow()),
         }
         with self._writing() as db:
             db.execute(self.queries["update_queue"], args)

@@ -71,6 +71,5 @@ CREATE INDEX tasks_running ON tasks (queue, lease_expires_at) WHERE status = 'ru
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
     paused BOOLEAN NOT NULL DEFAULT FALSE,
-    concurrency INTEGER,
-    updated_at TIMESTAMPTZ
+    concurrency INTEGER
 );

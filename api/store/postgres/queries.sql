@@ -84,13 +84,12 @@ FROM names WHERE name IS NOT NULL AND (%(name)s::text IS NULL OR name = %(name)s
 
 -- name: update_queue
 -- The settings given (set_paused and set_concurrency say which), the others kept.
-INSERT INTO queues (name, paused, concurrency, updated_at)
-VALUES (%(name)s, COALESCE(%(paused)s::boolean, FALSE), %(concurrency)s::integer, %(now)s)
+INSERT INTO queues (name, paused, concurrency)
+VALUES (%(name)s, COALESCE(%(paused)s::boolean, FALSE), %(concurrency)s::integer)
 ON CONFLICT (name) DO UPDATE SET
     paused = CASE WHEN %(set_paused)s THEN excluded.paused ELSE queues.paused END,
     concurrency = CASE WHEN %(set_concurrency)s THEN excluded.concurrency
-                       ELSE queues.concurrency END,
-    updated_at = excluded.updated_at
+                       ELSE queues.concurrency END
 
 -- name: lock_limited_queues
 -- Before a claim, in its transaction: a lock for each queue with a concurrency that it may

@@ -88,8 +88,7 @@ CREATE INDEX tasks_by_queue ON tasks (queue, seq);
 CREATE TABLE queues (
     name TEXT PRIMARY KEY,
     paused INTEGER NOT NULL DEFAULT 0,
-    concurrency INTEGER,
-    updated_at REAL
+    concurrency INTEGER
 );
 -- How many tasks each queue has in each status, kept by triggers as task_counts was: a
 -- queue's first task makes its five rows, so that every later change is two plain updates.

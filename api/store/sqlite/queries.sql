@@ -69,12 +69,11 @@ FROM names WHERE name IS NOT NULL AND (:name IS NULL OR name = :name)
 
 -- name: update_queue
 -- The settings given (:set_paused, :set_concurrency say which), the others kept.
-INSERT INTO queues (name, paused, concurrency, updated_at)
-VALUES (:name, COALESCE(:paused, 0), :concurrency, :now)
+INSERT INTO queues (name, paused, concurrency)
+VALUES (:name, COALESCE(:paused, 0), :concurrency)
 ON CONFLICT (name) DO UPDATE SET
     paused = CASE WHEN :set_paused THEN excluded.paused ELSE paused END,
-    concurrency = CASE WHEN :set_concurrency THEN excluded.concurrency ELSE concurrency END,
-    updated_at = excluded.updated_at
+    concurrency = CASE WHEN :set_concurrency THEN excluded.concurrency ELSE concurrency END
 
 -- name: next_run_after
 -- When the earliest queued task due after :after (NULL: any) becomes ready, of the queues a
