@@ -138,6 +138,9 @@ class NewTask:
     #: The caller that submitted it ("" when the API runs without keys).
     owner: str = ""
     queue: str = DEFAULT_QUEUE
+    #: The schedule that made it, and the fire time it stands for (a trigger's: its time).
+    schedule: str | None = None
+    scheduled_for: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +173,9 @@ class Task:
     #: ``max_attempts``.
     lost_attempts: int = 0
     queue: str = DEFAULT_QUEUE
+    #: The schedule that made it, and the fire time it stands for.
+    schedule: str | None = None
+    scheduled_for: datetime | None = None
 
     @property
     def failed_attempts(self) -> int:
@@ -195,3 +201,94 @@ class QueueState:
     counts: dict[Status, int]
     #: When the oldest ready queued task became ready (its ``run_after``); None when none is.
     oldest_ready_at: datetime | None
+
+
+#: The most seconds ``every_seconds`` may be: a year.
+MAX_EVERY_SECONDS = 31_536_000
+#: What a schedule's name may be: the same rule as a queue's.
+SCHEDULE_NAME_PATTERN = QUEUE_NAME_PATTERN
+
+
+class Overlap(enum.StrEnum):
+    """What a fire time does while the schedule's previous task is queued or running."""
+
+    SKIP = "skip"  # makes no task
+    ALLOW = "allow"  # makes one all the same
+
+
+class CatchUp(enum.StrEnum):
+    """What a schedule does about the fire times it missed (no worker process ran then)."""
+
+    LATEST = "latest"  # one task, for the latest missed fire time
+    NONE = "none"  # none
+
+
+class FireOutcome(enum.StrEnum):
+    """What one fire time of a schedule came to: a task made, or why none was.
+
+    Each fire time of a schedule comes to exactly one of them, once, in whichever process
+    ticked first (``Store.fire_schedule``); the others find it ``TAKEN``.
+    """
+
+    MADE = "made"  # a task was made for it
+    OVERLAP = "overlap"  # skipped: the previous task is still queued or running (overlap: skip)
+    MISSED = "missed"  # skipped: it passed while no worker process ran (catch_up: none)
+    UNKNOWN_TYPE = "unknown_type"  # skipped: its task type is no longer registered
+    QUEUE_FULL = "queue_full"  # skipped: TASKS_MAX_QUEUED tasks were queued
+    TAKEN = "taken"  # another process fired it first, or the schedule changed meanwhile
+
+
+#: The outcomes that are skips: counted by reason.
+SKIPS: frozenset[FireOutcome] = frozenset(
+    {
+        FireOutcome.OVERLAP,
+        FireOutcome.MISSED,
+        FireOutcome.UNKNOWN_TYPE,
+        FireOutcome.QUEUE_FULL,
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """What a ``PUT /schedules/{name}`` sets (ScheduleWrite): when, and which task."""
+
+    #: A 5-field cron expression (or ``@daily``-style name) read in ``timezone``; or None.
+    cron: str | None
+    #: The seconds between fire times; or None. Exactly one of ``cron`` and this is set.
+    every_seconds: int | None
+    #: The IANA time zone ``cron`` is read in.
+    timezone: str
+    #: The task each fire makes: a validated TaskCreate body (``type``, ``params`` and the
+    #: options given), as accepted; the type's defaults apply when it is made.
+    task: dict[str, Any]
+    paused: bool = False
+    overlap: Overlap = Overlap.SKIP
+    catch_up: CatchUp = CatchUp.LATEST
+
+    def same_timing(self, other: ScheduleSpec) -> bool:
+        """Whether ``other`` fires at the same times (a replace then keeps the next one)."""
+        return (self.cron, self.every_seconds, self.timezone, self.paused) == (
+            other.cron,
+            other.every_seconds,
+            other.timezone,
+            other.paused,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A schedule as stored."""
+
+    owner: str
+    name: str
+    spec: ScheduleSpec
+    #: The next fire time; None while paused (or when the cron has no more fire times).
+    next_run_at: datetime | None
+    #: When it last made a task (a fire or a trigger), and that task.
+    last_run_at: datetime | None
+    last_task_id: str | None
+    created_at: datetime
+    updated_at: datetime
+    #: Grows with every replace: a fire applies only to the schedule it was computed from.
+    version: int = 1

@@ -31,13 +31,15 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Literal, Protocol, get_args
 
 from marshmallow import Schema
 
-from api.models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN
+from api.models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, NewTask
 
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BACKOFF_BASE_SECONDS = 1.0
@@ -165,6 +167,32 @@ class TaskType:
         """
         delay = min(self.backoff_cap_seconds, self.backoff_base_seconds * 2 ** (attempt - 1))
         return delay / 2 + delay / 2 * jitter
+
+    def new_task(
+        self,
+        request: Mapping[str, Any],
+        owner: str,
+        now: datetime,
+        *,
+        schedule: str | None = None,
+        scheduled_for: datetime | None = None,
+    ) -> NewTask:
+        """The task a validated TaskCreate body (or a schedule's template) asks for, with this
+        type's defaults for the options it leaves out."""
+        return NewTask(
+            id=str(uuid.uuid4()),
+            type=self.name,
+            params=request["params"],
+            max_attempts=request.get("max_attempts", self.max_attempts),
+            timeout_seconds=request.get("timeout_seconds", self.timeout_seconds),
+            priority=request.get("priority", 0),
+            created_at=now,
+            run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
+            owner=owner,
+            queue=request.get("queue", self.queue),
+            schedule=schedule,
+            scheduled_for=scheduled_for,
+        )
 
 
 class Registry:

@@ -23,8 +23,8 @@ from api.exceptions import (
     UnknownTaskType,
 )
 from api.metrics import Metrics
-from api.models import NewTask, Status, Task
-from api.registry import Registry, TaskType
+from api.models import Status, Task
+from api.registry import Registry
 from api.service import idempotency
 from api.store import KeyTaken, QueueFull, Store, TaskFilter
 
@@ -120,7 +120,7 @@ class TaskService:
         )
         try:
             task = self.store.create(
-                _new_task(task_type, request, owner, now),
+                task_type.new_task(request, owner, now),
                 max_queued=self.max_queued,
                 idempotency=key,
             )
@@ -223,19 +223,3 @@ class TaskService:
         if latest is None:
             raise TaskNotFound(task_id)
         raise NotDeletable(latest.id, latest.status.value)
-
-
-def _new_task(task_type: TaskType, request: dict[str, Any], owner: str, now: datetime) -> NewTask:
-    """The task a validated TaskCreate body asks for, with the type's defaults."""
-    return NewTask(
-        id=str(uuid.uuid4()),
-        type=task_type.name,
-        params=request["params"],
-        max_attempts=request.get("max_attempts", task_type.max_attempts),
-        timeout_seconds=request.get("timeout_seconds", task_type.timeout_seconds),
-        priority=request.get("priority", 0),
-        created_at=now,
-        run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
-        owner=owner,
-        queue=request.get("queue", task_type.queue),
-    )

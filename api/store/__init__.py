@@ -16,7 +16,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
-from api.models import IdempotencyKey, NewTask, Progress, QueueState, Status, Task, TaskError
+from api.models import (
+    FireOutcome,
+    IdempotencyKey,
+    NewTask,
+    Progress,
+    QueueState,
+    Schedule,
+    ScheduleSpec,
+    Status,
+    Task,
+    TaskError,
+)
 
 
 class StoreError(Exception):
@@ -45,6 +56,8 @@ class TaskFilter:
     statuses: Sequence[Status] = ()
     type: str | None = None
     queue: str | None = None
+    #: Only tasks this schedule (of the filter's owner) made.
+    schedule: str | None = None
     #: Only this caller's tasks; None for every caller's (operators, tests).
     owner: str | None = None
 
@@ -99,6 +112,30 @@ class Claim:
     lease_until: datetime
     #: Only tasks of these queues; None: of every queue.
     queues: Collection[str] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Fire:
+    """One fire time of a schedule, as a ticker computed it (``Store.fire_schedule``)."""
+
+    owner: str
+    name: str
+    #: The schedule as the ticker read it: the fire applies only while it is still that
+    #: version and its ``next_run_at`` is still ``due`` (no other process fired it first).
+    version: int
+    due: datetime
+    #: The schedule's next fire time afterwards.
+    next_run_at: datetime | None
+    #: The fire time the task stands for (``due``, or the latest missed one).
+    fire_at: datetime
+    #: The task to make (its ``schedule`` and ``scheduled_for`` set); None: make none, only
+    #: move on (``skip`` says why).
+    task: NewTask | None
+    skip: FireOutcome | None = None
+    #: overlap: skip: make no task while the schedule's last task is queued or running.
+    skip_if_busy: bool = True
+    #: TASKS_MAX_QUEUED: make no task while that many are queued.
+    max_queued: int | None = None
 
 
 class Store(Protocol):
@@ -186,6 +223,52 @@ class Store(Protocol):
         """Change the settings of the queue ``name`` (``paused``: bool, ``concurrency``: int
         or None; only the keys given), creating them if the queue had none. Workers of every
         process see the change at their next claim, and are woken to look."""
+
+    def put_schedule(
+        self,
+        owner: str,
+        name: str,
+        spec: ScheduleSpec,
+        next_run_at: datetime | None,
+        now: datetime,
+    ) -> tuple[Schedule, bool]:
+        """Create the schedule ``name`` of ``owner``, or replace what it does (its
+        ``created_at``, ``last_run_at`` and ``last_task_id`` stay; its version grows); the
+        schedule afterwards, and whether it was created."""
+
+    def schedule(self, owner: str, name: str) -> Schedule | None:
+        """The schedule ``name`` of ``owner``, or None."""
+
+    def schedules(
+        self, owner: str | None, *, offset: int, limit: int
+    ) -> tuple[builtins.list[Schedule], int]:
+        """The schedules of ``owner`` (None: of every owner) by name, one page of them, and
+        how many there are."""
+
+    def delete_schedule(self, owner: str, name: str) -> bool:
+        """Delete the schedule (its tasks stay); False when there is none."""
+
+    def due_schedules(self, now: datetime, limit: int) -> builtins.list[Schedule]:
+        """Up to ``limit`` schedules of every owner, not paused, whose ``next_run_at`` is at
+        or before ``now``, the earliest first."""
+
+    def next_schedule_at(self) -> datetime | None:
+        """The earliest ``next_run_at`` of every schedule not paused; None when none has one."""
+
+    def fire_schedule(self, fire: Fire) -> tuple[FireOutcome, Task | None]:
+        """Fire one schedule once, in one transaction: move its ``next_run_at`` on from
+        ``fire.due``, record the fire time under its unique key (owner, name, fire time) and
+        make its task, unless a skip applies (``fire.skip``; the last task still queued or
+        running with ``skip_if_busy``; ``max_queued`` reached). Nothing happens (``TAKEN``)
+        when another process fired it first or the schedule was replaced or deleted since it
+        was read: each fire time makes at most one task, whichever processes tick at once.
+        Returns the outcome, and the task made (MADE only)."""
+
+    def trigger_schedule(
+        self, owner: str, name: str, task: NewTask, *, max_queued: int | None = None
+    ) -> Task | None:
+        """Make ``task`` for the schedule now, paused or not, and record it as the schedule's
+        last run; None when there is no such schedule. Raises QueueFull as ``create``."""
 
     def end_leases(self, holder_prefix: str, now: datetime) -> int:
         """End at ``now`` the leases of the running tasks whose holder id starts with
@@ -275,6 +358,7 @@ def open_store(url: str) -> Store:
 __all__ = [
     "Claim",
     "Ending",
+    "Fire",
     "KeyTaken",
     "QueueFull",
     "Store",
