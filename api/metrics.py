@@ -153,6 +153,20 @@ class Metrics:
             buckets=TASK_BUCKETS,
             registry=registry,
         )
+        self.schedule_fires = Counter(
+            "taskapi_schedule_fires",
+            "Fire times of schedules that made a task, by schedule.",
+            ["schedule"],
+            registry=registry,
+        )
+        self.schedule_skips = Counter(
+            "taskapi_schedule_skips",
+            "Fire times of schedules that made no task, by schedule and reason (overlap: the "
+            "previous task still queued or running; missed: passed while no worker ran, with "
+            "catch_up none; unknown_type: the task type is no longer registered; queue_full).",
+            ["schedule", "reason"],
+            registry=registry,
+        )
         self.requests = Counter(
             "taskapi_http_requests",
             "HTTP requests answered, by method, route and status.",
@@ -193,6 +207,12 @@ class Metrics:
 
     def task_retried(self, task_type: str) -> None:
         self._child(self.retries, task_type).inc()
+
+    def schedule_fired(self, schedule: str) -> None:
+        self._child(self.schedule_fires, schedule).inc()
+
+    def schedule_skipped(self, schedule: str, reason: str) -> None:
+        self._child(self.schedule_skips, schedule, reason).inc()
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
         self._child(self.requests, method, route, str(status)).inc()
