@@ -34,9 +34,7 @@ def _put(store: Store, name: str, task: dict[str, Any], **options: Any) -> None:
 
 
 def _made(store: Store, name: str) -> list[Task]:
-    tasks, _ = store.list(
-        TaskFilter(schedule=name), offset=0, limit=100, now=datetime.now(UTC)
-    )
+    tasks, _ = store.list(TaskFilter(schedule=name), offset=0, limit=100, now=datetime.now(UTC))
     return sorted(tasks, key=lambda t: t.scheduled_for or datetime.min.replace(tzinfo=UTC))
 
 
@@ -107,7 +105,9 @@ def test_after_a_stop_of_5_s_one_task_stands_for_the_missed_fire_times(
         time.sleep(5)
         restarted = datetime.now(UTC)
         with _workers(tmp_path, database_url, 1):
-            _wait(lambda: len([t for t in _made(store, "catch-up") if t.created_at > restarted]) >= 3)
+            _wait(
+                lambda: len([t for t in _made(store, "catch-up") if t.created_at > restarted]) >= 3
+            )
         after = [t for t in _made(store, "catch-up") if t.scheduled_for > last]  # type: ignore[operator]
         catch_up = after[0]
         assert catch_up.scheduled_for is not None
