@@ -6,6 +6,7 @@ what they made from the store.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import time
@@ -131,7 +132,7 @@ def test_overlap_skip_never_has_two_tasks_of_a_schedule_at_once(
             _wait(lambda: sum(t.is_terminal for t in _made(store, "slow")) >= 2)
         made = [t for t in _made(store, "slow") if t.is_terminal]
         assert [t.status for t in made] == [Status.SUCCEEDED] * len(made)
-        for previous, task in zip(made, made[1:], strict=False):
+        for previous, task in itertools.pairwise(made):
             assert previous.finished_at is not None
             made_after = task.created_at + CLOCK_SLACK
             assert made_after >= previous.finished_at, "made once the previous one ended"

@@ -14,8 +14,8 @@ tasks in the calling thread until none is ready, with no thread started.
 
 Beside them, the pool runs the monitor's thread (``api.worker.monitor``: leases, recovery,
 purge) and the scheduler's (``api.scheduler.ticker``: the due fire times of schedules become
-tasks; every process that runs workers ticks). One attempt of a task, from the call to the ending it comes to, is
-``api.worker.attempt``.
+tasks; every process that runs workers ticks). One attempt of a task, from the call to the
+ending it comes to, is ``api.worker.attempt``.
 """
 
 from __future__ import annotations

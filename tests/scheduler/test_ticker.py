@@ -115,7 +115,12 @@ def test_many_threads_ticking_at_once_make_one_task_per_fire_time(
         [schedule] = store.due_schedules(clock.now, 10)
         start = threading.Barrier(4)
 
-        def fire(schedule: Any = schedule, clock: Clock = clock) -> None:
+        def fire(
+            schedule: Any = schedule,
+            clock: Clock = clock,
+            start: threading.Barrier = start,
+            outcomes: list[FireOutcome] = outcomes,
+        ) -> None:
             ticker = _ticker(store, registry, clock)
             start.wait()
             outcomes.append(ticker.fire(schedule, clock.now))
