@@ -230,9 +230,35 @@ class Metrics:
             from prometheus_client.multiprocess import MultiProcessCollector
 
             registry = CollectorRegistry()
-            MultiProcessCollector(registry)
+            declared = [self.schedule_fires, self.schedule_skips]
+            registry.register(_Declaring(MultiProcessCollector(None), declared))
             registry.register(self._queue_depth)
         return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+
+
+class _Declaring:
+    """A collector: the families of ``inner``, and each of the ``declared`` counters that
+    ``inner`` has no sample of yet, empty. In multiprocess mode a family is read from the
+    samples' files only, so one whose labels are not known in advance (a schedule's name)
+    would be absent until its first sample; its HELP and TYPE are there from the first scrape
+    instead, as in a single process."""
+
+    def __init__(self, inner: Any, declared: Iterable[Any]) -> None:
+        self._inner = inner
+        self._declared = list(declared)
+
+    def collect(self) -> Iterator[Any]:
+        from prometheus_client.core import CounterMetricFamily
+
+        seen = set()
+        for family in self._inner.collect():
+            seen.add(family.name)
+            yield family
+        for counter in self._declared:
+            if counter._name not in seen:
+                yield CounterMetricFamily(
+                    counter._name, counter._documentation, labels=counter._labelnames
+                )
 
 
 def process_exited(pid: int) -> None:

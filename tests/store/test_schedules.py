@@ -52,7 +52,9 @@ def test_a_schedule_is_created_then_replaced(store: Store) -> None:
 
     later = T0 + timedelta(minutes=1)
     changed = _spec(task={"type": "add", "params": {"x": 5, "y": 5}})
-    replaced, was_new = store.put_schedule("", "nightly", changed, later + timedelta(hours=1), later)
+    replaced, was_new = store.put_schedule(
+        "", "nightly", changed, later + timedelta(hours=1), later
+    )
     assert not was_new
     assert replaced.spec == changed
     assert (replaced.created_at, replaced.updated_at) == (T0, later)
