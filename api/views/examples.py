@@ -48,6 +48,8 @@ QUEUED_EXAMPLE: dict[str, Any] = {
     "started_at": None,
     "finished_at": None,
     "expires_at": None,
+    "schedule": None,
+    "scheduled_for": None,
 }
 #: The same task once it succeeded.
 STATUS_EXAMPLE = {
