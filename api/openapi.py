@@ -70,7 +70,7 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 #: flask-smorest's pagination query parameters carry no description of their own.
 PAGINATION_PARAMETER_DESCRIPTIONS = {
     "page": "The page to answer, counting from 1.",
-    "page_size": "How many tasks a page holds.",
+    "page_size": "How many items a page holds.",
 }
 
 
@@ -99,7 +99,8 @@ class OneOfMarshmallowPlugin(MarshmallowPlugin):
     apispec has no marshmallow spelling for ``oneOf`` (apispec issue 1012); every other schema
     is converted as usual. Every component gets a description: the first paragraph of its
     class's docstring (apispec reads only ``Meta.description``, and setting that drops
-    ``additionalProperties: false``).
+    ``additionalProperties: false``), and what its class's ``SPEC_EXTRA`` adds (JSON Schema
+    that marshmallow cannot say, like "exactly one of two fields").
     """
 
     # MarshmallowPlugin's own signature differs from BasePlugin's; we keep MarshmallowPlugin's.
@@ -112,6 +113,9 @@ class OneOfMarshmallowPlugin(MarshmallowPlugin):
             description = schema_description(cls)
             if result is not None and description and "description" not in (_ or {}):
                 result.setdefault("description", description)
+            extra = getattr(cls, "SPEC_EXTRA", None)
+            if result is not None and extra:
+                result.update(copy.deepcopy(extra))
             return result
         converter = self.converter
         assert converter is not None
