@@ -227,7 +227,17 @@ def make_api() -> TaskApi:
 
 def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     """Serve the API on ``app``: its spec and Swagger UI, every blueprint, problem errors."""
-    from api.views import activity, dashboard, docs, legacy, ops, queues, task_types, tasks
+    from api.views import (
+        activity,
+        dashboard,
+        docs,
+        legacy,
+        ops,
+        queues,
+        schedules,
+        task_types,
+        tasks,
+    )
 
     app.config.update(
         API_TITLE="taskapi",
@@ -246,6 +256,7 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     api.register_blueprint(tasks.make_blueprint(registry))
     api.register_blueprint(task_types.make_blueprint())
     api.register_blueprint(queues.make_blueprint())
+    api.register_blueprint(schedules.make_blueprint(registry))
     api.register_blueprint(ops.blp)
     api.register_blueprint(activity.make_blueprint())
     api.register_blueprint(legacy.blp)

@@ -19,7 +19,13 @@ from typing import Any, ClassVar
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
 from api.models import MAX_EVERY_SECONDS, CatchUp, Overlap, Schedule
-from api.scheduler.cron import Timing, TimingError
+from api.scheduler.cron import (
+    DEFAULT_TIMEZONE,
+    MAX_CRON_LENGTH,
+    MAX_TIMEZONE_LENGTH,
+    Timing,
+    TimingError,
+)
 from schemas.fields import Pattern, StrictBoolean, StrictInteger, schedule_name
 from schemas.tasks import (
     OneOfSchema,
@@ -30,12 +36,9 @@ from schemas.tasks import (
 )
 
 #: What ``cron`` looks like: five fields separated by spaces, or an ``@name`` (``@daily``).
-CRON_PATTERN = r"^(@[a-z]+|\S+(\s+\S+){4})$"
-CRON_MAX_LENGTH = 200
+CRON_PATTERN = r"^(@[A-Za-z]+|\S+(\s+\S+){4})$"
 #: What an IANA time zone name looks like (``Europe/Paris``, ``Etc/GMT+5``, ``UTC``).
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
-TIMEZONE_MAX_LENGTH = 64
-DEFAULT_TIMEZONE = "UTC"
 #: The two ways of saying when, of which a schedule takes exactly one.
 TIMINGS = ("cron", "every_seconds")
 BOTH = "Give either `cron` or `every_seconds`, not both."
@@ -104,7 +107,7 @@ def _enum(enum: type[Overlap] | type[CatchUp], description: str, **kwargs: Any) 
 def _cron(**kwargs: Any) -> fields.String:
     return fields.String(
         validate=[
-            validate.Length(min=1, max=CRON_MAX_LENGTH),
+            validate.Length(min=1, max=MAX_CRON_LENGTH),
             Pattern(CRON_PATTERN, error="Not a cron expression: five fields, or an @name."),
         ],
         metadata={"description": _CRON, "example": "0 3 * * *"},
@@ -115,7 +118,7 @@ def _cron(**kwargs: Any) -> fields.String:
 def _timezone(**kwargs: Any) -> fields.String:
     return fields.String(
         validate=[
-            validate.Length(min=1, max=TIMEZONE_MAX_LENGTH),
+            validate.Length(min=1, max=MAX_TIMEZONE_LENGTH),
             Pattern(TIMEZONE_PATTERN, error="Not a time zone name, like Europe/Paris or UTC."),
         ],
         metadata={"description": _TIMEZONE, "example": "Europe/Paris"},
@@ -162,7 +165,7 @@ class ScheduleWriteBase(Schema):
         given = [name for name in TIMINGS if isinstance(original, Mapping) and name in original]
         if len(given) != 1:
             message = BOTH if given else NEITHER
-            raise ValidationError(dict.fromkeys(TIMINGS, [message]))
+            raise ValidationError({name: [message] for name in TIMINGS})
         if given[0] not in data or "timezone" not in data:
             return  # already refused by its field
         timing = Timing(data.get("cron"), data.get("every_seconds"), data["timezone"])
@@ -180,9 +183,7 @@ def make_schedule_write(scheduled_task: type[OneOfSchema]) -> type[Schema]:
 
 
 def _required_time(description: str, *, nullable: bool = False) -> UTCDateTime:
-    return UTCDateTime(
-        required=True, allow_none=nullable, metadata={"description": description}
-    )
+    return UTCDateTime(required=True, allow_none=nullable, metadata={"description": description})
 
 
 class ScheduleBase(Schema):
