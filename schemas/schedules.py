@@ -35,8 +35,10 @@ from schemas.tasks import (
     utc_text,
 )
 
-#: What ``cron`` looks like: five fields separated by spaces, or an ``@name`` (``@daily``).
-CRON_PATTERN = r"^(@[A-Za-z]+|\S+(\s+\S+){4})$"
+#: What ``cron`` looks like: five fields of visible ASCII separated by spaces, or an
+#: ``@name`` (``@daily``). Spelled without ``\s`` and ``\S``, which Python and JSON Schema's
+#: ECMA-262 read differently (Python counts ``\x1c`` as a space).
+CRON_PATTERN = r"^(@[A-Za-z]+|[!-~]+( +[!-~]+){4})$"
 #: What an IANA time zone name looks like (``Europe/Paris``, ``Etc/GMT+5``, ``UTC``).
 TIMEZONE_PATTERN = r"^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+)*$"
 #: The two ways of saying when, of which a schedule takes exactly one.
@@ -46,7 +48,8 @@ NEITHER = "Give `cron` (a cron expression) or `every_seconds` (an interval): exa
 
 _CRON = (
     "When it fires: a standard 5-field cron expression (minute hour day-of-month month "
-    "day-of-week; `*`, lists, ranges, steps, month and day names) or one of `@yearly`, "
+    "day-of-week, separated by spaces; `*`, lists, ranges, steps, month and day names) or one "
+    "of `@yearly`, "
     "`@annually`, `@monthly`, `@weekly`, `@daily`, `@midnight`, `@hourly`, read in `timezone`. "
     "An expression that never fires or cannot be read is refused (422). Exactly one of `cron` "
     "and `every_seconds`."
@@ -108,7 +111,11 @@ def _cron(**kwargs: Any) -> fields.String:
     return fields.String(
         validate=[
             validate.Length(min=1, max=MAX_CRON_LENGTH),
-            Pattern(CRON_PATTERN, error="Not a cron expression: five fields, or an @name."),
+            Pattern(
+                CRON_PATTERN,
+                error="Not a cron expression: five fields separated by spaces (minute hour "
+                "day-of-month month day-of-week), or an @name such as @daily.",
+            ),
         ],
         metadata={"description": _CRON, "example": "0 3 * * *"},
         **kwargs,
