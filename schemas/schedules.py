@@ -76,6 +76,12 @@ _TASK = (
     "one; the type's defaults apply to the options it leaves out."
 )
 
+_TASK_READ = (
+    "The task each fire time makes, as it was accepted (params with their defaults). Should its "
+    "type no longer be registered (its TASKS_IMPORT module removed), it is shown as stored, and "
+    "a trigger is refused with 409 until the type is back or the schedule is set again."
+)
+
 
 class ScheduledTaskBase(TaskCreateBase):
     """The options a schedule's task may set: those of a submit but ``delay_seconds``."""
@@ -232,7 +238,7 @@ class ScheduleBase(Schema):
 
 def make_schedule(scheduled_task: type[OneOfSchema]) -> type[Schema]:
     """``Schedule`` for the registered task types."""
-    task = fields.Nested(scheduled_task, required=True, metadata={"description": _TASK})
+    task = fields.Nested(scheduled_task, required=True, metadata={"description": _TASK_READ})
     return type("Schedule", (ScheduleBase,), {"task": task, "__doc__": ScheduleBase.__doc__})
 
 
