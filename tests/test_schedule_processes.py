@@ -6,6 +6,7 @@ what they made from the store.
 
 from __future__ import annotations
 
+import itertools
 import signal
 import subprocess
 import time
@@ -34,9 +35,7 @@ def _put(store: Store, name: str, task: dict[str, Any], **options: Any) -> None:
 
 
 def _made(store: Store, name: str) -> list[Task]:
-    tasks, _ = store.list(
-        TaskFilter(schedule=name), offset=0, limit=100, now=datetime.now(UTC)
-    )
+    tasks, _ = store.list(TaskFilter(schedule=name), offset=0, limit=100, now=datetime.now(UTC))
     return sorted(tasks, key=lambda t: t.scheduled_for or datetime.min.replace(tzinfo=UTC))
 
 
@@ -107,7 +106,9 @@ def test_after_a_stop_of_5_s_one_task_stands_for_the_missed_fire_times(
         time.sleep(5)
         restarted = datetime.now(UTC)
         with _workers(tmp_path, database_url, 1):
-            _wait(lambda: len([t for t in _made(store, "catch-up") if t.created_at > restarted]) >= 3)
+            _wait(
+                lambda: len([t for t in _made(store, "catch-up") if t.created_at > restarted]) >= 3
+            )
         after = [t for t in _made(store, "catch-up") if t.scheduled_for > last]  # type: ignore[operator]
         catch_up = after[0]
         assert catch_up.scheduled_for is not None
@@ -131,7 +132,7 @@ def test_overlap_skip_never_has_two_tasks_of_a_schedule_at_once(
             _wait(lambda: sum(t.is_terminal for t in _made(store, "slow")) >= 2)
         made = [t for t in _made(store, "slow") if t.is_terminal]
         assert [t.status for t in made] == [Status.SUCCEEDED] * len(made)
-        for previous, task in zip(made, made[1:], strict=False):
+        for previous, task in itertools.pairwise(made):
             assert previous.finished_at is not None
             made_after = task.created_at + CLOCK_SLACK
             assert made_after >= previous.finished_at, "made once the previous one ended"

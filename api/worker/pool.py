@@ -13,8 +13,9 @@ the dispatcher looks again exactly when the next delayed task becomes ready. ``d
 tasks in the calling thread until none is ready, with no thread started.
 
 Beside them, the pool runs the monitor's thread (``api.worker.monitor``: leases, recovery,
-purge). One attempt of a task, from the call to the ending it comes to, is
-``api.worker.attempt``.
+purge) and the scheduler's (``api.scheduler.ticker``: the due fire times of schedules become
+tasks; every process that runs workers ticks). One attempt of a task, from the call to the
+ending it comes to, is ``api.worker.attempt``.
 """
 
 from __future__ import annotations

@@ -54,9 +54,7 @@ def _put(
     at: datetime = T0,
     **options: Any,
 ) -> None:
-    spec = ScheduleSpec(
-        cron=cron, every_seconds=every, timezone="UTC", task=task or ADD, **options
-    )
+    spec = ScheduleSpec(cron=cron, every_seconds=every, timezone="UTC", task=task or ADD, **options)
     store.put_schedule(owner, name, spec, at + timedelta(seconds=every or 60), at)
 
 
@@ -83,7 +81,11 @@ def test_a_fire_time_makes_one_task_and_moves_the_schedule_on(
     clock.now = T0 + timedelta(seconds=10, milliseconds=300)
     ticker.tick()
     [task] = _made(store, owner="alice")
-    assert (task.schedule, task.scheduled_for, task.owner) == ("probe", T0 + timedelta(seconds=10), "alice")
+    assert (task.schedule, task.scheduled_for, task.owner) == (
+        "probe",
+        T0 + timedelta(seconds=10),
+        "alice",
+    )
     assert (task.type, task.params, task.status) == ("add", ADD["params"], Status.QUEUED)
     assert task.max_attempts == registry.get("add").max_attempts  # the type's default
     schedule = store.schedule("alice", "probe")
@@ -113,7 +115,12 @@ def test_many_threads_ticking_at_once_make_one_task_per_fire_time(
         [schedule] = store.due_schedules(clock.now, 10)
         start = threading.Barrier(4)
 
-        def fire(schedule: Any = schedule, clock: Clock = clock) -> None:
+        def fire(
+            schedule: Any = schedule,
+            clock: Clock = clock,
+            start: threading.Barrier = start,
+            outcomes: list[FireOutcome] = outcomes,
+        ) -> None:
             ticker = _ticker(store, registry, clock)
             start.wait()
             outcomes.append(ticker.fire(schedule, clock.now))
@@ -227,9 +234,7 @@ def test_a_task_type_that_is_gone_is_skipped_with_a_warning(
 
 
 def test_a_full_queue_skips_the_fire(store: Store, registry: Registry) -> None:
-    store.create(
-        NewTask(str(uuid.uuid4()), "add", {"x": 1, "y": 1}, 1, None, 0, T0, T0)
-    )
+    store.create(NewTask(str(uuid.uuid4()), "add", {"x": 1, "y": 1}, 1, None, 0, T0, T0))
     _put(store)
     clock = Clock(T0 + timedelta(seconds=10))
     ticker = _ticker(store, registry, clock, max_queued=1)
