@@ -175,6 +175,11 @@ def test_the_client_exposes_every_component_schema(generated: Path) -> None:
         "Queue",
         "QueueCounts",
         "QueueUpdate",
+        "Schedule",
+        "ScheduleWrite",
+        "AddScheduledTask",
+        "SleepScheduledTask",
+        "FailScheduledTask",
     ):
         assert name in models.__all__, name
     # TaskCreate is a oneOf: the body of createTask is the union of its member classes.
@@ -423,6 +428,68 @@ def test_queues_are_read_paused_and_resumed(api: Any) -> None:
     assert isinstance(get_queue.sync("never-used", client=api), Problem)
     invalid = update_queue.sync(name, client=api, body=QueueUpdate(concurrency=0))
     assert isinstance(invalid, ValidationProblem) and "concurrency" in invalid.errors["json"]
+
+
+def test_a_schedule_is_put_read_triggered_and_deleted(api: Any) -> None:
+    from taskapi_client.api.schedules import (
+        delete_schedule,
+        get_schedule,
+        list_schedules,
+        put_schedule,
+        trigger_schedule,
+    )
+    from taskapi_client.api.tasks import list_tasks
+    from taskapi_client.models import (
+        AddParams,
+        AddScheduledTask,
+        AddScheduledTaskType,
+        Problem,
+        Schedule,
+        ScheduleWrite,
+        ScheduleWriteOverlap,
+        TaskStatus,
+        TaskStatusStatus,
+        ValidationProblem,
+    )
+
+    name = f"client-{uuid.uuid4().hex[:8]}"
+    template = AddScheduledTask(type_=AddScheduledTaskType.ADD, params=AddParams(x=2, y=3))
+    body = ScheduleWrite(task=template, cron="0 3 * * *", timezone="Europe/Paris")
+    created = put_schedule.sync_detailed(name, client=api, body=body)
+    assert created.status_code == 201, created.content
+    assert created.headers["Location"].endswith(f"/schedules/{name}")
+    schedule = created.parsed
+    assert isinstance(schedule, Schedule)
+    assert (schedule.name, schedule.cron, schedule.every_seconds) == (name, "0 3 * * *", None)
+    assert isinstance(schedule.task, AddScheduledTask) and schedule.task.params.x == 2
+    assert schedule.next_run_at is not None and schedule.next_run_at > schedule.created_at
+
+    body = ScheduleWrite(
+        task=template, every_seconds=3600, paused=True, overlap=ScheduleWriteOverlap.ALLOW
+    )
+    replaced = put_schedule.sync_detailed(name, client=api, body=body)
+    assert replaced.status_code == 200, replaced.content
+    read = get_schedule.sync(name, client=api)
+    assert isinstance(read, Schedule)
+    assert (read.cron, read.every_seconds, read.paused) == (None, 3600, True)
+    assert read.next_run_at is None, "paused"
+    assert read.created_at == schedule.created_at
+    assert name in {s.name for s in list_schedules.sync(client=api, page_size=100) or []}
+
+    task = trigger_schedule.sync(name, client=api)
+    assert isinstance(task, TaskStatus) and task.schedule == name
+    assert task.scheduled_for is not None
+    assert wait_terminal(api, task.id).status is TaskStatusStatus.SUCCEEDED
+    made = list_tasks.sync(client=api, schedule=name)
+    assert isinstance(made, list) and [t.id for t in made] == [task.id]
+
+    both = ScheduleWrite(task=template, cron="@daily", every_seconds=60)
+    invalid = put_schedule.sync(name, client=api, body=both)
+    assert isinstance(invalid, ValidationProblem)
+    assert {"cron", "every_seconds"} <= set(invalid.errors["json"].additional_keys)
+
+    assert delete_schedule.sync_detailed(name, client=api).status_code == 204
+    assert isinstance(get_schedule.sync(name, client=api), Problem)
 
 
 # --- TypeScript: openapi-typescript + tsc --------------------------------------------------------

@@ -128,3 +128,33 @@ export const byQueue: NonNullable<operations["listTasks"]["parameters"]["query"]
 export function queueOf(task: TaskStatus): string {
   return task.queue;
 }
+
+// Schedules: the task a schedule makes is a TaskCreate less delay_seconds, one type per task type.
+export const nightly: Schemas["ScheduleWrite"] = {
+  cron: "0 3 * * *",
+  timezone: "Europe/Paris",
+  task: { type: "add", params: { x: 1, y: 2 }, priority: 5 },
+};
+export const everyTenMinutes: operations["putSchedule"]["requestBody"]["content"]["application/json"] = {
+  every_seconds: 600,
+  overlap: "allow",
+  catch_up: "none",
+  task: { type: "sleep", params: { seconds: 5 } },
+};
+
+export function scheduleLine(schedule: Schemas["Schedule"]): string {
+  const when = schedule.cron ?? `every ${schedule.every_seconds ?? "?"}s`;
+  const next = schedule.next_run_at ?? "paused";
+  return `${schedule.name} (${when}, ${schedule.timezone}): ${schedule.task.type}, next ${next}`;
+}
+
+export function madeBy(task: TaskStatus): string | null {
+  return task.schedule === null ? null : `${task.schedule} at ${task.scheduled_for ?? "?"}`;
+}
+export const bySchedule: NonNullable<operations["listTasks"]["parameters"]["query"]> = {
+  schedule: "nightly",
+};
+type Triggered = operations["triggerSchedule"]["responses"][202]["content"]["application/json"];
+export function triggeredId(task: Triggered): string {
+  return task.id;
+}

@@ -43,3 +43,19 @@ export const queueSize: Schemas["QueueUpdate"] = { size: 3 }; // error
 export function queueConcurrency(queue: Schemas["Queue"]): number {
   return queue.concurrency; // error
 }
+
+export const delayedTemplate: Schemas["ScheduleWrite"] = {
+  every_seconds: 60,
+  task: { type: "add", params: { x: 1, y: 2 }, delay_seconds: 5 }, // error
+};
+
+export const unknownOverlap: Schemas["ScheduleWrite"] = {
+  cron: "@daily",
+  overlap: "queue", // error
+  task: { type: "sleep", params: { seconds: 1 } },
+};
+
+export const everyAsText: Schemas["ScheduleWrite"] = {
+  every_seconds: "60", // error
+  task: { type: "sleep", params: { seconds: 1 } },
+};
