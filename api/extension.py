@@ -50,6 +50,7 @@ class TaskAPI:
             events=events,
             metrics=metrics,
             queues=settings.queues,
+            max_queued=settings.max_queued,
         )
         # Submits, cancels and ends reach the other processes of the store through the link.
         link = Link(open_wakeups(settings.database_url), pool, events)

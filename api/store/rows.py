@@ -7,13 +7,25 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
-from api.models import MAX_LOST_ATTEMPTS, TERMINAL, Progress, Status, Task, TaskError
+from api.models import (
+    MAX_LOST_ATTEMPTS,
+    TERMINAL,
+    CatchUp,
+    Overlap,
+    Progress,
+    Schedule,
+    ScheduleSpec,
+    Status,
+    Task,
+    TaskError,
+)
 
 #: The columns every task read selects, in every backend.
 COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
-    "finished_at, expires_at, worker_id, version, owner, lost_attempts, queue"
+    "finished_at, expires_at, worker_id, version, owner, lost_attempts, queue, schedule, "
+    "scheduled_for"
 )
 
 
@@ -93,6 +105,8 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         owner,
         lost_attempts,
         queue,
+        schedule,
+        scheduled_for,
     ) = row[:_WIDTH]
     return Task(
         id_,
@@ -117,4 +131,37 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         owner,
         lost_attempts,
         queue,
+        schedule,
+        None if scheduled_for is None else time(scheduled_for),
+    )
+
+
+#: The columns every schedule read selects, in every backend.
+SCHEDULE_COLUMNS = (
+    "owner, name, cron, every_seconds, timezone, task, paused, overlap, catch_up, next_run_at, "
+    "last_run_at, last_task_id, created_at, updated_at, version"
+)
+
+
+def schedule_from_row(row: Any, time: Callable[[Any], datetime | None]) -> Schedule:
+    """A schedule from a row of SCHEDULE_COLUMNS, read by name."""
+    spec = ScheduleSpec(
+        cron=row["cron"],
+        every_seconds=row["every_seconds"],
+        timezone=row["timezone"],
+        task=json.loads(row["task"]),
+        paused=bool(row["paused"]),
+        overlap=Overlap(row["overlap"]),
+        catch_up=CatchUp(row["catch_up"]),
+    )
+    return Schedule(
+        owner=row["owner"],
+        name=row["name"],
+        spec=spec,
+        next_run_at=time(row["next_run_at"]),
+        last_run_at=time(row["last_run_at"]),
+        last_task_id=row["last_task_id"],
+        created_at=time(row["created_at"]),  # type: ignore[arg-type]  # never NULL
+        updated_at=time(row["updated_at"]),  # type: ignore[arg-type]
+        version=row["version"],
     )

@@ -18,16 +18,19 @@ import builtins
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from api.models import (
     DEFAULT_QUEUE,
     MAX_LOST_ATTEMPTS,
+    FireOutcome,
     IdempotencyKey,
     NewTask,
     Progress,
     QueueState,
+    Schedule,
+    ScheduleSpec,
     Status,
     Task,
 )
@@ -35,6 +38,7 @@ from api.store import (
     CancelResult,
     Claim,
     Ending,
+    Fire,
     KeyTaken,
     QueueFull,
     Recovered,
@@ -47,11 +51,16 @@ from api.store.rows import (
     error_json,
     finish_values,
     progress_json,
+    schedule_from_row,
     task_from_row,
 )
 
 #: A row, read by column name (sqlite3.Row, psycopg's dict rows).
 Row = Any
+
+#: How long a fire time's record is kept: far longer than any clock of two processes could
+#: differ, so that no process computes a fire time again whose record is gone.
+FIRES_KEPT = timedelta(days=1)
 
 #: A status by its column value, without the enum's call.
 _STATUS: dict[str, Status] = {status.value: status for status in Status}
@@ -60,6 +69,10 @@ _STATUS: dict[str, Status] = {status.value: status for status in Status}
 def _claim_order(row: Row) -> tuple[Any, ...]:
     """The order claims take ready tasks in: highest priority, earliest ready, first in."""
     return (-row["priority"], row["run_after"], row["seq"])
+
+
+class _NoSuchSchedule(Exception):
+    """A trigger found no schedule: its transaction is rolled back."""
 
 
 class Cursor(Protocol):
@@ -152,6 +165,12 @@ class SqlStore(ABC):
         with self._reading() as db:
             return db.execute(self.queries[query], args).fetchone()
 
+    def _first(self, db: Db, query: str, args: Mapping[str, Any]) -> Row | None:
+        """The first row of ``query`` run in ``db``, or None; every row is read, so that a
+        writing statement is done before the next one."""
+        rows = db.execute(self.queries[query], args).fetchall()
+        return rows[0] if rows else None
+
     def _task(self, row: Row) -> Task:
         return task_from_row(row, self._time_of)
 
@@ -176,6 +195,9 @@ class SqlStore(ABC):
         if where.queue is not None:
             clauses.append(f"queue = {self._param('queue')}")
             args["queue"] = where.queue
+        if where.schedule is not None:
+            clauses.append(f"schedule = {self._param('schedule')}")
+            args["schedule"] = where.schedule
         if where.owner is not None:
             clauses.append(f"owner = {self._param('owner')}")
             args["owner"] = where.owner
@@ -273,19 +295,7 @@ class SqlStore(ABC):
         max_queued: int | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Task:
-        args = {
-            "id": task.id,
-            "type": task.type,
-            "params": dumps(task.params),
-            "max_attempts": task.max_attempts,
-            "timeout_seconds": task.timeout_seconds,
-            "priority": task.priority,
-            "created_at": self._time(task.created_at),
-            "run_after": self._time(task.run_after),
-            "owner": task.owner,
-            "queue": task.queue,
-            "max_queued": max_queued,
-        }
+        args = self._task_args(task, max_queued)
         try:
             with self._submitting(keyed=idempotency is not None) as db:
                 if idempotency is not None:
@@ -302,6 +312,32 @@ class SqlStore(ABC):
                 raise
             raise taken from None
         return self._task(rows[0])
+
+    def _task_args(self, task: NewTask, max_queued: int | None) -> dict[str, Any]:
+        """The arguments of ``insert_task`` for ``task``."""
+        return {
+            "id": task.id,
+            "type": task.type,
+            "params": dumps(task.params),
+            "max_attempts": task.max_attempts,
+            "timeout_seconds": task.timeout_seconds,
+            "priority": task.priority,
+            "created_at": self._time(task.created_at),
+            "run_after": self._time(task.run_after),
+            "owner": task.owner,
+            "queue": task.queue,
+            "schedule": task.schedule,
+            "scheduled_for": self._time(task.scheduled_for),
+            "max_queued": max_queued,
+        }
+
+    def _insert(self, db: Db, task: NewTask, max_queued: int | None) -> Row | None:
+        """Insert ``task`` in ``db``'s transaction: its row, None when the queue is full."""
+        if not self._has_room(db, max_queued):
+            return None
+        rows = db.execute(self.queries["insert_task"], self._task_args(task, max_queued))
+        found = rows.fetchall()  # all of them: the statement is done once they are read
+        return found[0] if found else None
 
     def _take_key(self, db: Db, key: IdempotencyKey, task: NewTask) -> None:
         args = {
@@ -321,6 +357,137 @@ class SqlStore(ABC):
     def settle_key(self, owner: str, key: str) -> None:
         with self._writing() as db:
             db.execute(self.queries["settle_key"], {"owner": owner, "key": key})
+
+    # -- schedules ----------------------------------------------------------------------------
+
+    def _schedule(self, row: Row) -> Schedule:
+        return schedule_from_row(row, self._time_of)
+
+    def put_schedule(
+        self,
+        owner: str,
+        name: str,
+        spec: ScheduleSpec,
+        next_run_at: datetime | None,
+        now: datetime,
+    ) -> tuple[Schedule, bool]:
+        args = {
+            "owner": owner,
+            "name": name,
+            "cron": spec.cron,
+            "every_seconds": spec.every_seconds,
+            "timezone": spec.timezone,
+            "task": dumps(spec.task),
+            "paused": spec.paused,
+            "overlap": spec.overlap.value,
+            "catch_up": spec.catch_up.value,
+            "next_run_at": self._time(None if spec.paused else next_run_at),
+            "now": self._time(now),
+        }
+        with self._writing() as db:
+            row = db.execute(self.queries["put_schedule"], args).fetchone()
+        schedule = self._schedule(row)
+        return schedule, schedule.version == 1
+
+    def schedule(self, owner: str, name: str) -> Schedule | None:
+        row = self._read_one("get_schedule", {"owner": owner, "name": name})
+        return None if row is None else self._schedule(row)
+
+    def schedules(
+        self, owner: str | None, *, offset: int, limit: int
+    ) -> tuple[builtins.list[Schedule], int]:
+        args = {"owner": owner, "offset": offset, "limit": limit}
+        with self._reading() as db:
+            total = db.execute(self.queries["schedules_total"], args).fetchone()
+            rows = db.execute(self.queries["schedules_page"], args).fetchall()
+        return [self._schedule(row) for row in rows], total["n"] if total else 0
+
+    def delete_schedule(self, owner: str, name: str) -> bool:
+        with self._transaction() as db:
+            args = {"owner": owner, "name": name}
+            deleted = db.execute(self.queries["delete_schedule"], args).rowcount > 0
+            db.execute(self.queries["delete_fires"], args)
+        return deleted
+
+    def due_schedules(self, now: datetime, limit: int) -> builtins.list[Schedule]:
+        with self._reading() as db:
+            args = {"now": self._time(now), "limit": limit}
+            rows = db.execute(self.queries["due_schedules"], args).fetchall()
+        return [self._schedule(row) for row in rows]
+
+    def next_schedule_at(self) -> datetime | None:
+        row = self._read_one("next_schedule_at", {})
+        return None if row is None else self._time_of(row["due"])
+
+    def fire_schedule(self, fire: Fire) -> tuple[FireOutcome, Task | None]:
+        key = {"owner": fire.owner, "name": fire.name, "fire_at": self._time(fire.fire_at)}
+        with self._transaction() as db:
+            advanced = self._first(
+                db,
+                "advance_schedule",
+                {
+                    "owner": fire.owner,
+                    "name": fire.name,
+                    "version": fire.version,
+                    "due": self._time(fire.due),
+                    "next_run_at": self._time(fire.next_run_at),
+                },
+            )
+            if advanced is None:
+                return FireOutcome.TAKEN, None
+            outcome = self._fire_outcome(db, fire, advanced["last_task_id"])
+            made = None if outcome is not FireOutcome.MADE or fire.task is None else fire.task
+            recorded = self._first(
+                db,
+                "record_fire",
+                {**key, "outcome": outcome.value, "task_id": made.id if made else None},
+            )
+            if recorded is None:  # this fire time was made already (by a schedule replaced since)
+                return FireOutcome.TAKEN, None
+            if made is None:
+                return outcome, None
+            row = self._insert(db, made, fire.max_queued)
+            if row is None:
+                db.execute(
+                    self.queries["set_fire_outcome"],
+                    {**key, "outcome": FireOutcome.QUEUE_FULL.value},
+                )
+                return FireOutcome.QUEUE_FULL, None
+            ran = {"owner": fire.owner, "name": fire.name, "task_id": made.id}
+            self._first(db, "schedule_ran", {**ran, "run_at": self._time(made.created_at)})
+            self._announce(db)
+        return FireOutcome.MADE, self._task(row)
+
+    def _fire_outcome(self, db: Db, fire: Fire, last_task_id: str | None) -> FireOutcome:
+        """What a fire that applies comes to, before its task is inserted."""
+        if fire.skip is not None or fire.task is None:
+            return fire.skip or FireOutcome.MISSED
+        if fire.skip_if_busy and last_task_id is not None:
+            busy = self._first(db, "task_busy", {"id": last_task_id})
+            if busy is not None:
+                return FireOutcome.OVERLAP
+        return FireOutcome.MADE
+
+    def trigger_schedule(
+        self, owner: str, name: str, task: NewTask, *, max_queued: int | None = None
+    ) -> Task | None:
+        args = {
+            "owner": owner,
+            "name": name,
+            "run_at": self._time(task.created_at),
+            "task_id": task.id,
+        }
+        try:
+            with self._transaction() as db:
+                if self._first(db, "schedule_ran", args) is None:
+                    raise _NoSuchSchedule()
+                row = self._insert(db, task, max_queued)
+                if row is None:
+                    raise QueueFull()
+                self._announce(db)
+        except _NoSuchSchedule:
+            return None
+        return self._task(row)
 
     # -- a worker's verbs ---------------------------------------------------------------------
 
@@ -484,8 +651,13 @@ class SqlStore(ABC):
             return db.execute(self.queries["delete"], args).rowcount > 0
 
     def purge_expired(self, now: datetime, limit: int) -> tuple[int, int]:
-        args = {"now": self._time(now), "limit": limit}
+        args = {
+            "now": self._time(now),
+            "limit": limit,
+            "fires_before": self._time(now - FIRES_KEPT),
+        }
         with self._transaction() as db:
             keys = db.execute(self.queries["purge_keys"], args).rowcount
             tasks = db.execute(self.queries["purge_tasks"], args).rowcount
+            db.execute(self.queries["purge_fires"], args)
         return tasks, keys

@@ -13,8 +13,9 @@ the dispatcher looks again exactly when the next delayed task becomes ready. ``d
 tasks in the calling thread until none is ready, with no thread started.
 
 Beside them, the pool runs the monitor's thread (``api.worker.monitor``: leases, recovery,
-purge). One attempt of a task, from the call to the ending it comes to, is
-``api.worker.attempt``.
+purge) and the scheduler's (``api.scheduler.ticker``: the due fire times of schedules become
+tasks; every process that runs workers ticks). One attempt of a task, from the call to the
+ending it comes to, is ``api.worker.attempt``.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from api.events import TaskEvents
 from api.metrics import Metrics
 from api.models import Status, Task
 from api.registry import Registry
+from api.scheduler.ticker import Ticker
 from api.store import Claim, Ending, Store
 from api.worker.attempt import (
     AttemptRunner,
@@ -110,6 +112,7 @@ class WorkerPool:
         clock: Callable[[], datetime] = utcnow,
         timer: Callable[[], float] = time.monotonic,
         queues: Collection[str] | None = None,
+        max_queued: int | None = None,
     ) -> None:
         self.store = store
         #: The queues whose tasks this pool takes (TASKS_QUEUES); None: every queue.
@@ -131,6 +134,7 @@ class WorkerPool:
         #: Set by hurry(): the grace of stop() is over, running tasks go back to the queue now.
         self._hurry = threading.Event()
         self._monitor_stop = threading.Event()
+        self._ticker_thread: threading.Thread | None = None
         #: Set by stop() once the workers are done: the dispatcher writes what is left, ends.
         self._closing = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -163,6 +167,15 @@ class WorkerPool:
             clock=clock,
             timer=timer,
         )
+        #: Fires the schedules that are due, in every process that runs workers.
+        self.ticker = Ticker(
+            store,
+            registry,
+            metrics=metrics,
+            max_queued=max_queued,
+            made=self.wakeup.notify,
+            clock=clock,
+        )
 
     # -- what the service calls (api.service.Notifier) ---------------------------------------
 
@@ -182,7 +195,11 @@ class WorkerPool:
 
     def alive(self) -> bool:
         """True when every thread of a started pool is running."""
-        helpers = [t for t in (self._dispatcher, self._monitor_thread) if t is not None]
+        helpers = [
+            t
+            for t in (self._dispatcher, self._monitor_thread, self._ticker_thread)
+            if t is not None
+        ]
         return bool(self._threads) and all(t.is_alive() for t in [*self._threads, *helpers])
 
     def start(self) -> None:
@@ -206,6 +223,13 @@ class WorkerPool:
                 target=self._dispatch, name="taskapi-dispatcher", daemon=True
             )
             self._dispatcher.start()
+            self._ticker_thread = threading.Thread(
+                target=self.ticker.run,
+                args=(self._stop,),  # a stopping pool makes no more tasks
+                name="taskapi-scheduler",
+                daemon=True,
+            )
+            self._ticker_thread.start()
         self._monitor_thread = threading.Thread(
             target=self.monitor.run, args=(self._monitor_stop,), name="taskapi-monitor", daemon=True
         )
@@ -254,11 +278,11 @@ class WorkerPool:
             self._closing.set()
             self._cond.notify_all()
         self._monitor_stop.set()
-        for helper in (self._dispatcher, self._monitor_thread):
+        for helper in (self._dispatcher, self._monitor_thread, self._ticker_thread):
             if helper is not None:
                 helper.join(WIND_DOWN_SECONDS)
         self._threads = []
-        self._dispatcher = self._monitor_thread = None
+        self._dispatcher = self._monitor_thread = self._ticker_thread = None
         self._hurry.clear()
 
     def _take_handoff(self) -> list[tuple[Task, Running]]:

@@ -73,3 +73,42 @@ CREATE TABLE queues (
     paused BOOLEAN NOT NULL DEFAULT FALSE,
     concurrency INTEGER
 );
+
+-- name: schedules
+-- A task made by a schedule names it, and the fire time it stands for.
+ALTER TABLE tasks ADD COLUMN schedule TEXT;
+ALTER TABLE tasks ADD COLUMN scheduled_for TIMESTAMPTZ;
+CREATE INDEX tasks_by_schedule ON tasks (owner, schedule, seq) WHERE schedule IS NOT NULL;
+-- A schedule of its owner: when it fires (cron in timezone, or every_seconds), the task it
+-- makes (a TaskCreate body as JSON), and its next fire time (NULL while paused). Every
+-- replace grows its version: a fire applies only to the version it was computed from.
+CREATE TABLE schedules (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cron TEXT,
+    every_seconds INTEGER,
+    timezone TEXT NOT NULL,
+    task TEXT NOT NULL,
+    paused BOOLEAN NOT NULL DEFAULT FALSE,
+    overlap TEXT NOT NULL,
+    catch_up TEXT NOT NULL,
+    next_run_at TIMESTAMPTZ,
+    last_run_at TIMESTAMPTZ,
+    last_task_id TEXT,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (owner, name)
+);
+CREATE INDEX schedules_due ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
+-- Each fire time of a schedule, once: the unique key that makes two processes ticking at
+-- once make one task; written in the transaction that makes the task (or records the skip).
+CREATE TABLE schedule_fires (
+    owner TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    fire_at TIMESTAMPTZ NOT NULL,
+    outcome TEXT NOT NULL,
+    task_id TEXT,
+    UNIQUE (owner, schedule, fire_at)
+);
+CREATE INDEX schedule_fires_age ON schedule_fires (fire_at);

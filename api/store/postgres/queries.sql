@@ -118,9 +118,10 @@ SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %(m
 
 -- name: insert_task
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner, queue)
+    created_at, run_after, owner, queue, schedule, scheduled_for)
 VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seconds)s,
-    %(priority)s, %(created_at)s, %(run_after)s, %(owner)s, %(queue)s)
+    %(priority)s, %(created_at)s, %(run_after)s, %(owner)s, %(queue)s, %(schedule)s,
+    %(scheduled_for)s)
 RETURNING {columns}
 
 -- name: notify
@@ -298,3 +299,92 @@ DELETE FROM idempotency_keys WHERE ctid IN (
 DELETE FROM tasks WHERE seq IN (
     SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= %(now)s
     AND status IN ({delete}) LIMIT %(limit)s)
+
+-- name: put_schedule
+-- Create a schedule, or replace what it does: its created_at, last run and last task stay,
+-- its version grows. When its timing (cron, every_seconds, timezone, paused) is unchanged,
+-- its next_run_at stays as stored: a deploy that declares it again moves no fire time, and
+-- undoes no fire made meanwhile.
+INSERT INTO schedules (owner, name, cron, every_seconds, timezone, task, paused, overlap,
+    catch_up, next_run_at, created_at, updated_at)
+VALUES (%(owner)s, %(name)s, %(cron)s, %(every_seconds)s, %(timezone)s, %(task)s, %(paused)s,
+    %(overlap)s, %(catch_up)s, %(next_run_at)s, %(now)s, %(now)s)
+ON CONFLICT (owner, name) DO UPDATE SET
+    next_run_at = CASE
+        WHEN schedules.cron IS NOT DISTINCT FROM excluded.cron
+            AND schedules.every_seconds IS NOT DISTINCT FROM excluded.every_seconds
+            AND schedules.timezone = excluded.timezone AND schedules.paused = excluded.paused
+        THEN schedules.next_run_at ELSE excluded.next_run_at END,
+    cron = excluded.cron,
+    every_seconds = excluded.every_seconds,
+    timezone = excluded.timezone,
+    task = excluded.task,
+    paused = excluded.paused,
+    overlap = excluded.overlap,
+    catch_up = excluded.catch_up,
+    updated_at = excluded.updated_at,
+    version = schedules.version + 1
+RETURNING {schedule_columns}
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM schedules WHERE owner = %(owner)s AND name = %(name)s
+
+-- name: schedules_total
+SELECT COUNT(*) AS n FROM schedules WHERE %(owner)s::text IS NULL OR owner = %(owner)s
+
+-- name: schedules_page
+SELECT {schedule_columns} FROM schedules WHERE %(owner)s::text IS NULL OR owner = %(owner)s
+ORDER BY name, owner LIMIT %(limit)s OFFSET %(offset)s
+
+-- name: delete_schedule
+-- Its fire records go with it; its tasks stay.
+DELETE FROM schedules WHERE owner = %(owner)s AND name = %(name)s
+
+-- name: delete_fires
+DELETE FROM schedule_fires WHERE owner = %(owner)s AND schedule = %(name)s
+
+-- name: due_schedules
+-- The schedules whose next fire time has come, the earliest first (paused ones have none).
+SELECT {schedule_columns} FROM schedules
+WHERE next_run_at IS NOT NULL AND next_run_at <= %(now)s
+ORDER BY next_run_at LIMIT %(limit)s
+
+-- name: next_schedule_at
+SELECT MIN(next_run_at) AS due FROM schedules WHERE next_run_at IS NOT NULL
+
+-- name: advance_schedule
+-- The first step of a fire: move the schedule's next_run_at on, only if it is still the
+-- version the ticker read and still due at the time it read (else another process fired it
+-- first, or it changed: nothing happens). A second process waits here for the first one's
+-- row lock, then finds the row changed and updates nothing. Returns its last task, for the
+-- overlap check.
+UPDATE schedules SET next_run_at = %(next_run_at)s
+WHERE owner = %(owner)s AND name = %(name)s AND version = %(version)s
+    AND next_run_at = %(due)s
+RETURNING last_task_id
+
+-- name: task_busy
+-- Whether the task is still queued or running (overlap: skip).
+SELECT 1 AS busy FROM tasks WHERE id = %(id)s AND status IN ('queued', 'running')
+
+-- name: record_fire
+-- The fire time's unique key: no row back when it was recorded already.
+INSERT INTO schedule_fires (owner, schedule, fire_at, outcome, task_id)
+VALUES (%(owner)s, %(name)s, %(fire_at)s, %(outcome)s, %(task_id)s)
+ON CONFLICT (owner, schedule, fire_at) DO NOTHING
+RETURNING outcome
+
+-- name: set_fire_outcome
+UPDATE schedule_fires SET outcome = %(outcome)s, task_id = NULL
+WHERE owner = %(owner)s AND schedule = %(name)s AND fire_at = %(fire_at)s
+
+-- name: schedule_ran
+-- A task was made for the schedule (a fire, or a trigger): its last run.
+UPDATE schedules SET last_run_at = %(run_at)s, last_task_id = %(task_id)s
+WHERE owner = %(owner)s AND name = %(name)s
+RETURNING name
+
+-- name: purge_fires
+-- Fire records old enough that no clock of any process could compute their time again.
+DELETE FROM schedule_fires WHERE ctid IN (
+    SELECT ctid FROM schedule_fires WHERE fire_at < %(fires_before)s LIMIT %(limit)s)

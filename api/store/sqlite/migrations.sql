@@ -124,3 +124,42 @@ WHEN old.status <> new.status BEGIN
     UPDATE queue_counts SET n = n - 1 WHERE status = old.status AND queue = old.queue;
     UPDATE queue_counts SET n = n + 1 WHERE status = new.status AND queue = new.queue;
 END;
+
+-- name: schedules
+-- A task made by a schedule names it, and the fire time it stands for.
+ALTER TABLE tasks ADD COLUMN schedule TEXT;
+ALTER TABLE tasks ADD COLUMN scheduled_for REAL;
+CREATE INDEX tasks_by_schedule ON tasks (owner, schedule, seq) WHERE schedule IS NOT NULL;
+-- A schedule of its owner: when it fires (cron in timezone, or every_seconds), the task it
+-- makes (a TaskCreate body as JSON), and its next fire time (NULL while paused). Every
+-- replace grows its version: a fire applies only to the version it was computed from.
+CREATE TABLE schedules (
+    owner TEXT NOT NULL,
+    name TEXT NOT NULL,
+    cron TEXT,
+    every_seconds INTEGER,
+    timezone TEXT NOT NULL,
+    task TEXT NOT NULL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    overlap TEXT NOT NULL,
+    catch_up TEXT NOT NULL,
+    next_run_at REAL,
+    last_run_at REAL,
+    last_task_id TEXT,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (owner, name)
+);
+CREATE INDEX schedules_due ON schedules (next_run_at) WHERE next_run_at IS NOT NULL;
+-- Each fire time of a schedule, once: the unique key that makes two processes ticking at
+-- once make one task; written in the transaction that makes the task (or records the skip).
+CREATE TABLE schedule_fires (
+    owner TEXT NOT NULL,
+    schedule TEXT NOT NULL,
+    fire_at REAL NOT NULL,
+    outcome TEXT NOT NULL,
+    task_id TEXT,
+    UNIQUE (owner, schedule, fire_at)
+);
+CREATE INDEX schedule_fires_age ON schedule_fires (fire_at);

@@ -91,9 +91,9 @@ FROM names WHERE name IS NOT NULL
 -- A new task, unless :max_queued tasks are queued already (NULL: no bound). The count is the
 -- trigger-kept rows of queue_counts: the bound and the insert are one statement, one commit.
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner, queue)
+    created_at, run_after, owner, queue, schedule, scheduled_for)
 SELECT :id, :type, 'queued', :params, :max_attempts, :timeout_seconds, :priority,
-    :created_at, :run_after, :owner, :queue
+    :created_at, :run_after, :owner, :queue, :schedule, :scheduled_for
 WHERE :max_queued IS NULL
     OR (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE status = 'queued') < :max_queued
 RETURNING {columns}
@@ -279,3 +279,88 @@ DELETE FROM idempotency_keys WHERE rowid IN (
 DELETE FROM tasks WHERE seq IN (
     SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= :now
     AND status IN ({delete}) LIMIT :limit)
+
+-- name: put_schedule
+-- Create a schedule, or replace what it does: its created_at, last run and last task stay,
+-- its version grows. When its timing (cron, every_seconds, timezone, paused) is unchanged,
+-- its next_run_at stays as stored: a deploy that declares it again moves no fire time, and
+-- undoes no fire made meanwhile.
+INSERT INTO schedules (owner, name, cron, every_seconds, timezone, task, paused, overlap,
+    catch_up, next_run_at, created_at, updated_at)
+VALUES (:owner, :name, :cron, :every_seconds, :timezone, :task, :paused, :overlap, :catch_up,
+    :next_run_at, :now, :now)
+ON CONFLICT (owner, name) DO UPDATE SET
+    next_run_at = CASE
+        WHEN cron IS excluded.cron AND every_seconds IS excluded.every_seconds
+            AND timezone = excluded.timezone AND paused = excluded.paused
+        THEN next_run_at ELSE excluded.next_run_at END,
+    cron = excluded.cron,
+    every_seconds = excluded.every_seconds,
+    timezone = excluded.timezone,
+    task = excluded.task,
+    paused = excluded.paused,
+    overlap = excluded.overlap,
+    catch_up = excluded.catch_up,
+    updated_at = excluded.updated_at,
+    version = version + 1
+RETURNING {schedule_columns}
+
+-- name: get_schedule
+SELECT {schedule_columns} FROM schedules WHERE owner = :owner AND name = :name
+
+-- name: schedules_total
+SELECT COUNT(*) AS n FROM schedules WHERE :owner IS NULL OR owner = :owner
+
+-- name: schedules_page
+SELECT {schedule_columns} FROM schedules WHERE :owner IS NULL OR owner = :owner
+ORDER BY name, owner LIMIT :limit OFFSET :offset
+
+-- name: delete_schedule
+-- Its fire records go with it; its tasks stay.
+DELETE FROM schedules WHERE owner = :owner AND name = :name
+
+-- name: delete_fires
+DELETE FROM schedule_fires WHERE owner = :owner AND schedule = :name
+
+-- name: due_schedules
+-- The schedules whose next fire time has come, the earliest first (paused ones have none).
+SELECT {schedule_columns} FROM schedules INDEXED BY schedules_due
+WHERE next_run_at IS NOT NULL AND next_run_at <= :now
+ORDER BY next_run_at LIMIT :limit
+
+-- name: next_schedule_at
+SELECT MIN(next_run_at) AS due FROM schedules WHERE next_run_at IS NOT NULL
+
+-- name: advance_schedule
+-- The first step of a fire: move the schedule's next_run_at on, only if it is still the
+-- version the ticker read and still due at the time it read (else another process fired it
+-- first, or it changed: nothing happens). Returns its last task, for the overlap check.
+UPDATE schedules SET next_run_at = :next_run_at
+WHERE owner = :owner AND name = :name AND version = :version AND next_run_at = :due
+RETURNING last_task_id
+
+-- name: task_busy
+-- Whether the task is still queued or running (overlap: skip).
+SELECT 1 AS busy FROM tasks WHERE id = :id AND status IN ('queued', 'running')
+
+-- name: record_fire
+-- The fire time's unique key: no row back when it was recorded already.
+INSERT INTO schedule_fires (owner, schedule, fire_at, outcome, task_id)
+VALUES (:owner, :name, :fire_at, :outcome, :task_id)
+ON CONFLICT (owner, schedule, fire_at) DO NOTHING
+RETURNING outcome
+
+-- name: set_fire_outcome
+UPDATE schedule_fires SET outcome = :outcome, task_id = NULL
+WHERE owner = :owner AND schedule = :name AND fire_at = :fire_at
+
+-- name: schedule_ran
+-- A task was made for the schedule (a fire, or a trigger): its last run.
+UPDATE schedules SET last_run_at = :run_at, last_task_id = :task_id
+WHERE owner = :owner AND name = :name
+RETURNING name
+
+-- name: purge_fires
+-- Fire records old enough that no clock of any process could compute their time again.
+DELETE FROM schedule_fires WHERE rowid IN (
+    SELECT rowid FROM schedule_fires WHERE fire_at < :fires_before LIMIT :limit)

@@ -1,0 +1,140 @@
+"""Schedules across real processes: every worker process ticks, each fire time makes one task.
+
+Each test runs ``taskapi worker`` processes on each store (no leader among them) and reads
+what they made from the store.
+"""
+
+from __future__ import annotations
+
+import itertools
+import signal
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from api.models import Overlap, ScheduleSpec, Status, Task
+from api.scheduler.cron import Timing
+from api.store import Store, TaskFilter, open_store
+from tests.processes import start_worker
+
+SECOND = timedelta(seconds=1)
+#: A tick reads its clock before its fire's transaction: a task that ends meanwhile may end
+#: a moment after the time the next task is made at.
+CLOCK_SLACK = timedelta(milliseconds=250)
+
+
+def _put(store: Store, name: str, task: dict[str, Any], **options: Any) -> None:
+    spec = ScheduleSpec(cron=None, every_seconds=1, timezone="UTC", task=task, **options)
+    now = datetime.now(UTC)
+    store.put_schedule("", name, spec, Timing.of(spec).next_after(now), now)
+
+
+def _made(store: Store, name: str) -> list[Task]:
+    tasks, _ = store.list(TaskFilter(schedule=name), offset=0, limit=100, now=datetime.now(UTC))
+    return sorted(tasks, key=lambda t: t.scheduled_for or datetime.min.replace(tzinfo=UTC))
+
+
+def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@contextmanager
+def _workers(tmp_path: Path, database_url: str, count: int) -> Iterator[None]:
+    name = uuid.uuid4().hex[:6]
+    workers: list[subprocess.Popen[bytes]] = [
+        start_worker(
+            tmp_path,
+            f"{name}-{n}",
+            TASKS_DATABASE_URL=database_url,
+            TASKS_WORKERS="2",
+            TASKS_LOG_LEVEL="WARNING",
+        )
+        for n in range(count)
+    ]
+    try:
+        yield
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(30)
+
+
+def _consecutive(fired: list[datetime]) -> bool:
+    return fired == [fired[0] + n * SECOND for n in range(len(fired))]
+
+
+ADD = {"type": "add", "params": {"x": 1, "y": 2, "delay_seconds": 0}}
+
+
+def test_three_processes_ticking_make_one_task_per_fire_time(
+    tmp_path: Path, database_url: str
+) -> None:
+    store = open_store(database_url)
+    try:
+        _put(store, "every-second", ADD, overlap=Overlap.ALLOW)
+        with _workers(tmp_path, database_url, 3):
+            _wait(lambda: len(_made(store, "every-second")) >= 10)
+        made = _made(store, "every-second")
+        fired = [t.scheduled_for for t in made]
+        assert len(fired) == len(set(fired)), "no fire time made two tasks"
+        assert _consecutive(fired), "and every fire time made one"  # type: ignore[arg-type]
+        assert all(t.status is Status.SUCCEEDED for t in made[:-3])
+    finally:
+        store.close()
+
+
+def test_after_a_stop_of_5_s_one_task_stands_for_the_missed_fire_times(
+    tmp_path: Path, database_url: str
+) -> None:
+    store = open_store(database_url)
+    try:
+        _put(store, "catch-up", ADD, overlap=Overlap.ALLOW)
+        with _workers(tmp_path, database_url, 1):
+            _wait(lambda: len(_made(store, "catch-up")) >= 2)
+        last = _made(store, "catch-up")[-1].scheduled_for
+        assert last is not None
+        time.sleep(5)
+        restarted = datetime.now(UTC)
+        with _workers(tmp_path, database_url, 1):
+            _wait(
+                lambda: len([t for t in _made(store, "catch-up") if t.created_at > restarted]) >= 3
+            )
+        after = [t for t in _made(store, "catch-up") if t.scheduled_for > last]  # type: ignore[operator]
+        catch_up = after[0]
+        assert catch_up.scheduled_for is not None
+        # The fire times of the stop (at least 4 of them) made no task but this one...
+        assert catch_up.scheduled_for - last >= 5 * SECOND
+        assert catch_up.created_at > restarted, "made by the restarted process"
+        # ...which stands for the latest of them: the next had not come when it was made.
+        assert catch_up.created_at < catch_up.scheduled_for + SECOND
+        assert _consecutive([t.scheduled_for for t in after])  # type: ignore[misc]
+    finally:
+        store.close()
+
+
+def test_overlap_skip_never_has_two_tasks_of_a_schedule_at_once(
+    tmp_path: Path, database_url: str
+) -> None:
+    store = open_store(database_url)
+    try:
+        _put(store, "slow", {"type": "sleep", "params": {"seconds": 2.5}})
+        with _workers(tmp_path, database_url, 2):
+            _wait(lambda: sum(t.is_terminal for t in _made(store, "slow")) >= 2)
+        made = [t for t in _made(store, "slow") if t.is_terminal]
+        assert [t.status for t in made] == [Status.SUCCEEDED] * len(made)
+        for previous, task in itertools.pairwise(made):
+            assert previous.finished_at is not None
+            made_after = task.created_at + CLOCK_SLACK
+            assert made_after >= previous.finished_at, "made once the previous one ended"
+    finally:
+        store.close()
