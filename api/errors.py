@@ -106,6 +106,9 @@ SERVICE_STATUSES: dict[type[ex.ServiceError], int] = {
     ex.ServiceError: 400,
     ex.TaskNotFound: 404,
     ex.QueueNotFound: 404,
+    ex.ScheduleNotFound: 404,
+    ex.NotAScheduleName: 422,
+    ex.ScheduleTypeUnknown: 409,
     ex.NotAnAdmin: 403,
     ex.TaskConflict: 409,
     ex.KeyReused: 422,
@@ -114,6 +117,14 @@ SERVICE_STATUSES: dict[type[ex.ServiceError], int] = {
 #: The ``errors`` member of the refusals that name a field of the request.
 SERVICE_FIELD_ERRORS: dict[type[ex.ServiceError], dict[str, dict[str, list[str]]]] = {
     ex.KeyReused: {"headers": {"Idempotency-Key": ["Already used with a different body."]}},
+    ex.NotAScheduleName: {
+        "path": {
+            "name": [
+                "Not a schedule name: 1 to 63 lower-case letters, digits, '_', '.' or '-', "
+                "starting with a letter or a digit."
+            ]
+        }
+    },
 }
 
 

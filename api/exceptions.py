@@ -110,3 +110,31 @@ class NotAnAdmin(ServiceError):
     def __init__(self, caller: str) -> None:
         self.caller = caller
         super().__init__()
+
+
+class ScheduleNotFound(ServiceError):
+    """There is no schedule {name!r} (of this caller): GET /schedules lists yours; make it with
+    PUT /schedules/{name}."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+
+
+class NotAScheduleName(ServiceError):
+    """{name!r} cannot name a schedule: use 1 to 63 lower-case letters, digits, '_', '.' or
+    '-', starting with a letter or a digit."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        super().__init__()
+
+
+class ScheduleTypeUnknown(ServiceError):
+    """Schedule {name!r} makes tasks of type {type_name!r}, which this service no longer has
+    (was the module of TASKS_IMPORT that registered it removed?); no task was made. Register
+    the type again, or PUT the schedule with a task of a type GET /task-types lists."""
+
+    def __init__(self, name: str, type_name: str) -> None:
+        self.name, self.type_name = name, type_name
+        super().__init__()

@@ -10,7 +10,7 @@ from api.events import TaskEvents
 from api.metrics import Metrics
 from api.registry import Registry
 from api.runtime import EXTENSION_KEY, Runtime
-from api.service import QueueService, TaskService
+from api.service import QueueService, ScheduleService, TaskService
 from api.store import open_store
 from api.wakeups import open_wakeups
 from api.wakeups.link import Link
@@ -18,8 +18,9 @@ from api.worker import WorkerPool
 
 
 class TaskAPI:
-    """Settings, task types, store, metrics, worker pool and services of an app, kept as its
-    ``Runtime`` in ``app.extensions["taskapi"]`` (reached with ``api.runtime.current()``).
+    """Settings, task types, store, metrics, worker pool and services (tasks, queues,
+    schedules) of an app, kept as its ``Runtime`` in ``app.extensions["taskapi"]`` (reached
+    with ``api.runtime.current()``).
 
     As Flask extensions are: ``TaskAPI(app)``, or ``TaskAPI().init_app(app)`` in a factory.
     The worker threads are made, not started: ``taskapi serve`` and ``taskapi worker`` start
@@ -74,6 +75,13 @@ class TaskAPI:
             metrics=metrics,
             link=link,
             queues=QueueService(store, notifier=link),
+            schedules=ScheduleService(
+                store,
+                registry,
+                max_queued=settings.max_queued,
+                notifier=link,
+                metrics=metrics,
+            ),
         )
         app.extensions[EXTENSION_KEY] = runtime
         return runtime

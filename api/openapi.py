@@ -70,7 +70,7 @@ ERROR_HEADERS: dict[int, dict[str, Any]] = {
 #: flask-smorest's pagination query parameters carry no description of their own.
 PAGINATION_PARAMETER_DESCRIPTIONS = {
     "page": "The page to answer, counting from 1.",
-    "page_size": "How many tasks a page holds.",
+    "page_size": "How many items a page holds.",
 }
 
 
@@ -99,7 +99,8 @@ class OneOfMarshmallowPlugin(MarshmallowPlugin):
     apispec has no marshmallow spelling for ``oneOf`` (apispec issue 1012); every other schema
     is converted as usual. Every component gets a description: the first paragraph of its
     class's docstring (apispec reads only ``Meta.description``, and setting that drops
-    ``additionalProperties: false``).
+    ``additionalProperties: false``), and what its class's ``SPEC_EXTRA`` adds (JSON Schema
+    that marshmallow cannot say, like "exactly one of two fields").
     """
 
     # MarshmallowPlugin's own signature differs from BasePlugin's; we keep MarshmallowPlugin's.
@@ -112,6 +113,9 @@ class OneOfMarshmallowPlugin(MarshmallowPlugin):
             description = schema_description(cls)
             if result is not None and description and "description" not in (_ or {}):
                 result.setdefault("description", description)
+            extra = getattr(cls, "SPEC_EXTRA", None)
+            if result is not None and extra:
+                result.update(copy.deepcopy(extra))
             return result
         converter = self.converter
         assert converter is not None
@@ -223,7 +227,17 @@ def make_api() -> TaskApi:
 
 def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     """Serve the API on ``app``: its spec and Swagger UI, every blueprint, problem errors."""
-    from api.views import activity, dashboard, docs, legacy, ops, queues, task_types, tasks
+    from api.views import (
+        activity,
+        dashboard,
+        docs,
+        legacy,
+        ops,
+        queues,
+        schedules,
+        task_types,
+        tasks,
+    )
 
     app.config.update(
         API_TITLE="taskapi",
@@ -242,6 +256,7 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     api.register_blueprint(tasks.make_blueprint(registry))
     api.register_blueprint(task_types.make_blueprint())
     api.register_blueprint(queues.make_blueprint())
+    api.register_blueprint(schedules.make_blueprint(registry))
     api.register_blueprint(ops.blp)
     api.register_blueprint(activity.make_blueprint())
     api.register_blueprint(legacy.blp)

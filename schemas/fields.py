@@ -7,7 +7,7 @@ from typing import Any
 
 from marshmallow import ValidationError, fields, validate
 
-from api.models import QUEUE_NAME_PATTERN
+from api.models import QUEUE_NAME_PATTERN, SCHEDULE_NAME_PATTERN
 
 INT64_MIN = -(2**63)
 INT64_MAX = 2**63 - 1
@@ -73,5 +73,21 @@ def queue_name(description: str, **kwargs: Any) -> fields.String:
     return fields.String(
         validate=Pattern(QUEUE_NAME_PATTERN, error=QUEUE_NAME_ERROR),
         metadata={"description": description, "example": "emails"},
+        **kwargs,
+    )
+
+
+#: A schedule's name, as the contract spells it.
+SCHEDULE_NAME_ERROR = (
+    "Not a schedule name: 1 to 63 lower-case letters, digits, '_', '.' or '-', starting with a "
+    "letter or a digit."
+)
+
+
+def schedule_name(description: str, **kwargs: Any) -> fields.String:
+    """A field holding a schedule's name."""
+    return fields.String(
+        validate=Pattern(SCHEDULE_NAME_PATTERN, error=SCHEDULE_NAME_ERROR),
+        metadata={"description": description, "example": "nightly-report"},
         **kwargs,
     )

@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from marshmallow import Schema, fields, validate
 
 from api.models import Status
-from schemas.fields import queue_name
+from schemas.fields import queue_name, schedule_name
 
 
 def make_list_query(type_names: Iterable[str]) -> type[Schema]:
@@ -22,6 +22,7 @@ def make_list_query(type_names: Iterable[str]) -> type[Schema]:
             metadata={"description": "Only tasks of this type."},
         ),
         "queue": queue_name("Only tasks of this queue."),
+        "schedule": schedule_name("Only tasks that this schedule (of the caller) made."),
         "__doc__": "Filters of the task list.",
     }
     return type("TaskListQuery", (Schema,), attrs)

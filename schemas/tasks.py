@@ -20,7 +20,7 @@ class UTCDateTime(fields.DateTime):
     """An RFC 3339 time in UTC with a ``Z``: ``2026-11-23T22:31:27.123456Z``."""
 
     def _serialize(self, value: Any, attr: Any, obj: Any, **kwargs: Any) -> str | None:
-        return _utc(value)
+        return utc_text(value)
 
 
 def _nullable_time(description: str) -> UTCDateTime:
@@ -64,8 +64,16 @@ def _class_name(type_name: str) -> str:
     return "".join(part.capitalize() for part in type_name.replace("-", "_").split("_"))
 
 
-def make_variant(type_name: str, params: type[Schema], description: str) -> type[Schema]:
-    """The request schema of one task type: ``{"type": type_name, "params": {...}, ...}``."""
+def make_variant(
+    type_name: str,
+    params: type[Schema],
+    description: str,
+    *,
+    base: type[Schema] = TaskCreateBase,
+    suffix: str = "TaskCreate",
+) -> type[Schema]:
+    """The request schema of one task type: ``{"type": type_name, "params": {...}, ...}``,
+    with the options of ``base``, named ``<Type><suffix>`` (``AddTaskCreate``)."""
     attrs: dict[str, Any] = {
         "type": fields.String(
             required=True,
@@ -77,7 +85,7 @@ def make_variant(type_name: str, params: type[Schema], description: str) -> type
         ),
         "__doc__": f"A task of type `{type_name}`. {description}".strip(),
     }
-    return type(f"{_class_name(type_name)}TaskCreate", (TaskCreateBase,), attrs)
+    return type(f"{_class_name(type_name)}{suffix}", (base,), attrs)
 
 
 class OneOfSchema(Schema):
@@ -199,6 +207,14 @@ class TaskStatusSchema(Schema):
     started_at = _nullable_time("When its last attempt started.")
     finished_at = _nullable_time("When it reached a terminal state.")
     expires_at = _nullable_time("When this terminal task will be purged (TASKS_RESULT_TTL).")
+    schedule = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The schedule that made it (a fire or a trigger); else null."},
+    )
+    scheduled_for = _nullable_time(
+        "The fire time it stands for, when a schedule made it (a trigger's: when it was asked)."
+    )
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
         """What marshmallow's dump makes of the fields above, built directly for each task.
@@ -212,7 +228,8 @@ class TaskStatusSchema(Schema):
         return _document(obj)
 
 
-def _utc(value: datetime | None) -> str | None:
+def utc_text(value: datetime | None) -> str | None:
+    """A time as TaskStatus writes it: RFC 3339 in UTC with a ``Z``; None stays None."""
     return None if value is None else value.astimezone(UTC).strftime(UTC_FORMAT)
 
 
@@ -242,11 +259,13 @@ def _document(task: Task) -> dict[str, Any]:
         "priority": task.priority,
         "queue": task.queue,
         "cancel_requested": task.cancel_requested,
-        "created_at": _utc(task.created_at),
-        "run_after": _utc(task.run_after),
-        "started_at": _utc(task.started_at),
-        "finished_at": _utc(task.finished_at),
-        "expires_at": _utc(task.expires_at),
+        "created_at": utc_text(task.created_at),
+        "run_after": utc_text(task.run_after),
+        "started_at": utc_text(task.started_at),
+        "finished_at": utc_text(task.finished_at),
+        "expires_at": utc_text(task.expires_at),
+        "schedule": task.schedule,
+        "scheduled_for": utc_text(task.scheduled_for),
     }
 
 

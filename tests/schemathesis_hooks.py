@@ -11,6 +11,12 @@ leave invalid values alone, so what a case tests (positive or negative) stays th
   keys of its first run and get other answers (Hypothesis then reports flaky generation).
 - Long polls (``?wait=`` on reads, ``Prefer: wait=N`` on submits) are capped, so a run does
   not sit out up to 60 seconds per request on tasks that are not going to finish.
+- A schedule's ``cron`` and ``timezone``: the spec says what they look like (a pattern), not
+  which of those the service can read (a minute of 61, a February 31, a zone that does not
+  exist); their descriptions and the documented 422 say so, and tests/test_schedules_api.py
+  checks each refusal. A value of the right shape that the service cannot read becomes one it
+  can (``*/5 * * * *``, ``UTC``); the other fields of the body, and every value of the wrong
+  shape, are sent as generated.
 """
 
 from __future__ import annotations
@@ -23,10 +29,16 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, HookContext
 
+from api.scheduler.cron import Timing, TimingError
+from schemas.schedules import CRON_PATTERN, TIMEZONE_PATTERN
+
 #: Longest a generated long poll may hold a request, in seconds.
 MAX_WAIT_SECONDS = 0.1
 _KEY = re.compile(r"[\x20-\x7e]{1,255}")
 _PREFER_WAIT = re.compile(r"(?i)(\bwait\s*=\s*\"?)(\d*\.?\d+(?:e[+-]?\d+)?)")
+#: What a schedule's timing fields must look like (the spec's patterns), and readable values.
+_SHAPES = {"cron": re.compile(CRON_PATTERN), "timezone": re.compile(TIMEZONE_PATTERN)}
+_READABLE = {"cron": "*/5 * * * *", "timezone": "UTC"}
 
 
 def _capped_wait(value: Any) -> Any:
@@ -44,8 +56,37 @@ def _capped_prefer(value: str) -> str:
     return _PREFER_WAIT.sub(lambda m: m.group(1) + f"{min(float(m.group(2)), 1):g}", value)
 
 
+def _unreadable(name: str, value: Any) -> bool:
+    """Whether ``value`` has the shape the spec gives field ``name`` and yet the service cannot
+    read it (``Timing.check`` refuses it, naming that field)."""
+    if not isinstance(value, str) or _SHAPES[name].fullmatch(value) is None:
+        return False
+    timing = (
+        Timing(cron=value, every_seconds=None)
+        if name == "cron"
+        else Timing(cron=None, every_seconds=60, timezone=value)
+    )
+    try:
+        timing.check()
+    except TimingError as error:
+        return error.field == name
+    return False
+
+
+def _readable_timing(case: Case) -> None:
+    body = case.body
+    if case.method.upper() != "PUT" or not case.path.startswith("/schedules/"):
+        return
+    if not isinstance(body, dict):
+        return
+    for name, readable in _READABLE.items():
+        if _unreadable(name, body.get(name)):
+            body[name] = readable
+
+
 @schemathesis.hook
 def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
+    _readable_timing(case)
     headers = case.headers
     if headers is not None:
         key = headers.get("Idempotency-Key")

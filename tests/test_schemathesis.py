@@ -153,7 +153,14 @@ def test_largest_valid_body_is_accepted(case: Case) -> None:
 
 
 def _empty(store: Store) -> None:
-    """Cancel and delete every task, through the store's own operations."""
+    """Delete every schedule, then cancel and delete every task, through the store's own
+    operations."""
+    while True:
+        schedules, _ = store.schedules(None, offset=0, limit=1000)
+        if not schedules:
+            break
+        for schedule in schedules:
+            store.delete_schedule(schedule.owner, schedule.name)
     while True:
         tasks, _ = store.list(TaskFilter(), offset=0, limit=1000, now=datetime.now(UTC))
         if not tasks:

@@ -9,7 +9,12 @@ import pytest
 import yaml
 from flask.testing import FlaskClient
 
-from api.models import MAX_QUEUE_CONCURRENCY, QUEUE_NAME_PATTERN
+from api.models import (
+    MAX_EVERY_SECONDS,
+    MAX_QUEUE_CONCURRENCY,
+    QUEUE_NAME_PATTERN,
+    SCHEDULE_NAME_PATTERN,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 METHODS = {"get", "post", "put", "patch", "delete"}
@@ -23,6 +28,11 @@ OPERATIONS = {
     ("get", "/queues"): "listQueues",
     ("get", "/queues/{name}"): "getQueue",
     ("patch", "/queues/{name}"): "updateQueue",
+    ("get", "/schedules"): "listSchedules",
+    ("put", "/schedules/{name}"): "putSchedule",
+    ("get", "/schedules/{name}"): "getSchedule",
+    ("delete", "/schedules/{name}"): "deleteSchedule",
+    ("post", "/schedules/{name}/trigger"): "triggerSchedule",
     ("get", "/health"): "getHealth",
     ("get", "/ready"): "getReadiness",
     ("get", "/metrics"): "getMetrics",
@@ -143,3 +153,74 @@ def test_queues_link_to_their_tasks_and_created_tasks_to_their_queue(
             "operationId": "getQueue",
             "parameters": {"name": "$response.body#/queue"},
         }.items() <= links["GetQueue"].items()
+
+
+def test_schedules_are_documented_as_the_contract_says(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    write = schemas["ScheduleWrite"]
+    assert write["additionalProperties"] is False and write["required"] == ["task"]
+    assert set(write["properties"]) == {
+        "cron", "every_seconds", "timezone", "task", "paused", "overlap", "catch_up"
+    }  # fmt: skip
+    every = write["properties"]["every_seconds"]
+    assert (every["type"], every["minimum"], every["maximum"]) == ("integer", 1, MAX_EVERY_SECONDS)
+    assert write["properties"]["overlap"]["enum"] == ["skip", "allow"]
+    assert write["properties"]["catch_up"]["enum"] == ["latest", "none"]
+    assert write["properties"]["task"]["$ref"] == "#/components/schemas/ScheduledTask"
+    template = schemas["ScheduledTask"]
+    assert template["discriminator"]["mapping"] == {
+        name: f"#/components/schemas/{name.capitalize()}ScheduledTask"
+        for name in ("add", "fail", "sleep")
+    }
+    add = schemas["AddScheduledTask"]
+    assert add["properties"]["params"]["$ref"] == "#/components/schemas/AddParams"
+    assert "delay_seconds" not in add["properties"] and add["additionalProperties"] is False
+    assert set(schemas["Schedule"]["required"]) == set(write["properties"]) | {
+        "name", "next_run_at", "last_run_at", "last_task_id", "created_at", "updated_at"
+    }  # fmt: skip
+    status = schemas["TaskStatus"]
+    assert {"schedule", "scheduled_for"} <= set(status["required"])
+    item = spec["paths"]["/schedules/{name}"]
+    (name,) = item["parameters"]
+    assert name["schema"]["pattern"] == SCHEDULE_NAME_PATTERN
+    assert set(item["put"]["responses"]) == {
+        "200", "201", "400", "401", "413", "415", "422", "429"
+    }  # fmt: skip
+    assert set(item["get"]["responses"]) == {"200", "401", "404", "429"}
+    assert set(item["delete"]["responses"]) == {"204", "401", "404", "429"}
+    trigger = spec["paths"]["/schedules/{name}/trigger"]["post"]["responses"]
+    assert set(trigger) == {"202", "401", "404", "409", "429", "503"}
+    assert "Location" in trigger["202"]["headers"] and "Retry-After" in trigger["503"]["headers"]
+    schedule_filter = next(
+        p for p in spec["paths"]["/tasks"]["get"]["parameters"] if p["name"] == "schedule"
+    )
+    assert schedule_filter["schema"]["pattern"] == SCHEDULE_NAME_PATTERN
+
+
+def test_exactly_one_of_cron_and_every_seconds_is_in_the_spec(spec: dict[str, Any]) -> None:
+    from jsonschema import Draft202012Validator
+
+    write = spec["components"]["schemas"]["ScheduleWrite"]
+    exactly_one = Draft202012Validator({"not": write["not"]})
+    assert exactly_one.is_valid({"cron": "0 3 * * *"})
+    assert exactly_one.is_valid({"every_seconds": 60})
+    assert not exactly_one.is_valid({"cron": "0 3 * * *", "every_seconds": 60})
+    assert not exactly_one.is_valid({"task": {}})
+
+
+def test_schedules_link_to_their_tasks(spec: dict[str, Any]) -> None:
+    by_name = {"name": "$response.body#/name"}
+    to_tasks = {"operationId": "listTasks", "parameters": {"schedule": "$response.body#/name"}}
+    for status in ("200", "201"):
+        links = spec["paths"]["/schedules/{name}"]["put"]["responses"][status]["links"]
+        assert {k: (v["operationId"], v["parameters"]) for k, v in links.items()} == {
+            "GetSchedule": ("getSchedule", by_name),
+            "DeleteSchedule": ("deleteSchedule", by_name),
+            "TriggerSchedule": ("triggerSchedule", by_name),
+            "ListScheduleTasks": ("listTasks", to_tasks["parameters"]),
+        }
+    links = spec["paths"]["/schedules/{name}"]["get"]["responses"]["200"]["links"]
+    assert to_tasks.items() <= links["ListScheduleTasks"].items()
+    links = spec["paths"]["/schedules/{name}/trigger"]["post"]["responses"]["202"]["links"]
+    assert links["GetTask"]["operationId"] == "getTask"
+    assert links["GetTask"]["parameters"] == {"task_id": "$response.body#/id"}

@@ -182,9 +182,15 @@ class TaskService:
         page_size: int,
         owner: str = "",
         queue: str | None = None,
+        schedule: str | None = None,
     ) -> tuple[list[Task], int]:
+        """One page of ``owner``'s tasks, newest first, and how many match the filters."""
         where = TaskFilter(
-            statuses=tuple(Status(s) for s in statuses), type=type_name, queue=queue, owner=owner
+            statuses=tuple(Status(s) for s in statuses),
+            type=type_name,
+            queue=queue,
+            schedule=schedule,
+            owner=owner,
         )
         # A page far past the end is simply empty; keep its offset within what stores take.
         offset = min((page - 1) * page_size, MAX_OFFSET)

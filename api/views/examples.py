@@ -1,5 +1,5 @@
-"""Examples the spec shows for the tasks and queues operations (Swagger UI offers them as they
-are)."""
+"""Examples the spec shows for the tasks, queues and schedules operations (Swagger UI offers
+them as they are)."""
 
 from __future__ import annotations
 
@@ -48,6 +48,8 @@ QUEUED_EXAMPLE: dict[str, Any] = {
     "started_at": None,
     "finished_at": None,
     "expires_at": None,
+    "schedule": None,
+    "scheduled_for": None,
 }
 #: The same task once it succeeded.
 STATUS_EXAMPLE = {
@@ -89,4 +91,58 @@ QUEUE_UPDATE_EXAMPLES = {
         "description": "No limit beyond the workers.",
         "value": {"concurrency": None},
     },
+}
+#: Request examples of ``PUT /schedules/{name}``.
+SCHEDULE_WRITE_EXAMPLES = {
+    "cron": {
+        "summary": "Every night at 03:00 in Paris",
+        "description": "A cron expression read in a time zone; the task is a `POST /tasks` body.",
+        "value": {
+            "cron": "0 3 * * *",
+            "timezone": "Europe/Paris",
+            "task": {"type": "add", "params": {"x": 2, "y": 3}},
+        },
+    },
+    "interval": {
+        "summary": "Every 10 minutes, overlapping",
+        "description": "An interval; a fire time makes a task even while the last one runs.",
+        "value": {
+            "every_seconds": 600,
+            "overlap": "allow",
+            "task": {"type": "sleep", "params": {"seconds": 5}, "priority": 10},
+        },
+    },
+    "paused": {
+        "summary": "Hourly, paused",
+        "description": "Makes no task until it is set again with `paused: false`; a trigger "
+        "still makes one.",
+        "value": {
+            "cron": "@hourly",
+            "paused": True,
+            "catch_up": "none",
+            "task": {"type": "fail", "params": {"message": "boom"}, "max_attempts": 1},
+        },
+    },
+}
+#: A schedule, as ``GET /schedules/{name}`` answers it.
+SCHEDULE_EXAMPLE: dict[str, Any] = {
+    "name": "nightly-report",
+    "cron": "0 3 * * *",
+    "every_seconds": None,
+    "timezone": "Europe/Paris",
+    "task": {"type": "add", "params": {"x": 2, "y": 3, "delay_seconds": 0}, "priority": 0},
+    "paused": False,
+    "overlap": "skip",
+    "catch_up": "latest",
+    "next_run_at": "2026-11-25T02:00:00.000000Z",
+    "last_run_at": "2026-11-24T02:00:00.000000Z",
+    "last_task_id": "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+    "created_at": "2026-11-20T09:12:44.318022Z",
+    "updated_at": "2026-11-20T09:12:44.318022Z",
+}
+#: The task a trigger makes, just queued.
+TRIGGERED_EXAMPLE: dict[str, Any] = {
+    **QUEUED_EXAMPLE,
+    "schedule": "nightly-report",
+    "scheduled_for": QUEUED_EXAMPLE["created_at"],
 }

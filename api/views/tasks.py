@@ -171,8 +171,9 @@ def _route_collection(blp: Blueprint, task_create: Schema, list_query: Schema) -
         def get(self, pagination_parameters: PaginationParameters, **filters: Any) -> list[Task]:
             """List tasks, newest first
 
-            Filter by `status` (repeat it for several), `type` and `queue`; pages of
-            `page_size` (1..100, default 20), described in the `X-Pagination` header.
+            Filter by `status` (repeat it for several), `type`, `queue` and `schedule` (the
+            tasks a schedule made); pages of `page_size` (1..100, default 20), described in
+            the `X-Pagination` header.
             """
             tasks, total = current().service.list(
                 filters.get("status") or (),
@@ -181,6 +182,7 @@ def _route_collection(blp: Blueprint, task_create: Schema, list_query: Schema) -
                 page_size=pagination_parameters.page_size,
                 owner=caller(),
                 queue=filters.get("queue"),
+                schedule=filters.get("schedule"),
             )
             pagination_parameters.item_count = total
             return tasks
