@@ -28,6 +28,7 @@ too (``taskapi_schedule_fires_total``).
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -95,6 +96,9 @@ class Ticker:
         """Fire every schedule due now; the seconds to wait before the next tick."""
         now = self.clock()
         due = self.store.due_schedules(now, DUE_BATCH)
+        # In an order of this ticker's own: the tickers of several processes that find the
+        # same schedules due each fire different ones first, instead of all racing for one.
+        random.shuffle(due)
         for schedule in due:
             try:
                 self.fire(schedule, now)

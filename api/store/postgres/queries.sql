@@ -355,12 +355,15 @@ SELECT MIN(next_run_at) AS due FROM schedules WHERE next_run_at IS NOT NULL
 -- name: advance_schedule
 -- The first step of a fire: move the schedule's next_run_at on, only if it is still the
 -- version the ticker read and still due at the time it read (else another process fired it
--- first, or it changed: nothing happens). A second process waits here for the first one's
--- row lock, then finds the row changed and updates nothing. Returns its last task, for the
--- overlap check.
+-- first, or it changed: nothing happens). A schedule another transaction holds (a ticker of
+-- another process firing it) is skipped at once rather than waited for: that process fires
+-- it, or the next tick finds it again. Returns its last task, for the overlap check.
 UPDATE schedules SET next_run_at = %(next_run_at)s
-WHERE owner = %(owner)s AND name = %(name)s AND version = %(version)s
-    AND next_run_at = %(due)s
+WHERE (owner, name) IN (
+    SELECT owner, name FROM schedules
+    WHERE owner = %(owner)s AND name = %(name)s AND version = %(version)s
+        AND next_run_at = %(due)s
+    FOR UPDATE SKIP LOCKED)
 RETURNING last_task_id
 
 -- name: task_busy
