@@ -288,11 +288,12 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
 
 
 @pytest.mark.parametrize(
-    "command", ["status", "list", "cancel", "delete", "types", "queues", "queue"]
+    "command",
+    ["status", "list", "cancel", "delete", "types", "queues", "queue", "schedules", "schedule"],
 )
 def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with_id = ("status", "cancel", "delete", "queue")
+    with_id = ("status", "cancel", "delete", "queue", "schedule")
     args = [command, "some-id"] if command in with_id else [command]
     result = CliRunner().invoke(main, [*args, "--url", url])
     assert result.exit_code == 2 and result.stdout == ""
@@ -694,3 +695,257 @@ def test_only_admins_change_queues(keyed_server: Server) -> None:
     assert code == 0 and json.loads(out)["paused"] is True
     # Reading is for every caller.
     assert queue_lines(keyed_server, TASKS_TOKEN="s3cret-b")["cli-admin"][0] == "yes"
+
+
+# -- schedules ---------------------------------------------------------------------------------
+
+SCHEDULE_COLUMNS = ["schedule", "when", "type", "queue", "next run", "last run"]
+#: The queue of the schedules' tasks here, so that they stay out of the other tests' counts.
+SCHEDULED = "cli-scheduled"
+NEXT_RUN = r"next run (\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \S+) \(in [0-9dhms]+\)"
+
+
+def schedule_lines(server: Server, *args: str, **env: str) -> dict[str, list[str]]:
+    """``taskapi schedules`` on a pipe: each schedule's cells, by name."""
+    code, out, err = run(server, "schedules", *args, **env)
+    assert code == 0, err
+    assert ESCAPE not in out
+    rows = [line.split("\t") for line in out.splitlines()]
+    assert all(len(row) == len(SCHEDULE_COLUMNS) for row in rows), out
+    return {row[0]: row[1:] for row in rows}
+
+
+def test_schedule_creates_then_replaces_a_schedule_and_says_its_next_run(server: Server) -> None:
+    args = ["--cron", "0 2 * * *", "--timezone", "Europe/Berlin", "--queue", SCHEDULED]
+    code, out, err = run(server, "schedule", "cli-nightly", *args, "add", "x=1", "y=2")
+    assert code == 0, err
+    made = json.loads(out)
+    assert (made["name"], made["cron"], made["every_seconds"]) == ("cli-nightly", "0 2 * * *", None)
+    assert made["timezone"] == "Europe/Berlin" and made["paused"] is False
+    assert (made["task"]["type"], made["task"]["queue"]) == ("add", SCHEDULED)
+    assert made["task"]["params"] == {"x": 1, "y": 2, "delay_seconds": 0}, "its defaults applied"
+    assert (made["overlap"], made["catch_up"], made["last_run_at"]) == ("skip", "latest", None)
+    found = re.fullmatch(f"schedule cli-nightly created: {NEXT_RUN}\n", err)
+    assert found, err
+    assert found[1].endswith(" 02:00:00 CET") or found[1].endswith(" 02:00:00 CEST"), err
+
+    # Again, another way: replaced; every option not given is back to its default.
+    code, out, err = run(
+        server, "schedule", "cli-nightly", "--every", "3600", "--overlap", "allow",
+        "--catch-up", "none", "--priority", "3", "--max-attempts", "2", "--timeout", "9.5",
+        "--queue", SCHEDULED, "fail", "message=\"42\"", "succeed_after=2",
+    )  # fmt: skip
+    assert code == 0, err
+    replaced = json.loads(out)
+    assert (replaced["cron"], replaced["every_seconds"]) == (None, 3600)
+    assert (replaced["overlap"], replaced["catch_up"]) == ("allow", "none")
+    assert replaced["timezone"] == "UTC" and replaced["created_at"] == made["created_at"]
+    assert replaced["task"]["type"] == "fail"
+    assert replaced["task"]["params"]["message"] == "42", "key=value read as submit reads it"
+    assert replaced["task"]["params"]["succeed_after"] == 2
+    assert (replaced["task"]["priority"], replaced["task"]["max_attempts"]) == (3, 2)
+    assert replaced["task"]["timeout_seconds"] == 9.5
+    found = re.fullmatch(f"schedule cli-nightly replaced: {NEXT_RUN}\n", err)
+    assert found and found[1].endswith(" UTC"), err
+    # With NAME alone, it is printed as it is.
+    code, out, err = run(server, "schedule", "cli-nightly")
+    assert (code, err) == (0, "") and json.loads(out) == replaced
+
+
+def test_schedules_lists_them_on_a_pipe_and_in_a_table(server: Server) -> None:
+    run(server, "schedule", "cli-list-a", "--cron", "0 6 * * 1", "--timezone", "America/New_York",
+        "--queue", SCHEDULED, "sleep", "seconds=0")  # fmt: skip
+    run(server, "schedule", "cli-list-b", "--every", "90", "--paused", "add", "x=1", "y=1")
+    lines = schedule_lines(server)
+    assert list(lines) == sorted(lines), "by name"
+    a, b = lines["cli-list-a"], lines["cli-list-b"]
+    assert a[:3] == ["0 6 * * 1 America/New_York", "sleep", SCHEDULED]
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:00(\.0+)?Z", a[3]), a
+    assert a[4] == "", "never ran"
+    assert b == ["every 90 s", "add", "", "paused", ""]
+    code, _, err = run(server, "schedules", "--page-size", "1")
+    assert code == 0 and re.fullmatch(r"page 1 of (\d+), \1 schedules\n", err), err
+
+    code, table, _ = run(server, "schedules", TTY_COMPATIBLE="1", COLUMNS="100")
+    assert code == 0
+    header, rule, *rows = _lines(table)
+    assert header.split() == ["schedule", "when", "type", "queue", "next", "run", "last", "run"]
+    assert set(rule) == {"─"}
+    row_a = next(r for r in rows if r.startswith("cli-list-a "))
+    assert re.search(r"0 6 \* \* 1 America/New_York +sleep +cli-scheduled +in \S+ +- *$", row_a)
+    row_b = next(r for r in rows if r.startswith("cli-list-b "))
+    assert re.search(r"every 90 s +add +- +paused +- *$", row_b), row_b
+
+
+def test_schedules_fit_80_columns_with_long_names(server: Server) -> None:
+    long = "nightly-reports-" + "x" * 47  # 63 characters, the longest name a schedule may have
+    code, _, err = run(
+        server, "schedule", long, "--cron", "*/15 9-17 * * mon-fri",
+        "--timezone", "America/Argentina/Buenos_Aires", "--queue", "q" * 63, "add", "x=1", "y=1",
+    )  # fmt: skip
+    assert code == 0, err
+    code, table, _ = run(server, "schedules", TTY_COMPATIBLE="1", COLUMNS="80")
+    assert code == 0
+    lines = _lines(table)
+    assert all(len(line) <= 80 for line in lines), table
+    assert lines[0].split()[:2] == ["schedule", "when"]
+    cut = next(line for line in lines if line.startswith("nightly-repo"))
+    assert cut.split()[0].endswith("…"), "the name cut"
+    assert re.search(r" add +q+… +in [0-9dhms]+ +- *$", cut), "the type and the times whole"
+
+
+def test_schedule_pauses_resumes_and_keeps_what_it_does(server: Server) -> None:
+    run(server, "schedule", "cli-pausing", "--cron", "30 4 * * *", "--overlap", "allow",
+        "--queue", SCHEDULED, "add", "x=7", "y=8")  # fmt: skip
+    code, out, err = run(server, "schedule", "cli-pausing", "--pause")
+    assert code == 0, err
+    paused = json.loads(out)
+    assert (paused["paused"], paused["next_run_at"]) == (True, None)
+    assert err == "schedule cli-pausing paused: no run until it is resumed\n"
+    assert paused["overlap"] == "allow" and paused["task"]["params"]["x"] == 7
+    code, out, err = run(server, "schedule", "cli-pausing", "--pause")
+    assert (code, err) == (
+        0,
+        "schedule cli-pausing was already paused: no run until it is resumed\n",
+    )
+
+    code, out, err = run(server, "schedule", "cli-pausing", "--resume")
+    assert code == 0, err
+    resumed = json.loads(out)
+    assert resumed["paused"] is False and resumed["next_run_at"].endswith("T04:30:00.000000Z")
+    assert re.fullmatch(f"schedule cli-pausing resumed: {NEXT_RUN}\n", err), err
+    assert {
+        k: v for k, v in resumed.items() if k not in ("paused", "next_run_at", "updated_at")
+    } == {k: v for k, v in paused.items() if k not in ("paused", "next_run_at", "updated_at")}, (
+        "only paused changed"
+    )
+
+
+def test_schedule_trigger_makes_its_task_now_even_while_paused(server: Server) -> None:
+    run(server, "schedule", "cli-trigger", "--cron", "0 0 1 1 *", "--paused", "--queue",
+        SCHEDULED, "add", "x=40", "y=2")  # fmt: skip
+    code, out, err = run(server, "schedule", "cli-trigger", "--trigger")
+    assert code == 0, err
+    task = json.loads(out)
+    assert (task["type"], task["schedule"], task["queue"]) == ("add", "cli-trigger", SCHEDULED)
+    assert err == (
+        f"schedule cli-trigger made task {task['id']}; follow it with "
+        f"`taskapi status {task['id']}`\n"
+    )
+    assert wait_for(server, task["id"], "succeeded")["result"] == 42
+    shown = json.loads(run(server, "schedule", "cli-trigger")[1])
+    assert shown["last_task_id"] == task["id"] and shown["last_run_at"]
+    assert shown["paused"] is True, "a trigger leaves it paused"
+    status, made = server.request("GET", "/tasks?schedule=cli-trigger")
+    assert status == 200 and [t["id"] for t in made] == [task["id"]]
+
+
+def test_schedule_fires_and_delete_keeps_its_tasks(server: Server) -> None:
+    code, _, err = run(server, "schedule", "cli-every", "--every", "1", "--queue", SCHEDULED,
+                       "add", "x=1", "y=1")  # fmt: skip
+    assert code == 0, err
+    deadline = time.monotonic() + 20
+    while not (made := server.request("GET", "/tasks?schedule=cli-every")[1]):
+        assert time.monotonic() < deadline, "the schedule never fired"
+        time.sleep(0.2)
+    assert made[-1]["scheduled_for"] and made[-1]["schedule"] == "cli-every"
+    cells = schedule_lines(server)["cli-every"]
+    assert cells[:3] == ["every 1 s", "add", SCHEDULED] and cells[4], "it ran"
+
+    code, out, err = run(server, "schedule", "cli-every", "--delete")
+    assert (code, out, err) == (0, "deleted schedule cli-every; the tasks it made stay\n", "")
+    assert server.request("GET", f"/tasks/{made[-1]['id']}")[0] == 200
+    assert "cli-every" not in schedule_lines(server)
+    code, out, err = run(server, "schedule", "cli-every", "--trigger")
+    assert code == 2 and out == ""
+    assert err.startswith("error: Not Found: "), err
+
+
+def test_a_refused_schedule_says_which_fields_and_why(server: Server) -> None:
+    code, out, err = run(server, "schedule", "cli-bad", "--cron", "61 * * * *", "add", "x=two")
+    assert code == 2 and out == ""
+    assert err.startswith("error: Unprocessable Entity: "), err
+    lines = err.splitlines()
+    assert any(line.startswith("  json.cron: ") for line in lines), err
+    assert "  json.task.params.x: Not a valid integer." in lines, err
+    assert "  json.task.params.y: Missing data for required field." in lines, err
+    code, _, err = run(server, "schedule", "cli-bad", "--every", "5", "--timezone", "Mars/Base",
+                       "add", "x=1", "y=2")  # fmt: skip
+    assert code == 2 and "\n  json.timezone: " in err, err
+    assert run(server, "schedule", "cli-bad")[0] == 2, "nothing was made"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--pause", "--trigger"], "--pause and --trigger contradict each other"),
+        (["--delete", "add"], "--delete takes only the schedule's NAME"),
+        (["--resume", "--every", "5"], "--resume takes only the schedule's NAME"),
+        (["--cron", "0 2 * * *"], "which task?"),
+        (["add", "x=1"], "give one of --cron EXPR and --every SECONDS"),
+        (["--cron", "0 2 * * *", "--every", "5", "add"], "give one of --cron EXPR and --every"),
+        (["--every", "0", "add"], "0 is not in the range 1<=x<=31536000"),
+        (["--every", "5", "add", "x"], "'x' is not key=value"),
+    ],
+)
+def test_schedule_refuses_contradictory_or_incomplete_options(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, ["schedule", "s", *args, "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and result.stdout == ""
+    assert message in result.stderr, result.stderr
+
+
+def test_schedules_belong_to_their_caller(keyed_server: Server) -> None:
+    alice, bob = ("--token", "s3cret-a"), ("--token", "s3cret-b")
+    code, _, err = run(keyed_server, "schedule", "cli-mine", "--cron", "0 3 * * *", "--paused",
+                       "add", "x=1", "y=2", *alice)  # fmt: skip
+    assert code == 0, err
+    assert "cli-mine" in schedule_lines(keyed_server, *alice)
+    assert run(keyed_server, "schedules", *bob) == (0, "", "no schedules yet\n")
+    code, out, err = run(keyed_server, "schedule", "cli-mine", "--trigger", *bob)
+    assert code == 2 and out == "" and err.startswith("error: Not Found: "), err
+    code, _, err = run(keyed_server, "schedules")
+    assert code == 2 and err.startswith("error: Unauthorized: "), err
+
+
+def test_a_usual_schedule_table_fits_80_columns_whole() -> None:
+    """A name, a cron with its zone, a type and a queue as people write them: nothing cut."""
+    from datetime import UTC, datetime, timedelta
+
+    from rich.console import Console
+
+    from api.cli.views import schedule_table
+
+    now = datetime(2026, 12, 6, 9, 40, tzinfo=UTC)
+    nightly = {
+        "name": "nightly-report",
+        "cron": "0 2 * * *",
+        "timezone": "Europe/Berlin",
+        "every_seconds": None,
+        "task": {"type": "report", "params": {}, "queue": "reports"},
+        "paused": False,
+        "next_run_at": "2026-12-07T01:00:00Z",
+        "last_run_at": "2026-12-06T01:00:00.012345Z",
+    }
+    probe = {
+        **nightly,
+        "name": "health-probe",
+        "cron": None,
+        "every_seconds": 30,
+        "task": {"type": "probe", "params": {}},
+        "paused": True,
+        "next_run_at": None,
+        "last_run_at": (now - timedelta(seconds=75)).isoformat(),
+    }
+    console = Console(width=80, color_system=None, force_terminal=True)
+    with console.capture() as captured:
+        console.print(schedule_table([nightly, probe], 80, now), soft_wrap=False)
+    lines = captured.get().splitlines()
+    assert all(len(line) <= 80 for line in lines), lines
+    assert lines[2].split() == [
+        "nightly-report", "0", "2", "*", "*", "*", "Europe/Berlin", "report", "reports",
+        "in", "15h20m", "8h39m", "ago",
+    ]  # fmt: skip
+    assert lines[3].split() == ["health-probe", "every", "30", "s", "probe", "-", "paused",
+                                "1m15s", "ago"]  # fmt: skip

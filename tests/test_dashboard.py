@@ -563,3 +563,139 @@ def test_dashboard_says_why_a_queue_change_is_refused(keyed_server: Server) -> N
         expect(emails).to_have_attribute("aria-checked", "true")
         expect(emails).to_be_enabled()
     assert call(server, "GET", "/queues/emails", token=ALICE)[1]["paused"] is True
+
+
+def schedule_row(page: Page, name: str) -> Locator:
+    return page.locator(f'#schedule-rows tr[data-schedule="{name}"]')
+
+
+def schedule_cell(page: Page, name: str, field: str) -> Locator:
+    return schedule_row(page, name).locator(f'[data-field="{field}"]')
+
+
+NIGHTLY = {
+    "cron": "0 2 * * *",
+    "timezone": "Europe/Berlin",
+    "task": {"type": "add", "params": {"x": 40, "y": 2}, "queue": "reports"},
+}
+PROBE = {"every_seconds": 3600, "task": {"type": "sleep", "params": {"seconds": 0}}, "paused": True}
+
+
+def put_schedule(server: Server, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    status, schedule = call(server, "PUT", f"/schedules/{name}", body)
+    assert status in (200, 201), schedule
+    return dict(schedule)
+
+
+def test_dashboard_lists_schedules_pauses_them_and_runs_them_now(server: Server) -> None:
+    nightly_set = put_schedule(server, "nightly-report", NIGHTLY)
+    probe_set = put_schedule(server, "health-probe", PROBE)
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        rows = page.locator("#schedule-rows tr")
+        expect(rows).to_have_count(2)
+        assert [r.get_attribute("data-schedule") for r in rows.all()] == [
+            "health-probe",
+            "nightly-report",
+        ]
+        expect(schedule_cell(page, "nightly-report", "when")).to_have_text(
+            "0 2 * * * Europe/Berlin"
+        )
+        expect(schedule_cell(page, "nightly-report", "task")).to_contain_text("add · reports")
+        expect(schedule_cell(page, "nightly-report", "next_run")).to_have_text(
+            re.compile(r"^in \d+ (s|min|h)$")
+        )
+        expect(schedule_cell(page, "nightly-report", "last_run")).to_have_text("—")
+        expect(schedule_cell(page, "health-probe", "when")).to_have_text("every 1 h")
+        expect(schedule_cell(page, "health-probe", "next_run")).to_have_text("paused")
+        nightly = page.get_by_role("switch", name="Pause schedule nightly-report")
+        probe = page.get_by_role("switch", name="Pause schedule health-probe")
+        expect(nightly).to_have_attribute("aria-checked", "false")
+        expect(probe).to_have_attribute("aria-checked", "true")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-schedules.png", full_page=True)
+
+        # Pause nightly-report: the store says so, and what it does is unchanged.
+        nightly.click()
+        expect(nightly).to_have_attribute("aria-checked", "true")
+        expect(page.locator("#schedule-message")).to_have_text(
+            "Schedule nightly-report paused: it makes no task until it is resumed."
+        )
+        expect(schedule_cell(page, "nightly-report", "next_run")).to_have_text("paused")
+        stored = call(server, "GET", "/schedules/nightly-report")[1]
+        assert (stored["paused"], stored["next_run_at"]) == (True, None)
+        assert written(stored) == {**written(nightly_set), "paused": True}
+        # Resume health-probe.
+        probe.click()
+        expect(probe).to_have_attribute("aria-checked", "false")
+        expect(page.locator("#schedule-message")).to_have_text(
+            re.compile(r"^Schedule health-probe resumed: next run in \d+ (s|min|h)\.$")
+        )
+
+        # Run now (paused or not): a task at once, shown in full with its schedule.
+        page.get_by_role("button", name="Run schedule nightly-report now").click()
+        message = page.locator("#schedule-message")
+        expect(message).to_have_text(re.compile(r"^Schedule nightly-report made task \S+\.$"))
+        task_id = message.inner_text().split()[-1].rstrip(".")
+        expect(page.locator("#detail-id")).to_have_text(task_id)
+        expect(detail_field(page, "schedule")).to_have_text("nightly-report")
+        expect(detail_field(page, "scheduled_for")).to_contain_text(" ago)")
+        expect(detail_field(page, "queue")).to_have_text("reports")
+        expect(detail_field(page, "result")).to_have_text("42")
+        expect(status_of(page, task_id)).to_have_text("succeeded")
+
+        # Its last run links the task; the list filters by schedule.
+        page.get_by_role("button", name="Close").click()
+        last = schedule_cell(page, "nightly-report", "last_run").get_by_role("button")
+        expect(last).to_have_text(re.compile(r"^\d+ s ago$"))
+        last.click()
+        expect(page.locator("#detail-id")).to_have_text(task_id)
+        other = submit(server, {"type": "add", "params": {"x": 1, "y": 1}})
+        expect(status_of(page, other)).to_have_text("succeeded")
+        page.get_by_label("Schedule", exact=True).select_option("nightly-report")
+        expect(page.locator("#page-info")).to_have_text("page 1 of 1 · 1 task")
+        expect(row(page, task_id)).to_be_visible()
+        expect(row(page, other)).to_have_count(0)
+
+    puts = [r for r in seen.requests if r.method == "PUT"]
+    assert [(r.url, r.post_data_json) for r in puts] == [
+        (f"{server.url}/schedules/nightly-report", {**written(nightly_set), "paused": True}),
+        (f"{server.url}/schedules/health-probe", {**written(probe_set), "paused": False}),
+    ], "the same body back, with only paused changed"
+    posts = [r.url for r in seen.requests if r.method == "POST"]
+    assert posts == [f"{server.url}/schedules/nightly-report/trigger"]
+    assert f"{server.url}/tasks?page=1&page_size=20&schedule=nightly-report" in seen.urls()
+    assert not seen.console_errors, seen.console_errors
+
+
+def written(schedule: dict[str, Any]) -> dict[str, Any]:
+    """What a PUT sets of ``schedule`` (its ScheduleWrite), as the server gave it back."""
+    fields = ("cron", "every_seconds", "timezone", "task", "paused", "overlap", "catch_up")
+    return {k: schedule[k] for k in fields if schedule[k] is not None}
+
+
+def test_dashboard_says_why_a_schedule_run_is_refused(tmp_path: Path) -> None:
+    """The queue is full (TASKS_MAX_QUEUED=1, a task waiting in a paused queue): Run now is
+    refused with the 503, said under the table, and the page works on."""
+    server = start_server(
+        tmp_path / "full.sqlite3", tmp_path, TASKS_WORKERS="1", TASKS_MAX_QUEUED="1"
+    )
+    try:
+        assert call(server, "PATCH", "/queues/default", {"paused": True})[0] == 200
+        submit(server, {"type": "add", "params": {"x": 1, "y": 1}})
+        put_schedule(server, "nightly-report", NIGHTLY)
+        with browse(server) as seen:  # the 503 is also in the console: not checked here
+            page = seen.page
+            page.goto(server.url + "/dashboard")
+            run_now = page.get_by_role("button", name="Run schedule nightly-report now")
+            run_now.click()
+            expect(page.locator("#schedule-message")).to_have_text(
+                re.compile(r"^Refused \(503\): .+")
+            )
+            expect(run_now).to_be_enabled()
+            expect(page.locator("#detail")).to_be_hidden()
+        assert call(server, "GET", "/tasks?schedule=nightly-report")[1] == []
+    finally:
+        server.stop()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
@@ -56,7 +56,9 @@ ACTIVE_STATUSES = ("queued", "running")
 INTERRUPTED_EXIT = 130
 
 
-def _parse_param(text: str) -> tuple[str, Any]:
+def parse_param(text: str) -> tuple[str, Any]:
+    """``key=value``: the value read as JSON when it parses (``x=2`` is a number), else as a
+    string."""
     key, sep, raw = text.partition("=")
     if not sep or not key:
         raise click.BadParameter(f"{text!r} is not key=value", param_hint="KEY=VALUE")
@@ -66,11 +68,13 @@ def _parse_param(text: str) -> tuple[str, Any]:
         return key, raw
 
 
-def _print(task: Any) -> None:
-    click.echo(json.dumps(task, indent=2, sort_keys=True))
+def print_json(document: Any) -> None:
+    """A task, queue or schedule as the API gave it: indented JSON on stdout."""
+    click.echo(json.dumps(document, indent=2, sort_keys=True))
 
 
-def _fail(error: ClientError) -> None:
+def fail(error: ClientError) -> NoReturn:
+    """Say on stderr why a request was refused (or not answered), and exit with ERROR_EXIT."""
     click.echo(f"error: {error}", err=True)
     sys.exit(ERROR_EXIT)
 
@@ -129,12 +133,12 @@ def submit(
     client = Client(url, token)
     started = time.monotonic()
     try:
-        task = client.submit(task_type, dict(_parse_param(p) for p in params), **options)
+        task = client.submit(task_type, dict(parse_param(p) for p in params), **options)
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
     if not wait:
-        _print(task)
+        print_json(task)
         return
     console = make_console(stderr=True)
     view = LiveView(console) if console.is_interactive else PlainView()
@@ -147,7 +151,7 @@ def submit(
     except KeyboardInterrupt:
         click.echo(f"interrupted: task {task['id']} goes on; {follow}", err=True)
         sys.exit(INTERRUPTED_EXIT)
-    _print(task)
+    print_json(task)
     outcome(console, task, time.monotonic() - started)
     if task["status"] != "succeeded":
         sys.exit(FAILED_EXIT)
@@ -177,9 +181,9 @@ def _wait(client: Client, task: dict[str, Any], view: LiveView | PlainView) -> d
 def status(task_id: str, url: str, token: str | None) -> None:
     """Print a task as JSON."""
     try:
-        _print(Client(url, token).get(task_id))
+        print_json(Client(url, token).get(task_id))
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
 
 
 @click.command()
@@ -195,9 +199,9 @@ def cancel(task_id: str, url: str, token: str | None) -> None:
     try:
         task = Client(url, token).cancel(task_id)
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
-    _print(task)
+    print_json(task)
     if task["status"] == "cancelled":
         click.echo(f"task {task['id']} cancelled", err=True)
     else:
@@ -220,7 +224,7 @@ def delete(task_id: str, url: str, token: str | None) -> None:
     try:
         Client(url, token).delete(task_id)
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
     click.echo(f"deleted task {task_id}")
 
@@ -237,7 +241,7 @@ def types(url: str, token: str | None) -> None:
     try:
         task_types = Client(url, token).task_types()
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
     rows = [type_cells(task_type) for task_type in task_types]
     console = make_console(stderr=False)
@@ -299,7 +303,7 @@ def list_tasks(
             statuses, task_type, page, page_size, queue=queue
         )
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console = make_console(stderr=False)
     if console.is_terminal:
@@ -333,7 +337,7 @@ def queues(url: str, token: str | None) -> None:
     try:
         found = Client(url, token).queues()
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
     console = make_console(stderr=False)
     if console.is_terminal:
@@ -393,9 +397,9 @@ def queue(
     try:
         found = client.update_queue(name, changes) if changes else client.queue(name)
     except ClientError as exc:
-        _fail(exc)
+        fail(exc)
         return
-    _print(found)
+    print_json(found)
     if changes:
         click.echo(queue_summary(found), err=True)
 

@@ -336,3 +336,156 @@ def queue_summary(queue: dict[str, Any]) -> str:
     limit = "no concurrency limit" if concurrency is None else f"concurrency {concurrency}"
     state = "paused" if queue.get("paused") else "active"
     return f"queue {queue['name']}: {state}, {limit}"
+
+
+#: ``next run`` says ``paused`` while the schedule is paused (the API's ``next_run_at`` is
+#: null then): a column of its own would push the usual row (a name, a cron with its zone, a
+#: type and a queue) past 80 characters.
+SCHEDULE_HEADERS = ("schedule", "when", "type", "queue", "next run", "last run")
+#: Columns of the schedule table that are cut before the others, narrowest kept whole first.
+SCHEDULE_CUT = (0, 1, 3)
+#: Characters of a schedule's name kept however narrow the terminal.
+SCHEDULE_NAME_FLOOR = 16
+#: Units of ``every_seconds``, largest first: a span is written in the largest that divides it.
+SPAN_UNITS = (("d", 86400), ("h", 3600), ("min", 60), ("s", 1))
+
+
+def every_text(seconds: int) -> str:
+    """``every_seconds`` for people, exactly: ``every 30 s``, ``every 90 min``, ``every 1 d``."""
+    for unit, size in SPAN_UNITS:
+        if seconds % size == 0:
+            return f"every {seconds // size} {unit}"
+    return f"every {seconds} s"  # not reached: the last unit divides everything
+
+
+def when_text(schedule: dict[str, Any]) -> str:
+    """When a schedule fires: its cron and time zone (``0 2 * * * Europe/Berlin``), or
+    ``every 30 s``."""
+    if schedule.get("cron"):
+        return f"{schedule['cron']} {schedule.get('timezone') or 'UTC'}"
+    return every_text(int(schedule.get("every_seconds") or 0))
+
+
+def _parse_stamp(stamp: str | None) -> Any:
+    from datetime import datetime
+
+    if not stamp:
+        return None
+    try:
+        return datetime.fromisoformat(stamp)
+    except ValueError:
+        return None
+
+
+def relative_text(stamp: str | None, now: Any) -> str:
+    """An API timestamp relative to ``now``: ``in 5h02m``, ``3m05s ago``; ``-`` for none."""
+    moment = _parse_stamp(stamp)
+    if moment is None:
+        return "-" if not stamp else str(stamp)
+    seconds = (moment - now).total_seconds()
+    if seconds >= 0:
+        return f"in {age_text(seconds)}"
+    return f"{age_text(-seconds)} ago"
+
+
+def schedule_cells(schedule: dict[str, Any], *, terminal: bool, now: Any = None) -> tuple[str, ...]:
+    """A schedule's cells, in the order of SCHEDULE_HEADERS. ``next run`` is ``paused`` while
+    paused. On a terminal the times are relative to ``now`` (``in 5h02m``, ``3m05s ago``, ``-``
+    for none) and a template without a queue shows ``-`` (its task type's applies); elsewhere
+    times are as the API writes them and nothing is empty but what the API leaves out."""
+    task = schedule.get("task") or {}
+    paused = bool(schedule.get("paused"))
+    next_run, last_run = schedule.get("next_run_at"), schedule.get("last_run_at")
+    if terminal:
+        next_text = "paused" if paused else relative_text(next_run, now)
+        last_text = relative_text(last_run, now)
+        queue = str(task.get("queue") or "-")
+    else:
+        next_text = "paused" if paused else str(next_run or "")
+        last_text = str(last_run or "")
+        queue = str(task.get("queue") or "")
+    return (
+        str(schedule["name"]),
+        when_text(schedule),
+        str(task.get("type") or ""),
+        queue,
+        next_text,
+        last_text,
+    )
+
+
+def _fit(natural: list[int], minimum: list[int], room: int) -> list[int]:
+    """Widths for columns of ``natural`` widths in ``room`` characters: all whole when they
+    fit; else the narrow ones whole and the others an equal share of what is left, never
+    under their ``minimum``."""
+    if sum(natural) <= room:
+        return list(natural)
+    widths = list(natural)
+    order = sorted(range(len(natural)), key=natural.__getitem__)
+    left = room
+    for done, i in enumerate(order):
+        share = left // (len(order) - done)
+        widths[i] = max(minimum[i], min(natural[i], share))
+        left -= widths[i]
+    return widths
+
+
+def schedule_table(schedules: list[dict[str, Any]], width: int, now: Any) -> Any:
+    """A table of ``schedules`` for a terminal ``width`` columns wide: the type and the times
+    whole; when the rows are too wide, the name, the when and the queue share what is left,
+    the narrower ones whole (at least SCHEDULE_NAME_FLOOR characters of a name kept); a paused
+    schedule's ``paused`` in yellow."""
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
+    rows = [schedule_cells(one, terminal=True, now=now) for one in schedules]
+    natural = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(SCHEDULE_HEADERS)]
+    whole = sum(w for i, w in enumerate(natural) if i not in SCHEDULE_CUT)
+    room = width - whole - GAP * (len(SCHEDULE_HEADERS) - 1)
+    floors = [min(natural[0], SCHEDULE_NAME_FLOOR), len("when"), len("queue")]
+    cut = _fit([natural[i] for i in SCHEDULE_CUT], floors, room)
+    limits = dict(zip(SCHEDULE_CUT, cut, strict=True))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0))
+    for i, header in enumerate(SCHEDULE_HEADERS):
+        limit = limits.get(i)
+        table.add_column(
+            header,
+            no_wrap=True,
+            overflow="ellipsis",
+            min_width=natural[i] if limit is None else min(len(header), limit),
+            max_width=limit,
+        )
+    for schedule, cells in zip(schedules, rows, strict=True):
+        paused = Text(cells[4], style="yellow" if schedule.get("paused") else "")
+        table.add_row(*(Text(cell) for cell in cells[:4]), paused, Text(cells[5]))
+    return table
+
+
+def schedule_summary(schedule: dict[str, Any], done: str) -> str:
+    """What a schedule is now, in one line: ``schedule nightly-report created: next run
+    2026-12-07 02:00:00 CET (in 15h03m)``, or ``…, paused: no run until it is resumed``."""
+    from datetime import UTC, datetime
+
+    head = f"schedule {schedule['name']} {done}"
+    if schedule.get("paused"):
+        return f"{head}{'' if 'paused' in done else ', paused'}: no run until it is resumed"
+    moment = _parse_stamp(schedule.get("next_run_at"))
+    if moment is None:
+        return f"{head}: no next run (its cron has no more fire times)"
+    local = moment.astimezone(_zone(schedule.get("timezone") if schedule.get("cron") else None))
+    when = local.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return f"{head}: next run {when} ({relative_text(schedule['next_run_at'], datetime.now(UTC))})"
+
+
+def _zone(name: str | None) -> Any:
+    """The time zone ``name`` (UTC for none, or one this machine does not know)."""
+    from datetime import UTC
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    if not name:
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return UTC

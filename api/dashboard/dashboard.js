@@ -1,6 +1,8 @@
-// taskapi dashboard: polls GET /tasks, GET /queues and GET /activity, draws the last minutes as
-// inline SVG, lists the queues with a pause switch each (PATCH /queues/{name}), pages and
-// filters the task list, and shows one task in full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
+// taskapi dashboard: polls GET /tasks, GET /queues, GET /schedules and GET /activity, draws the
+// last minutes as inline SVG, lists the queues with a pause switch each (PATCH /queues/{name})
+// and the schedules with a pause switch (GET, then PUT with paused flipped) and a Run now button
+// (POST /schedules/{name}/trigger) each, pages and filters the task list, and shows one task in
+// full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
 // never as HTML: task params, results and error messages are user data.
 "use strict";
 
@@ -16,8 +18,13 @@
   // {t, queued, running, ended, failed}: the store's counts, as GET /activity answers them
   // (kept by the server, so the charts show the last minutes from the first paint).
   let points = [];
-  const view = { page: 1, status: "", type: "", queue: "" }; // what the list shows
+  const view = { page: 1, status: "", type: "", queue: "", schedule: "" }; // what the list shows
   const switching = new Set(); // queues whose PATCH is on its way: their switch waits
+  const scheduling = new Set(); // schedules whose change or trigger is on its way
+  // The fields of a Schedule that PUT /schedules/{name} takes back (ScheduleWrite).
+  const WRITE_FIELDS = ["cron", "every_seconds", "timezone", "task", "paused", "overlap",
+    "catch_up"];
+  const SCHEDULE_PAGE_SIZE = 100;
   let selected = null; // the id of the task shown in full, or null
   let typesShown = false;
   let timer = null;
@@ -107,6 +114,7 @@
     if (view.status) query.append("status", view.status);
     if (view.type) query.append("type", view.type);
     if (view.queue) query.append("queue", view.queue);
+    if (view.schedule) query.append("schedule", view.schedule);
     return "tasks?" + query.toString();
   }
 
@@ -160,6 +168,20 @@
       return { queues: Array.isArray(body) ? body : [] };
     } catch (e) {
       const reason = e instanceof AuthNeeded ? "GET /queues refused the token" : e.message;
+      return { unavailable: String(reason) };
+    }
+  }
+
+  // The caller's schedules (the first page: 100), or {unavailable: reason}; never throws.
+  async function loadSchedules() {
+    try {
+      const response = await call("schedules?page_size=" + SCHEDULE_PAGE_SIZE,
+        "application/json");
+      if (!response.ok) return { unavailable: "GET /schedules answered " + response.status };
+      const body = await response.json();
+      return { schedules: Array.isArray(body) ? body : [] };
+    } catch (e) {
+      const reason = e instanceof AuthNeeded ? "GET /schedules refused the token" : e.message;
       return { unavailable: String(reason) };
     }
   }
@@ -363,6 +385,165 @@
     switchQueue(toggle.dataset.queue, toggle.getAttribute("aria-checked") !== "true");
   });
 
+  // ---- Schedules ---------------------------------------------------------------------------
+
+  // every_seconds exactly, in the largest unit that divides it: "every 30 s", "every 2 h".
+  function every(seconds) {
+    for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {
+      if (seconds % size === 0) return "every " + seconds / size + " " + unit;
+    }
+    return "every " + seconds + " s";
+  }
+
+  function whenOf(schedule) {
+    if (schedule.cron) return String(schedule.cron) + " " + String(schedule.timezone || "UTC");
+    return Number.isFinite(schedule.every_seconds) ? every(schedule.every_seconds) : "—";
+  }
+
+  // A time to come, for people: "in 12 s", "in 5 min", "in 3 h", else the date.
+  function until(iso) {
+    const seconds = (Date.parse(iso) - Date.now()) / 1000;
+    if (!Number.isFinite(seconds)) return String(iso);
+    if (seconds < 0) return "due";
+    if (seconds < 60) return "in " + Math.round(seconds) + " s";
+    if (seconds < 3600) return "in " + Math.round(seconds / 60) + " min";
+    if (seconds < 86400) return "in " + Math.round(seconds / 3600) + " h";
+    return new Date(iso).toLocaleString();
+  }
+
+  function scheduleRow(schedule) {
+    const name = String(schedule.name);
+    const paused = schedule.paused === true;
+    const task = schedule.task || {};
+    const busy = scheduling.has(name);
+    const next = paused ? el("span", { class: "muted" }, "paused")
+      : schedule.next_run_at ? el("span", { title: new Date(schedule.next_run_at).toLocaleString() },
+        until(schedule.next_run_at)) : "—";
+    let last = "—";
+    if (schedule.last_run_at) {
+      const text = since(schedule.last_run_at);
+      last = schedule.last_task_id
+        ? el("button", { type: "button", class: "link", "data-task-id": String(schedule.last_task_id),
+          title: "Show task " + schedule.last_task_id }, text)
+        : text;
+    }
+    const toggle = el("button", {
+      type: "button", role: "switch", class: "switch", "data-schedule": name,
+      "aria-checked": paused ? "true" : "false", "aria-label": "Pause schedule " + name,
+      title: paused ? "Paused: it makes no task. Click to resume."
+        : "Active: it makes a task at each fire time. Click to pause.",
+    }, el("span", { class: "knob" }), el("span", { class: "switch-text" },
+      paused ? "paused" : "active"));
+    const run = el("button", { type: "button", class: "run-now", "data-run": name,
+      "aria-label": "Run schedule " + name + " now",
+      title: "Make its task now (even while it is paused)" }, "Run now");
+    toggle.disabled = busy;
+    run.disabled = busy;
+    const params = json(task.params || {});
+    return el("tr", { "data-schedule": name, class: "schedule" + (paused ? " paused" : "") },
+      el("th", { scope: "row", class: "schedule-name" }, name),
+      el("td", { class: "when", "data-field": "when" }, whenOf(schedule)),
+      el("td", { class: "task-template", "data-field": "task" },
+        el("div", {}, el("span", { class: "type" }, String(task.type || "")),
+          task.queue ? el("span", { class: "muted" }, " · " + String(task.queue)) : null),
+        el("div", { class: "params muted", title: params }, shorten(params, 60))),
+      el("td", { "data-field": "next_run" }, next),
+      el("td", { "data-field": "last_run", title: String(schedule.last_run_at || "") }, last),
+      el("td", { "data-field": "paused" }, toggle),
+      el("td", {}, run));
+  }
+
+  function showSchedules(result) {
+    if (!result.schedules) {
+      $("schedules-state").textContent =
+        "The schedules are unavailable (" + result.unavailable + ").";
+      $("schedules-empty").hidden = true;
+      return;
+    }
+    $("schedules-state").textContent = "";
+    $("schedule-rows").replaceChildren(...result.schedules.map(scheduleRow));
+    $("schedules-empty").hidden = result.schedules.length > 0;
+    const select = $("filter-schedule");
+    for (const schedule of result.schedules) {
+      const name = String(schedule.name);
+      if (![...select.options].some((o) => o.value === name)) {
+        select.append(el("option", { value: name }, name));
+      }
+    }
+  }
+
+  function schedulePath(name) {
+    return "schedules/" + encodeURIComponent(name);
+  }
+
+  // Say a refusal as the queues do: "Refused (status): detail".
+  async function refused(response) {
+    $("schedule-message").textContent = "Refused (" + response.status + "): " +
+      await problemDetail(response);
+  }
+
+  // Pause or resume a schedule: read it, and put it back with only paused changed.
+  async function switchSchedule(name, pause) {
+    $("schedule-message").textContent = (pause ? "Pausing " : "Resuming ") + name + "…";
+    const read = await call(schedulePath(name), "application/json");
+    if (!read.ok) return refused(read);
+    const current = await read.json();
+    const body = {};
+    for (const key of WRITE_FIELDS) {
+      if (current[key] !== null && current[key] !== undefined) body[key] = current[key];
+    }
+    body.paused = pause;
+    const response = await call(schedulePath(name), "application/json", "PUT", body);
+    if (!response.ok) return refused(response);
+    const schedule = await response.json();
+    $("schedule-message").textContent = "Schedule " + name + " " + (schedule.paused
+      ? "paused: it makes no task until it is resumed."
+      : "resumed" + (schedule.next_run_at ? ": next run " + until(schedule.next_run_at) : "") +
+        ".");
+  }
+
+  // Make a schedule's task now, and show that task in full.
+  async function runSchedule(name) {
+    $("schedule-message").textContent = "Running " + name + "…";
+    const response = await call(schedulePath(name) + "/trigger", "application/json", "POST");
+    if (!response.ok) return refused(response);
+    const task = await response.json();
+    $("schedule-message").textContent = "Schedule " + name + " made task " + task.id + ".";
+    openDetail(String(task.id));
+  }
+
+  async function scheduleAction(name, action) {
+    scheduling.add(name);
+    try {
+      await action();
+    } catch (e) {
+      if (e instanceof AuthNeeded) askToken(e);
+      else $("schedule-message").textContent = "Cannot reach the service (" + e.message + ").";
+    } finally {
+      scheduling.delete(name);
+      poll();
+    }
+  }
+
+  $("schedule-rows").addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button || button.disabled) return;
+    if (button.dataset.taskId) {
+      openDetail(button.dataset.taskId);
+      return;
+    }
+    const name = button.dataset.schedule || button.dataset.run;
+    if (!name) return;
+    for (const b of button.closest("tr").querySelectorAll("button[data-schedule], button[data-run]")) {
+      b.disabled = true;
+    }
+    if (button.dataset.run) scheduleAction(name, () => runSchedule(name));
+    else {
+      const pause = button.getAttribute("aria-checked") !== "true";
+      scheduleAction(name, () => switchSchedule(name, pause));
+    }
+  });
+
   // ---- Header, table, notices --------------------------------------------------------------
 
   function showCounts(counts) {
@@ -451,7 +632,7 @@
 
   function showTasks(tasks, page) {
     $("task-rows").replaceChildren(...tasks.map(taskRow));
-    const filtered = view.status || view.type || view.queue;
+    const filtered = view.status || view.type || view.queue || view.schedule;
     $("empty").textContent = filtered ? "No tasks match." : "No tasks yet.";
     $("empty").hidden = tasks.length > 0;
     const total = Number.isFinite(page.total) ? page.total : tasks.length;
@@ -482,6 +663,8 @@
   $("filter-status").addEventListener("change", (e) => changeView({ status: e.target.value, page: 1 }));
   $("filter-type").addEventListener("change", (e) => changeView({ type: e.target.value, page: 1 }));
   $("filter-queue").addEventListener("change", (e) => changeView({ queue: e.target.value, page: 1 }));
+  $("filter-schedule").addEventListener("change",
+    (e) => changeView({ schedule: e.target.value, page: 1 }));
   $("page-newer").addEventListener("click", () => changeView({ page: Math.max(1, view.page - 1) }));
   $("page-older").addEventListener("click", () => changeView({ page: view.page + 1 }));
   $("list-controls").addEventListener("submit", (e) => e.preventDefault());
@@ -522,6 +705,8 @@
           ? el("span", { class: "muted" }, " · cancel requested") : null),
       ...field("type", "Type", String(task.type)),
       ...field("queue", "Queue", String(task.queue || "—")),
+      ...(task.schedule ? field("schedule", "Schedule", String(task.schedule)) : []),
+      ...(task.scheduled_for ? field("scheduled_for", "Fire time", when(task.scheduled_for)) : []),
       ...field("params", "Params", el("pre", {}, pretty(task.params))),
       ...field("result", "Result", result),
       ...field("error", "Error", error),
@@ -660,8 +845,9 @@
     let next = true;
     try {
       const shown = selected;
-      const [list, activity, queues, detail] = await Promise.all([
-        loadTasks(), loadActivity(), loadQueues(), shown ? loadDetail(shown) : null,
+      const [list, activity, queues, schedules, detail] = await Promise.all([
+        loadTasks(), loadActivity(), loadQueues(), loadSchedules(),
+        shown ? loadDetail(shown) : null,
       ]);
       const pages = Math.max(1, list.page.total_pages || 1);
       if (view.page > pages) {
@@ -670,6 +856,7 @@
       }
       showTasks(list.tasks, list.page);
       showQueues(queues);
+      showSchedules(schedules);
       if (detail && shown === selected) {
         if (detail.task) showDetail(detail.task);
         else showGone(detail.gone);
