@@ -399,12 +399,6 @@ def test_the_schedule_families_are_there_from_the_first_scrape(client: FlaskClie
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason="under taskapi serve (multiprocess) a counter family has no sample before its "
-    "first fire or skip, and prometheus_client's MultiProcessCollector only reads samples: "
-    "the families are absent until then (api/metrics.py)",
-)
 def test_a_fresh_server_declares_the_schedule_families_at_its_first_scrape(
     tmp_path: Path,
 ) -> None:
