@@ -235,8 +235,14 @@ class FireOutcome(enum.StrEnum):
     MISSED = "missed"  # skipped: it passed while no worker process ran (catch_up: none)
     UNKNOWN_TYPE = "unknown_type"  # skipped: its task type is no longer registered
     QUEUE_FULL = "queue_full"  # skipped: TASKS_MAX_QUEUED tasks were queued
-    TAKEN = "taken"  # another process fired it first, or the schedule changed meanwhile
+    #: Another process fired it first, or the schedule changed meanwhile (or this process
+    #: left it to one that has its task type).
+    TAKEN = "taken"
 
+
+#: How long the record of a fire time is kept: far longer than the clocks of two processes
+#: could differ, so that no process computes again a fire time whose record is gone.
+FIRES_KEPT_SECONDS = 86_400
 
 #: The outcomes that are skips: counted by reason.
 SKIPS: frozenset[FireOutcome] = frozenset(

@@ -421,20 +421,22 @@ def test_schedule_fires_and_skips_are_counted_by_schedule_and_reason(
     every = ScheduleSpec(cron=None, every_seconds=10, timezone="UTC", task=add)
     runtime.store.put_schedule("", "probe", every, t0 + timedelta(seconds=10), t0)
     gone = ScheduleSpec(cron=None, every_seconds=10, timezone="UTC", task={**add, "type": "gone"})
-    runtime.store.put_schedule("", "orphan", gone, t0 + timedelta(seconds=10), t0)
+    # Due two minutes ago: no process had its type for longer than the grace.
+    long_ago = t0 - timedelta(minutes=2)
+    runtime.store.put_schedule("", "orphan", gone, long_ago, long_ago)
     now = t0
     ticker = Ticker(runtime.store, runtime.registry, metrics=runtime.metrics, clock=lambda: now)
 
     now = t0 + timedelta(seconds=10, milliseconds=100)
     with caplog.at_level("WARNING", logger="api.scheduler"):
-        ticker.tick()  # probe makes a task; orphan's type is gone
+        ticker.tick()  # probe makes a task; orphan's type is gone: skipped
     now = t0 + timedelta(seconds=20, milliseconds=100)
-    ticker.tick()  # probe's task is still queued: overlap skip; orphan again
+    ticker.tick()  # probe's task is still queued: overlap skip; orphan left a while
     samples = scrape(client)
     assert value(samples, "taskapi_schedule_fires_total", schedule="probe") == 1
     assert value(samples, "taskapi_schedule_skips_total", schedule="probe", reason="overlap") == 1
     orphan = {"schedule": "orphan", "reason": "unknown_type"}
-    assert value(samples, "taskapi_schedule_skips_total", **orphan) == 2
+    assert value(samples, "taskapi_schedule_skips_total", **orphan) == 1
     assert ("taskapi_schedule_fires_total", frozenset({("schedule", "orphan")})) not in samples
     assert value(samples, "taskapi_tasks_created_total", type="add") == 1, "its task counted"
     assert any("gone" in r.getMessage() for r in caplog.records if r.name == "api.scheduler")

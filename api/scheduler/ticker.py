@@ -18,7 +18,9 @@ What one fire does, for a schedule whose ``next_run_at`` came:
 - **Overlap.** With ``overlap: skip`` no task is made while the schedule's last task is still
   queued or running (``OVERLAP``).
 - **A task type that is gone** (its module no longer imported) makes no task
-  (``UNKNOWN_TYPE``, a warning in the log), and the schedule moves on.
+  (``UNKNOWN_TYPE``, a warning in the log), and the schedule moves on. A process that lacks
+  the type leaves the fire to the others for ``MISFIRE_GRACE`` first: processes of one store
+  may import different modules (and, in a rolling deploy, old ones run beside new ones).
 - ``TASKS_MAX_QUEUED`` tasks queued: no task (``QUEUE_FULL``).
 
 Each skip is counted by schedule and reason (``taskapi_schedule_skips_total``), each task made
@@ -48,6 +50,13 @@ TICK_SECONDS = 1.0
 MIN_WAIT_SECONDS = 0.01
 #: How many due schedules one look reads; more are fired at the next look, at once.
 DUE_BATCH = 100
+#: A schedule whose fire failed here (the store erred; this host lacks its time zone) is tried
+#: again by this process no sooner than this: it neither spins the ticker nor holds up the
+#: other schedules, and another process may fire it meanwhile.
+ERROR_BACKOFF = timedelta(seconds=10)
+#: How soon a ticker looks again while a schedule stays due that it left (failed here, its
+#: task type unknown here, or held by another process's transaction).
+DUE_AGAIN_SECONDS = 0.1
 #: A fire time older than this when its tick comes was missed (the processes were down):
 #: ``catch_up: none`` makes no task for it. Sidekiq-cron's grace period, for the same reason.
 MISFIRE_GRACE = timedelta(seconds=60)
@@ -80,22 +89,29 @@ class Ticker:
         self.max_queued = max_queued
         self.clock = clock
         self._made = made
+        #: Schedules whose fire failed here, by (owner, name, version): when to try again.
+        self._failed: dict[tuple[str, str, int], datetime] = {}
 
     def run(self, stop: threading.Event) -> None:
         """Tick until ``stop``; an error is logged, never fatal."""
-        while True:
-            try:
-                wait = self.tick()
-            except Exception:
-                log.exception("scheduler: error; carrying on")
-                wait = TICK_SECONDS
-            if stop.wait(wait):
-                return
+        try:
+            while True:
+                try:
+                    wait = self.tick()
+                except Exception:
+                    log.exception("scheduler: error; carrying on")
+                    wait = TICK_SECONDS
+                if stop.wait(wait):
+                    return
+        finally:
+            self.store.detach_thread()
 
     def tick(self) -> float:
         """Fire every schedule due now; the seconds to wait before the next tick."""
         now = self.clock()
-        due = self.store.due_schedules(now, DUE_BATCH)
+        self._failed = {key: at for key, at in self._failed.items() if at > now}
+        read = self.store.due_schedules(now, DUE_BATCH + len(self._failed))
+        due = [s for s in read if (s.owner, s.name, s.version) not in self._failed]
         # In an order of this ticker's own: the tickers of several processes that find the
         # same schedules due each fire different ones first, instead of all racing for one.
         random.shuffle(due)
@@ -103,13 +119,22 @@ class Ticker:
             try:
                 self.fire(schedule, now)
             except Exception:
-                log.exception("schedule %s: error firing it; trying again", schedule.name)
-        if len(due) == DUE_BATCH:
+                log.exception(
+                    "schedule %s: error firing it; this process tries again in %g s",
+                    schedule.name,
+                    ERROR_BACKOFF.total_seconds(),
+                )
+                self._failed[(schedule.owner, schedule.name, schedule.version)] = (
+                    now + ERROR_BACKOFF
+                )
+        if len(due) >= DUE_BATCH:
             return MIN_WAIT_SECONDS  # more are due
         upcoming = self.store.next_schedule_at()
         if upcoming is None:
             return TICK_SECONDS
         until = (upcoming - self.clock()).total_seconds()
+        if until <= 0:  # one this tick left stays due
+            return DUE_AGAIN_SECONDS
         return min(max(until, MIN_WAIT_SECONDS), TICK_SECONDS)
 
     def fire(self, schedule: Schedule, now: datetime) -> FireOutcome:
@@ -121,6 +146,8 @@ class Ticker:
         timing = Timing.of(spec)
         fire_at = timing.latest(due, now)
         task_type = self.registry.get(spec.task["type"])
+        if task_type is None and now - due <= MISFIRE_GRACE:
+            return FireOutcome.TAKEN  # left to a process that has the type, for a while
         skip: FireOutcome | None = None
         if spec.catch_up is CatchUp.NONE and now - fire_at > MISFIRE_GRACE:
             skip = FireOutcome.MISSED

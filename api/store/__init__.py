@@ -325,6 +325,10 @@ class Store(Protocol):
         """Delete up to ``limit`` terminal tasks whose ``expires_at`` has passed, and up to
         ``limit`` expired idempotency keys; how many of each were deleted."""
 
+    def purge_fires(self, before: datetime, limit: int) -> int:
+        """Delete up to ``limit`` records of schedules' fire times before ``before``; how
+        many."""
+
     def detach_thread(self) -> None:
         """Let go of what the store keeps for the calling thread (it is about to end)."""
 

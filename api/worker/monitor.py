@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from api.metrics import Metrics
-from api.models import Status
+from api.models import FIRES_KEPT_SECONDS, Status
 from api.store import Store
 from api.worker.attempt import Running, StopReason, log, task_log, utcnow
 
@@ -120,8 +120,16 @@ class Monitor:
         return len(taken)
 
     def purge_batch(self) -> int:
-        """Purge one batch of expired tasks and keys; the larger of the two counts."""
-        tasks, keys = self.store.purge_expired(self.clock(), PURGE_BATCH)
-        if tasks or keys:
-            log.info("purged %d expired tasks and %d idempotency keys", tasks, keys)
-        return max(tasks, keys)
+        """Purge one batch of expired tasks, keys and old records of schedules' fire times;
+        the largest of the three counts."""
+        now = self.clock()
+        tasks, keys = self.store.purge_expired(now, PURGE_BATCH)
+        fires = self.store.purge_fires(now - timedelta(seconds=FIRES_KEPT_SECONDS), PURGE_BATCH)
+        if tasks or keys or fires:
+            log.info(
+                "purged %d expired tasks, %d idempotency keys and %d records of fire times",
+                tasks,
+                keys,
+                fires,
+            )
+        return max(tasks, keys, fires)

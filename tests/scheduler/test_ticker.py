@@ -14,7 +14,13 @@ import pytest
 from api.builtin_tasks import register
 from api.models import CatchUp, FireOutcome, NewTask, Overlap, ScheduleSpec, Status, Task
 from api.registry import Registry
-from api.scheduler.ticker import MISFIRE_GRACE, TICK_SECONDS, Ticker
+from api.scheduler.ticker import (
+    DUE_AGAIN_SECONDS,
+    ERROR_BACKOFF,
+    MISFIRE_GRACE,
+    TICK_SECONDS,
+    Ticker,
+)
 from api.store import Store, TaskFilter, open_store
 
 T0 = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -224,13 +230,16 @@ def test_a_task_type_that_is_gone_is_skipped_with_a_warning(
     _put(store, "orphan", task={"type": "gone", "params": {}})
     _put(store)
     clock = Clock(T0 + timedelta(seconds=10))
-    with caplog.at_level(logging.WARNING, logger="api.scheduler"):
-        _ticker(store, registry, clock).tick()
-    assert _made(store, "orphan") == []
+    ticker = _ticker(store, registry, clock)
+    ticker.tick()  # left a while to a process that may have the type
     assert len(_made(store)) == 1  # the other schedule fired all the same
+    clock.now = T0 + timedelta(seconds=11) + MISFIRE_GRACE
+    with caplog.at_level(logging.WARNING, logger="api.scheduler"):
+        ticker.tick()
+    assert _made(store, "orphan") == []
     assert "task type 'gone' is not registered" in caplog.text
     orphan = store.schedule("", "orphan")
-    assert orphan is not None and orphan.next_run_at == T0 + timedelta(seconds=20)
+    assert orphan is not None and orphan.next_run_at == T0 + timedelta(seconds=80)
 
 
 def test_a_full_queue_skips_the_fire(store: Store, registry: Registry) -> None:
@@ -304,3 +313,59 @@ def test_fires_are_counted_by_schedule_and_reason(store: Store, registry: Regist
     clock.now = T0 + timedelta(seconds=20)
     ticker.tick()
     assert counted == [("fired", "probe"), ("created", "add"), ("skipped", "probe", "overlap")]
+
+
+def test_a_process_without_the_task_type_leaves_the_fire_to_one_that_has_it(
+    store: Store, registry: Registry
+) -> None:
+    _put(store, overlap=Overlap.ALLOW)
+    clock = Clock(T0 + timedelta(seconds=10))
+    without = _ticker(store, Registry(), clock)  # a process that imports none of the types
+    assert without.tick() == DUE_AGAIN_SECONDS
+    assert _made(store) == []
+    _ticker(store, registry, clock).tick()  # one that has it, a moment later
+    assert [t.scheduled_for for t in _made(store)] == [T0 + timedelta(seconds=10)]
+
+    clock.now = T0 + timedelta(seconds=21) + MISFIRE_GRACE  # nobody had it for a while
+    [schedule] = store.due_schedules(clock.now, 10)
+    assert without.fire(schedule, clock.now) is FireOutcome.UNKNOWN_TYPE
+
+
+def test_a_schedule_whose_fire_fails_is_left_for_a_while_and_holds_up_no_other(
+    store: Store, registry: Registry, caplog: pytest.LogCaptureFixture
+) -> None:
+    _put(store, "broken", every=1, cron=None)
+    _put(store, "healthy", every=5)
+    clock = Clock(T0 + timedelta(seconds=5))
+
+    class Failing(Ticker):
+        def fire(self, schedule: Any, now: datetime) -> FireOutcome:
+            if schedule.name == "broken":
+                raise RuntimeError("this host lacks its time zone")
+            return super().fire(schedule, now)
+
+    ticker = Failing(store, registry, clock=clock)
+    with caplog.at_level(logging.ERROR, logger="api.scheduler"):
+        assert ticker.tick() == DUE_AGAIN_SECONDS
+        assert len(_made(store, "healthy")) == 1
+        clock.now += timedelta(seconds=1)
+        ticker.tick()
+        clock.now += timedelta(seconds=1)
+        ticker.tick()
+    assert caplog.text.count("error firing it") == 1, "not again before ERROR_BACKOFF"
+    clock.now += ERROR_BACKOFF
+    with caplog.at_level(logging.ERROR, logger="api.scheduler"):
+        ticker.tick()
+    assert caplog.text.count("error firing it") == 2
+
+
+def test_old_records_of_fire_times_are_purged(store: Store, registry: Registry) -> None:
+    _put(store, every=1, overlap=Overlap.ALLOW)
+    clock = Clock()
+    ticker = _ticker(store, registry, clock)
+    for second in range(1, 4):
+        clock.now = T0 + timedelta(seconds=second)
+        ticker.tick()
+    assert store.purge_fires(T0 + timedelta(seconds=2, milliseconds=1), 10) == 2
+    assert store.purge_fires(T0 + timedelta(seconds=2, milliseconds=1), 10) == 0
+    assert store.purge_fires(T0 + timedelta(days=1), 10) == 1

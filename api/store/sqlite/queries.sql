@@ -312,8 +312,11 @@ SELECT {schedule_columns} FROM schedules WHERE owner = :owner AND name = :name
 SELECT COUNT(*) AS n FROM schedules WHERE :owner IS NULL OR owner = :owner
 
 -- name: schedules_page
-SELECT {schedule_columns} FROM schedules WHERE :owner IS NULL OR owner = :owner
-ORDER BY name, owner LIMIT :limit OFFSET :offset
+SELECT {schedule_columns} FROM schedules WHERE owner = :owner
+ORDER BY name LIMIT :limit OFFSET :offset
+
+-- name: schedules_page_all
+SELECT {schedule_columns} FROM schedules ORDER BY name, owner LIMIT :limit OFFSET :offset
 
 -- name: delete_schedule
 -- Its fire records go with it; its tasks stay.
