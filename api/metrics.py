@@ -155,16 +155,17 @@ class Metrics:
         )
         self.schedule_fires = Counter(
             "taskapi_schedule_fires",
-            "Fire times of schedules that made a task, by schedule.",
-            ["schedule"],
+            "Fire times of schedules that made a task, by owner (the caller, with API keys) and "
+            "schedule.",
+            ["owner", "schedule"],
             registry=registry,
         )
         self.schedule_skips = Counter(
             "taskapi_schedule_skips",
-            "Fire times of schedules that made no task, by schedule and reason (overlap: the "
-            "previous task still queued or running; missed: passed while no worker ran, with "
+            "Fire times of schedules that made no task, by owner, schedule and reason (overlap: "
+            "the previous task still queued or running; missed: passed while no worker ran, with "
             "catch_up none; unknown_type: the task type is no longer registered; queue_full).",
-            ["schedule", "reason"],
+            ["owner", "schedule", "reason"],
             registry=registry,
         )
         self.requests = Counter(
@@ -208,11 +209,11 @@ class Metrics:
     def task_retried(self, task_type: str) -> None:
         self._child(self.retries, task_type).inc()
 
-    def schedule_fired(self, schedule: str) -> None:
-        self._child(self.schedule_fires, schedule).inc()
+    def schedule_fired(self, owner: str, schedule: str) -> None:
+        self._child(self.schedule_fires, owner, schedule).inc()
 
-    def schedule_skipped(self, schedule: str, reason: str) -> None:
-        self._child(self.schedule_skips, schedule, reason).inc()
+    def schedule_skipped(self, owner: str, schedule: str, reason: str) -> None:
+        self._child(self.schedule_skips, owner, schedule, reason).inc()
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
         self._child(self.requests, method, route, str(status)).inc()
@@ -220,8 +221,13 @@ class Metrics:
 
     # -- the scrape --------------------------------------------------------------------------
 
-    def exposition(self) -> tuple[bytes, str]:
-        """The metrics in Prometheus text format, and its content type."""
+    def exposition(self, viewer: str | None = None) -> tuple[bytes, str]:
+        """The metrics in Prometheus text format, and its content type.
+
+        With a ``viewer`` (a caller that is no admin, with API keys), the series of schedules
+        are that caller's only: a schedule's name is its owner's, as its tasks are. The other
+        families (task types, queues, HTTP) are the server's, shared by every caller.
+        """
         from prometheus_client import CollectorRegistry, generate_latest
         from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
@@ -233,7 +239,10 @@ class Metrics:
             declared = [self.schedule_fires, self.schedule_skips]
             registry.register(_Declaring(MultiProcessCollector(None), declared))
             registry.register(self._queue_depth)
-        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
+        text = generate_latest(registry)
+        if viewer is not None:
+            text = _owned_by(text, viewer)
+        return text, CONTENT_TYPE_PLAIN_0_0_4
 
 
 class _Declaring:
@@ -259,6 +268,21 @@ class _Declaring:
                 yield CounterMetricFamily(
                     counter._name, counter._documentation, labels=counter._labelnames
                 )
+
+
+#: The families whose series carry an ``owner`` label (their first: it sorts first in every
+#: mode): shown to their owner only.
+OWNED_FAMILIES = (b"taskapi_schedule_fires", b"taskapi_schedule_skips")
+
+
+def _owned_by(text: bytes, viewer: str) -> bytes:
+    """``text`` less the samples of OWNED_FAMILIES whose owner is not ``viewer``."""
+    escaped = viewer.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+    mine = f'{{owner="{escaped}",'.encode()
+    kept = [
+        line for line in text.split(b"\n") if not line.startswith(OWNED_FAMILIES) or mine in line
+    ]
+    return b"\n".join(kept)
 
 
 def process_exited(pid: int) -> None:

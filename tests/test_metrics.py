@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from api.metrics import queue_families
 from api.models import MAX_LOST_ATTEMPTS, NewTask, QueueState, ScheduleSpec, Status
 from api.registry import TaskContext, TaskType
-from tests.conftest import submit
+from tests.conftest import make_app, submit
 from tests.processes import Server, children, start_server
 from tests.store.tasks import claim
 
@@ -433,10 +433,46 @@ def test_schedule_fires_and_skips_are_counted_by_schedule_and_reason(
     now = t0 + timedelta(seconds=20, milliseconds=100)
     ticker.tick()  # probe's task is still queued: overlap skip; orphan left a while
     samples = scrape(client)
-    assert value(samples, "taskapi_schedule_fires_total", schedule="probe") == 1
-    assert value(samples, "taskapi_schedule_skips_total", schedule="probe", reason="overlap") == 1
-    orphan = {"schedule": "orphan", "reason": "unknown_type"}
+    probe = {"owner": "", "schedule": "probe"}
+    assert value(samples, "taskapi_schedule_fires_total", **probe) == 1
+    assert value(samples, "taskapi_schedule_skips_total", **probe, reason="overlap") == 1
+    orphan = {"owner": "", "schedule": "orphan", "reason": "unknown_type"}
     assert value(samples, "taskapi_schedule_skips_total", **orphan) == 1
-    assert ("taskapi_schedule_fires_total", frozenset({("schedule", "orphan")})) not in samples
+    assert not any(
+        name == "taskapi_schedule_fires_total" and ("schedule", "orphan") in labels
+        for name, labels in samples
+    )
     assert value(samples, "taskapi_tasks_created_total", type="add") == 1, "its task counted"
     assert any("gone" in r.getMessage() for r in caplog.records if r.name == "api.scheduler")
+
+
+def test_with_api_keys_a_caller_sees_the_series_of_its_own_schedules_only(tmp_path: Path) -> None:
+    app = make_app(
+        tmp_path / "k.sqlite3",
+        TASKS_API_KEYS="alice:a-token,bob:b-token,ops:o-token",
+        TASKS_ADMINS="ops",
+    )
+    client = app.test_client()
+    metrics = app.extensions["taskapi"].metrics
+    metrics.schedule_fired("alice", "nightly")
+    metrics.schedule_skipped("alice", "nightly", "overlap")
+    metrics.schedule_fired("bob", "secret-plan")
+
+    def seen(token: str) -> set[tuple[str, str]]:
+        response = client.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        samples = parse(response.get_data(as_text=True))
+        return {
+            (dict(labels)["owner"], dict(labels)["schedule"])
+            for name, labels in samples
+            if name.startswith("taskapi_schedule_")
+        }
+
+    assert seen("a-token") == {("alice", "nightly")}
+    assert seen("b-token") == {("bob", "secret-plan")}
+    assert seen("o-token") == {("alice", "nightly"), ("bob", "secret-plan")}, "admins see all"
+    text = client.get("/metrics", headers={"Authorization": "Bearer b-token"}).get_data(
+        as_text=True
+    )
+    expect_schedule_families(text)  # the families stay declared
+    assert "taskapi_tasks_created_total" in text  # the server's own families are shared

@@ -185,7 +185,7 @@ class Ticker:
         if outcome is FireOutcome.MADE:
             log.info("schedule %s: task %s made for %s", name, task_id, when)
             if self.metrics is not None:
-                self.metrics.schedule_fired(name)
+                self.metrics.schedule_fired(schedule.owner, name)
                 self.metrics.task_created(schedule.spec.task["type"])
             self._made()
             return
@@ -209,4 +209,4 @@ class Ticker:
             )
             log.info("schedule %s: no task made for %s: %s", name, when, reason)
         if self.metrics is not None:
-            self.metrics.schedule_skipped(name, outcome.value)
+            self.metrics.schedule_skipped(schedule.owner, name, outcome.value)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from flask import Response
+from flask import Response, current_app
 from flask.views import MethodView
 from flask_smorest import Blueprint, abort
 
+from api.http.access import KEYS_EXTENSION, ApiKeys, caller
 from api.runtime import current
 from api.store import StoreError
 from schemas.ops import HealthSchema
@@ -63,12 +64,18 @@ class Metrics(MethodView):
         "`taskapi_queue_oldest_queued_seconds{queue}`, `taskapi_queue_paused{queue}` and "
         "`taskapi_queue_concurrency_limit{queue}`, the histograms `taskapi_task_run_seconds` and "
         "`taskapi_task_queue_wait_seconds` by type, `taskapi_http_requests_total"
-        "{method,route,status}` and `taskapi_http_request_duration_seconds`.",
+        "{method,route,status}` and `taskapi_http_request_duration_seconds`, and the fire "
+        "times of schedules, `taskapi_schedule_fires_total{owner,schedule}` and "
+        "`taskapi_schedule_skips_total{owner,schedule,reason}`. With API keys, a caller that "
+        "is not in `TASKS_ADMINS` sees the schedule series of its own schedules only.",
     )
     def get(self) -> Response:
         """Prometheus metrics
 
         For a Prometheus scrape job (with API keys on, give it a key as a bearer token).
         """
-        body, content_type = current().metrics.exposition()
+        keys: ApiKeys = current_app.extensions[KEYS_EXTENSION]
+        name = caller()
+        viewer = None if keys.may_administer(name) else name
+        body, content_type = current().metrics.exposition(viewer)
         return Response(body, content_type=content_type)

@@ -297,11 +297,11 @@ def test_fires_are_counted_by_schedule_and_reason(store: Store, registry: Regist
     counted: list[tuple[str, ...]] = []
 
     class Counting:
-        def schedule_fired(self, schedule: str) -> None:
-            counted.append(("fired", schedule))
+        def schedule_fired(self, owner: str, schedule: str) -> None:
+            counted.append(("fired", owner, schedule))
 
-        def schedule_skipped(self, schedule: str, reason: str) -> None:
-            counted.append(("skipped", schedule, reason))
+        def schedule_skipped(self, owner: str, schedule: str, reason: str) -> None:
+            counted.append(("skipped", owner, schedule, reason))
 
         def task_created(self, task_type: str) -> None:
             counted.append(("created", task_type))
@@ -312,7 +312,11 @@ def test_fires_are_counted_by_schedule_and_reason(store: Store, registry: Regist
     ticker.tick()
     clock.now = T0 + timedelta(seconds=20)
     ticker.tick()
-    assert counted == [("fired", "probe"), ("created", "add"), ("skipped", "probe", "overlap")]
+    assert counted == [
+        ("fired", "", "probe"),
+        ("created", "add"),
+        ("skipped", "", "probe", "overlap"),
+    ]
 
 
 def test_a_process_without_the_task_type_leaves_the_fire_to_one_that_has_it(
