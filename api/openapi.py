@@ -25,6 +25,7 @@ from api import errors
 from api.exceptions import ServiceError
 from api.http.access import OPEN_ENDPOINTS
 from api.registry import Registry
+from schemas.fields import AnyOf
 from schemas.problems import ProblemSchema, ValidationProblemSchema
 from schemas.tasks import OneOfSchema
 
@@ -93,6 +94,13 @@ def _describe_pagination_parameter(self: Any, field: Any, ret: dict[str, Any], *
     return {}
 
 
+def _any_of(converter: Any, field: Any, ret: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+    """A ``schemas.fields.AnyOf`` field: ``anyOf`` references to its schemas' components."""
+    if not isinstance(field, AnyOf):
+        return {}
+    return {"anyOf": [converter.resolve_nested_schema(schema) for schema in field.schemas]}
+
+
 class OneOfMarshmallowPlugin(MarshmallowPlugin):
     """Renders a ``schemas.tasks.OneOfSchema`` as ``oneOf`` its variants with a discriminator.
 
@@ -151,6 +159,7 @@ class TaskApi(Api):
         converter = self.ma_plugin.converter
         assert converter is not None
         converter.add_parameter_attribute_function(_describe_pagination_parameter)
+        converter.add_attribute_function(_any_of)
 
     def handle_http_exception(self, error: HTTPException) -> Any:
         return errors.from_http_exception(error)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from marshmallow import ValidationError, fields, validate
+from marshmallow import Schema, ValidationError, fields, validate
 
 from api.models import QUEUE_NAME_PATTERN, SCHEDULE_NAME_PATTERN
 
@@ -91,3 +91,12 @@ def schedule_name(description: str, **kwargs: Any) -> fields.String:
         metadata={"description": description, "example": "nightly-report"},
         **kwargs,
     )
+
+
+class AnyOf(fields.Raw):
+    """A value documented as ``anyOf`` the given schemas (``api.openapi`` renders it); read
+    and written as it is (a response field, whose document the view builds)."""
+
+    def __init__(self, *schemas: type[Schema], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.schemas = schemas

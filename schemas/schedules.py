@@ -26,7 +26,7 @@ from api.scheduler.cron import (
     Timing,
     TimingError,
 )
-from schemas.fields import Pattern, StrictBoolean, StrictInteger, schedule_name
+from schemas.fields import AnyOf, Pattern, StrictBoolean, StrictInteger, schedule_name
 from schemas.tasks import (
     OneOfSchema,
     TaskCreateBase,
@@ -68,7 +68,8 @@ _OVERLAP = (
 )
 _CATCH_UP = (
     "After downtime, `latest` (default) makes one task for the latest missed fire time; "
-    "`none` makes none."
+    "`none` makes none (a fire time counts as missed when no worker process reached it "
+    "within 60 seconds)."
 )
 _PAUSED = "A paused schedule makes no task at its fire times (a trigger still makes one)."
 _TASK = (
@@ -175,7 +176,11 @@ class ScheduleWriteBase(Schema):
         self, data: dict[str, Any], original: Any, **kwargs: Any
     ) -> None:
         """Exactly one of ``cron`` and ``every_seconds``, and one the scheduler can read."""
-        given = [name for name in TIMINGS if isinstance(original, Mapping) and name in original]
+        given = [
+            name
+            for name in TIMINGS
+            if isinstance(original, Mapping) and original.get(name) is not None
+        ]
         if len(given) != 1:
             message = BOTH if given else NEITHER
             raise ValidationError({name: [message] for name in TIMINGS})
@@ -236,9 +241,26 @@ class ScheduleBase(Schema):
         return schedule_document(obj)
 
 
+class UnregisteredScheduledTaskSchema(Schema):
+    """A schedule's task whose type is no longer registered (its TASKS_IMPORT module was
+    removed), as it was stored: its fire times make no task until the type is back."""
+
+    type = fields.String(required=True, metadata={"description": "The task type's name."})
+    params = fields.Dict(required=True, metadata={"description": "Its params, as accepted."})
+    max_attempts = fields.Integer(metadata={"description": "As accepted, if it was given."})
+    timeout_seconds = fields.Float(metadata={"description": "As accepted, if it was given."})
+    priority = fields.Integer(metadata={"description": "As accepted."})
+    queue = fields.String(metadata={"description": "As accepted, if it was given."})
+
+
 def make_schedule(scheduled_task: type[OneOfSchema]) -> type[Schema]:
     """``Schedule`` for the registered task types."""
-    task = fields.Nested(scheduled_task, required=True, metadata={"description": _TASK_READ})
+    task = AnyOf(
+        scheduled_task,
+        UnregisteredScheduledTaskSchema,
+        required=True,
+        metadata={"description": _TASK_READ},
+    )
     return type("Schedule", (ScheduleBase,), {"task": task, "__doc__": ScheduleBase.__doc__})
 
 

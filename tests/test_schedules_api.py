@@ -247,6 +247,16 @@ def test_a_task_type_gone_is_a_409_and_the_schedule_still_reads(
         c = second.test_client()
         kept = c.get("/schedules/reports")
         assert kept.status_code == 200 and kept.get_json()["task"]["type"] == "report"
+        # ...as the spec of this server says a schedule reads, though it knows no `report`.
+        from jsonschema import Draft202012Validator
+
+        spec = c.get("/openapi.json").get_json()
+        schedule = {"$ref": "#/components/schemas/Schedule", "components": spec["components"]}
+        assert list(Draft202012Validator(schedule).iter_errors(kept.get_json())) == []
+        assert (
+            "report"
+            not in spec["components"]["schemas"]["ScheduledTask"]["discriminator"]["mapping"]
+        )
         refused = assert_problem(c.post("/schedules/reports/trigger"), 409)
         assert "'report'" in refused["detail"] and "TASKS_IMPORT" in refused["detail"]
         assert listed(c, "/tasks") == [], "no task was made"
@@ -268,6 +278,9 @@ BAD_BODIES = {
     "zone of bad shape": ({**HOURLY, "timezone": "../etc/passwd"}, ["timezone"]),
     "both": ({"cron": "0 3 * * *", "every_seconds": 60, "task": ADD}, ["cron", "every_seconds"]),
     "neither": ({"task": ADD}, ["cron", "every_seconds"]),
+    # A null is no timing: the message says which is wrong, not "not both".
+    "cron null": ({"cron": None, "every_seconds": 5, "task": ADD}, ["cron"]),
+    "both null": ({"cron": None, "every_seconds": None, "task": ADD}, ["cron", "every_seconds"]),
     "every 0 seconds": ({"every_seconds": 0, "task": ADD}, ["every_seconds"]),
     "every 366 days": ({"every_seconds": 31_536_001, "task": ADD}, ["every_seconds"]),
     "every 1.5 seconds": ({"every_seconds": 1.5, "task": ADD}, ["every_seconds"]),

@@ -231,7 +231,7 @@ def schedule(
     writes = task_type is not None or params or cron is not None or every_seconds is not None
     if len(actions) > 1:
         raise click.UsageError(f"{' and '.join(actions)} contradict each other")
-    changes = [o for o, v in options.items() if v not in (None, False)]
+    changes = [o for o, v in options.items() if v is not None and v is not False]
     if actions and (writes or changes):
         raise click.UsageError(f"{actions[0]} takes only the schedule's NAME")
     client = ScheduleClient(url, token)

@@ -103,7 +103,14 @@
   async function problemDetail(response) {
     try {
       const problem = await response.json();
-      return String(problem.detail || problem.title || response.status);
+      const said = String(problem.detail || problem.title || response.status);
+      const fields = [];
+      for (const [where, byField] of Object.entries(problem.errors || {})) {
+        for (const [field, messages] of Object.entries(byField || {})) {
+          fields.push(where + "." + field + ": " + [].concat(messages).join(" "));
+        }
+      }
+      return fields.length ? said + " " + fields.join("; ") : said;
     } catch (e) {
       return "HTTP " + response.status;
     }

@@ -37,6 +37,7 @@ maps them to 5 fields.
 from __future__ import annotations
 
 import functools
+import zoneinfo
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -169,6 +170,16 @@ def _zone(name: object) -> ZoneInfo:
     return _load_zone(name)
 
 
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    """The IANA zone names of the system's and tzdata's zone files."""
+    return frozenset(
+        name
+        for name in zoneinfo.available_timezones()
+        if not name.startswith(("posix/", "right/")) and name != "Factory"
+    )
+
+
 @functools.lru_cache(maxsize=256)
 def _load_zone(name: str) -> ZoneInfo:
     if len(name) > MAX_TIMEZONE_LENGTH:
@@ -180,6 +191,9 @@ def _load_zone(name: str) -> ZoneInfo:
     if name in HOST_ZONE_NAMES:
         message = f"{name!r} names this host's zone, not an IANA one: {_ZONE_HINT}"
         raise TimingError("timezone", message)
+    if name not in _iana_names():
+        # posix/ and right/ (leap seconds: a cron drifts) copies, "Factory": files, not zones.
+        raise TimingError("timezone", f"{name!r} is not a known IANA time zone: {_ZONE_HINT}")
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):

@@ -105,6 +105,10 @@ def test_timing_of_a_spec_takes_its_timing() -> None:
         (Timing(None, 60, "../../etc/passwd"), "timezone", "is not a known IANA time zone"),
         (Timing(None, 60, "/etc/localtime"), "timezone", "is not a known IANA time zone"),
         (Timing(None, 60, "localtime"), "timezone", "this host's zone, not an IANA one"),
+        # Zone files that are no IANA zone: right/ counts leap seconds (a cron drifts by 27 s).
+        (Timing(None, 60, "right/UTC"), "timezone", "is not a known IANA time zone"),
+        (Timing(None, 60, "posix/Europe/Berlin"), "timezone", "is not a known IANA time zone"),
+        (Timing(None, 60, "Factory"), "timezone", "is not a known IANA time zone"),
         (Timing(None, 60, "Europe/Berlin\x00"), "timezone", "is not a known IANA time zone"),
         (Timing(None, 60, "x" * 300), "timezone", "too long (300 characters, at most 64)"),
         (Timing(None, 60, "A/" * 40), "timezone", "too long"),

@@ -333,11 +333,13 @@ SELECT {schedule_columns} FROM schedules WHERE owner = %(owner)s AND name = %(na
 SELECT COUNT(*) AS n FROM schedules WHERE %(owner)s::text IS NULL OR owner = %(owner)s
 
 -- name: schedules_page
+-- By name as SQLite orders them (byte order), whatever the database's collation.
 SELECT {schedule_columns} FROM schedules WHERE owner = %(owner)s
-ORDER BY name LIMIT %(limit)s OFFSET %(offset)s
+ORDER BY name COLLATE "C" LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: schedules_page_all
-SELECT {schedule_columns} FROM schedules ORDER BY name, owner LIMIT %(limit)s OFFSET %(offset)s
+SELECT {schedule_columns} FROM schedules
+ORDER BY name COLLATE "C", owner COLLATE "C" LIMIT %(limit)s OFFSET %(offset)s
 
 -- name: delete_schedule
 -- Its fire records go with it; its tasks stay.
