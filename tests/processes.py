@@ -13,6 +13,9 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,3 +167,39 @@ def start_worker(workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes
             start_new_session=True,
             preexec_fn=default_sigint,
         )
+
+
+def wait_until(condition: Callable[[], bool], timeout: float = 60) -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.05)
+
+
+@contextmanager
+def running_workers(
+    workdir: Path, database_url: str, count: int, threads: int, **env: str
+) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """``count`` ``taskapi worker`` processes of ``threads`` threads on ``database_url``,
+    stopped with SIGTERM (and waited for) at the end."""
+    name = uuid.uuid4().hex[:6]
+    workers = [
+        start_worker(
+            workdir,
+            f"{name}-{n}",
+            TASKS_DATABASE_URL=database_url,
+            TASKS_WORKERS=str(threads),
+            TASKS_LOG_LEVEL="WARNING",
+            **env,
+        )
+        for n in range(count)
+    ]
+    try:
+        yield workers
+    finally:
+        for worker in workers:
+            if worker.poll() is None:
+                worker.send_signal(signal.SIGTERM)
+        for worker in workers:
+            worker.wait(30)

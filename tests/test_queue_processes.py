@@ -6,19 +6,15 @@ store: when each task started and ended, and how many of a queue ran at once.
 
 from __future__ import annotations
 
-import signal
-import subprocess
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from api.models import NewTask, Status, Task
 from api.store import Store, TaskFilter, open_store
-from tests.processes import start_worker
+from tests.processes import running_workers, wait_until
 
 #: How far two tasks' times may disagree: a claim reads its clock before it waits its turn
 #: (on a loaded machine, for tens of milliseconds); the tasks of these tests sleep 250 ms.
@@ -50,42 +46,9 @@ def _tasks(store: Store, queue: str) -> list[Task]:
     return tasks
 
 
-def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
 def _ended(store: Store, ids: list[str]) -> bool:
     now = datetime.now(UTC)
     return all((t := store.get(i, now)) is not None and t.is_terminal for i in ids)
-
-
-@contextmanager
-def _workers(
-    tmp_path: Path, database_url: str, count: int, threads: int, **env: str
-) -> Iterator[list[subprocess.Popen[bytes]]]:
-    name = uuid.uuid4().hex[:6]
-    workers = [
-        start_worker(
-            tmp_path,
-            f"{name}-{n}",
-            TASKS_DATABASE_URL=database_url,
-            TASKS_WORKERS=str(threads),
-            TASKS_LOG_LEVEL="WARNING",
-            **env,
-        )
-        for n in range(count)
-    ]
-    try:
-        yield workers
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(30)
 
 
 def _most_at_once(tasks: list[Task]) -> int:
@@ -121,10 +84,10 @@ def test_a_limit_of_2_holds_for_3_worker_processes_of_4_threads(
                 time.sleep(0.01)
 
         watcher = threading.Thread(target=watch)
-        with _workers(tmp_path, database_url, 3, 4):
+        with running_workers(tmp_path, database_url, 3, 4):
             watcher.start()
             try:
-                _wait(lambda: _ended(store, emails + others))
+                wait_until(lambda: _ended(store, emails + others))
             finally:
                 done.set()
                 watcher.join()
@@ -143,8 +106,8 @@ def test_a_pause_holds_in_every_process_and_across_a_restart(
     store = open_store(database_url)
     try:
         backlog = _submit(store, "reports", 30, seconds=0.2)
-        with _workers(tmp_path, database_url, 2, 2):
-            _wait(lambda: any(t.status is not Status.QUEUED for t in _tasks(store, "reports")))
+        with running_workers(tmp_path, database_url, 2, 2):
+            wait_until(lambda: any(t.status is not Status.QUEUED for t in _tasks(store, "reports")))
             store.update_queue("reports", {"paused": True})
             paused_at = datetime.now(UTC)
             time.sleep(1.5)
@@ -153,14 +116,14 @@ def test_a_pause_holds_in_every_process_and_across_a_restart(
             assert all(t.status is not Status.RUNNING for t in started), "running ones finished"
             left = [t.id for t in _tasks(store, "reports") if t.status is Status.QUEUED]
             assert left, "the pause came before the backlog was done"
-        with _workers(tmp_path, database_url, 2, 2):
+        with running_workers(tmp_path, database_url, 2, 2):
             probe = _submit(store, "default", 1)
-            _wait(lambda: _ended(store, probe))  # the new workers run
+            wait_until(lambda: _ended(store, probe))  # the new workers run
             time.sleep(0.5)
             now = datetime.now(UTC)
             assert all(store.get(i, now).status is Status.QUEUED for i in left)  # type: ignore[union-attr]
             store.update_queue("reports", {"paused": False})
-            _wait(lambda: _ended(store, backlog), timeout=30)
+            wait_until(lambda: _ended(store, backlog), timeout=30)
     finally:
         store.close()
 
@@ -172,8 +135,8 @@ def test_a_worker_of_one_queue_never_runs_another_queues_tasks(
     try:
         emails = _submit(store, "emails", 6)
         others = _submit(store, "reports", 3) + _submit(store, "default", 3)
-        with _workers(tmp_path, database_url, 2, 2, TASKS_QUEUES="emails"):
-            _wait(lambda: _ended(store, emails))
+        with running_workers(tmp_path, database_url, 2, 2, TASKS_QUEUES="emails"):
+            wait_until(lambda: _ended(store, emails))
             time.sleep(0.5)
         now = datetime.now(UTC)
         assert all(store.get(i, now).status is Status.QUEUED for i in others)  # type: ignore[union-attr]

@@ -7,12 +7,7 @@ what they made from the store.
 from __future__ import annotations
 
 import itertools
-import signal
-import subprocess
 import time
-import uuid
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,7 +15,7 @@ from typing import Any
 from api.models import Overlap, ScheduleSpec, Status, Task
 from api.scheduler.cron import Timing
 from api.store import Store, TaskFilter, open_store
-from tests.processes import start_worker
+from tests.processes import running_workers, wait_until
 
 SECOND = timedelta(seconds=1)
 
@@ -34,36 +29,6 @@ def _put(store: Store, name: str, task: dict[str, Any], **options: Any) -> None:
 def _made(store: Store, name: str) -> list[Task]:
     tasks, _ = store.list(TaskFilter(schedule=name), offset=0, limit=100, now=datetime.now(UTC))
     return sorted(tasks, key=lambda t: t.scheduled_for or datetime.min.replace(tzinfo=UTC))
-
-
-def _wait(condition: Callable[[], bool], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.05)
-
-
-@contextmanager
-def _workers(tmp_path: Path, database_url: str, count: int) -> Iterator[None]:
-    name = uuid.uuid4().hex[:6]
-    workers: list[subprocess.Popen[bytes]] = [
-        start_worker(
-            tmp_path,
-            f"{name}-{n}",
-            TASKS_DATABASE_URL=database_url,
-            TASKS_WORKERS="2",
-            TASKS_LOG_LEVEL="WARNING",
-        )
-        for n in range(count)
-    ]
-    try:
-        yield
-    finally:
-        for worker in workers:
-            if worker.poll() is None:
-                worker.send_signal(signal.SIGTERM)
-        for worker in workers:
-            worker.wait(30)
 
 
 def _each_fire_time_once(made: list[Task]) -> None:
@@ -87,8 +52,8 @@ def test_three_processes_ticking_make_one_task_per_fire_time(
     store = open_store(database_url)
     try:
         _put(store, "every-second", ADD, overlap=Overlap.ALLOW)
-        with _workers(tmp_path, database_url, 3):
-            _wait(lambda: len(_made(store, "every-second")) >= 10)
+        with running_workers(tmp_path, database_url, 3, 2):
+            wait_until(lambda: len(_made(store, "every-second")) >= 10)
         made = _made(store, "every-second")
         _each_fire_time_once(made)
         assert all(t.status is Status.SUCCEEDED for t in made[:-3])
@@ -102,14 +67,14 @@ def test_after_a_stop_of_5_s_one_task_stands_for_the_missed_fire_times(
     store = open_store(database_url)
     try:
         _put(store, "catch-up", ADD, overlap=Overlap.ALLOW)
-        with _workers(tmp_path, database_url, 1):
-            _wait(lambda: len(_made(store, "catch-up")) >= 2)
+        with running_workers(tmp_path, database_url, 1, 2):
+            wait_until(lambda: len(_made(store, "catch-up")) >= 2)
         last = _made(store, "catch-up")[-1].scheduled_for
         assert last is not None
         time.sleep(5)
         restarted = datetime.now(UTC)
-        with _workers(tmp_path, database_url, 1):
-            _wait(
+        with running_workers(tmp_path, database_url, 1, 2):
+            wait_until(
                 lambda: len([t for t in _made(store, "catch-up") if t.created_at > restarted]) >= 3
             )
         after = [t for t in _made(store, "catch-up") if t.scheduled_for > last]  # type: ignore[operator]
@@ -131,8 +96,8 @@ def test_overlap_skip_never_has_two_tasks_of_a_schedule_at_once(
     store = open_store(database_url)
     try:
         _put(store, "slow", {"type": "sleep", "params": {"seconds": 2.5}})
-        with _workers(tmp_path, database_url, 2):
-            _wait(lambda: sum(t.is_terminal for t in _made(store, "slow")) >= 2)
+        with running_workers(tmp_path, database_url, 2, 2):
+            wait_until(lambda: sum(t.is_terminal for t in _made(store, "slow")) >= 2)
         made = [t for t in _made(store, "slow") if t.is_terminal]
         assert [t.status for t in made] == [Status.SUCCEEDED] * len(made)
         for previous, task in itertools.pairwise(made):
