@@ -272,15 +272,6 @@ class ScheduleSpec:
     overlap: Overlap = Overlap.SKIP
     catch_up: CatchUp = CatchUp.LATEST
 
-    def same_timing(self, other: ScheduleSpec) -> bool:
-        """Whether ``other`` fires at the same times (a replace then keeps the next one)."""
-        return (self.cron, self.every_seconds, self.timezone, self.paused) == (
-            other.cron,
-            other.every_seconds,
-            other.timezone,
-            other.paused,
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class Schedule:

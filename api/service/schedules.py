@@ -49,15 +49,10 @@ def spec_of(body: Mapping[str, Any]) -> ScheduleSpec:
     )
 
 
-def next_run(spec: ScheduleSpec, existing: Schedule | None, now: datetime) -> datetime | None:
-    """When a schedule set to ``spec`` at ``now`` fires next: never while paused; when it did
-    before if its timing is unchanged (a deploy that sets every schedule again neither loses
-    nor moves a fire time); else the first fire time after ``now``."""
-    if spec.paused:
-        return None
-    if existing is not None and existing.spec.same_timing(spec):
-        return existing.next_run_at
-    return Timing.of(spec).next_after(now)
+def next_run(spec: ScheduleSpec, now: datetime) -> datetime | None:
+    """When a schedule set to ``spec`` at ``now`` fires next: never while paused, else the first
+    fire time after ``now`` (the store keeps the one it has when the timing is unchanged)."""
+    return None if spec.paused else Timing.of(spec).next_after(now)
 
 
 @dataclass
@@ -79,10 +74,7 @@ class ScheduleService:
             raise NotAScheduleName(name)
         spec = spec_of(body)
         now = self.clock()
-        existing = self.store.schedule(owner, name)
-        schedule, created = self.store.put_schedule(
-            owner, name, spec, next_run(spec, existing, now), now
-        )
+        schedule, created = self.store.put_schedule(owner, name, spec, next_run(spec, now), now)
         log.info("schedule %s %s", name, "created" if created else "replaced")
         return schedule, created
 

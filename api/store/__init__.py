@@ -234,7 +234,12 @@ class Store(Protocol):
     ) -> tuple[Schedule, bool]:
         """Create the schedule ``name`` of ``owner``, or replace what it does (its
         ``created_at``, ``last_run_at`` and ``last_task_id`` stay; its version grows); the
-        schedule afterwards, and whether it was created."""
+        schedule afterwards, and whether it was created.
+
+        ``next_run_at`` is its next fire time (None while paused), unless a replace keeps the
+        timing (``cron``, ``every_seconds``, ``timezone``, ``paused``): then the stored one
+        stays, in the same statement, so that a deploy that sets its schedules again neither
+        loses nor repeats a fire, whatever a ticker does meanwhile."""
 
     def schedule(self, owner: str, name: str) -> Schedule | None:
         """The schedule ``name`` of ``owner``, or None."""
