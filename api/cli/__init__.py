@@ -1,7 +1,7 @@
 """The ``taskapi`` command: serve the API and workers, run workers, or talk to a server.
 
-Its server commands are in api/cli/server.py, its client commands in api/cli/client.py and
-api/cli/schedules.py (what they show, in api/cli/views.py).
+Its server commands are in api/cli/server.py, its client commands in api/cli/client.py,
+api/cli/retry.py and api/cli/schedules.py (what they show, in api/cli/views.py).
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import click
 
 from api.cli.client import CLIENT_COMMANDS
+from api.cli.retry import RETRY_COMMANDS
 from api.cli.schedules import SCHEDULE_COMMANDS
 from api.cli.server import SERVER_COMMANDS
 
@@ -19,5 +20,5 @@ def main() -> None:
     """Durable background tasks behind an HTTP API."""
 
 
-for _command in (*SERVER_COMMANDS, *CLIENT_COMMANDS, *SCHEDULE_COMMANDS):
+for _command in (*SERVER_COMMANDS, *CLIENT_COMMANDS, *RETRY_COMMANDS, *SCHEDULE_COMMANDS):
     main.add_command(_command)

@@ -140,13 +140,22 @@ def submit(
     if not wait:
         print_json(task)
         return
+    wait_and_print(client, task, started, "submitted")
+
+
+def wait_and_print(client: Client, task: dict[str, Any], started: float, done: str) -> None:
+    """``--wait`` of submit and retry: show the task's progress on stderr until it ends, print
+    it, and say how it ended; exit FAILED_EXIT when it failed or was cancelled.
+
+    ``done`` is what was done to make it (``submitted``), said if the waiting stops early.
+    """
     console = make_console(stderr=True)
     view = LiveView(console) if console.is_interactive else PlainView()
     follow = f"follow it with `taskapi status {task['id']}`"
     try:
         task = _wait(client, task, view)
     except ClientError as exc:
-        click.echo(f"error: {exc}\ntask {task['id']} was submitted: {follow}", err=True)
+        click.echo(f"error: {exc}\ntask {task['id']} was {done}: {follow}", err=True)
         sys.exit(ERROR_EXIT)
     except KeyboardInterrupt:
         click.echo(f"interrupted: task {task['id']} goes on; {follow}", err=True)
