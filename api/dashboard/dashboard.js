@@ -696,6 +696,18 @@
     return [el("dt", { "data-field": name }, label), el("dd", { "data-field": name }, ...value)];
   }
 
+  // Another task, opened in this panel when followed (the task a retry retries).
+  function taskLink(id) {
+    return el("a", { href: "#task-" + id, class: "task-link", "data-open-task": id }, id);
+  }
+
+  $("detail-fields").addEventListener("click", (event) => {
+    const link = event.target.closest("a[data-open-task]");
+    if (!link) return;
+    event.preventDefault();
+    openDetail(link.dataset.openTask);
+  });
+
   function showDetail(task) {
     const status = knownStatus(task.status);
     $("detail-id").textContent = String(task.id);
@@ -712,6 +724,7 @@
           ? el("span", { class: "muted" }, " · cancel requested") : null),
       ...field("type", "Type", String(task.type)),
       ...field("queue", "Queue", String(task.queue || "—")),
+      ...(task.retry_of ? field("retry_of", "Retry of", taskLink(String(task.retry_of))) : []),
       ...(task.schedule ? field("schedule", "Schedule", String(task.schedule)) : []),
       ...(task.scheduled_for ? field("scheduled_for", "Fire time", when(task.scheduled_for)) : []),
       ...field("params", "Params", el("pre", {}, pretty(task.params))),
@@ -732,6 +745,7 @@
       ...field("expires_at", "Expires", when(task.expires_at)),
     );
     const ended = ["succeeded", "failed", "cancelled"].includes(task.status);
+    $("detail-retry").hidden = !(status === "failed" || status === "cancelled");
     $("detail-cancel").hidden = ended;
     $("detail-delete").hidden = !ended;
     $("detail").hidden = false;
@@ -739,6 +753,7 @@
 
   function showGone(detail) {
     $("detail-fields").replaceChildren();
+    $("detail-retry").hidden = true;
     $("detail-cancel").hidden = true;
     $("detail-delete").hidden = true;
     $("detail-message").textContent = detail;
@@ -767,16 +782,24 @@
     }
   }
 
-  // Cancel or delete the task shown; the answer (or refusal) is said in the panel.
-  async function act(method, path, done) {
+  // Cancel, delete or retry the task shown; the answer (or refusal) is said in the panel.
+  // A retry answers the new task: it is opened in the panel in place of the old one.
+  async function act(button, method, path, done) {
     const id = selected;
     if (!id) return;
+    button.disabled = true; // one click, one request: a second retry would make a second task
     try {
       const response = await call("tasks/" + encodeURIComponent(id) + path, "application/json",
         method);
       if (!response.ok) {
         $("detail-message").textContent = "Refused (" + response.status + "): " +
           await problemDetail(response);
+        return;
+      }
+      if (path === "/retry") {
+        const task = await response.json();
+        openDetail(String(task.id)); // polls
+        $("detail-message").textContent = "Task " + task.id + " retries " + id + ".";
         return;
       }
       $("detail-message").textContent = done;
@@ -789,12 +812,19 @@
       if (e instanceof AuthNeeded) askToken(e);
       else $("detail-message").textContent = "Cannot reach the service (" + e.message + ").";
       return;
+    } finally {
+      button.disabled = false;
     }
     poll();
   }
 
-  $("detail-cancel").addEventListener("click", () => act("POST", "/cancel", "Cancel asked."));
-  $("detail-delete").addEventListener("click", () => act("DELETE", "", "Deleted."));
+  for (const [name, method, path, done] of [
+    ["detail-retry", "POST", "/retry", ""],
+    ["detail-cancel", "POST", "/cancel", "Cancel asked."],
+    ["detail-delete", "DELETE", "", "Deleted."],
+  ]) {
+    $(name).addEventListener("click", (e) => act(e.currentTarget, method, path, done));
+  }
   $("detail-close").addEventListener("click", closeDetail);
 
   function showNotice(text) {
