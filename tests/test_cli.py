@@ -289,11 +289,22 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
 
 @pytest.mark.parametrize(
     "command",
-    ["status", "list", "cancel", "delete", "types", "queues", "queue", "schedules", "schedule"],
+    [
+        "status",
+        "list",
+        "cancel",
+        "delete",
+        "retry",
+        "types",
+        "queues",
+        "queue",
+        "schedules",
+        "schedule",
+    ],
 )
 def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with_id = ("status", "cancel", "delete", "queue", "schedule")
+    with_id = ("status", "cancel", "delete", "retry", "queue", "schedule")
     args = [command, "some-id"] if command in with_id else [command]
     result = CliRunner().invoke(main, [*args, "--url", url])
     assert result.exit_code == 2 and result.stdout == ""
@@ -949,3 +960,68 @@ def test_a_usual_schedule_table_fits_80_columns_whole() -> None:
     ]  # fmt: skip
     assert lines[3].split() == ["health-probe", "every", "30", "s", "probe", "-", "paused",
                                 "1m15s", "ago"]  # fmt: skip
+
+
+def test_retry_submits_a_failed_task_again_as_a_new_one(server: Server) -> None:
+    _, out, _ = run(server, "submit", "fail", "message=once", "--max-attempts", "1", "--wait")
+    old = json.loads(out)
+    assert old["status"] == "failed"
+
+    code, out, err = run(server, "retry", old["id"])
+    assert code == 0, err
+    new = json.loads(out)
+    assert new["id"] != old["id"] and new["retry_of"] == old["id"]
+    assert (new["type"], new["params"], new["max_attempts"]) == (
+        "fail",
+        old["params"],
+        1,
+    )
+    assert err == (
+        f"task {new['id']} retries {old['id']}; follow it with `taskapi status {new['id']}`\n"
+    )
+    assert wait_for(server, new["id"], "failed")["retry_of"] == old["id"]
+    code, out, _ = run(server, "status", old["id"])
+    kept = json.loads(out)
+    assert (code, kept["status"], kept["retry_of"]) == (0, "failed", None), "the old one stays"
+    assert kept["error"] == old["error"] and kept["attempts"] == old["attempts"]
+
+
+def test_retry_wait_follows_the_new_task_and_exits_1_when_it_fails_again(
+    server: Server,
+) -> None:
+    _, out, _ = run(server, "submit", "fail", "message=twice", "--max-attempts", "1", "--wait")
+    old = json.loads(out)["id"]
+    code, out, err = run(server, "retry", old, "--wait")
+    assert code == 1
+    new = json.loads(out)
+    assert (new["status"], new["retry_of"]) == ("failed", old)
+    lines = err.splitlines()
+    assert lines[0] == f"task {new['id']} retries {old}", err
+    assert lines[-1] == "✗ failed: TaskFailure: twice", err
+
+
+def test_retry_of_a_cancelled_task_waits_for_it_to_succeed(server: Server) -> None:
+    _, out, _ = run(server, "submit", "add", "x=40", "y=2", "--delay", "600")
+    old = json.loads(out)["id"]
+    run(server, "cancel", old)
+    code, out, err = run(server, "retry", old, "--wait")
+    assert code == 0, err
+    new = json.loads(out)
+    assert (new["status"], new["result"], new["retry_of"]) == ("succeeded", 42, old)
+
+
+def test_retry_of_a_task_that_has_not_failed_exits_2_with_the_conflict(server: Server) -> None:
+    _, out, _ = run(server, "submit", "add", "x=1", "y=2", "--wait")
+    task_id = json.loads(out)["id"]
+    code, out, err = run(server, "retry", task_id)
+    assert code == 2 and out == ""
+    assert err.startswith("error: Conflict: "), err
+    assert task_id in err and "succeeded" in err, err
+    assert len(err.splitlines()) == 1, err
+
+
+def test_retry_of_an_unknown_task_exits_2_with_the_problem(server: Server) -> None:
+    unknown = "00000000-0000-4000-8000-000000000000"
+    code, out, err = run(server, "retry", unknown)
+    assert code == 2 and out == ""
+    assert err.startswith(f"error: Not Found: There is no task with id '{unknown}'"), err

@@ -26,6 +26,7 @@ from playwright.sync_api import (
     Expect,
     Locator,
     Page,
+    Route,
 )
 
 from tests.browser import ARTIFACTS, TIMEOUT_MS, browse
@@ -699,3 +700,82 @@ def test_dashboard_says_why_a_schedule_run_is_refused(tmp_path: Path) -> None:
         assert call(server, "GET", "/tasks?schedule=nightly-report")[1] == []
     finally:
         server.stop()
+
+
+def test_dashboard_retries_a_failed_task_and_links_the_new_one_back(server: Server) -> None:
+    failed = submit(server, {"type": "fail", "params": {"message": "once"}, "max_attempts": 1})
+    added = submit(server, {"type": "add", "params": {"x": 1, "y": 2}})
+    waiting = submit(server, {"type": "add", "params": {"x": 3, "y": 4}, "delay_seconds": 600})
+    for task_id in (failed, added):
+        wait_terminal(server, task_id)
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        retry = page.get_by_role("button", name="Retry task")
+
+        row(page, added).click()
+        expect(detail_field(page, "status")).to_have_text("succeeded")
+        expect(retry).to_be_hidden()
+        row(page, waiting).click()
+        expect(detail_field(page, "status")).to_have_text("queued")
+        expect(retry).to_be_hidden()
+        expect(detail_field(page, "retry_of")).to_have_count(0)
+
+        # Cancelled: it may be retried too.
+        page.get_by_role("button", name="Cancel task").click()
+        expect(detail_field(page, "status")).to_have_text("cancelled")
+        expect(retry).to_be_visible()
+
+        row(page, failed).click()
+        expect(detail_field(page, "status")).to_have_text("failed")
+        expect(retry).to_be_visible()
+        retry.click()
+        expect(page.locator("#detail-id")).not_to_have_text(failed)
+        new = page.locator("#detail-id").inner_text()
+        expect(page.locator("#detail-message")).to_have_text(f"Task {new} retries {failed}.")
+        expect(detail_field(page, "retry_of")).to_have_text(failed)
+        expect(detail_field(page, "type")).to_have_text("fail")
+        expect(row(page, new)).to_be_visible()
+        expect(detail_field(page, "status")).to_have_text("failed")
+        expect(retry).to_be_visible()  # failed again: it may be retried again
+
+        # The link opens the old task, as it was.
+        page.get_by_role("link", name=failed).click()
+        expect(page.locator("#detail-id")).to_have_text(failed)
+        expect(detail_field(page, "status")).to_have_text("failed")
+        expect(detail_field(page, "retry_of")).to_have_count(0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-retry.png", full_page=True)
+
+    status, task = call(server, "GET", f"/tasks/{new}")
+    assert status == 200 and task["retry_of"] == failed
+    status, old = call(server, "GET", f"/tasks/{failed}")
+    assert status == 200 and (old["status"], old["attempts"]) == ("failed", 1)
+    assert not seen.console_errors, seen.console_errors
+
+
+def test_dashboard_says_why_a_retry_is_refused(server: Server) -> None:
+    """The task is deleted by another client just as Retry is clicked (the route deletes it
+    before the request goes on): the server's 404 is said as the other buttons' refusals are,
+    and no task is made."""
+    failed = submit(server, {"type": "fail", "params": {"message": "gone"}, "max_attempts": 1})
+    wait_terminal(server, failed)
+
+    def deleted_meanwhile(context: BrowserContext) -> None:
+        def delete_then_send(route: Route) -> None:
+            assert call(server, "DELETE", f"/tasks/{failed}")[0] == 204
+            route.fallback()
+
+        context.route(f"{server.url}/tasks/{failed}/retry", delete_then_send)
+
+    with browse(server, deleted_meanwhile) as seen:  # the 404 is also in the console
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        row(page, failed).click()
+        page.get_by_role("button", name="Retry task").click()
+        expect(page.locator("#detail-message")).to_have_text(
+            re.compile(rf"^Refused \(404\): There is no task with id '{failed}'")
+        )
+        expect(page.locator("#detail-id")).to_have_text(failed)
+    assert call(server, "GET", "/tasks?type=fail")[1] == []
