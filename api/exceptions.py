@@ -53,6 +53,15 @@ class NotCancellable(TaskConflict):
         super().__init__()
 
 
+class NotRetryable(TaskConflict):
+    """Task {task_id} is {status}; only a failed or cancelled task can be retried (a queued or
+    running one will still run, a succeeded one has its result)."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        self.task_id, self.status = task_id, status
+        super().__init__()
+
+
 class NotDeletable(TaskConflict):
     """Task {task_id} is {status}; only a terminal task (succeeded, failed or cancelled) can be
     deleted. Cancel it first."""

@@ -75,6 +75,11 @@ def _check_verbs() -> None:
 _check_verbs()
 
 
+#: The statuses of a task that ``POST /tasks/{id}/retry`` submits again (as a new task: the
+#: old one stays as it ended).
+RETRYABLE: frozenset[Status] = frozenset({Status.FAILED, Status.CANCELLED})
+
+
 def sources(verb: Verb) -> tuple[Status, ...]:
     """The statuses a task may have for ``verb`` to change it, in a stable order."""
     return tuple(sorted({before for before, _ in VERBS[verb]}))
@@ -141,6 +146,8 @@ class NewTask:
     #: The schedule that made it, and the fire time it stands for (a trigger's: its time).
     schedule: str | None = None
     scheduled_for: datetime | None = None
+    #: The failed or cancelled task it submits again (``POST /tasks/{id}/retry``).
+    retry_of: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +183,8 @@ class Task:
     #: The schedule that made it, and the fire time it stands for.
     schedule: str | None = None
     scheduled_for: datetime | None = None
+    #: The task it submits again, if it is a retry of one.
+    retry_of: str | None = None
 
     @property
     def failed_attempts(self) -> int:

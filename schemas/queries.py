@@ -53,8 +53,8 @@ class TaskReadHeaders(Schema):
     )
 
 
-class SubmitHeaders(Schema):
-    """Headers that shape a submit."""
+class IdempotencyHeaders(Schema):
+    """The header that makes a request that creates a task safe to send again."""
 
     idempotency_key = fields.String(
         data_key="Idempotency-Key",
@@ -68,6 +68,11 @@ class SubmitHeaders(Schema):
             "Keys are kept 24 hours, per caller."
         },
     )
+
+
+class SubmitHeaders(IdempotencyHeaders):
+    """Headers that shape a submit."""
+
     prefer = fields.String(
         data_key="Prefer",
         metadata={

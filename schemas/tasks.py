@@ -215,6 +215,14 @@ class TaskStatusSchema(Schema):
     scheduled_for = _nullable_time(
         "The fire time it stands for, when a schedule made it (a trigger's: when it was asked)."
     )
+    retry_of = fields.UUID(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The failed or cancelled task it submits again "
+            "(`POST /tasks/{id}/retry`); null otherwise."
+        },
+    )
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
         """What marshmallow's dump makes of the fields above, built directly for each task.
@@ -266,6 +274,7 @@ def _document(task: Task) -> dict[str, Any]:
         "expires_at": utc_text(task.expires_at),
         "schedule": task.schedule,
         "scheduled_for": utc_text(task.scheduled_for),
+        "retry_of": task.retry_of,
     }
 
 

@@ -24,6 +24,7 @@ OPERATIONS = {
     ("get", "/tasks/{task_id}"): "getTask",
     ("delete", "/tasks/{task_id}"): "deleteTask",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
+    ("post", "/tasks/{task_id}/retry"): "retryTask",
     ("get", "/task-types"): "listTaskTypes",
     ("get", "/queues"): "listQueues",
     ("get", "/queues/{name}"): "getQueue",

@@ -37,7 +37,12 @@ METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 SPEC_URI = "urn:taskapi:openapi"
 #: Keys whose values are data (examples, defaults, enums), not more of the spec.
 DATA_KEYS = {"example", "examples", "default", "enum", "const"}
-TASK_LINKS = {"GetTask": "getTask", "CancelTask": "cancelTask", "DeleteTask": "deleteTask"}
+TASK_LINKS = {
+    "GetTask": "getTask",
+    "CancelTask": "cancelTask",
+    "DeleteTask": "deleteTask",
+    "RetryTask": "retryTask",
+}
 #: createTask's links besides those to the task: to its queue.
 CREATED_LINKS = {**TASK_LINKS, "GetQueue": "getQueue"}
 

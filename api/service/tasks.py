@@ -18,12 +18,13 @@ from api.events import TaskEvents
 from api.exceptions import (
     NotCancellable,
     NotDeletable,
+    NotRetryable,
     QueueFullError,
     TaskNotFound,
     UnknownTaskType,
 )
 from api.metrics import Metrics
-from api.models import Status, Task
+from api.models import RETRYABLE, NewTask, Status, Task
 from api.registry import Registry
 from api.service import idempotency
 from api.store import KeyTaken, QueueFull, Store, TaskFilter
@@ -113,17 +114,51 @@ class TaskService:
         if task_type is None:  # the schema only lets registered types through
             raise UnknownTaskType(request["type"])
         now = self.clock()
+        new = task_type.new_task(request, owner, now)
+        return self._create(new, request, idempotency_key=idempotency_key, wait=wait)
+
+    def retry(
+        self, task_id: str, *, owner: str = "", idempotency_key: str | None = None
+    ) -> Submitted:
+        """Submit a failed or cancelled task again, as a new task with the same type, params
+        and options (``retry_of`` names the old one, which stays as it ended)."""
+        old = self.get(task_id, owner=owner)
+        if old.status not in RETRYABLE:
+            raise NotRetryable(old.id, old.status.value)
+        now = self.clock()
+        new = NewTask(
+            id=str(uuid.uuid4()),
+            type=old.type,
+            params=old.params,
+            max_attempts=old.max_attempts,
+            timeout_seconds=old.timeout_seconds,
+            priority=old.priority,
+            created_at=now,
+            run_after=now,
+            owner=owner,
+            queue=old.queue,
+            retry_of=old.id,
+        )
+        return self._create(new, {"retry_of": old.id}, idempotency_key=idempotency_key)
+
+    def _create(
+        self,
+        new: NewTask,
+        request: dict[str, Any],
+        *,
+        idempotency_key: str | None,
+        wait: float | None = None,
+    ) -> Submitted:
+        """Store ``new``, asked for by ``request`` (what an Idempotency-Key is checked
+        against), and answer as ``submit`` says."""
+        owner = new.owner
         key = (
-            idempotency.take(owner, idempotency_key, request, now)
+            idempotency.take(owner, idempotency_key, request, new.created_at)
             if idempotency_key is not None
             else None
         )
         try:
-            task = self.store.create(
-                task_type.new_task(request, owner, now),
-                max_queued=self.max_queued,
-                idempotency=key,
-            )
+            task = self.store.create(new, max_queued=self.max_queued, idempotency=key)
         except KeyTaken as taken:
             assert key is not None  # only a submit with a key meets one taken
             task = idempotency.replay(self.store, taken, key.fingerprint, self.clock)

@@ -25,7 +25,7 @@ COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
     "finished_at, expires_at, worker_id, version, owner, lost_attempts, queue, schedule, "
-    "scheduled_for"
+    "scheduled_for, retry_of"
 )
 
 
@@ -107,6 +107,7 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         queue,
         schedule,
         scheduled_for,
+        retry_of,
     ) = row[:_WIDTH]
     return Task(
         id_,
@@ -133,6 +134,7 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         queue,
         schedule,
         None if scheduled_for is None else time(scheduled_for),
+        retry_of,
     )
 
 

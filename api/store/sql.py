@@ -324,6 +324,7 @@ class SqlStore(ABC):
             "queue": task.queue,
             "schedule": task.schedule,
             "scheduled_for": self._time(task.scheduled_for),
+            "retry_of": task.retry_of,
             "max_queued": max_queued,
         }
 

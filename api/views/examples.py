@@ -50,6 +50,7 @@ QUEUED_EXAMPLE: dict[str, Any] = {
     "expires_at": None,
     "schedule": None,
     "scheduled_for": None,
+    "retry_of": None,
 }
 #: The same task once it succeeded.
 STATUS_EXAMPLE = {
@@ -145,4 +146,11 @@ TRIGGERED_EXAMPLE: dict[str, Any] = {
     **QUEUED_EXAMPLE,
     "schedule": "nightly-report",
     "scheduled_for": QUEUED_EXAMPLE["created_at"],
+}
+
+#: A task as ``POST /tasks/{id}/retry`` answers it: a new task, naming the one it retries.
+RETRIED_EXAMPLE: dict[str, Any] = {
+    **QUEUED_EXAMPLE,
+    "id": "5d0c3a9e-2b7f-4e61-a8d4-9f1e6c3b2a70",
+    "retry_of": QUEUED_EXAMPLE["id"],
 }

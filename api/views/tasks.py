@@ -19,7 +19,7 @@ from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
 from api.views.arguments import Blueprint
-from api.views.examples import CREATE_EXAMPLES, QUEUED_EXAMPLE, STATUS_EXAMPLE
+from api.views.examples import CREATE_EXAMPLES, QUEUED_EXAMPLE, RETRIED_EXAMPLE, STATUS_EXAMPLE
 from api.views.headers import (
     ETAG_HEADER,
     LOCATION_HEADER,
@@ -29,6 +29,7 @@ from api.views.headers import (
 )
 from schemas.queries import (
     MAX_WAIT_SECONDS,
+    IdempotencyHeaders,
     SubmitHeaders,
     TaskReadHeaders,
     TaskReadQuery,
@@ -123,6 +124,10 @@ TASK_LINKS = {
     "DeleteTask": _task_link(
         "deleteTask", "Delete the task once it ended: `DELETE /tasks/{task_id}`."
     ),
+    "RetryTask": _task_link(
+        "retryTask",
+        "Submit it again once it failed or was cancelled: `POST /tasks/{task_id}/retry`.",
+    ),
 }
 #: ... and to the queue it is in.
 CREATED_LINKS = {
@@ -158,6 +163,7 @@ def make_blueprint(registry: Registry) -> Blueprint:
     _route_collection(blp, task_create(), make_list_query(registry.names())())
     _route_item(blp)
     _route_cancel(blp)
+    _route_retry(blp)
     return blp
 
 
@@ -288,3 +294,42 @@ def _route_cancel(blp: Blueprint) -> None:
             (`cancel_requested: true`) and ends `cancelled` when it next checks.
             """
             return current().service.cancel(task_id, owner=caller())
+
+
+def _route_retry(blp: Blueprint) -> None:
+    @blp.route("/<task_id:task_id>/retry", parameters=[TASK_ID_PARAMETER])
+    class TaskRetry(MethodView):
+        @blp.doc(
+            operationId="retryTask",
+            responses={200: {"links": CREATED_LINKS}, 202: {"links": CREATED_LINKS}},
+        )
+        @blp.response(
+            202,
+            TaskStatusSchema,
+            description="The new task is queued; follow it at `Location`.",
+            example=RETRIED_EXAMPLE,
+            headers=LOCATION_HEADER,
+        )
+        @blp.alt_response(
+            200,
+            schema=TaskStatusSchema,
+            success=True,
+            description="The task this `Idempotency-Key` created earlier (as it is now).",
+            headers=LOCATION_HEADER,
+        )
+        @blp.alt_response(404, "NOT_FOUND")
+        @blp.alt_response(409, "CONFLICT")
+        @blp.alt_response(503, **queue_full_response())
+        @blp.arguments(IdempotencyHeaders(), location="headers", as_kwargs=True)
+        def post(self, task_id: str, **headers: str) -> Answer:
+            """Retry a failed or cancelled task
+
+            Submits it again as a new task: the same type, params and options, `retry_of`
+            naming this one, which stays as it ended (its history and its ETag are kept).
+            A task that is queued, running or succeeded cannot be retried (409).
+            """
+            submitted = current().service.retry(
+                task_id, owner=caller(), idempotency_key=headers.get("idempotency_key")
+            )
+            answer = {"Location": url_for(".TaskItem", task_id=submitted.task.id)}
+            return submitted.task, 202 if submitted.created else 200, answer

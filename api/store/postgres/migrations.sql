@@ -112,3 +112,7 @@ CREATE TABLE schedule_fires (
     UNIQUE (owner, schedule, fire_at)
 );
 CREATE INDEX schedule_fires_age ON schedule_fires (fire_at);
+
+-- name: retries
+-- A task submitted again by POST /tasks/{id}/retry names the task it retries.
+ALTER TABLE tasks ADD COLUMN retry_of TEXT;

@@ -118,10 +118,10 @@ SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %(m
 
 -- name: insert_task
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner, queue, schedule, scheduled_for)
+    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of)
 VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seconds)s,
     %(priority)s, %(created_at)s, %(run_after)s, %(owner)s, %(queue)s, %(schedule)s,
-    %(scheduled_for)s)
+    %(scheduled_for)s, %(retry_of)s)
 RETURNING {columns}
 
 -- name: notify

@@ -91,9 +91,9 @@ FROM names WHERE name IS NOT NULL
 -- A new task, unless :max_queued tasks are queued already (NULL: no bound). The count is the
 -- trigger-kept rows of queue_counts: the bound and the insert are one statement, one commit.
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner, queue, schedule, scheduled_for)
+    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of)
 SELECT :id, :type, 'queued', :params, :max_attempts, :timeout_seconds, :priority,
-    :created_at, :run_after, :owner, :queue, :schedule, :scheduled_for
+    :created_at, :run_after, :owner, :queue, :schedule, :scheduled_for, :retry_of
 WHERE :max_queued IS NULL
     OR (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE status = 'queued') < :max_queued
 RETURNING {columns}
