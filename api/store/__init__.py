@@ -137,6 +137,10 @@ class Fire:
     #: TASKS_MAX_QUEUED: make no task while that many are queued.
     max_queued: int | None = None
 
+    def __post_init__(self) -> None:
+        if (self.task is None) == (self.skip is None):
+            raise ValueError("a fire makes its task, or says why it makes none: not both")
+
 
 class Store(Protocol):
     """What the service and the workers need from a backend."""

@@ -459,8 +459,8 @@ class SqlStore(ABC):
 
     def _fire_outcome(self, db: Db, fire: Fire, last_task_id: str | None) -> FireOutcome:
         """What a fire that applies comes to, before its task is inserted."""
-        if fire.skip is not None or fire.task is None:
-            return fire.skip or FireOutcome.MISSED
+        if fire.skip is not None:
+            return fire.skip
         if fire.skip_if_busy and last_task_id is not None:
             busy = self._first(db, "task_busy", {"id": last_task_id})
             if busy is not None:

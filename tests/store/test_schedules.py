@@ -177,3 +177,10 @@ def test_deleting_a_schedule_keeps_its_tasks(store: Store) -> None:
     assert store.delete_schedule("", "s")
     kept = store.get(made.id, T0)
     assert kept is not None and kept.schedule == "s"
+
+
+def test_a_fire_makes_its_task_or_says_why_not() -> None:
+    with pytest.raises(ValueError, match="not both"):
+        Fire("", "s", 1, T0, None, T0, None)  # neither a task nor a skip
+    with pytest.raises(ValueError, match="not both"):
+        Fire("", "s", 1, T0, None, T0, _task("s", T0), skip=FireOutcome.OVERLAP)
