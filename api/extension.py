@@ -11,6 +11,7 @@ from api.metrics import Metrics
 from api.registry import Registry
 from api.runtime import EXTENSION_KEY, Runtime
 from api.service import QueueService, ScheduleService, TaskService
+from api.service.dependants import DependantsReporter
 from api.store import open_store
 from api.wakeups import open_wakeups
 from api.wakeups.link import Link
@@ -56,6 +57,7 @@ class TaskAPI:
         # Submits, cancels and ends reach the other processes of the store through the link.
         link = Link(open_wakeups(settings.database_url), pool, events)
         events.relay = link.ended
+        store.on_settled(DependantsReporter(events, metrics, link))
         service = TaskService(
             store,
             registry,

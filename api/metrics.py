@@ -115,7 +115,13 @@ class Metrics:
         self._declare(None if self.multiprocess else self._registry)
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
         for task_type in task_types:  # every series of a known type starts at 0
-            for by_type in (self.created, self.retries, self.run_seconds, self.queue_wait_seconds):
+            for by_type in (
+                self.created,
+                self.retries,
+                self.run_seconds,
+                self.queue_wait_seconds,
+                self.dependency_cancels,
+            ):
                 self._child(by_type, task_type)
             for outcome in sorted(TERMINAL):
                 self._child(self.finished, task_type, outcome.value)
@@ -168,6 +174,19 @@ class Metrics:
             ["owner", "schedule", "reason"],
             registry=registry,
         )
+        self.batches = Counter(
+            "taskapi_batches_created",
+            "Batches created (POST /batches); their tasks count in taskapi_tasks_created.",
+            registry=registry,
+        )
+        self.dependency_cancels = Counter(
+            "taskapi_dependency_cancellations",
+            "Tasks cancelled with DependencyFailed because a task they depend on (directly or "
+            "down a chain) ended failed or cancelled, by type; also counted in "
+            "taskapi_tasks_finished.",
+            ["type"],
+            registry=registry,
+        )
         self.requests = Counter(
             "taskapi_http_requests",
             "HTTP requests answered, by method, route and status.",
@@ -209,6 +228,14 @@ class Metrics:
     def task_retried(self, task_type: str) -> None:
         self._child(self.retries, task_type).inc()
 
+    def batch_created(self) -> None:
+        self.batches.inc()
+
+    def dependency_cancelled(self, task_type: str) -> None:
+        """A task ended cancelled (DependencyFailed): counted as finished, and as this."""
+        self._child(self.finished, task_type, Status.CANCELLED.value).inc()
+        self._child(self.dependency_cancels, task_type).inc()
+
     def schedule_fired(self, owner: str, schedule: str) -> None:
         self._child(self.schedule_fires, owner, schedule).inc()
 
@@ -236,7 +263,7 @@ class Metrics:
             from prometheus_client.multiprocess import MultiProcessCollector
 
             registry = CollectorRegistry()
-            declared = [self.schedule_fires, self.schedule_skips]
+            declared = [self.schedule_fires, self.schedule_skips, self.batches]
             registry.register(_Declaring(MultiProcessCollector(None), declared))
             registry.register(self._queue_depth)
         text = generate_latest(registry)

@@ -75,6 +75,13 @@ def _check_verbs() -> None:
 _check_verbs()
 
 
+#: The error type of a task cancelled because a task it depends on ended failed or
+#: cancelled (and so on down the chain).
+DEPENDENCY_FAILED = "DependencyFailed"
+#: The most tasks one ``depends_on`` may name, and the most tasks one batch may hold.
+MAX_DEPENDENCIES = 1000
+MAX_BATCH_SIZE = 1000
+
 #: The statuses of a task that ``POST /tasks/{id}/retry`` submits again (as a new task: the
 #: old one stays as it ended).
 RETRYABLE: frozenset[Status] = frozenset({Status.FAILED, Status.CANCELLED})
@@ -148,6 +155,11 @@ class NewTask:
     scheduled_for: datetime | None = None
     #: The failed or cancelled task it submits again (``POST /tasks/{id}/retry``).
     retry_of: str | None = None
+    #: The batch it is submitted in (``POST /batches``).
+    batch_id: str | None = None
+    #: The tasks (of the same owner, existing before it) that must succeed before it runs:
+    #: distinct ids, in the order given.
+    depends_on: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,6 +197,12 @@ class Task:
     scheduled_for: datetime | None = None
     #: The task it submits again, if it is a retry of one.
     retry_of: str | None = None
+    #: The batch it was submitted in.
+    batch_id: str | None = None
+    #: What it waits for, and which of those have not succeeded yet (in ``depends_on``'s
+    #: order). A queued task with ``blocked_by`` is never claimed.
+    depends_on: tuple[str, ...] = ()
+    blocked_by: tuple[str, ...] = ()
 
     @property
     def failed_attempts(self) -> int:
@@ -298,3 +316,41 @@ class Schedule:
     updated_at: datetime
     #: Grows with every replace: a fire applies only to the schedule it was computed from.
     version: int = 1
+
+
+@dataclass(frozen=True, slots=True)
+class NewBatch:
+    """Tasks submitted together (``POST /batches``): created all of them, or none."""
+
+    id: str
+    owner: str
+    #: Each with ``batch_id`` set to ``id``, in the order given.
+    tasks: tuple[NewTask, ...]
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """A batch as stored, with where its tasks are."""
+
+    id: str
+    owner: str
+    #: Its tasks' ids, in the order given (also those deleted or expired since).
+    task_ids: tuple[str, ...]
+    #: Its tasks not deleted nor expired, in each status (every status present).
+    counts: dict[Status, int]
+    created_at: datetime
+    #: When its last task ended, once every one has (None until then).
+    finished_at: datetime | None
+    #: Grows whenever one of its tasks changes (the sum of their versions): with ``counts``,
+    #: what its ETag is made of.
+    members_version: int
+
+    @property
+    def size(self) -> int:
+        return len(self.task_ids)
+
+    @property
+    def done(self) -> bool:
+        """Every task it still has is terminal."""
+        return not (self.counts[Status.QUEUED] or self.counts[Status.RUNNING])

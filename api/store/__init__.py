@@ -11,14 +11,16 @@ yet (the purge only reclaims the space, in small batches).
 from __future__ import annotations
 
 import builtins
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from api.models import (
+    Batch,
     FireOutcome,
     IdempotencyKey,
+    NewBatch,
     NewTask,
     Progress,
     QueueState,
@@ -36,6 +38,16 @@ class StoreError(Exception):
 
 class QueueFull(Exception):
     """``create`` found as many queued tasks as it may hold; nothing was created."""
+
+
+class UnknownDependencies(Exception):
+    """A submit named dependencies that are not tasks of its owner (unknown, another
+    caller's, deleted or expired); nothing was created."""
+
+    def __init__(self, missing: Mapping[int, Sequence[str]]) -> None:
+        super().__init__(dict(missing))
+        #: By the index of the task that named them (0 for a single submit), in its order.
+        self.missing = dict(missing)
 
 
 class KeyTaken(Exception):
@@ -58,6 +70,8 @@ class TaskFilter:
     queue: str | None = None
     #: Only tasks this schedule (of the filter's owner) made.
     schedule: str | None = None
+    #: Only the tasks of this batch.
+    batch: str | None = None
     #: Only this caller's tasks; None for every caller's (operators, tests).
     owner: str | None = None
 
@@ -71,6 +85,17 @@ class CancelResult:
     #: This call moved it from queued to cancelled (not: asked a running task to stop, nor
     #: found it ended by someone else meanwhile).
     ended: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """What the end of tasks did to the tasks that depend on them (``Store.on_settled``)."""
+
+    #: Tasks cancelled (DependencyFailed) because a task they wait for, directly or down a
+    #: chain, ended failed or cancelled: (id, type, queue, batch_id).
+    cancelled: Sequence[tuple[str, str, str, str | None]] = ()
+    #: Tasks whose last dependency succeeded: ready to run now.
+    ready: Sequence[str] = ()
 
 
 @dataclass(frozen=True)
@@ -154,9 +179,39 @@ class Store(Protocol):
     ) -> Task:
         """Insert a new queued task and return it as stored, all or nothing.
 
-        Raises QueueFull when ``max_queued`` tasks are queued already, and KeyTaken when an
-        unexpired ``idempotency`` key of the same owner exists; then nothing is created.
+        Raises QueueFull when ``max_queued`` tasks are queued already, KeyTaken when an
+        unexpired ``idempotency`` key of the same owner exists, and UnknownDependencies when
+        ``depends_on`` names a task that is not its owner's (or is gone); then nothing is
+        created.
+
+        A task with ``depends_on`` waits (``blocked_by``) for those that have not succeeded;
+        if one of them ended failed or cancelled already, it is created ``cancelled`` with a
+        DependencyFailed error, as it would have been had it waited.
         """
+
+    def create_batch(
+        self,
+        batch: NewBatch,
+        *,
+        max_queued: int | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Batch:
+        """Insert every task of ``batch`` (in one statement) and the batch, all or nothing,
+        as ``create`` does for one; QueueFull when the queued tasks and these would be more
+        than ``max_queued``. The key of ``idempotency`` records the batch's id."""
+
+    def batch(self, batch_id: str, now: datetime) -> Batch | None:
+        """The batch, or None (also once every task of it is deleted or expired)."""
+
+    def cancel_batch(
+        self, batch_id: str, now: datetime, expires_at: datetime
+    ) -> builtins.list[Task]:
+        """Cancel every queued task of the batch at once, and ask every running one to stop,
+        in one transaction (as ``cancel`` does each); the tasks this changed."""
+
+    def on_settled(self, callback: Callable[[Settled], None]) -> None:
+        """Call ``callback`` after every write whose ended tasks cancelled or freed tasks
+        that depend on them (in the writing thread, after the commit)."""
 
     def settle_key(self, owner: str, key: str) -> None:
         """The request that took this idempotency key has been answered."""
@@ -374,8 +429,10 @@ __all__ = [
     "Fire",
     "KeyTaken",
     "QueueFull",
+    "Settled",
     "Store",
     "StoreError",
     "TaskFilter",
+    "UnknownDependencies",
     "open_store",
 ]

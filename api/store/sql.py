@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import builtins
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -42,6 +42,7 @@ from api.store import (
     KeyTaken,
     QueueFull,
     Recovered,
+    Settled,
     TaskFilter,
 )
 from api.store.rows import (
@@ -93,6 +94,11 @@ class SqlStore(ABC):
 
     #: The backend's statements by name (api.store.queries.load).
     queries: Mapping[str, str]
+    #: Told what the end of tasks did to their dependants (``on_settled``).
+    _settled_callbacks: tuple[Callable[[Settled], None], ...] = ()
+
+    def on_settled(self, callback: Callable[[Settled], None]) -> None:
+        self._settled_callbacks = (*self._settled_callbacks, callback)
 
     # -- the dialect --------------------------------------------------------------------------
 
