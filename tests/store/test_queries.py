@@ -23,8 +23,9 @@ POSTGRES_ONLY = {
 }
 
 
-#: What only SQLite needs: its claim in two steps, of one queue or of several (claims.py).
-SQLITE_ONLY = {"claim_queues", "claim_turns", "claim_each"}
+#: What only SQLite needs: its claim in two steps, of one queue or of several (claims.py),
+#: and the queued count a batch checks its room against (PostgreSQL counts under its lock).
+SQLITE_ONLY = {"claim_queues", "claim_turns", "claim_each", "queued_total"}
 
 
 def test_both_backends_name_the_same_statements() -> None:
