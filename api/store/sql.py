@@ -516,7 +516,7 @@ class SqlStore(ABC):
                     self._batch_row(task, task_blocked)
                     for task, task_blocked in zip(tasks, blocked, strict=True)
                 ]
-                db.execute(self.queries["insert_tasks"], {"rows": self._json_rows(rows)})
+                self._insert_rows(db, rows)
                 db.execute(
                     self.queries["insert_batch"],
                     {
@@ -536,6 +536,10 @@ class SqlStore(ABC):
         found = self.batch(batch.id, batch.created_at)
         assert found is not None  # committed just now, with tasks not yet expired
         return found
+
+    def _insert_rows(self, db: Db, rows: builtins.list[builtins.list[Any]]) -> None:
+        """Insert a batch's tasks (rows of ``_batch_row``) in one statement."""
+        db.execute(self.queries["insert_tasks"], {"rows": self._json_rows(rows)})
 
     def _batch_row(self, task: NewTask, blocked: Sequence[str]) -> builtins.list[Any]:
         """A row of ``insert_tasks``: the columns in its order, JSON text where they hold it."""

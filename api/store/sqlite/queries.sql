@@ -426,15 +426,12 @@ DELETE FROM task_waits WHERE dependency IN (SELECT value FROM json_each(:ids))
 SELECT COALESCE(SUM(n), 0) AS n FROM queue_counts WHERE status = 'queued'
 
 -- name: insert_tasks
--- A batch's tasks in one statement (:rows, a JSON list of rows, each a list in the order of
--- the columns; params and the two id lists as JSON text). RETURNING has no order.
-INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
+-- A batch's tasks in one statement ({values}: a row for each, filled at the call: its
+-- parameters, in the order of the columns, and 'queued').
+INSERT INTO tasks (id, type, params, max_attempts, timeout_seconds, priority,
     created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
-    depends_on, blocked_by)
-SELECT value ->> 0, value ->> 1, 'queued', value ->> 2, value ->> 3, value ->> 4,
-    value ->> 5, value ->> 6, value ->> 7, value ->> 8, value ->> 9, value ->> 10,
-    value ->> 11, value ->> 12, value ->> 13, value ->> 14, value ->> 15
-FROM json_each(:rows)
+    depends_on, blocked_by, status)
+VALUES {values}
 
 -- name: insert_batch
 INSERT INTO batches (id, owner, task_ids, created_at)
