@@ -226,8 +226,11 @@ class PostgresStore(SqlStore):
             return [], []
         writes = [self._ending_args(ending) for ending in endings]
         by_query: dict[str, list[int]] = {}
-        for n, (query, _) in enumerate(writes):
-            by_query.setdefault(query, []).append(n)
+        # In the order of their ids, as a submit locks the tasks it depends on: two
+        # transactions that lock the same rows in one order never wait on each other in a
+        # circle.
+        for n in sorted(range(len(writes)), key=lambda n: endings[n].task_id):
+            by_query.setdefault(writes[n][0], []).append(n)
         sent: list[tuple[psycopg.Cursor[Any], list[int]]] = []
         claimed: psycopg.Cursor[Any] | None = None
         # What the ends do to the tasks waiting for them, in the same round trip: the
