@@ -246,6 +246,14 @@ def measure(args: argparse.Namespace, notes: list[str]) -> list[Row]:
         spin_wall = run(cpu.spin_wall(t.port))
         health = run(cpu.health_while_spinning(t.port))
 
+    say("taskapi: bulk submit (batches of 1 000), on a store of its own")
+    with serving(
+        lambda: start_taskapi(
+            work / "bulk.db", **ours, env=scenarios.BULK_ENV, log=work / "bulk.log"
+        )
+    ) as t:
+        t_bulk = run(scenarios.bulk_submit(t.port, size.seconds))
+
     say("floor (Flask and one SQLite statement): submit, status")
     with serving(lambda: start_floor(work / "main.db", **shape, log=work / "floor.log")) as f:
         f_submit = run(scenarios.submit_load(f.port, size.seconds))
@@ -267,6 +275,7 @@ def measure(args: argparse.Namespace, notes: list[str]) -> list[Row]:
             peers=by_figure["drain_polls"]),
         Row("drain, polls every 10 ms", "tasks/s", t_drain_polls.per_second,
             b_drain.per_second, peers=by_figure["drain_polls"]),
+        Row("bulk submit, POST /batches of 1 000", "tasks/s", t_bulk, None, ">=50000"),
         Row("drain submit to done p50", "ms", p50(t_drain.latencies), p50(b_drain.latencies)),
         Row("drain submit to done p99", "ms", p99(t_drain.latencies), p99(b_drain.latencies)),
         Row("idle: submit to done p50 (wait)", "ms", p50(t_single.round_trips),

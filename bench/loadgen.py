@@ -55,8 +55,8 @@ class Connection:
         for name, value in (headers or {}).items():
             head += f"{name}: {value}\r\n"
         payload = b""
-        if body is not None:
-            payload = json.dumps(body).encode()
+        if body is not None:  # JSON bytes as they are (a large body encoded once), or a value
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
             head += f"Content-Type: application/json\r\nContent-Length: {len(payload)}\r\n"
         writer.write(head.encode() + b"\r\n" + payload)
         try:

@@ -37,6 +37,31 @@ async def submit_load(port: int, seconds: float, clients: int = CLIENTS) -> Load
         close_all(conns)
 
 
+#: The size of a batch of the bulk submit figure, and the clients that send batches at once.
+BULK_BATCH = 1000
+BULK_CLIENTS = 4
+#: The bulk figure's server takes a backlog far past TASKS_MAX_QUEUED's default (10 000).
+BULK_ENV = {"TASKS_MAX_QUEUED": "100000000"}
+
+
+async def bulk_submit(port: int, seconds: float, clients: int = BULK_CLIENTS) -> float:
+    """Keep-alive clients (4) submitting batches of 1 000 `add` tasks back to back
+    (``POST /batches``): tasks accepted per second."""
+    body = json.dumps(
+        {"tasks": [{"type": "add", "params": {"x": n, "y": 2}} for n in range(BULK_BATCH)]}
+    ).encode()
+    conns = connections(port, clients)
+    try:
+        result = await closed_loop(
+            conns, lambda c: c.request("POST", "/batches", body), seconds=seconds, expect=202
+        )
+    finally:
+        close_all(conns)
+    if result.errors:
+        raise HttpError(f"bulk submit: {result.errors} batches were refused")
+    return len(result.latencies) * BULK_BATCH / result.seconds
+
+
 async def submit_ids(port: int, n: int) -> list[str]:
     """Submit n tasks (16 clients); their ids."""
     conns = connections(port)

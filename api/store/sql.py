@@ -503,6 +503,8 @@ class SqlStore(ABC):
         if not tasks:
             raise ValueError("a batch has at least one task")
         waiting = any(task.depends_on for task in tasks)
+        # Rows made before the write turn is taken (a waiting task's need its dependencies).
+        rows = None if waiting else [self._batch_row(task, ()) for task in tasks]
         try:
             with self._transaction() as db:
                 if idempotency is not None:
@@ -512,10 +514,11 @@ class SqlStore(ABC):
                 )
                 if not self._has_room(db, max_queued, len(tasks)):
                     raise QueueFull()
-                rows = [
-                    self._batch_row(task, task_blocked)
-                    for task, task_blocked in zip(tasks, blocked, strict=True)
-                ]
+                if rows is None:
+                    rows = [
+                        self._batch_row(task, task_blocked)
+                        for task, task_blocked in zip(tasks, blocked, strict=True)
+                    ]
                 self._insert_rows(db, rows)
                 db.execute(
                     self.queries["insert_batch"],
