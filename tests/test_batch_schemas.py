@@ -119,14 +119,19 @@ def fast_load(body: Any) -> tuple[Any, Any]:
         return None, error.messages
 
 
+MIXED = [item for pair in zip(VALID_ITEMS, INVALID_ITEMS, strict=False) for item in pair]
+ONE_BAD = [ADD] * 500 + [{"type": "add", "params": {"x": 1}}] + [ADD] * 499
 BODIES = {
     "every valid item": {"tasks": VALID_ITEMS},
     "one item": {"tasks": [ADD]},
     "the largest batch": {"tasks": [ADD] * MAX_BATCH_SIZE},
-    **{f"invalid item {i}: {item!r:.60}": {"tasks": [ADD, item, ADD]} for i, item in enumerate(INVALID_ITEMS)},
+    **{
+        f"invalid item {i}: {item!r:.60}": {"tasks": [ADD, item, ADD]}
+        for i, item in enumerate(INVALID_ITEMS)
+    },
     "every invalid item": {"tasks": INVALID_ITEMS},
-    "valid and invalid mixed": {"tasks": [x for pair in zip(VALID_ITEMS, INVALID_ITEMS) for x in pair]},
-    "a bad item among a thousand": {"tasks": [ADD] * 500 + [{"type": "add", "params": {"x": 1}}] + [ADD] * 499},
+    "valid and invalid mixed": {"tasks": MIXED},
+    "a bad item among a thousand": {"tasks": ONE_BAD},
     "empty": {"tasks": []},
     "too many": {"tasks": [ADD] * (MAX_BATCH_SIZE + 1)},
     "no tasks": {},
@@ -137,7 +142,7 @@ BODIES = {
     "an unknown field and no tasks": {"wait": 1},
     "not an object": [ADD],
     "null": None,
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("body", BODIES.values(), ids=BODIES.keys())
