@@ -15,8 +15,8 @@ A slot may also name a statement written earlier in the same file: a fragment th
 statements share, such as ``{queued_names}``, the queues that have queued tasks.
 
 ``{matching}`` (a listing's filter), ``{each}`` and ``{n}`` (SQLite's claim of several
-queues) are left for the caller, who fills them at each call. Any other slot is an error at
-load.
+queues) and ``{values}`` (SQLite's rows of a batch) are left for the caller, who fills them
+at each call. Any other slot is an error at load.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from api.models import Verb, sources
 from api.store.rows import COLUMNS, SCHEDULE_COLUMNS
 
 #: The slots a caller fills at each call, left as they are at load.
-CALL_SLOTS = frozenset({"matching", "each", "n"})
+CALL_SLOTS = frozenset({"matching", "each", "n", "values"})
 
 _NAME = re.compile(r"^-- name: (\S+)[ \t]*$", re.MULTILINE)
 _SLOT = re.compile(r"\{(\w+)\}")

@@ -25,7 +25,7 @@ COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
     "finished_at, expires_at, worker_id, version, owner, lost_attempts, queue, schedule, "
-    "scheduled_for, retry_of"
+    "scheduled_for, retry_of, batch_id, depends_on, blocked_by"
 )
 
 
@@ -108,6 +108,9 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         schedule,
         scheduled_for,
         retry_of,
+        batch_id,
+        depends_on,
+        blocked_by,
     ) = row[:_WIDTH]
     return Task(
         id_,
@@ -135,6 +138,9 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         schedule,
         None if scheduled_for is None else time(scheduled_for),
         retry_of,
+        batch_id,
+        tuple(json.loads(depends_on)) if depends_on else (),
+        tuple(json.loads(blocked_by)) if blocked_by else (),
     )
 
 

@@ -15,6 +15,8 @@ for several statements that commit together.
 from __future__ import annotations
 
 import builtins
+import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -24,8 +26,10 @@ from typing import Any, Protocol
 from api.models import (
     DEFAULT_QUEUE,
     MAX_LOST_ATTEMPTS,
+    Batch,
     FireOutcome,
     IdempotencyKey,
+    NewBatch,
     NewTask,
     Progress,
     QueueState,
@@ -44,6 +48,7 @@ from api.store import (
     Recovered,
     Settled,
     TaskFilter,
+    UnknownDependencies,
 )
 from api.store.rows import (
     WORKER_LOST,
@@ -56,6 +61,8 @@ from api.store.rows import (
     task_from_row,
 )
 
+log = logging.getLogger(__name__)
+
 #: A row, read by column name (sqlite3.Row, psycopg's dict rows).
 Row = Any
 
@@ -66,6 +73,32 @@ _STATUS: dict[str, Status] = {status.value: status for status in Status}
 def _claim_order(row: Row) -> tuple[Any, ...]:
     """The order claims take ready tasks in: highest priority, earliest ready, first in."""
     return (-row["priority"], row["run_after"], row["seq"])
+
+
+#: The statuses of a dependency that end its dependants (cancelled, DependencyFailed).
+_DOOMING = frozenset({Status.FAILED, Status.CANCELLED})
+
+
+class _Ends:
+    """The tasks a transaction ended, gathered for ``SqlStore._settle``: only those that
+    some task waits for (their ``dependants`` column) matter."""
+
+    __slots__ = ("doomed", "succeeded")
+
+    def __init__(self) -> None:
+        self.succeeded: list[str] = []
+        self.doomed: list[str] = []
+
+    def add(self, task_id: str, status: Status | None, dependants: Any) -> None:
+        if not dependants or status is None:
+            return
+        if status is Status.SUCCEEDED:
+            self.succeeded.append(task_id)
+        elif status in _DOOMING:
+            self.doomed.append(task_id)
+
+    def __bool__(self) -> bool:
+        return bool(self.succeeded or self.doomed)
 
 
 class _NoSuchSchedule(Exception):
@@ -144,10 +177,13 @@ class SqlStore(ABC):
         """A time as this dialect's column holds it, as a datetime."""
         return value
 
-    def _has_room(self, db: Db, max_queued: int | None) -> bool:
-        """Whether the queue may take one more task. By default ``insert_task`` sees to it
-        itself (and returns no row when it may not)."""
-        return True
+    def _has_room(self, db: Db, max_queued: int | None, count: int = 1) -> bool:
+        """Whether the queue may take ``count`` more tasks. By default ``insert_task`` sees
+        to it itself for one (and returns no row when it may not); a batch counts first."""
+        if max_queued is None or count == 1:
+            return True
+        row = self._first(db, "queued_total", {})
+        return row is not None and row["n"] + count <= max_queued
 
     def _put_key(self, db: Db, args: Mapping[str, Any]) -> None:
         """Store the idempotency key of ``args``, once ``find_key`` found none live."""
@@ -200,6 +236,9 @@ class SqlStore(ABC):
         if where.schedule is not None:
             clauses.append(f"schedule = {self._param('schedule')}")
             args["schedule"] = where.schedule
+        if where.batch is not None:
+            clauses.append(f"batch_id = {self._param('batch')}")
+            args["batch"] = where.batch
         if where.owner is not None:
             clauses.append(f"owner = {self._param('owner')}")
             args["owner"] = where.owner
@@ -297,11 +336,13 @@ class SqlStore(ABC):
         max_queued: int | None = None,
         idempotency: IdempotencyKey | None = None,
     ) -> Task:
+        if task.depends_on:
+            return self._create_waiting(task, max_queued, idempotency)
         args = self._task_args(task, max_queued)
         try:
             with self._submitting(keyed=idempotency is not None) as db:
                 if idempotency is not None:
-                    self._take_key(db, idempotency, task)
+                    self._take_key(db, idempotency, task.id, task.created_at)
                 if not self._has_room(db, max_queued):
                     raise QueueFull()
                 rows = db.execute(self.queries["insert_task"], args).fetchall()
@@ -309,14 +350,98 @@ class SqlStore(ABC):
                     raise QueueFull()
                 self._announce(db)
         except Exception as exc:
-            taken = None if idempotency is None else self._key_race(exc, idempotency)
-            if taken is None:
-                raise
-            raise taken from None
+            raise self._refusal(exc, idempotency) from None
         return self._task(rows[0])
 
-    def _task_args(self, task: NewTask, max_queued: int | None) -> dict[str, Any]:
-        """The arguments of ``insert_task`` for ``task``."""
+    def _refusal(self, exc: Exception, key: IdempotencyKey | None) -> Exception:
+        """What a submit that failed with ``exc`` raises: KeyTaken if a concurrent request
+        took ``key`` first, else ``exc`` itself."""
+        taken = None if key is None else self._key_race(exc, key)
+        return exc if taken is None else taken
+
+    def _create_waiting(
+        self, task: NewTask, max_queued: int | None, idempotency: IdempotencyKey | None
+    ) -> Task:
+        """``create`` of a task with dependencies: a transaction of a few statements."""
+        try:
+            with self._transaction() as db:
+                if idempotency is not None:
+                    self._take_key(db, idempotency, task.id, task.created_at)
+                (blocked,), doomed = self._dependencies(db, [task])
+                if not self._has_room(db, max_queued):
+                    raise QueueFull()
+                args = self._task_args(task, max_queued, blocked)
+                if not db.execute(self.queries["insert_task"], args).fetchall():
+                    raise QueueFull()
+                settled = self._wait(db, [(task.id, blocked)], doomed, task.created_at)
+                if not blocked:
+                    self._announce(db)
+                row = self._first(db, "get", {"id": task.id, "now": self._time(task.created_at)})
+        except Exception as exc:
+            raise self._refusal(exc, idempotency) from None
+        self._report(settled)
+        return self._task(row)
+
+    def _dependencies(
+        self, db: Db, tasks: Sequence[NewTask]
+    ) -> tuple[builtins.list[tuple[str, ...]], builtins.list[str]]:
+        """Check and mark the dependencies of ``tasks`` (all of one owner, submitted at
+        once): what each must wait for (its dependencies that have not succeeded, in its
+        order), and those that ended failed or cancelled already. Raises
+        UnknownDependencies for any that is not a live task of the owner.
+
+        Marking a dependency writes it: on PostgreSQL its row stays locked until the submit
+        commits, so it cannot end meanwhile unseen (its end waits, then sees this task)."""
+        first = tasks[0]
+        wanted = sorted({dep for task in tasks for dep in task.depends_on})
+        args = {
+            "ids": self._names(wanted),
+            "owner": first.owner,
+            "now": self._time(first.created_at),
+        }
+        found = {
+            row["id"]: _STATUS[row["status"]]
+            for row in db.execute(self.queries["mark_dependencies"], args).fetchall()
+        }
+        missing = {
+            n: unknown
+            for n, task in enumerate(tasks)
+            if (unknown := [dep for dep in task.depends_on if dep not in found])
+        }
+        if missing:
+            raise UnknownDependencies(missing)
+        blocked = [
+            tuple(dep for dep in task.depends_on if found[dep] is not Status.SUCCEEDED)
+            for task in tasks
+        ]
+        return blocked, [dep for dep, status in found.items() if status in _DOOMING]
+
+    def _wait(
+        self,
+        db: Db,
+        waiting: Sequence[tuple[str, Sequence[str]]],
+        doomed: Sequence[str],
+        now: datetime,
+    ) -> Settled:
+        """Record what new tasks wait for (``waiting``: each one's id and blocked_by); those
+        that wait for a task that ended failed or cancelled (``doomed``) end cancelled."""
+        edges = [[dep, task_id] for task_id, blocked in waiting for dep in blocked]
+        if edges:
+            db.execute(self.queries["insert_waits"], {"edges": self._json_rows(edges)})
+        if not doomed:
+            return Settled()
+        ends = _Ends()
+        ends.doomed.extend(doomed)
+        return self._settle(db, ends, now)
+
+    def _json_rows(self, rows: builtins.list[builtins.list[Any]]) -> Any:
+        """Rows as one parameter of this dialect (a JSON list of lists)."""
+        return dumps(rows)
+
+    def _task_args(
+        self, task: NewTask, max_queued: int | None, blocked: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """The arguments of ``insert_task`` for ``task`` (waiting for ``blocked``)."""
         return {
             "id": task.id,
             "type": task.type,
@@ -331,6 +456,9 @@ class SqlStore(ABC):
             "schedule": task.schedule,
             "scheduled_for": self._time(task.scheduled_for),
             "retry_of": task.retry_of,
+            "batch_id": task.batch_id,
+            "depends_on": dumps(task.depends_on) if task.depends_on else None,
+            "blocked_by": dumps(blocked) if blocked else None,
             "max_queued": max_queued,
         }
 
@@ -342,13 +470,14 @@ class SqlStore(ABC):
         found = rows.fetchall()  # all of them: the statement is done once they are read
         return found[0] if found else None
 
-    def _take_key(self, db: Db, key: IdempotencyKey, task: NewTask) -> None:
+    def _take_key(self, db: Db, key: IdempotencyKey, made_id: str, now: datetime) -> None:
+        """Take ``key`` for what the request makes (a task, or a batch: ``made_id``)."""
         args = {
             "owner": key.owner,
             "key": key.key,
-            "now": self._time(task.created_at),
+            "now": self._time(now),
             "fingerprint": key.fingerprint,
-            "task_id": task.id,
+            "task_id": made_id,
             "expires_at": self._time(key.expires_at),
             "in_flight_until": self._time(key.in_flight_until),
         }
@@ -360,6 +489,158 @@ class SqlStore(ABC):
     def settle_key(self, owner: str, key: str) -> None:
         with self._writing() as db:
             db.execute(self.queries["settle_key"], {"owner": owner, "key": key})
+
+    # -- batches ------------------------------------------------------------------------------
+
+    def create_batch(
+        self,
+        batch: NewBatch,
+        *,
+        max_queued: int | None = None,
+        idempotency: IdempotencyKey | None = None,
+    ) -> Batch:
+        tasks = batch.tasks
+        if not tasks:
+            raise ValueError("a batch has at least one task")
+        waiting = any(task.depends_on for task in tasks)
+        try:
+            with self._transaction() as db:
+                if idempotency is not None:
+                    self._take_key(db, idempotency, batch.id, batch.created_at)
+                blocked, doomed = (
+                    self._dependencies(db, tasks) if waiting else ([()] * len(tasks), [])
+                )
+                if not self._has_room(db, max_queued, len(tasks)):
+                    raise QueueFull()
+                rows = [
+                    self._batch_row(task, task_blocked)
+                    for task, task_blocked in zip(tasks, blocked, strict=True)
+                ]
+                self._insert_rows(db, rows)
+                db.execute(
+                    self.queries["insert_batch"],
+                    {
+                        "id": batch.id,
+                        "owner": batch.owner,
+                        "task_ids": dumps([task.id for task in tasks]),
+                        "created_at": self._time(batch.created_at),
+                    },
+                )
+                waits = [(t.id, b) for t, b in zip(tasks, blocked, strict=True) if b]
+                settled = self._wait(db, waits, doomed, batch.created_at)
+                if len(waits) < len(tasks):
+                    self._announce(db)
+        except Exception as exc:
+            raise self._refusal(exc, idempotency) from None
+        self._report(settled)
+        found = self.batch(batch.id, batch.created_at)
+        assert found is not None  # committed just now, with tasks not yet expired
+        return found
+
+    def _insert_rows(self, db: Db, rows: builtins.list[builtins.list[Any]]) -> None:
+        """Insert a batch's tasks (rows of ``_batch_row``) in one statement."""
+        db.execute(self.queries["insert_tasks"], {"rows": self._json_rows(rows)})
+
+    def _batch_row(self, task: NewTask, blocked: Sequence[str]) -> builtins.list[Any]:
+        """A row of ``insert_tasks``: the columns in its order, JSON text where they hold it."""
+        time = self._time
+        return [
+            task.id,
+            task.type,
+            dumps(task.params),
+            task.max_attempts,
+            task.timeout_seconds,
+            task.priority,
+            time(task.created_at),
+            time(task.run_after),
+            task.owner,
+            task.queue,
+            task.schedule,
+            time(task.scheduled_for),
+            task.retry_of,
+            task.batch_id,
+            dumps(task.depends_on) if task.depends_on else None,
+            dumps(blocked) if blocked else None,
+        ]
+
+    def batch(self, batch_id: str, now: datetime) -> Batch | None:
+        with self._reading() as db:
+            row = db.execute(self.queries["get_batch"], {"id": batch_id}).fetchone()
+            if row is None:
+                return None
+            args = {"id": batch_id, "now": self._time(now)}
+            counted = db.execute(self.queries["batch_counts"], args).fetchall()
+        if not counted:  # every task of it is gone: so is the batch
+            return None
+        counts = dict.fromkeys(Status, 0)
+        versions = 0
+        finished: datetime | None = None
+        for by_status in counted:
+            counts[_STATUS[by_status["status"]]] = by_status["n"]
+            versions += int(by_status["versions"])
+            last = self._time_of(by_status["finished"])
+            if last is not None and (finished is None or last > finished):
+                finished = last
+        done = not (counts[Status.QUEUED] or counts[Status.RUNNING])
+        return Batch(
+            id=row["id"],
+            owner=row["owner"],
+            task_ids=tuple(json.loads(row["task_ids"])),
+            counts=counts,
+            created_at=self._time_of(row["created_at"]),  # type: ignore[arg-type]
+            finished_at=finished if done else None,
+            members_version=versions,
+        )
+
+    def cancel_batch(
+        self, batch_id: str, now: datetime, expires_at: datetime
+    ) -> builtins.list[Task]:
+        args = {"id": batch_id, "now": self._time(now), "expires_at": self._time(expires_at)}
+        with self._transaction() as db:
+            rows = db.execute(self.queries["cancel_batch"], args).fetchall()
+            changed = [self._task(row) for row in rows]
+            ends = _Ends()
+            for task, row in zip(changed, rows, strict=True):
+                ends.add(task.id, task.status, row["dependants"])
+            settled = self._settle(db, ends, now)
+        self._report(settled)
+        return changed
+
+    # -- what an end does to the tasks that wait for it --------------------------------------
+
+    def _settle(self, db: Db, ends: _Ends, now: datetime) -> Settled:
+        """In the transaction of ``ends``: free the dependants of the tasks that succeeded,
+        cancel (down their chains) those of the tasks that failed or were cancelled, and
+        drop what they waited for."""
+        if not ends:
+            return Settled()
+        ready: list[str] = []
+        cancelled: list[tuple[str, str, str, str | None]] = []
+        if ends.succeeded:
+            args = {"ids": self._names(ends.succeeded)}
+            for row in db.execute(self.queries["free_dependants"], args).fetchall():
+                if row["ready"]:
+                    ready.append(row["id"])
+        if ends.doomed:
+            args = {"ids": self._names(ends.doomed), "now": self._time(now)}
+            for row in db.execute(self.queries["cancel_dependants"], args).fetchall():
+                cancelled.append((row["id"], row["type"], row["queue"], row["batch_id"]))
+        gone = [*ends.succeeded, *ends.doomed, *(task[0] for task in cancelled)]
+        db.execute(self.queries["drop_waits"], {"ids": self._names(gone)})
+        if ready:
+            self._announce(db)
+        return Settled(cancelled=cancelled, ready=ready)
+
+    def _report(self, settled: Settled) -> None:
+        """Tell ``on_settled``'s callbacks (after the commit); their errors are logged only:
+        the write is done."""
+        if not (settled.cancelled or settled.ready):
+            return
+        for callback in self._settled_callbacks:
+            try:
+                callback(settled)
+            except Exception:
+                log.exception("reporting the dependants of ended tasks failed")
 
     # -- schedules ----------------------------------------------------------------------------
 
@@ -557,10 +838,13 @@ class SqlStore(ABC):
         if not endings and (claim is None or claim.limit <= 0):
             return [], []
         with self._transaction() as db:
-            statuses = self._end(db, [self._ending_args(ending) for ending in endings])
+            ends = _Ends()
+            statuses = self._end(db, [self._ending_args(ending) for ending in endings], ends)
+            settled = self._settle(db, ends, endings[0].now) if ends else Settled()
             rows = self._claim(db, claim) if claim is not None and claim.limit > 0 else []
             if Status.QUEUED in statuses:
                 self._announce(db)
+        self._report(settled)
         return statuses, self._claimed(rows)
 
     def _ending_args(self, ending: Ending) -> tuple[str, dict[str, Any]]:
@@ -589,15 +873,19 @@ class SqlStore(ABC):
         }
 
     def _end(
-        self, db: Db, writes: Sequence[tuple[str, Mapping[str, Any]]]
+        self, db: Db, writes: Sequence[tuple[str, Mapping[str, Any]]], ends: _Ends
     ) -> builtins.list[Status | None]:
         """Run each conditional write in ``db``: the status after it, None where it did not
-        apply. One statement each: cheap in-process (a backend over a network sends them all
-        at once: see PostgresStore.complete)."""
+        apply; the ends that have dependants go to ``ends``. One statement each: cheap
+        in-process (a backend over a network sends them all at once: see
+        PostgresStore.complete)."""
         statuses: list[Status | None] = []
         for query, args in writes:
             row = db.execute(self.queries[query], args).fetchone()
-            statuses.append(None if row is None else _STATUS[row["status"]])
+            status = None if row is None else _STATUS[row["status"]]
+            statuses.append(status)
+            if status is not None:
+                ends.add(args["id"], status, row["dependants"])
         return statuses
 
     def release(
@@ -611,15 +899,21 @@ class SqlStore(ABC):
                 "id": task_id,
                 "worker_id": worker_id,
             },
+            now,
         )
 
-    def _hand_back(self, query: str, args: Mapping[str, Any]) -> Status | None:
+    def _hand_back(self, query: str, args: Mapping[str, Any], now: datetime) -> Status | None:
         """A running task back to the queue (or cancelled): its status, None if not held."""
-        with self._writing() as db:
+        with self._transaction() as db:
             rows = db.execute(self.queries[query], args).fetchall()
             status = Status(rows[0]["status"]) if rows else None
             if status is Status.QUEUED:
                 self._announce(db)
+            ends = _Ends()
+            if rows:
+                ends.add(args["id"], status, rows[0]["dependants"])
+            settled = self._settle(db, ends, now)
+        self._report(settled)
         return status
 
     def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
@@ -636,16 +930,29 @@ class SqlStore(ABC):
             requeued = db.execute(self.queries["recover_queued"], args).fetchall()
             if requeued:
                 self._announce(db)
-        return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows + requeued]
+            ends = _Ends()
+            for row in rows:
+                ends.add(row["id"], _STATUS[row["status"]], row["dependants"])
+            settled = self._settle(db, ends, now)
+        self._report(settled)
+        return [
+            Recovered(row["id"], row["type"], Status(row["status"]), row["batch_id"])
+            for row in rows + requeued
+        ]
 
     # -- a client's verbs ---------------------------------------------------------------------
 
     def cancel(self, task_id: str, now: datetime, expires_at: datetime) -> CancelResult | None:
         args = {"now": self._time(now), "expires_at": self._time(expires_at), "id": task_id}
-        with self._writing() as db:
+        with self._transaction() as db:
             rows = db.execute(self.queries["cancel"], args).fetchall()
-        if rows:
-            changed = self._task(rows[0])
+            changed = self._task(rows[0]) if rows else None
+            ends = _Ends()
+            if changed is not None:
+                ends.add(changed.id, changed.status, rows[0]["dependants"])
+            settled = self._settle(db, ends, now)
+        self._report(settled)
+        if changed is not None:
             return CancelResult(changed, ended=changed.status is Status.CANCELLED)
         current = self.get(task_id, now)
         return None if current is None else CancelResult(current, ended=False)

@@ -83,11 +83,13 @@ class Wakeup:
 class _Ended:
     """An attempt that ended, waiting for its group to be written."""
 
-    __slots__ = ("ending", "task_type")
+    __slots__ = ("batch_id", "ending", "task_type")
 
-    def __init__(self, task_type: str, ending: Ending) -> None:
+    def __init__(self, task_type: str, ending: Ending, batch_id: str | None = None) -> None:
         self.task_type = task_type
         self.ending = ending
+        #: The batch of the task, whose long-polls its end wakes too.
+        self.batch_id = batch_id
 
 
 class WorkerPool:
@@ -407,7 +409,9 @@ class WorkerPool:
         if Status.QUEUED in statuses:  # a retry: it may be due before the next poll
             self.wakeup.pending = True
         if ended:  # long-polls here and in other processes: one message for the group
-            self.events.changed_many([one.ending.task_id for one in ended])
+            woken = [one.ending.task_id for one in ended]
+            woken += {one.batch_id: None for one in ended if one.batch_id is not None}
+            self.events.changed_many(woken)
         recorded = self.attempts.recorded
         for one, status in zip(ended, statuses, strict=True):
             recorded(one.task_type, one.ending, status)
@@ -476,7 +480,7 @@ class WorkerPool:
             if not self._ended:
                 self._first_ended_at = time.monotonic()
                 self._cond.notify()
-            self._ended.append(_Ended(task.type, ending))
+            self._ended.append(_Ended(task.type, ending, task.batch_id))
             if not self._running:
                 self._cond.notify()  # every worker idle: write at once
         if runner is not None:
@@ -517,7 +521,8 @@ class WorkerPool:
         finally:
             with self._lock:
                 self._running.pop(task.id, None)
-            self.events.changed(task.id)
+            woken = [task.id] if task.batch_id is None else [task.id, task.batch_id]
+            self.events.changed_many(woken)
         if runner is not None:
             task_log(log.warning, task.id, "task %s: waiting for its timed-out attempt to stop")
             runner.join()

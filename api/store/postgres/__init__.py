@@ -14,10 +14,12 @@ The schema may be chosen in the URL with libpq's options: ``?options=-csearch_pa
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 import weakref
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from typing import Any
 
 import psycopg
@@ -26,7 +28,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
 from api.models import IdempotencyKey, Status, Task
-from api.store import Claim, Ending, KeyTaken, StoreError
+from api.store import Claim, Ending, KeyTaken, Settled, StoreError
 from api.store.queries import load
 from api.store.rows import task_from_row
 from api.store.sql import Db, SqlStore
@@ -182,12 +184,16 @@ class PostgresStore(SqlStore):
     def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
         return "status = ANY(%(statuses)s)", {"statuses": [s.value for s in statuses]}
 
-    def _has_room(self, db: Db, max_queued: int | None) -> bool:
+    def _has_room(self, db: Db, max_queued: int | None, count: int = 1) -> bool:
         if max_queued is None:
             return True
         db.execute(self.queries["lock_queue"])
         row = db.execute(self.queries["count_queued"], {"max_queued": max_queued}).fetchone()
-        return not (row and row["n"] >= max_queued)
+        return not (row and row["n"] + count > max_queued)
+
+    def _json_rows(self, rows: list[list[Any]]) -> str:
+        # Times as ISO 8601 text, which the statements cast to timestamptz.
+        return json.dumps(rows, separators=(",", ":"), default=datetime.isoformat)
 
     def _put_key(self, db: Db, args: Mapping[str, Any]) -> None:
         db.execute(self.queries["drop_expired_key"], args)
@@ -220,10 +226,19 @@ class PostgresStore(SqlStore):
             return [], []
         writes = [self._ending_args(ending) for ending in endings]
         by_query: dict[str, list[int]] = {}
-        for n, (query, _) in enumerate(writes):
-            by_query.setdefault(query, []).append(n)
+        # In the order of their ids, as a submit locks the tasks it depends on: two
+        # transactions that lock the same rows in one order never wait on each other in a
+        # circle.
+        for n in sorted(range(len(writes)), key=lambda n: endings[n].task_id):
+            by_query.setdefault(writes[n][0], []).append(n)
         sent: list[tuple[psycopg.Cursor[Any], list[int]]] = []
         claimed: psycopg.Cursor[Any] | None = None
+        # What the ends do to the tasks waiting for them, in the same round trip: the
+        # statements pass over any task whose ending did not apply, or that nothing waits for.
+        succeeded = [e.task_id for e in endings if e.status is Status.SUCCEEDED]
+        others = [e.task_id for e in endings if e.status is not Status.SUCCEEDED]
+        freed: psycopg.Cursor[Any] | None = None
+        doomed: psycopg.Cursor[Any] | None = None
         with self._pool.connection() as conn:
             # BEGIN and COMMIT as statements of the pipeline: psycopg's transaction() would
             # sync (wait for the server) at its start and at its end.
@@ -235,6 +250,13 @@ class PostgresStore(SqlStore):
                         args = [writes[n][1] for n in numbers]
                         cur.executemany(self.queries[query], args, returning=True)
                         sent.append((cur, numbers))
+                    now = endings[0].now if endings else None
+                    if succeeded:
+                        freed = conn.execute(self.queries["free_dependants"], {"ids": succeeded})
+                    if others:
+                        doomed = conn.execute(
+                            self.queries["cancel_dependants"], {"ids": others, "now": now}
+                        )
                     if claim is not None and claim.limit > 0:
                         self._lock_queues(conn, claim)
                         claimed = conn.execute(self.queries["claim"], self._claim_args(claim))
@@ -252,4 +274,16 @@ class PostgresStore(SqlStore):
                     statuses[n] = None if row is None else Status(row["status"])
                     cur.nextset()
             rows = claimed.fetchall() if claimed is not None else []
+            settled = Settled(
+                cancelled=[
+                    (row["id"], row["type"], row["queue"], row["batch_id"])
+                    for row in (doomed.fetchall() if doomed is not None else [])
+                ],
+                ready=[
+                    row["id"]
+                    for row in (freed.fetchall() if freed is not None else [])
+                    if row["ready"]
+                ],
+            )
+        self._report(settled)
         return statuses, self._claimed(rows)

@@ -15,9 +15,11 @@
 -- tasks, one row each and a last NULL, found by skipping from one name to the next in an
 -- index that leads with the queue: a look per queue, whatever the number of tasks.
 names AS (
-    (SELECT queue AS name FROM tasks WHERE status = 'queued' ORDER BY queue LIMIT 1)
+    (SELECT queue AS name FROM tasks WHERE status = 'queued' AND blocked_by IS NULL
+     ORDER BY queue LIMIT 1)
     UNION ALL
-    SELECT (SELECT queue FROM tasks WHERE status = 'queued' AND queue > names.name
+    SELECT (SELECT queue FROM tasks
+            WHERE status = 'queued' AND blocked_by IS NULL AND queue > names.name
             ORDER BY queue LIMIT 1)
     FROM names WHERE names.name IS NOT NULL)
 
@@ -51,7 +53,7 @@ WHERE expires_at IS NOT NULL AND expires_at <= %(now)s GROUP BY status
 -- queued tasks by skipping from one name to the next, each one's earliest by one more look.
 WITH RECURSIVE {queued_names}
 SELECT MIN((SELECT MIN(run_after) FROM tasks
-            WHERE status = 'queued' AND queue = names.name
+            WHERE status = 'queued' AND blocked_by IS NULL AND queue = names.name
                 AND (%(after)s::timestamptz IS NULL OR run_after > %(after)s))) AS due
 FROM names WHERE name IS NOT NULL
     AND name NOT IN (SELECT name FROM queues WHERE paused)
@@ -79,7 +81,7 @@ SELECT name, paused, concurrency FROM queues WHERE %(name)s::text IS NULL OR nam
 -- earliest run_after by one more look.
 WITH RECURSIVE {queued_names}
 SELECT name, (SELECT MIN(run_after) FROM tasks
-              WHERE status = 'queued' AND queue = names.name) AS oldest
+              WHERE status = 'queued' AND blocked_by IS NULL AND queue = names.name) AS oldest
 FROM names WHERE name IS NOT NULL AND (%(name)s::text IS NULL OR name = %(name)s)
 
 -- name: update_queue
@@ -103,8 +105,8 @@ SELECT set_config('taskapi.locked_queues', COALESCE(string_agg(name || locked, '
 FROM (SELECT name, pg_advisory_xact_lock(730510, hashtext(name))::text AS locked FROM queues
       WHERE concurrency IS NOT NULL AND NOT paused
           AND (%(queues)s::text[] IS NULL OR name = ANY(%(queues)s::text[]))
-          AND EXISTS (SELECT 1 FROM tasks WHERE status = 'queued' AND queue = queues.name
-                      AND run_after <= %(now)s)
+          AND EXISTS (SELECT 1 FROM tasks WHERE status = 'queued' AND blocked_by IS NULL
+                      AND queue = queues.name AND run_after <= %(now)s)
       ORDER BY hashtext(name)) AS taken
 
 -- name: lock_queue
@@ -118,10 +120,11 @@ SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %(m
 
 -- name: insert_task
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of)
+    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
+    depends_on, blocked_by)
 VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seconds)s,
     %(priority)s, %(created_at)s, %(run_after)s, %(owner)s, %(queue)s, %(schedule)s,
-    %(scheduled_for)s, %(retry_of)s)
+    %(scheduled_for)s, %(retry_of)s, %(batch_id)s, %(depends_on)s, %(blocked_by)s)
 RETURNING {columns}
 
 -- name: notify
@@ -175,7 +178,8 @@ open AS MATERIALIZED (
 ranked AS MATERIALIZED (
     SELECT open.name, open.room FROM open CROSS JOIN LATERAL (
         SELECT priority, run_after, seq FROM tasks
-        WHERE status = 'queued' AND queue = open.name AND run_after <= %(now)s
+        WHERE status = 'queued' AND blocked_by IS NULL AND queue = open.name
+            AND run_after <= %(now)s
         ORDER BY priority DESC, run_after, seq LIMIT 1) AS first
     WHERE open.room > 0
     ORDER BY first.priority DESC, first.run_after, first.seq LIMIT %(limit)s),
@@ -185,7 +189,8 @@ next AS (
                            ORDER BY ready.run_after, ready.seq) AS turn
     FROM ranked AS open CROSS JOIN LATERAL (
         SELECT seq, priority, run_after FROM tasks
-        WHERE status = 'queued' AND queue = open.name AND run_after <= %(now)s
+        WHERE status = 'queued' AND blocked_by IS NULL AND queue = open.name
+            AND run_after <= %(now)s
         ORDER BY priority DESC, run_after, seq LIMIT open.room
         FOR UPDATE SKIP LOCKED) AS ready),
 picked AS (
@@ -219,7 +224,7 @@ UPDATE tasks SET status = %(status)s, result = %(result)s, error = %(error)s,
     finished_at = %(now)s, expires_at = %(expires_at)s, worker_id = NULL,
     lease_expires_at = NULL, version = version + 1
 WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({finish})
-RETURNING status
+RETURNING status, dependants
 
 -- name: retry
 -- Back to the queue after a failed attempt, ready again at run_after; cancelled instead if
@@ -233,7 +238,7 @@ UPDATE tasks SET
     lost_in_a_row = 0,
     worker_id = NULL, lease_expires_at = NULL, version = version + 1
 WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({retry})
-RETURNING status
+RETURNING status, dependants
 
 -- name: release
 -- Back to the queue without using up the attempt (shutdown); cancelled instead if a cancel
@@ -247,7 +252,7 @@ UPDATE tasks SET
     error = CASE WHEN cancel_requested THEN NULL ELSE error END,
     worker_id = NULL, lease_expires_at = NULL, version = version + 1
 WHERE id = %(id)s AND worker_id = %(worker_id)s AND status IN ({release})
-RETURNING status
+RETURNING status, dependants
 
 -- name: recover_cancelled
 -- Recovery, step 1 of 3 (one transaction): a task whose lease ended before now (its worker
@@ -256,7 +261,7 @@ UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = %(now)s,
     expires_at = %(expires_at)s, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < %(now)s AND cancel_requested
-RETURNING id, type, status
+RETURNING id, type, status, dependants, batch_id
 
 -- name: recover_failed
 -- Step 2: one lost MAX_LOST_ATTEMPTS times in a row ends failed, with the lost_again error.
@@ -264,7 +269,7 @@ UPDATE tasks SET status = 'failed', error = %(lost_again)s, finished_at = %(now)
     expires_at = %(expires_at)s, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < %(now)s AND lost_in_a_row + 1 >= %(most)s
-RETURNING id, type, status
+RETURNING id, type, status, dependants, batch_id
 
 -- name: recover_queued
 -- Step 3: every other one goes back to the queue, with the lost error.
@@ -272,7 +277,7 @@ UPDATE tasks SET status = 'queued', error = %(lost)s, run_after = %(now)s,
     worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < %(now)s
-RETURNING id, type, status
+RETURNING id, type, status, dependants, batch_id
 
 -- name: cancel
 -- A queued task ends cancelled, a running one is asked to stop (once), in one statement
@@ -284,7 +289,7 @@ UPDATE tasks SET cancel_requested = TRUE,
     expires_at = CASE WHEN status = 'queued' THEN %(expires_at)s ELSE expires_at END,
     version = version + 1
 WHERE id = %(id)s AND status IN ({cancel}) AND (status = 'queued' OR NOT cancel_requested)
-RETURNING {columns}
+RETURNING {columns}, dependants
 
 -- name: delete
 DELETE FROM tasks
@@ -396,3 +401,111 @@ RETURNING name
 -- Fire records old enough that no clock of any process could compute their time again.
 DELETE FROM schedule_fires WHERE ctid IN (
     SELECT ctid FROM schedule_fires WHERE fire_at < %(fires_before)s LIMIT %(limit)s)
+
+-- name: mark_dependencies
+-- A submit's dependencies that are tasks of the owner not expired, marked as waited for, with
+-- their status. The rows stay locked until the submit commits: a dependency cannot end
+-- meanwhile unseen (its end waits, then finds the new task waiting for it).
+UPDATE tasks SET dependants = TRUE
+WHERE id = ANY(%(ids)s::text[]) AND owner = %(owner)s
+    AND (expires_at IS NULL OR expires_at > %(now)s)
+RETURNING id, status
+
+-- name: insert_waits
+-- The dependencies a new task waits for (a JSON list of [dependency, dependant]).
+INSERT INTO task_waits (dependency, dependant)
+SELECT edge ->> 0, edge ->> 1 FROM jsonb_array_elements(%(edges)s::jsonb) AS edge
+
+-- name: free_dependants
+-- The given tasks that have succeeded no longer block the tasks waiting for them (their waits
+-- are dropped); a task left with nothing to wait for is ready (blocked_by NULL; the workers
+-- of every process are told), its other waits stay in depends_on's order. Ids of tasks that
+-- did not succeed (an ending that did not apply) are passed over.
+WITH freed AS (
+    DELETE FROM task_waits
+    WHERE dependency = ANY(%(ids)s::text[]) AND dependency IN (
+        SELECT id FROM tasks WHERE id = ANY(%(ids)s::text[]) AND status = 'succeeded')
+    RETURNING dependency, dependant),
+gone AS (SELECT dependant, array_agg(dependency) AS deps FROM freed GROUP BY dependant),
+updated AS (
+    UPDATE tasks SET
+        blocked_by = (SELECT jsonb_agg(waits.dep ORDER BY waits.n)::text
+                      FROM jsonb_array_elements_text(tasks.blocked_by::jsonb)
+                          WITH ORDINALITY AS waits(dep, n)
+                      WHERE waits.dep <> ALL(gone.deps)),
+        version = version + 1
+    FROM gone
+    WHERE tasks.id = gone.dependant AND tasks.status = 'queued' AND tasks.blocked_by IS NOT NULL
+    RETURNING tasks.id, tasks.blocked_by IS NULL AS ready)
+SELECT id, ready, CASE WHEN ready THEN pg_notify('taskapi_tasks', '') END AS told FROM updated
+
+-- name: cancel_dependants
+-- The given tasks that ended failed or cancelled: every queued task waiting for one of them,
+-- directly or down a chain, ends cancelled with a DependencyFailed error that names the
+-- dependency that did not succeed, kept as long as the task at the root of its chain; the
+-- waits on all of them are dropped. Ids of tasks that did not end so are passed over (a
+-- retry that queued its task again).
+WITH RECURSIVE roots AS (
+    SELECT id, status, expires_at FROM tasks
+    WHERE id = ANY(%(ids)s::text[]) AND status IN ('failed', 'cancelled')),
+doomed(id, cause, how, expires_at) AS (
+    SELECT waits.dependant, waits.dependency, roots.status, roots.expires_at
+    FROM task_waits AS waits JOIN roots ON roots.id = waits.dependency
+    UNION
+    SELECT waits.dependant, waits.dependency, 'cancelled', doomed.expires_at
+    FROM task_waits AS waits JOIN doomed ON waits.dependency = doomed.id),
+first AS (
+    SELECT DISTINCT ON (id) id, cause, how, expires_at FROM doomed ORDER BY id, cause),
+cancelled AS (
+    UPDATE tasks SET status = 'cancelled',
+        error = json_build_object('type', 'DependencyFailed', 'message',
+            'Task ' || first.cause || ', which this task depends on, ended ' || first.how
+            || ': this task will not run. Retry the dependency, then submit this task '
+            || 'again.')::text,
+        finished_at = %(now)s, expires_at = first.expires_at, version = tasks.version + 1
+    FROM first WHERE tasks.id = first.id AND tasks.status = 'queued'
+    RETURNING tasks.id, tasks.type, tasks.queue, tasks.batch_id),
+dropped AS (
+    DELETE FROM task_waits
+    WHERE dependency IN (SELECT id FROM roots) OR dependency IN (SELECT id FROM cancelled))
+SELECT id, type, queue, batch_id FROM cancelled
+
+-- name: drop_waits
+-- The waits on tasks that ended: their dependants are freed or cancelled.
+DELETE FROM task_waits WHERE dependency = ANY(%(ids)s::text[])
+
+-- name: insert_tasks
+-- A batch's tasks in one statement (a JSON list of rows, each a list in the order of the
+-- columns; params and the two id lists as JSON text).
+INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
+    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
+    depends_on, blocked_by)
+SELECT item ->> 0, item ->> 1, 'queued', item ->> 2, (item ->> 3)::integer,
+    (item ->> 4)::double precision, (item ->> 5)::integer, (item ->> 6)::timestamptz,
+    (item ->> 7)::timestamptz, item ->> 8, item ->> 9, item ->> 10, (item ->> 11)::timestamptz,
+    item ->> 12, item ->> 13, item ->> 14, item ->> 15
+FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS items(item, n) ORDER BY n
+
+-- name: insert_batch
+INSERT INTO batches (id, owner, task_ids, created_at)
+VALUES (%(id)s, %(owner)s, %(task_ids)s, %(created_at)s)
+
+-- name: get_batch
+SELECT id, owner, task_ids, created_at FROM batches WHERE id = %(id)s
+
+-- name: batch_counts
+-- A batch's tasks not expired, by status: how many, the sum of their versions, their last end.
+SELECT status, COUNT(*) AS n, SUM(version) AS versions, MAX(finished_at) AS finished
+FROM tasks WHERE batch_id = %(id)s AND (expires_at IS NULL OR expires_at > %(now)s)
+GROUP BY status
+
+-- name: cancel_batch
+-- Every task of the batch as cancel does one, in one statement.
+UPDATE tasks SET cancel_requested = TRUE,
+    status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    error = CASE WHEN status = 'queued' THEN NULL ELSE error END,
+    finished_at = CASE WHEN status = 'queued' THEN %(now)s ELSE finished_at END,
+    expires_at = CASE WHEN status = 'queued' THEN %(expires_at)s ELSE expires_at END,
+    version = version + 1
+WHERE batch_id = %(id)s AND status IN ({cancel}) AND (status = 'queued' OR NOT cancel_requested)
+RETURNING {columns}, dependants

@@ -14,6 +14,7 @@ import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +36,14 @@ from api.store.sqlite.connection import (
 QUERIES = load(__name__, "queries.sql")
 #: Schema versions, applied in order; ``PRAGMA user_version`` records the last one applied.
 MIGRATIONS: tuple[str, ...] = tuple(load(__name__, "migrations.sql", slots=False).values())
+
+
+@lru_cache(maxsize=32)
+def _values(insert: str, count: int, width: int) -> str:
+    """``insert`` (ending in ``VALUES {values}``) with ``count`` rows of ``width`` parameters
+    and the status (queued)."""
+    row = "(" + "?, " * width + "'queued')"
+    return insert.replace("{values}", ", ".join([row] * count))
 
 
 def _seconds(value: datetime | None) -> float | None:
@@ -113,6 +122,12 @@ class SQLiteStore(SqlStore):
             return []
         statement, values = second_step(self.queries, rooms, args)
         return db.execute(statement, values).fetchall()
+
+    def _insert_rows(self, db: Any, rows: list[list[Any]]) -> None:
+        # Rows of VALUES, each value a parameter: SQLite reads no JSON for them (a JSON list
+        # read with json_each took a third longer), and takes up to 32 766 parameters.
+        statement = _values(self.queries["insert_tasks"], len(rows), len(rows[0]))
+        db.execute(statement, [value for row in rows for value in row])
 
     def _submitting(self, keyed: bool) -> AbstractContextManager[sqlite3.Connection]:
         # The usual submit is one statement (the bound and the insert), one commit.

@@ -167,3 +167,38 @@ CREATE INDEX schedule_fires_age ON schedule_fires (fire_at);
 -- name: retries
 -- A task submitted again by POST /tasks/{id}/retry names the task it retries.
 ALTER TABLE tasks ADD COLUMN retry_of TEXT;
+
+-- name: batches
+-- A task may be submitted in a batch, and may wait for other tasks (depends_on): it stays
+-- queued, never claimed, while blocked_by (a JSON list) names dependencies that have not
+-- succeeded; dependants says whether any task waits for it (its end then settles them).
+ALTER TABLE tasks ADD COLUMN batch_id TEXT;
+ALTER TABLE tasks ADD COLUMN depends_on TEXT;
+ALTER TABLE tasks ADD COLUMN blocked_by TEXT;
+ALTER TABLE tasks ADD COLUMN dependants INTEGER NOT NULL DEFAULT 0;
+-- A waiting task is not ready: the ready indexes leave it out, so claims never walk it.
+DROP INDEX tasks_ready;
+CREATE INDEX tasks_ready ON tasks (queue, priority DESC, run_after, seq)
+    WHERE status = 'queued' AND blocked_by IS NULL;
+DROP INDEX tasks_queued_at;
+CREATE INDEX tasks_queued_at ON tasks (queue, run_after)
+    WHERE status = 'queued' AND blocked_by IS NULL;
+CREATE INDEX tasks_by_batch ON tasks (batch_id, seq) WHERE batch_id IS NOT NULL;
+-- Who waits for whom: a row for each dependency a waiting task has not seen succeed yet,
+-- removed when the dependency ends (it frees the dependant, or cancels it).
+CREATE TABLE task_waits (
+    dependency TEXT NOT NULL,
+    dependant TEXT NOT NULL,
+    PRIMARY KEY (dependency, dependant)
+) WITHOUT ROWID;
+-- A batch of its owner: its tasks' ids in the order given. It goes with its last task.
+CREATE TABLE batches (
+    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    task_ids TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TRIGGER tasks_batch_gone AFTER DELETE ON tasks WHEN old.batch_id IS NOT NULL BEGIN
+    DELETE FROM batches WHERE id = old.batch_id
+        AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch_id = old.batch_id);
+END;

@@ -15,10 +15,11 @@
 -- tasks, one row each and a last NULL, found by skipping from one name to the next in an
 -- index that leads with the queue: a look per queue, whatever the number of tasks.
 names(name) AS (
-    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at WHERE status = 'queued'
+    SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
+    WHERE status = 'queued' AND blocked_by IS NULL
     UNION ALL
     SELECT (SELECT MIN(queue) FROM tasks INDEXED BY tasks_queued_at
-            WHERE status = 'queued' AND queue > names.name)
+            WHERE status = 'queued' AND blocked_by IS NULL AND queue > names.name)
     FROM names WHERE names.name IS NOT NULL)
 
 -- name: get
@@ -64,7 +65,7 @@ SELECT name, paused, concurrency FROM queues WHERE :name IS NULL OR name = :name
 -- earliest run_after by one more look.
 WITH RECURSIVE {queued_names}
 SELECT name, (SELECT MIN(run_after) FROM tasks INDEXED BY tasks_queued_at
-              WHERE status = 'queued' AND queue = names.name) AS oldest
+              WHERE status = 'queued' AND blocked_by IS NULL AND queue = names.name) AS oldest
 FROM names WHERE name IS NOT NULL AND (:name IS NULL OR name = :name)
 
 -- name: update_queue
@@ -81,7 +82,7 @@ ON CONFLICT (name) DO UPDATE SET
 -- tasks by skipping from one name to the next, each one's earliest by one more look.
 WITH RECURSIVE {queued_names}
 SELECT MIN((SELECT MIN(run_after) FROM tasks INDEXED BY tasks_queued_at
-            WHERE status = 'queued' AND queue = names.name
+            WHERE status = 'queued' AND blocked_by IS NULL AND queue = names.name
                 AND (:after IS NULL OR run_after > :after))) AS due
 FROM names WHERE name IS NOT NULL
     AND name NOT IN (SELECT name FROM queues WHERE paused)
@@ -91,9 +92,11 @@ FROM names WHERE name IS NOT NULL
 -- A new task, unless :max_queued tasks are queued already (NULL: no bound). The count is the
 -- trigger-kept rows of queue_counts: the bound and the insert are one statement, one commit.
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
-    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of)
+    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
+    depends_on, blocked_by)
 SELECT :id, :type, 'queued', :params, :max_attempts, :timeout_seconds, :priority,
-    :created_at, :run_after, :owner, :queue, :schedule, :scheduled_for, :retry_of
+    :created_at, :run_after, :owner, :queue, :schedule, :scheduled_for, :retry_of, :batch_id,
+    :depends_on, :blocked_by
 WHERE :max_queued IS NULL
     OR (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE status = 'queued') < :max_queued
 RETURNING {columns}
@@ -131,7 +134,7 @@ open(name, room) AS (
         AND (:queues IS NULL OR names.name IN (SELECT value FROM json_each(:queues)))),
 firsts(name, room, first) AS (
     SELECT name, room, (SELECT seq FROM tasks INDEXED BY tasks_ready
-                        WHERE status = 'queued' AND queue = open.name AND run_after <= :now
+                        WHERE status = 'queued' AND blocked_by IS NULL AND queue = open.name AND run_after <= :now
                         ORDER BY priority DESC, run_after, seq LIMIT 1)
     FROM open WHERE room > 0)
 SELECT firsts.name AS name, firsts.room AS room
@@ -148,7 +151,7 @@ UPDATE tasks SET status = 'running', attempts = attempts + 1, started_at = :now,
     worker_id = :worker_id, lease_expires_at = :lease_until, progress = NULL,
     version = version + 1
 WHERE seq IN (SELECT seq FROM tasks INDEXED BY tasks_ready
-              WHERE status = 'queued' AND queue = :queue AND run_after <= :now
+              WHERE status = 'queued' AND blocked_by IS NULL AND queue = :queue AND run_after <= :now
               ORDER BY priority DESC, run_after, seq LIMIT :room)
     AND +status IN ({claim})
 RETURNING {columns}, seq
@@ -173,7 +176,7 @@ RETURNING {columns}, seq
 -- name: claim_each
 -- One queue's part of claim_turns ({n}: its number).
 SELECT * FROM (SELECT seq, queue, priority, run_after FROM tasks INDEXED BY tasks_ready
-               WHERE status = 'queued' AND queue = :queue_{n} AND run_after <= :now
+               WHERE status = 'queued' AND blocked_by IS NULL AND queue = :queue_{n} AND run_after <= :now
                ORDER BY priority DESC, run_after, seq LIMIT :room_{n})
 
 -- name: report_progress
@@ -199,7 +202,7 @@ UPDATE tasks SET status = :status, result = :result, error = :error,
     finished_at = :now, expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1
 WHERE id = :id AND worker_id = :worker_id AND status IN ({finish})
-RETURNING status
+RETURNING status, dependants
 
 -- name: retry
 -- Back to the queue after a failed attempt, ready again at :run_after; cancelled instead if
@@ -213,7 +216,7 @@ UPDATE tasks SET
     lost_in_a_row = 0,
     worker_id = NULL, lease_expires_at = NULL, version = version + 1
 WHERE id = :id AND worker_id = :worker_id AND status IN ({retry})
-RETURNING status
+RETURNING status, dependants
 
 -- name: release
 -- Back to the queue without using up the attempt (shutdown); cancelled instead if a cancel
@@ -227,7 +230,7 @@ UPDATE tasks SET
     error = CASE WHEN cancel_requested = 1 THEN NULL ELSE error END,
     worker_id = NULL, lease_expires_at = NULL, version = version + 1
 WHERE id = :id AND worker_id = :worker_id AND status IN ({release})
-RETURNING status
+RETURNING status, dependants
 
 -- name: recover_cancelled
 -- Recovery, step 1 of 3 (one transaction): a task whose lease ended before :now (its worker
@@ -236,7 +239,7 @@ UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = :now,
     expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < :now AND cancel_requested = 1
-RETURNING id, type, status
+RETURNING id, type, status, dependants, batch_id
 
 -- name: recover_failed
 -- Step 2: one lost :most times in a row ends failed, with the :lost_again error.
@@ -244,7 +247,7 @@ UPDATE tasks SET status = 'failed', error = :lost_again, finished_at = :now,
     expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < :now AND lost_in_a_row + 1 >= :most
-RETURNING id, type, status
+RETURNING id, type, status, dependants, batch_id
 
 -- name: recover_queued
 -- Step 3: every other one goes back to the queue, with the :lost error.
@@ -252,7 +255,7 @@ UPDATE tasks SET status = 'queued', error = :lost, run_after = :now,
     worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < :now
-RETURNING id, type, status
+RETURNING id, type, status, dependants, batch_id
 
 -- name: cancel
 -- A queued task ends cancelled, a running one is asked to stop (once), in one statement
@@ -264,7 +267,7 @@ UPDATE tasks SET cancel_requested = 1,
     expires_at = CASE WHEN status = 'queued' THEN :expires_at ELSE expires_at END,
     version = version + 1
 WHERE id = :id AND status IN ({cancel}) AND (status = 'queued' OR cancel_requested = 0)
-RETURNING {columns}
+RETURNING {columns}, dependants
 
 -- name: delete
 DELETE FROM tasks
@@ -367,3 +370,90 @@ RETURNING name
 -- Fire records old enough that no clock of any process could compute their time again.
 DELETE FROM schedule_fires WHERE rowid IN (
     SELECT rowid FROM schedule_fires WHERE fire_at < :fires_before LIMIT :limit)
+
+-- name: mark_dependencies
+-- A submit's dependencies (:ids, a JSON list) that are tasks of :owner not expired, marked as
+-- waited for, with their status: what the new task waits for, and whether it can ever run.
+UPDATE tasks SET dependants = 1
+WHERE id IN (SELECT value FROM json_each(:ids)) AND owner = :owner
+    AND (expires_at IS NULL OR expires_at > :now)
+RETURNING id, status
+
+-- name: insert_waits
+-- The dependencies a new task waits for (:edges, a JSON list of [dependency, dependant]).
+INSERT INTO task_waits (dependency, dependant)
+SELECT value ->> 0, value ->> 1 FROM json_each(:edges)
+
+-- name: free_dependants
+-- Tasks (:ids, a JSON list) that succeeded no longer block the tasks waiting for them; a
+-- task left with nothing to wait for is ready (blocked_by NULL), its other waits stay in
+-- depends_on's order.
+UPDATE tasks SET
+    blocked_by = (SELECT CASE WHEN COUNT(*) > 0 THEN json_group_array(value) END
+                  FROM json_each(tasks.blocked_by)
+                  WHERE value NOT IN (SELECT value FROM json_each(:ids))),
+    version = version + 1
+WHERE id IN (SELECT dependant FROM task_waits
+             WHERE dependency IN (SELECT value FROM json_each(:ids)))
+    AND status = 'queued' AND blocked_by IS NOT NULL
+RETURNING id, blocked_by IS NULL AS ready
+
+-- name: cancel_dependants
+-- Tasks (:ids) that ended failed or cancelled: every queued task waiting for one of them,
+-- directly or down a chain, ends cancelled with a DependencyFailed error that names the
+-- dependency that did not succeed; it is kept as long as the task at the root of its chain.
+WITH RECURSIVE doomed(id, cause, how, expires_at) AS (
+    SELECT waits.dependant, waits.dependency, tasks.status, tasks.expires_at
+    FROM task_waits AS waits JOIN tasks ON tasks.id = waits.dependency
+    WHERE waits.dependency IN (SELECT value FROM json_each(:ids))
+        AND tasks.status IN ('failed', 'cancelled')
+    UNION
+    SELECT waits.dependant, waits.dependency, 'cancelled', doomed.expires_at
+    FROM task_waits AS waits JOIN doomed ON waits.dependency = doomed.id)
+UPDATE tasks SET status = 'cancelled',
+    error = json_object('type', 'DependencyFailed', 'message',
+        'Task ' || doomed.cause || ', which this task depends on, ended ' || doomed.how
+        || ': this task will not run. Retry the dependency, then submit this task again.'),
+    finished_at = :now, expires_at = doomed.expires_at, version = version + 1
+FROM doomed WHERE tasks.id = doomed.id AND tasks.status = 'queued'
+RETURNING tasks.id, tasks.type, tasks.queue, tasks.batch_id
+
+-- name: drop_waits
+-- The waits on tasks (:ids) that ended: their dependants are freed or cancelled.
+DELETE FROM task_waits WHERE dependency IN (SELECT value FROM json_each(:ids))
+
+-- name: queued_total
+SELECT COALESCE(SUM(n), 0) AS n FROM queue_counts WHERE status = 'queued'
+
+-- name: insert_tasks
+-- A batch's tasks in one statement ({values}: a row for each, filled at the call: its
+-- parameters, in the order of the columns, and 'queued').
+INSERT INTO tasks (id, type, params, max_attempts, timeout_seconds, priority,
+    created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
+    depends_on, blocked_by, status)
+VALUES {values}
+
+-- name: insert_batch
+INSERT INTO batches (id, owner, task_ids, created_at)
+VALUES (:id, :owner, :task_ids, :created_at)
+
+-- name: get_batch
+SELECT id, owner, task_ids, created_at FROM batches WHERE id = :id
+
+-- name: batch_counts
+-- A batch's tasks not expired, by status: how many, the sum of their versions, their last end.
+SELECT status, COUNT(*) AS n, SUM(version) AS versions, MAX(finished_at) AS finished
+FROM tasks INDEXED BY tasks_by_batch
+WHERE batch_id = :id AND (expires_at IS NULL OR expires_at > :now)
+GROUP BY status
+
+-- name: cancel_batch
+-- Every task of the batch as cancel does one, in one statement.
+UPDATE tasks SET cancel_requested = 1,
+    status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END,
+    error = CASE WHEN status = 'queued' THEN NULL ELSE error END,
+    finished_at = CASE WHEN status = 'queued' THEN :now ELSE finished_at END,
+    expires_at = CASE WHEN status = 'queued' THEN :expires_at ELSE expires_at END,
+    version = version + 1
+WHERE batch_id = :id AND status IN ({cancel}) AND (status = 'queued' OR cancel_requested = 0)
+RETURNING {columns}, dependants
