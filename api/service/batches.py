@@ -10,7 +10,6 @@ Idempotency-Key works as a task submit's, over the whole body (a key used for a 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from api.exceptions import (
     QueueFullError,
     UnknownTaskType,
 )
+from api.ids import new_ids
 from api.metrics import Metrics
 from api.models import Batch, NewBatch, NewTask, Status
 from api.registry import Registry, TaskType
@@ -48,20 +48,6 @@ class SubmittedBatch:
 
     batch: Batch
     created: bool
-
-
-def new_ids(count: int) -> list[str]:
-    """``count`` random (version 4) UUIDs as text, as ``str(uuid.uuid4())`` makes them, from
-    one read of the system's random source: a third of the time of ``uuid4`` each."""
-    raw = bytearray(os.urandom(16 * count))
-    raw[6::16] = bytes((b & 0x0F) | 0x40 for b in raw[6::16])  # the version, 4
-    raw[8::16] = bytes((b & 0x3F) | 0x80 for b in raw[8::16])  # the variant, RFC 4122
-    text = raw.hex()
-    return [
-        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-"
-        f"{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
-        for i in range(0, 32 * count, 32)
-    ]
 
 
 @dataclass
