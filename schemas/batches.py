@@ -100,10 +100,11 @@ class VariantLoader:
         #: Per nested field: its key, and the positions and values of the objects it got.
         later: dict[str, tuple[list[int], list[Any]]] = {}
         by_key, checked, required, made = self.by_key, self.checked, self.required, self.made
+        required_keys = frozenset(required)
         for position, item in enumerate(items):
             result = dict(self.defaults)
             results.append(result)
-            if not isinstance(item, Mapping):
+            if type(item) is not dict and not isinstance(item, Mapping):
                 errors[position] = {"_schema": [self.type_message]}
                 continue
             refused: dict[str, Any] = {}
@@ -127,11 +128,13 @@ class VariantLoader:
                         continue
                     if loaded is not missing:
                         result[attribute] = loaded
-            for key in required.keys() - item.keys():
-                refused[key] = [required[key]]
-            for key in made.keys() - item.keys():
-                attribute, make = made[key]
-                result[attribute] = make()
+            if not required_keys <= item.keys():
+                for key in required_keys - item.keys():
+                    refused[key] = [required[key]]
+            if made:
+                for key in made.keys() - item.keys():
+                    attribute, make = made[key]
+                    result[attribute] = make()
             if refused:
                 errors[position] = refused
         for key, (positions, values) in later.items():
