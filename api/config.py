@@ -15,7 +15,9 @@ DEFAULT_DATABASE_URL = "sqlite:///taskapi.sqlite3"
 DEFAULT_WORKERS = 32
 DEFAULT_MAX_QUEUED = 10_000
 DEFAULT_RESULT_TTL = 7 * 24 * 3600.0
-DEFAULT_MAX_BODY_BYTES = 64 * 1024
+#: Room for a batch of 1000 small tasks ten times over: 1000 ``add`` items, each with one
+#: ``depends_on`` id, are about 100 KB.
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 DEFAULT_POLL_INTERVAL = 0.5
 DEFAULT_SHUTDOWN_GRACE = 30.0
 DEFAULT_LEASE_SECONDS = 30.0

@@ -105,6 +105,8 @@ def from_http_exception(error: HTTPException) -> Response:
 SERVICE_STATUSES: dict[type[ex.ServiceError], int] = {
     ex.ServiceError: 400,
     ex.TaskNotFound: 404,
+    ex.BatchNotFound: 404,
+    ex.DependenciesNotFound: 422,
     ex.QueueNotFound: 404,
     ex.ScheduleNotFound: 404,
     ex.NotAScheduleName: 422,
@@ -128,12 +130,31 @@ SERVICE_FIELD_ERRORS: dict[type[ex.ServiceError], dict[str, dict[str, list[str]]
 }
 
 
+def dependency_errors(error: ex.DependenciesNotFound) -> dict[str, dict[str, list[str]]]:
+    """The ``errors`` of ``depends_on`` naming tasks that are not the caller's: each id, under
+    ``depends_on`` (``tasks.<index>.depends_on`` in a batch)."""
+    fields: dict[str, list[str]] = {}
+    for index, ids in sorted(error.missing.items()):
+        name = f"tasks.{index}.depends_on" if error.in_batch else "depends_on"
+        fields[name] = [
+            f"{task_id}: no task of yours has this id (unknown, another caller's, deleted or "
+            "expired)."
+            for task_id in ids
+        ]
+    return {"json": fields}
+
+
 def from_service_error(error: ex.ServiceError) -> Response:
     """The problem a refusal of the service answers with."""
     kind = type(error)
     status = next(SERVICE_STATUSES[k] for k in kind.__mro__ if k in SERVICE_STATUSES)
     headers = {} if error.retry_after is None else {"Retry-After": str(error.retry_after)}
-    return problem(status, error.detail, errors=SERVICE_FIELD_ERRORS.get(kind), headers=headers)
+    errors = (
+        dependency_errors(error)
+        if isinstance(error, ex.DependenciesNotFound)
+        else SERVICE_FIELD_ERRORS.get(kind)
+    )
+    return problem(status, error.detail, errors=errors, headers=headers)
 
 
 def _reject_constant(name: str) -> Any:

@@ -8,6 +8,8 @@ alone maps each one to a status, headers and a problem document.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 
 class ServiceError(Exception):
     """The service refused this request."""
@@ -38,6 +40,27 @@ class TaskNotFound(ServiceError):
 
     def __init__(self, task_id: str) -> None:
         self.task_id = task_id
+        super().__init__()
+
+
+class BatchNotFound(ServiceError):
+    """There is no batch with id {batch_id!r}; its tasks may all have expired or been deleted."""
+
+    def __init__(self, batch_id: str) -> None:
+        self.batch_id = batch_id
+        super().__init__()
+
+
+class DependenciesNotFound(ServiceError):
+    """{count} of the ids in depends_on name no task of yours (unknown, another caller's,
+    deleted or expired; a task can depend only on tasks that exist before it, not on one of
+    its own batch); nothing was created. `errors` names them."""
+
+    def __init__(self, missing: Mapping[int, Sequence[str]], *, in_batch: bool) -> None:
+        #: By the index of the item that named them (0 for a single submit).
+        self.missing = {index: list(ids) for index, ids in missing.items()}
+        self.in_batch = in_batch
+        self.count = sum(len(ids) for ids in self.missing.values())
         super().__init__()
 
 
@@ -81,6 +104,11 @@ class KeyInFlight(TaskConflict):
 class KeyTaskGone(TaskConflict):
     """The task first created with this Idempotency-Key no longer exists (deleted or expired);
     send the request with a new key."""
+
+
+class KeyBatchGone(TaskConflict):
+    """The batch first created with this Idempotency-Key no longer exists (every task of it
+    deleted or expired); send the request with a new key."""
 
 
 class KeyReused(ServiceError):

@@ -10,7 +10,7 @@ from api.events import TaskEvents
 from api.metrics import Metrics
 from api.registry import Registry
 from api.runtime import EXTENSION_KEY, Runtime
-from api.service import QueueService, ScheduleService, TaskService
+from api.service import BatchService, QueueService, ScheduleService, TaskService
 from api.service.dependants import DependantsReporter
 from api.store import open_store
 from api.wakeups import open_wakeups
@@ -20,7 +20,7 @@ from api.worker import WorkerPool
 
 class TaskAPI:
     """Settings, task types, store, metrics, worker pool and services (tasks, queues,
-    schedules) of an app, kept as its ``Runtime`` in ``app.extensions["taskapi"]`` (reached
+    schedules, batches) of an app, kept as its ``Runtime`` in ``app.extensions["taskapi"]`` (reached
     with ``api.runtime.current()``).
 
     As Flask extensions are: ``TaskAPI(app)``, or ``TaskAPI().init_app(app)`` in a factory.
@@ -82,6 +82,16 @@ class TaskAPI:
                 registry,
                 max_queued=settings.max_queued,
                 notifier=link,
+                metrics=metrics,
+            ),
+            batches=BatchService(
+                store,
+                registry,
+                result_ttl=settings.result_ttl,
+                max_queued=settings.max_queued,
+                notifier=link,
+                poll_interval=settings.poll_interval,
+                events=events,
                 metrics=metrics,
             ),
         )

@@ -25,6 +25,7 @@ from api import errors
 from api.exceptions import ServiceError
 from api.http.access import OPEN_ENDPOINTS
 from api.registry import Registry
+from schemas.batches import make_batch_create
 from schemas.fields import AnyOf
 from schemas.problems import ProblemSchema, ValidationProblemSchema
 from schemas.tasks import OneOfSchema
@@ -238,6 +239,7 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     """Serve the API on ``app``: its spec and Swagger UI, every blueprint, problem errors."""
     from api.views import (
         activity,
+        batches,
         dashboard,
         docs,
         legacy,
@@ -262,7 +264,11 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     api.init_app(app)
     app.url_map.converters["task_id"] = tasks.TaskIdConverter
     api.register_converter(tasks.TaskIdConverter, tasks.task_id_param_schema)
-    api.register_blueprint(tasks.make_blueprint(registry))
+    app.url_map.converters["batch_id"] = batches.BatchIdConverter
+    api.register_converter(batches.BatchIdConverter, batches.batch_id_param_schema)
+    task_create = tasks.make_task_create_schema(registry)
+    api.register_blueprint(tasks.make_blueprint(registry, task_create))
+    api.register_blueprint(batches.make_blueprint(make_batch_create(task_create)()))
     api.register_blueprint(task_types.make_blueprint())
     api.register_blueprint(queues.make_blueprint())
     api.register_blueprint(schedules.make_blueprint(registry))

@@ -176,22 +176,27 @@ class TaskType:
         *,
         schedule: str | None = None,
         scheduled_for: datetime | None = None,
+        batch_id: str | None = None,
+        task_id: str | None = None,
     ) -> NewTask:
         """The task a validated TaskCreate body (or a schedule's template) asks for, with this
-        type's defaults for the options it leaves out."""
+        type's defaults for the options it leaves out; a new id unless ``task_id`` is given."""
+        delay = request.get("delay_seconds")
         return NewTask(
-            id=str(uuid.uuid4()),
+            id=task_id or str(uuid.uuid4()),
             type=self.name,
             params=request["params"],
             max_attempts=request.get("max_attempts", self.max_attempts),
             timeout_seconds=request.get("timeout_seconds", self.timeout_seconds),
             priority=request.get("priority", 0),
             created_at=now,
-            run_after=now + timedelta(seconds=request.get("delay_seconds", 0)),
+            run_after=now + timedelta(seconds=delay) if delay else now,
             owner=owner,
             queue=request.get("queue", self.queue),
             schedule=schedule,
             scheduled_for=scheduled_for,
+            batch_id=batch_id,
+            depends_on=tuple(request.get("depends_on", ())),
         )
 
 

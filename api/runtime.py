@@ -13,7 +13,7 @@ from flask import current_app
 from api.config import Settings
 from api.metrics import Metrics
 from api.registry import Registry
-from api.service import QueueService, ScheduleService, TaskService
+from api.service import BatchService, QueueService, ScheduleService, TaskService
 from api.store import Store
 from api.wakeups.link import Link
 from api.worker import WorkerPool
@@ -32,6 +32,7 @@ class Runtime:
     link: Link
     queues: QueueService
     schedules: ScheduleService
+    batches: BatchService
 
 
 def current() -> Runtime:

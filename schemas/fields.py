@@ -1,8 +1,10 @@
 """Fields that take what the spec's types say only: JSON numbers for ``number|integer``, JSON
-booleans for ``boolean``; and a pattern validator that reads ``^…$`` as JSON Schema does."""
+booleans for ``boolean``, ids in the one form ``format: uuid`` allows; and a pattern validator
+that reads ``^…$`` as JSON Schema does."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from marshmallow import Schema, ValidationError, fields, validate
@@ -100,3 +102,47 @@ class AnyOf(fields.Raw):
     def __init__(self, *schemas: type[Schema], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.schemas = schemas
+
+
+#: A task's id as the spec's ``format: uuid`` reads it: 8-4-4-4-12 hexadecimal digits.
+_TASK_ID = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
+
+class TaskId(fields.UUID):
+    """A task's (or a batch's) id, read as its canonical text (lower case): only the hyphenated
+    form that ``format: uuid`` allows, not the other spellings Python's ``uuid.UUID`` takes
+    (braces, ``urn:uuid:``, no hyphens)."""
+
+    default_error_messages = {  # noqa: RUF012  (marshmallow merges it into error_messages)
+        "invalid_uuid": "Not a valid id: a UUID such as 0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10."
+    }
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if not isinstance(value, str) or _TASK_ID.fullmatch(value) is None:
+            raise self.make_error("invalid_uuid")
+        return value.lower()
+
+
+class TaskIds(fields.List):
+    """Ids of tasks, at most ``max_items``, read with duplicates dropped (the first of each
+    kept, in the order given): naming a task twice asks for nothing more than naming it once.
+    The limit counts the ids as sent, as the spec's ``maxItems`` does."""
+
+    default_error_messages = {"too_many": "At most {max} ids; got {count}."}  # noqa: RUF012
+
+    def __init__(self, *, max_items: int, metadata: dict[str, Any], **kwargs: Any) -> None:
+        super().__init__(TaskId(), metadata={**metadata, "maxItems": max_items}, **kwargs)
+        self.max_items = max_items
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> Any:
+        if isinstance(value, list):
+            if len(value) > self.max_items:
+                raise self.make_error("too_many", max=self.max_items, count=len(value))
+            ids = [v.lower() for v in value if isinstance(v, str) and _TASK_ID.fullmatch(v)]
+            if len(ids) == len(value):  # each as TaskId reads it, without a call per id
+                return ids if len(ids) < 2 else list(dict.fromkeys(ids))
+        return list(dict.fromkeys(super()._deserialize(value, attr, data, **kwargs)))
+
+    def _validate(self, value: Any) -> None:
+        if self.validators:  # none unless given: skip making marshmallow's And of nothing
+            super()._validate(value)

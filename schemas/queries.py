@@ -1,4 +1,4 @@
-"""Query strings of the listing."""
+"""Query strings and headers of the reads and submits."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterable
 from marshmallow import Schema, fields, validate
 
 from api.models import Status
-from schemas.fields import queue_name, schedule_name
+from schemas.fields import TaskId, queue_name, schedule_name
 
 
 def make_list_query(type_names: Iterable[str]) -> type[Schema]:
@@ -23,6 +23,9 @@ def make_list_query(type_names: Iterable[str]) -> type[Schema]:
         ),
         "queue": queue_name("Only tasks of this queue."),
         "schedule": schedule_name("Only tasks that this schedule (of the caller) made."),
+        "batch": TaskId(
+            metadata={"description": "Only the tasks of this batch (`POST /batches`), by id."}
+        ),
         "__doc__": "Filters of the task list.",
     }
     return type("TaskListQuery", (Schema,), attrs)
@@ -53,10 +56,32 @@ class TaskReadHeaders(Schema):
     )
 
 
-class IdempotencyHeaders(Schema):
-    """The header that makes a request that creates a task safe to send again."""
+class BatchReadQuery(Schema):
+    """Long-poll: hold the answer until the batch is done or ``wait`` seconds pass."""
 
-    idempotency_key = fields.String(
+    wait = fields.Float(
+        allow_nan=False,
+        validate=validate.Range(min=0, max=MAX_WAIT_SECONDS),
+        metadata={
+            "description": "Seconds (0..60) to hold the answer until every task of the batch "
+            "has ended (`done`); the answer comes within moments of it."
+        },
+    )
+
+
+class BatchReadHeaders(Schema):
+    """Conditional read."""
+
+    if_none_match = fields.String(
+        data_key="If-None-Match",
+        metadata={
+            "description": "An ETag from an earlier read: 304 while none of its tasks changed."
+        },
+    )
+
+
+def _idempotency_key(made: str) -> fields.String:
+    return fields.String(
         data_key="Idempotency-Key",
         validate=[
             validate.Length(min=1, max=255),
@@ -64,10 +89,22 @@ class IdempotencyHeaders(Schema):
         ],
         metadata={
             "description": "1..255 printable ASCII characters. The same key with the same body "
-            "answers 200 with the task it created, and creates nothing; with another body, 422. "
-            "Keys are kept 24 hours, per caller."
+            f"answers 200 with the {made} it created, and creates nothing; with another body, "
+            "422. Keys are kept 24 hours, per caller."
         },
     )
+
+
+class IdempotencyHeaders(Schema):
+    """The header that makes a request that creates a task safe to send again."""
+
+    idempotency_key = _idempotency_key("task")
+
+
+class BatchSubmitHeaders(Schema):
+    """The header that makes a batch submit safe to send again."""
+
+    idempotency_key = _idempotency_key("batch")
 
 
 class SubmitHeaders(IdempotencyHeaders):

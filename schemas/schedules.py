@@ -2,8 +2,9 @@
 ScheduledTask, the task a schedule makes: one schema per task type, as TaskCreate.
 
 The template is validated exactly as a ``POST /tasks`` body (the same per-type schemas and
-messages), less ``delay_seconds``: a scheduled task runs at its fire time. Its errors are keyed
-under ``task`` (``task.params.x``).
+messages), less ``delay_seconds``: a scheduled task runs at its fire time, and less
+``depends_on``: every fire would wait on the same fixed tasks (refused with a message saying
+so). Its errors are keyed under ``task`` (``task.params.x``).
 
 "Exactly one of ``cron`` and ``every_seconds``" is written into the spec as a ``not`` (neither
 both nor none; generated clients ignore it, validators keep it). What a string pattern cannot
@@ -73,8 +74,8 @@ _CATCH_UP = (
 )
 _PAUSED = "A paused schedule makes no task at its fire times (a trigger still makes one)."
 _TASK = (
-    "The task each fire time makes: a `POST /tasks` body less `delay_seconds`, validated as "
-    "one; the type's defaults apply to the options it leaves out."
+    "The task each fire time makes: a `POST /tasks` body less `delay_seconds` and "
+    "`depends_on`, validated as one; the type's defaults apply to the options it leaves out."
 )
 
 _TASK_READ = (
@@ -84,11 +85,26 @@ _TASK_READ = (
 )
 
 
+#: Why a schedule's task takes no ``depends_on``.
+NO_DEPENDENCIES = (
+    "A schedule's task cannot depend on other tasks: each fire time makes a new task, and "
+    "`depends_on` names tasks that exist once, so every fire after them would wait on the "
+    "same old tasks. Leave `depends_on` out."
+)
+
+
 class ScheduledTaskBase(TaskCreateBase):
-    """The options a schedule's task may set: those of a submit but ``delay_seconds``."""
+    """The options a schedule's task may set: those of a submit but ``delay_seconds`` and
+    ``depends_on``."""
 
     class Meta(TaskCreateBase.Meta):
-        exclude = ("delay_seconds",)
+        exclude = ("delay_seconds", "depends_on")
+
+    def handle_error(self, error: ValidationError, data: Any, *, many: bool, **kwargs: Any) -> None:
+        """Say why ``depends_on`` is refused, rather than only "Unknown field."."""
+        messages = error.messages
+        if isinstance(messages, dict) and "depends_on" in messages:
+            raise ValidationError({**messages, "depends_on": [NO_DEPENDENCIES]}) from error
 
 
 def make_scheduled_task(types: Mapping[str, tuple[type[Schema], str]]) -> type[OneOfSchema]:

@@ -8,8 +8,8 @@ from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from api.models import Status, Task
-from schemas.fields import StrictFloat, StrictInteger, queue_name
+from api.models import MAX_DEPENDENCIES, Status, Task
+from schemas.fields import StrictFloat, StrictInteger, TaskIds, queue_name
 
 MAX_DELAY_SECONDS = 30 * 24 * 3600
 MAX_TIMEOUT_SECONDS = 24 * 3600
@@ -58,6 +58,18 @@ class TaskCreateBase(Schema):
         metadata={"description": "Higher runs first among ready tasks (-100..100)."},
     )
     queue = queue_name("The queue to put it in; default from the type, else `default`.")
+    depends_on = TaskIds(
+        max_items=MAX_DEPENDENCIES,
+        metadata={
+            "description": f"Ids of tasks (0..{MAX_DEPENDENCIES}) that must all succeed before "
+            "this one starts: tasks of the same caller that exist already (of earlier submits "
+            "or batches, not of the same batch). Until then it stays `queued`, its "
+            "`blocked_by` naming those that have not succeeded; should one of them fail, be "
+            "cancelled, deleted or expire, it ends `cancelled` with error type "
+            "`DependencyFailed`. An id given twice counts once. An id that is not one of the "
+            "caller's tasks is refused (422), and nothing is created."
+        },
+    )
 
 
 def _class_name(type_name: str) -> str:
@@ -104,6 +116,11 @@ class OneOfSchema(Schema):
         self._variants = {tag: variant() for tag, variant in self.VARIANTS.items()}
 
     def load(self, data: Any, *, many: bool | None = None, **kwargs: Any) -> Any:
+        return self.variant_for(data).load(data, **kwargs)
+
+    def variant_for(self, data: Any) -> Schema:
+        """The variant that loads ``data``; a ValidationError when its discriminator is
+        missing or names none (or ``data`` is not an object)."""
         if not isinstance(data, Mapping):
             raise ValidationError({"_schema": ["Invalid input type: expected a JSON object."]})
         tag = data.get(self.DISCRIMINATOR)
@@ -115,7 +132,7 @@ class OneOfSchema(Schema):
             raise ValidationError(
                 {self.DISCRIMINATOR: [f"Unknown task type; use one of: {known}."]}
             )
-        return variant.load(data, **kwargs)
+        return variant
 
 
 def make_task_create(variants: Mapping[str, type[Schema]]) -> type[OneOfSchema]:
@@ -223,6 +240,27 @@ class TaskStatusSchema(Schema):
             "(`POST /tasks/{id}/retry`); null otherwise."
         },
     )
+    depends_on = fields.List(
+        fields.UUID(),
+        required=True,
+        metadata={
+            "description": "The tasks that must succeed before it starts, in the order given "
+            "(`[]` when none)."
+        },
+    )
+    blocked_by = fields.List(
+        fields.UUID(),
+        required=True,
+        metadata={
+            "description": "Those of `depends_on` that have not succeeded yet, in the same "
+            "order: a queued task with any is not started."
+        },
+    )
+    batch_id = fields.UUID(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The batch it was submitted in (`POST /batches`); else null."},
+    )
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
         """What marshmallow's dump makes of the fields above, built directly for each task.
@@ -275,6 +313,9 @@ def _document(task: Task) -> dict[str, Any]:
         "schedule": task.schedule,
         "scheduled_for": utc_text(task.scheduled_for),
         "retry_of": task.retry_of,
+        "depends_on": list(task.depends_on),
+        "blocked_by": list(task.blocked_by),
+        "batch_id": task.batch_id,
     }
 
 

@@ -17,6 +17,10 @@ leave invalid values alone, so what a case tests (positive or negative) stays th
   checks each refusal. A value of the right shape that the service cannot read becomes one it
   can (``*/5 * * * *``, ``UTC``); the other fields of the body, and every value of the wrong
   shape, are sent as generated.
+- ``depends_on`` (of ``POST /tasks`` and of each item of ``POST /batches``): the spec says what
+  an id looks like, not which tasks exist; random ids name none, which the contract refuses with
+  422 (tests/test_dependencies_api.py checks it). A list of well-formed ids becomes an empty
+  one; any other value is sent as generated.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, HookContext
 
+from api.models import MAX_DEPENDENCIES
 from api.scheduler.cron import Timing, TimingError
 from schemas.schedules import CRON_PATTERN, TIMEZONE_PATTERN
 
@@ -39,6 +44,8 @@ _PREFER_WAIT = re.compile(r"(?i)(\bwait\s*=\s*\"?)(\d*\.?\d+(?:e[+-]?\d+)?)")
 #: What a schedule's timing fields must look like (the spec's patterns), and readable values.
 _SHAPES = {"cron": re.compile(CRON_PATTERN), "timezone": re.compile(TIMEZONE_PATTERN)}
 _READABLE = {"cron": "*/5 * * * *", "timezone": "UTC"}
+#: What ``format: uuid`` takes.
+_ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
 
 def _capped_wait(value: Any) -> Any:
@@ -84,9 +91,34 @@ def _readable_timing(case: Case) -> None:
             body[name] = readable
 
 
+def _well_formed_ids(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) <= MAX_DEPENDENCIES
+        and all(isinstance(v, str) and _ID.fullmatch(v) for v in value)
+    )
+
+
+def _no_dependencies(case: Case) -> None:
+    """Well-formed ``depends_on`` lists of a submit made empty (see the module's docstring)."""
+    body = case.body
+    if case.method.upper() != "POST" or not isinstance(body, dict):
+        return
+    if case.path == "/tasks":
+        items: Any = [body]
+    elif case.path == "/batches":
+        items = body.get("tasks")
+    else:
+        return
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and _well_formed_ids(item.get("depends_on")):
+            item["depends_on"] = []
+
+
 @schemathesis.hook
 def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
     _readable_timing(case)
+    _no_dependencies(case)
     headers = case.headers
     if headers is not None:
         key = headers.get("Idempotency-Key")

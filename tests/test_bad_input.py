@@ -24,7 +24,7 @@ from tests.conftest import make_app, runtime_of, submit
 PROBLEM = "application/problem+json"
 JSON = "application/json"
 LOCATIONS = {"json", "query", "headers", "path"}
-DEFAULT_LIMIT = 64 * 1024
+DEFAULT_LIMIT = 1024 * 1024
 INT64_MAX = 2**63 - 1
 INT64_MIN = -(2**63)
 UNKNOWN_ID = "00000000-0000-0000-0000-000000000000"
@@ -149,8 +149,8 @@ def small_app(tmp_path: Path) -> Iterator[Flask]:
 
 @pytest.fixture
 def roomy_app(tmp_path: Path) -> Iterator[Flask]:
-    """An app that takes bodies of 1 MiB, so that deep nesting is not refused for its size."""
-    app = make_app(tmp_path / "roomy.sqlite3", TASKS_MAX_BODY_BYTES=1024 * 1024)
+    """An app that takes bodies of 16 MiB, so that deep nesting is not refused for its size."""
+    app = make_app(tmp_path / "roomy.sqlite3", TASKS_MAX_BODY_BYTES=16 * 1024 * 1024)
     yield app
     runtime_of(app).pool.stop(grace=5)
     runtime_of(app).store.close()
@@ -261,11 +261,11 @@ def test_deeply_nested_json_is_400(client: FlaskClient, data: bytes) -> None:
 @pytest.mark.parametrize(
     "data",
     [
-        pytest.param(nested(100_000), id="arrays-100000"),
-        pytest.param(nested(100_000, b'{"a": ', b"}"), id="objects-100000"),
+        pytest.param(nested(1_000_000), id="arrays-1000000"),
+        pytest.param(nested(1_000_000, b'{"a": ', b"}"), id="objects-1000000"),
     ],
 )
-def test_100000_levels_of_nesting(client: FlaskClient, roomy_app: Flask, data: bytes) -> None:
+def test_a_million_levels_of_nesting(client: FlaskClient, roomy_app: Flask, data: bytes) -> None:
     # Under the default limit, the body is refused for its size before it is parsed ...
     problem = assert_problem(post_raw(client, data), 413)
     assert "body" in problem["detail"].lower(), problem
@@ -312,15 +312,15 @@ def test_form_posted_by_a_browser_is_415(client: FlaskClient) -> None:
     "data",
     [
         pytest.param(padded(ADD, DEFAULT_LIMIT + 1), id="limit+1-valid-json"),
-        pytest.param(padded(fail(message="a" * 70_000), 70_100), id="long-message"),
-        pytest.param(b"[" * 300_000, id="junk"),
+        pytest.param(padded(fail(message="a" * 1_100_000), 1_100_100), id="long-message"),
+        pytest.param(b"[" * 1_100_000, id="junk"),
     ],
 )
-def test_body_over_64KiB_is_413(client: FlaskClient, data: bytes) -> None:
+def test_body_over_1MiB_is_413(client: FlaskClient, data: bytes) -> None:
     problem = assert_problem(post_raw(client, data), 413)
     assert "body" in problem["detail"].lower(), problem
     # The detail names the limit, not just the setting, so a client knows how far to cut.
-    assert "65536 bytes" in problem["detail"], problem
+    assert "1048576 bytes" in problem["detail"], problem
     assert_no_task_created(client)
 
 
@@ -611,7 +611,7 @@ def test_NUL_in_a_message_survives_the_run(client: FlaskClient, drain: Any) -> N
     }
 
 
-def test_body_of_exactly_64KiB_is_accepted(client: FlaskClient) -> None:
+def test_body_of_exactly_1MiB_is_accepted(client: FlaskClient) -> None:
     response = post_raw(client, padded(ADD, DEFAULT_LIMIT))
     assert response.status_code == 202, response.get_data(as_text=True)
 

@@ -16,7 +16,7 @@ def test_defaults_are_the_contracts() -> None:
     assert settings.workers == 32
     assert settings.max_queued == 10_000
     assert settings.result_ttl == 7 * 24 * 3600
-    assert settings.max_body_bytes == 64 * 1024
+    assert settings.max_body_bytes == 1024 * 1024
     assert settings.log_level == "INFO"
     assert settings.log_format == "text"
 

@@ -180,6 +180,9 @@ def test_the_client_exposes_every_component_schema(generated: Path) -> None:
         "AddScheduledTask",
         "SleepScheduledTask",
         "FailScheduledTask",
+        "BatchCreate",
+        "Batch",
+        "BatchCounts",
     ):
         assert name in models.__all__, name
     # TaskCreate is a oneOf: the body of createTask is the union of its member classes.
@@ -490,6 +493,63 @@ def test_a_schedule_is_put_read_triggered_and_deleted(api: Any) -> None:
 
     assert delete_schedule.sync_detailed(name, client=api).status_code == 204
     assert isinstance(get_schedule.sync(name, client=api), Problem)
+
+
+def test_a_batch_is_created_read_waited_on_and_its_tasks_listed(api: Any) -> None:
+    from taskapi_client.api.batches import cancel_batch, create_batch, get_batch
+    from taskapi_client.api.tasks import list_tasks
+    from taskapi_client.models import (
+        AddParams,
+        AddTaskCreate,
+        AddTaskCreateType,
+        Batch,
+        BatchCreate,
+        FailParams,
+        FailTaskCreate,
+        FailTaskCreateType,
+        Problem,
+        TaskStatus,
+        TaskStatusStatus,
+        ValidationProblem,
+    )
+
+    adds = [
+        AddTaskCreate(type_=AddTaskCreateType.ADD, params=AddParams(x=n, y=1)) for n in range(3)
+    ]
+    failing = FailTaskCreate(
+        type_=FailTaskCreateType.FAIL, params=FailParams(message="no"), max_attempts=1
+    )
+    response = create_batch.sync_detailed(client=api, body=BatchCreate(tasks=[*adds, failing]))
+    assert response.status_code == 202, response.content
+    batch = response.parsed
+    assert isinstance(batch, Batch) and batch.size == 4 and len(batch.task_ids) == 4
+    assert response.headers["Location"].endswith(f"/batches/{batch.id}")
+
+    done = get_batch.sync(batch.id, client=api, wait=30)
+    assert isinstance(done, Batch) and done.done and done.finished_at is not None
+    assert (done.counts.succeeded, done.counts.failed, done.counts.queued) == (3, 1, 0)
+    tasks = list_tasks.sync(client=api, batch=batch.id, page_size=100)
+    assert isinstance(tasks, list) and all(isinstance(t, TaskStatus) for t in tasks)
+    assert {t.id for t in tasks} == set(batch.task_ids)
+    assert {t.batch_id for t in tasks} == {batch.id}
+
+    # A task of its own that depends on the batch's additions, read back as blocked or run.
+    from taskapi_client.api.tasks import create_task
+
+    fan_in = create_task.sync(
+        client=api,
+        body=AddTaskCreate(
+            type_=AddTaskCreateType.ADD, params=AddParams(x=0, y=0), depends_on=batch.task_ids[:3]
+        ),
+    )
+    assert isinstance(fan_in, TaskStatus) and fan_in.depends_on == batch.task_ids[:3]
+    assert wait_terminal(api, fan_in.id).status is TaskStatusStatus.SUCCEEDED
+
+    cancelled = cancel_batch.sync(batch.id, client=api)
+    assert isinstance(cancelled, Batch) and cancelled.counts.cancelled == 0, "all had ended"
+    assert isinstance(get_batch.sync(uuid.uuid4(), client=api), Problem)
+    empty = create_batch.sync(client=api, body=BatchCreate(tasks=[]))
+    assert isinstance(empty, ValidationProblem) and "tasks" in empty.errors["json"]
 
 
 # --- TypeScript: openapi-typescript + tsc --------------------------------------------------------

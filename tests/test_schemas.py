@@ -76,6 +76,12 @@ TASKS = {
     "cancelled with a falsy result": dataclasses.replace(
         QUEUED, status=Status.CANCELLED, result=0, finished_at=T0, expires_at=T0
     ),
+    "blocked, in a batch": dataclasses.replace(
+        QUEUED,
+        batch_id="7e1d4c2a-5b3f-4a6e-8d9c-0b1a2c3d4e5f",
+        depends_on=("3f6c1a2b-7d4e-4b8a-9c0d-1e2f3a4b5c6d", "8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d"),
+        blocked_by=("8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d",),
+    ),
 }
 
 

@@ -10,6 +10,8 @@ import yaml
 from flask.testing import FlaskClient
 
 from api.models import (
+    MAX_BATCH_SIZE,
+    MAX_DEPENDENCIES,
     MAX_EVERY_SECONDS,
     MAX_QUEUE_CONCURRENCY,
     QUEUE_NAME_PATTERN,
@@ -25,6 +27,9 @@ OPERATIONS = {
     ("delete", "/tasks/{task_id}"): "deleteTask",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("post", "/tasks/{task_id}/retry"): "retryTask",
+    ("post", "/batches"): "createBatch",
+    ("get", "/batches/{batch_id}"): "getBatch",
+    ("post", "/batches/{batch_id}/cancel"): "cancelBatch",
     ("get", "/task-types"): "listTaskTypes",
     ("get", "/queues"): "listQueues",
     ("get", "/queues/{name}"): "getQueue",
@@ -225,3 +230,71 @@ def test_schedules_link_to_their_tasks(spec: dict[str, Any]) -> None:
     links = spec["paths"]["/schedules/{name}/trigger"]["post"]["responses"]["202"]["links"]
     assert links["GetTask"]["operationId"] == "getTask"
     assert links["GetTask"]["parameters"] == {"task_id": "$response.body#/id"}
+
+
+def test_batches_are_documented_as_the_contract_says(spec: dict[str, Any]) -> None:
+    schemas = spec["components"]["schemas"]
+    create = schemas["BatchCreate"]
+    assert create["additionalProperties"] is False and create["required"] == ["tasks"]
+    tasks = create["properties"]["tasks"]
+    assert tasks["items"] == {"$ref": "#/components/schemas/TaskCreate"}
+    assert (tasks["minItems"], tasks["maxItems"]) == (1, MAX_BATCH_SIZE)
+    batch = schemas["Batch"]
+    assert set(batch["required"]) == {
+        "id", "size", "task_ids", "counts", "done", "created_at", "finished_at"
+    }  # fmt: skip
+    assert batch["properties"]["counts"]["$ref"] == "#/components/schemas/BatchCounts"
+    assert set(schemas["BatchCounts"]["required"]) == {
+        "queued", "running", "succeeded", "failed", "cancelled"
+    }  # fmt: skip
+    for name in ("Add", "Fail", "Sleep"):
+        depends_on = schemas[f"{name}TaskCreate"]["properties"]["depends_on"]
+        assert depends_on["type"] == "array" and depends_on["maxItems"] == MAX_DEPENDENCIES
+        assert depends_on["items"] == {"type": "string", "format": "uuid"}
+        assert "uniqueItems" not in depends_on, "duplicates are collapsed, not refused"
+        assert "depends_on" not in schemas[f"{name}ScheduledTask"]["properties"]
+    status = schemas["TaskStatus"]
+    assert {"depends_on", "blocked_by", "batch_id"} <= set(status["required"])
+    assert status["properties"]["batch_id"]["type"] == ["string", "null"]
+
+    created = spec["paths"]["/batches"]["post"]
+    assert created["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BatchCreate"
+    }
+    assert set(created["responses"]) == {
+        "200", "202", "400", "401", "409", "413", "415", "422", "429", "503"
+    }  # fmt: skip
+    assert "Location" in created["responses"]["202"]["headers"]
+    assert "Retry-After" in created["responses"]["503"]["headers"]
+    assert [p["name"] for p in created["parameters"] if p["in"] == "header"] == ["Idempotency-Key"]
+    item = spec["paths"]["/batches/{batch_id}"]
+    (batch_id,) = item["parameters"]
+    assert batch_id["schema"] == {"type": "string", "format": "uuid"}
+    read = item["get"]
+    assert set(read["responses"]) == {"200", "304", "401", "404", "422", "429"}
+    assert {"ETag", "Retry-After"} <= set(read["responses"]["200"]["headers"])
+    assert {p["name"] for p in read["parameters"]} == {"wait", "If-None-Match"}
+    cancel = spec["paths"]["/batches/{batch_id}/cancel"]["post"]
+    assert set(cancel["responses"]) == {"200", "401", "404", "429"}
+    batch_filter = next(
+        p for p in spec["paths"]["/tasks"]["get"]["parameters"] if p["name"] == "batch"
+    )
+    assert batch_filter["schema"] == {"type": "string", "format": "uuid"}
+
+
+def test_batches_link_to_themselves_and_their_tasks(spec: dict[str, Any]) -> None:
+    by_id = {"batch_id": "$response.body#/id"}
+    to_tasks = ("listTasks", {"batch": "$response.body#/id"})
+    for status in ("200", "202"):
+        links = spec["paths"]["/batches"]["post"]["responses"][status]["links"]
+        assert {k: (v["operationId"], v["parameters"]) for k, v in links.items()} == {
+            "GetBatch": ("getBatch", by_id),
+            "CancelBatch": ("cancelBatch", by_id),
+            "ListBatchTasks": to_tasks,
+        }
+    for operation in (
+        spec["paths"]["/batches/{batch_id}"]["get"],
+        spec["paths"]["/batches/{batch_id}/cancel"]["post"],
+    ):
+        link = operation["responses"]["200"]["links"]["ListBatchTasks"]
+        assert (link["operationId"], link["parameters"]) == to_tasks

@@ -5,8 +5,9 @@
 - every schema, property, parameter, response and header has a description;
 - every example is valid against its own schema (JSON Schema 2020-12, ``$ref`` to components
   resolved), and every request example of ``createTask`` is accepted by the service;
-- ``createTask``'s 200 and 202 link to ``getTask``, ``cancelTask`` and ``deleteTask``, and the
-  links lead to the task just created.
+- ``createTask``'s 200 and 202 link to ``getTask``, ``cancelTask``, ``deleteTask``, ``retryTask``
+  and ``getQueue``, ``createBatch``'s to ``getBatch``, ``cancelBatch`` and ``listTasks``, and the
+  links lead to the task or batch just created.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ TASK_LINKS = {
 }
 #: createTask's links besides those to the task: to its queue.
 CREATED_LINKS = {**TASK_LINKS, "GetQueue": "getQueue"}
+#: createBatch's links: to the batch, and to its tasks.
+BATCH_LINKS = {"GetBatch": "getBatch", "CancelBatch": "cancelBatch", "ListBatchTasks": "listTasks"}
 
 SPEC: dict[str, Any] = yaml.safe_load(SPEC_PATH.read_text())
 REGISTRY: Registry = Registry().with_resource(
@@ -293,13 +296,22 @@ def test_create_task_links_to_read_cancel_and_delete(status: str) -> None:
 
 
 def _follow(client: FlaskClient, link: dict[str, Any], created: dict[str, Any]) -> Any:
-    """Call the operation a link names, with its parameters taken from ``created``."""
-    path, method, _ = _operation(link["operationId"])
+    """Call the operation a link names, with its parameters taken from ``created`` (into the
+    path or the query string, as the operation declares each)."""
+    path, method, operation = _operation(link["operationId"])
+    declared = SPEC["paths"][path].get("parameters", []) + operation.get("parameters", [])
+    where = {p["name"]: p["in"] for p in declared}
+    query: dict[str, str] = {}
     for name, expression in link["parameters"].items():
         match = re.fullmatch(r"\$response\.body#/(\w+)", expression)
         assert match, expression
-        path = path.replace("{" + name + "}", str(created[match.group(1)]))
-    return client.open(path, method=method.upper())
+        value = str(created[match.group(1)])
+        if where[name] == "path":
+            path = path.replace("{" + name + "}", value)
+        else:
+            assert where[name] == "query", (name, where[name])
+            query[name] = value
+    return client.open(path, method=method.upper(), query_string=query)
 
 
 def test_following_the_links_reaches_the_created_task(client: FlaskClient) -> None:
@@ -311,3 +323,32 @@ def test_following_the_links_reaches_the_created_task(client: FlaskClient) -> No
     assert cancelled.status_code == 200 and cancelled.get_json()["status"] == "cancelled"
     assert _follow(client, links["DeleteTask"], created).status_code == 204
     assert _follow(client, links["GetTask"], created).status_code == 404
+
+
+@pytest.mark.parametrize("status", ["200", "202"])
+def test_create_batch_links_to_read_cancel_and_list_it(status: str) -> None:
+    links = _operation("createBatch")[2]["responses"][status]["links"]
+    assert {name: link["operationId"] for name, link in links.items()} == BATCH_LINKS
+    for name, link in links.items():
+        parameter = "batch" if name == "ListBatchTasks" else "batch_id"
+        assert link["parameters"] == {parameter: "$response.body#/id"}
+        assert link["description"]
+        path, _, operation = _operation(link["operationId"])
+        parameters = SPEC["paths"][path].get("parameters", []) + operation.get("parameters", [])
+        declared = next(p for p in parameters if p["name"] == parameter)
+        assert declared["in"] == ("query" if name == "ListBatchTasks" else "path")
+
+
+def test_following_the_batch_links_reaches_the_batch_and_its_tasks(client: FlaskClient) -> None:
+    links = _operation("createBatch")[2]["responses"]["202"]["links"]
+    body = {"tasks": [{"type": "sleep", "params": {"seconds": 1}} for _ in range(3)]}
+    response = client.post("/batches", json=body)
+    assert response.status_code == 202, response.get_json()
+    created = response.get_json()
+    read = _follow(client, links["GetBatch"], created)
+    assert read.status_code == 200 and read.get_json()["id"] == created["id"]
+    listed = _follow(client, links["ListBatchTasks"], created)
+    assert listed.status_code == 200
+    assert sorted(t["id"] for t in listed.get_json()) == sorted(created["task_ids"])
+    cancelled = _follow(client, links["CancelBatch"], created)
+    assert cancelled.status_code == 200 and cancelled.get_json()["counts"]["cancelled"] == 3

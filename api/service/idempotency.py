@@ -50,16 +50,22 @@ def take(owner: str, key: str, request: Mapping[str, Any], now: datetime) -> Ide
     )
 
 
+def check_replay(taken: KeyTaken, print_: str) -> None:
+    """Refuse to answer a key already taken for a request with another body (KeyReused), or
+    while its first request is still being handled (KeyInFlight)."""
+    if taken.fingerprint != print_:
+        raise KeyReused()
+    if taken.in_flight:
+        raise KeyInFlight()
+
+
 def replay(store: Store, taken: KeyTaken, print_: str, clock: Callable[[], datetime]) -> Task:
     """The task a key already created, for a request repeated with the same body.
 
     Refuses another body (KeyReused), a key whose first request is still being handled
     (KeyInFlight) and one whose task is gone (KeyTaskGone).
     """
-    if taken.fingerprint != print_:
-        raise KeyReused()
-    if taken.in_flight:
-        raise KeyInFlight()
+    check_replay(taken, print_)
     task = store.get(taken.task_id, clock())
     if task is None:
         raise KeyTaskGone()

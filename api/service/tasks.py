@@ -1,4 +1,4 @@
-"""What the views call: submit, read, list, cancel and delete tasks.
+"""What the views call: submit, read, list, cancel, delete and retry tasks.
 
 The service owns the rules a client meets (defaults from the task type, which changes a task's
 status allows, what a refusal says); the store owns how tasks are kept.
@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 from api.events import TaskEvents
 from api.exceptions import (
+    DependenciesNotFound,
     NotCancellable,
     NotDeletable,
     NotRetryable,
@@ -27,7 +28,7 @@ from api.metrics import Metrics
 from api.models import RETRYABLE, NewTask, Status, Task
 from api.registry import Registry
 from api.service import idempotency
-from api.store import KeyTaken, QueueFull, Store, TaskFilter
+from api.store import KeyTaken, QueueFull, Store, TaskFilter, UnknownDependencies
 
 # The service's lines are logged as "api.service", as they were before it was a package.
 log = logging.getLogger("api.service")
@@ -165,6 +166,8 @@ class TaskService:
             return Submitted(task, created=False)
         except QueueFull:
             raise QueueFullError(self.max_queued, QUEUE_FULL_RETRY_AFTER) from None
+        except UnknownDependencies as unknown:
+            raise DependenciesNotFound(unknown.missing, in_batch=False) from None
         self._queued(task)
         try:
             if wait is None:
@@ -218,6 +221,7 @@ class TaskService:
         owner: str = "",
         queue: str | None = None,
         schedule: str | None = None,
+        batch: str | None = None,
     ) -> tuple[list[Task], int]:
         """One page of ``owner``'s tasks, newest first, and how many match the filters."""
         where = TaskFilter(
@@ -225,6 +229,7 @@ class TaskService:
             type=type_name,
             queue=queue,
             schedule=schedule,
+            batch=batch,
             owner=owner,
         )
         # A page far past the end is simply empty; keep its offset within what stores take.

@@ -1,5 +1,5 @@
-"""Examples the spec shows for the tasks, queues and schedules operations (Swagger UI offers
-them as they are)."""
+"""Examples the spec shows for the tasks, queues, schedules and batches operations (Swagger UI
+offers them as they are)."""
 
 from __future__ import annotations
 
@@ -51,6 +51,9 @@ QUEUED_EXAMPLE: dict[str, Any] = {
     "schedule": None,
     "scheduled_for": None,
     "retry_of": None,
+    "depends_on": [],
+    "blocked_by": [],
+    "batch_id": None,
 }
 #: The same task once it succeeded.
 STATUS_EXAMPLE = {
@@ -153,4 +156,57 @@ RETRIED_EXAMPLE: dict[str, Any] = {
     **QUEUED_EXAMPLE,
     "id": "5d0c3a9e-2b7f-4e61-a8d4-9f1e6c3b2a70",
     "retry_of": QUEUED_EXAMPLE["id"],
+}
+
+#: Request examples of ``POST /batches``.
+BATCH_CREATE_EXAMPLES = {
+    "fan-out": {
+        "summary": "Three additions at once",
+        "description": "Three tasks created together; `GET /batches/{id}?wait=10` answers "
+        "once all have ended.",
+        "value": {
+            "tasks": [
+                {"type": "add", "params": {"x": 1, "y": 2}},
+                {"type": "add", "params": {"x": 3, "y": 4}},
+                {"type": "add", "params": {"x": 5, "y": 6}},
+            ]
+        },
+    },
+    "mixed": {
+        "summary": "Tasks of several types, with options",
+        "description": "Each item is a `POST /tasks` body: its own type, params and options.",
+        "value": {
+            "tasks": [
+                {"type": "sleep", "params": {"seconds": 2}, "queue": "reports"},
+                {"type": "add", "params": {"x": 2, "y": 3}, "priority": 10},
+                {
+                    "type": "fail",
+                    "params": {"message": "flaky dependency", "succeed_after": 1},
+                    "max_attempts": 3,
+                },
+            ]
+        },
+    },
+}
+_BATCH_TASK_IDS = [
+    "3f6c1a2b-7d4e-4b8a-9c0d-1e2f3a4b5c6d",
+    "8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d",
+    "c5d6e7f8-0a1b-4c2d-a3e4-f5a6b7c8d9e0",
+]
+#: A batch as ``POST /batches`` answers it: just queued.
+BATCH_QUEUED_EXAMPLE: dict[str, Any] = {
+    "id": "7e1d4c2a-5b3f-4a6e-8d9c-0b1a2c3d4e5f",
+    "size": 3,
+    "task_ids": _BATCH_TASK_IDS,
+    "counts": {"queued": 3, "running": 0, "succeeded": 0, "failed": 0, "cancelled": 0},
+    "done": False,
+    "created_at": "2026-11-23T22:31:27.123456Z",
+    "finished_at": None,
+}
+#: The same batch once every task ended.
+BATCH_EXAMPLE: dict[str, Any] = {
+    **BATCH_QUEUED_EXAMPLE,
+    "counts": {"queued": 0, "running": 0, "succeeded": 3, "failed": 0, "cancelled": 0},
+    "done": True,
+    "finished_at": "2026-11-23T22:31:27.131204Z",
 }

@@ -158,3 +158,33 @@ type Triggered = operations["triggerSchedule"]["responses"][202]["content"]["app
 export function triggeredId(task: Triggered): string {
   return task.id;
 }
+
+// Batches: a BatchCreate is a list of TaskCreate; a Batch counts its tasks by status.
+export const batchBody: Schemas["BatchCreate"] = {
+  tasks: [addBody(1, 2), { type: "sleep", params: { seconds: 1 }, queue: "reports" }],
+};
+export const createBatchRequest: operations["createBatch"]["requestBody"]["content"]["application/json"] =
+  batchBody;
+export function batchLine(batch: Schemas["Batch"]): string {
+  const ended = batch.counts.succeeded + batch.counts.failed + batch.counts.cancelled;
+  const finished = batch.finished_at ?? "not yet";
+  return `${batch.id}: ${ended}/${batch.size} ended, done ${batch.done}, finished ${finished}`;
+}
+type CreatedBatch = operations["createBatch"]["responses"][202]["content"]["application/json"];
+export function firstTaskOf(batch: CreatedBatch): string | undefined {
+  return batch.task_ids[0];
+}
+export const byBatch: NonNullable<operations["listTasks"]["parameters"]["query"]> = {
+  batch: "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+};
+export const afterOthers: TaskCreate = {
+  type: "add",
+  params: { x: 1, y: 2 },
+  depends_on: ["0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10"],
+};
+export function waitingFor(task: TaskStatus): string[] {
+  return task.blocked_by.filter((id) => task.depends_on.includes(id));
+}
+export function batchOf(task: TaskStatus): string | null {
+  return task.batch_id;
+}

@@ -59,3 +59,20 @@ export const everyAsText: Schemas["ScheduleWrite"] = {
   every_seconds: "60", // error
   task: { type: "sleep", params: { seconds: 1 } },
 };
+
+export const batchOfOne: Schemas["BatchCreate"] = { type: "add", params: { x: 1, y: 2 } }; // error
+
+export const dependsOnOne: Schemas["AddTaskCreate"] = {
+  type: "add",
+  params: { x: 1, y: 2 },
+  depends_on: "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10", // error
+};
+
+export const scheduledAfter: Schemas["ScheduleWrite"] = {
+  every_seconds: 60,
+  task: { type: "add", params: { x: 1, y: 2 }, depends_on: [] }, // error
+};
+
+export function batchFinished(batch: Schemas["Batch"]): string {
+  return batch.finished_at; // error
+}
