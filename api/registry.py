@@ -31,7 +31,6 @@ from __future__ import annotations
 import importlib
 import re
 import threading
-import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -39,6 +38,7 @@ from typing import Any, Literal, Protocol, get_args
 
 from marshmallow import Schema
 
+from api.ids import new_id
 from api.models import DEFAULT_QUEUE, QUEUE_NAME_PATTERN, NewTask
 
 DEFAULT_MAX_ATTEMPTS = 3
@@ -183,7 +183,7 @@ class TaskType:
         type's defaults for the options it leaves out; a new id unless ``task_id`` is given."""
         delay = request.get("delay_seconds")
         return NewTask(
-            id=task_id or str(uuid.uuid4()),
+            id=task_id or new_id(),
             type=self.name,
             params=request["params"],
             max_attempts=request.get("max_attempts", self.max_attempts),

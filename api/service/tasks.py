@@ -24,6 +24,7 @@ from api.exceptions import (
     TaskNotFound,
     UnknownTaskType,
 )
+from api.ids import new_id
 from api.metrics import Metrics
 from api.models import RETRYABLE, NewTask, Status, Task
 from api.registry import Registry
@@ -128,7 +129,7 @@ class TaskService:
             raise NotRetryable(old.id, old.status.value)
         now = self.clock()
         new = NewTask(
-            id=str(uuid.uuid4()),
+            id=new_id(),
             type=old.type,
             params=old.params,
             max_attempts=old.max_attempts,
