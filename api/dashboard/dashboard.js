@@ -61,6 +61,14 @@
     }
   }
 
+  // An id in few characters: its end. The tasks of a batch have UUIDv7 ids, which begin
+  // with the time they were made: a batch's tasks (and the batch) share their first twelve
+  // characters, and only their ends tell them apart.
+  function shortId(id) {
+    const text = String(id);
+    return text.length > 8 ? "…" + text.slice(-8) : text;
+  }
+
   function knownStatus(status) {
     return STATUSES.includes(status) ? status : "unknown";
   }
@@ -626,7 +634,7 @@
       el("td", { class: "task-cell" },
         el("div", {},
           el("span", { class: "type" }, String(task.type)), " ",
-          el("code", { class: "id", title: String(task.id) }, String(task.id).slice(0, 8))),
+          el("code", { class: "id", title: String(task.id) }, shortId(task.id))),
         el("div", { class: "params muted", title: params }, shorten(params, 80))),
       el("td", { class: "queue-cell" }, String(task.queue || "")),
       el("td", {}, el("span", { class: "badge " + status }, String(task.status))),
