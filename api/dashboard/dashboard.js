@@ -18,7 +18,8 @@
   // {t, queued, running, ended, failed}: the store's counts, as GET /activity answers them
   // (kept by the server, so the charts show the last minutes from the first paint).
   let points = [];
-  const view = { page: 1, status: "", type: "", queue: "", schedule: "" }; // what the list shows
+  // What the list shows.
+  const view = { page: 1, status: "", type: "", queue: "", schedule: "", batch: "" };
   const switching = new Set(); // queues whose PATCH is on its way: their switch waits
   const scheduling = new Set(); // schedules whose change or trigger is on its way
   // The fields of a Schedule that PUT /schedules/{name} takes back (ScheduleWrite).
@@ -130,6 +131,7 @@
     if (view.type) query.append("type", view.type);
     if (view.queue) query.append("queue", view.queue);
     if (view.schedule) query.append("schedule", view.schedule);
+    if (view.batch) query.append("batch", view.batch);
     return "tasks?" + query.toString();
   }
 
@@ -602,14 +604,25 @@
         label(progress.current) + " / " + label(progress.total) + words));
   }
 
+  // The dependencies a queued task still waits for: "waiting for 2 dependencies", or null.
+  function waitingFor(task) {
+    const blocked = Array.isArray(task.blocked_by) ? task.blocked_by.length : 0;
+    if (task.status !== "queued" || !blocked) return null;
+    return "waiting for " + blocked + (blocked === 1 ? " dependency" : " dependencies");
+  }
+
   function detailOf(task) {
     const parts = [];
+    const waiting = waitingFor(task);
+    if (waiting) parts.push(el("div", { class: "waiting" }, waiting));
     if (task.progress && (task.status === "running" || task.status === "queued")) {
       parts.push(progressOf(task.progress));
     }
     if (task.error) {
-      const lead = task.status === "failed"
-        ? null : el("span", { class: "muted" }, "last attempt: ");
+      // Why it ended, said as such; any other error is its last attempt's. A task cancelled
+      // for a dependency (DependencyFailed) made no attempt.
+      const why = task.status === "failed" || task.error.type === "DependencyFailed";
+      const lead = why ? null : el("span", { class: "muted" }, "last attempt: ");
       parts.push(el("div", { class: "error" }, lead,
         el("strong", { class: "error-type" }, String(task.error.type)), " ",
         el("span", { class: "error-message" }, String(task.error.message))));
@@ -647,7 +660,7 @@
 
   function showTasks(tasks, page) {
     $("task-rows").replaceChildren(...tasks.map(taskRow));
-    const filtered = view.status || view.type || view.queue || view.schedule;
+    const filtered = view.status || view.type || view.queue || view.schedule || view.batch;
     $("empty").textContent = filtered ? "No tasks match." : "No tasks yet.";
     $("empty").hidden = tasks.length > 0;
     const total = Number.isFinite(page.total) ? page.total : tasks.length;
@@ -680,9 +693,26 @@
   $("filter-queue").addEventListener("change", (e) => changeView({ queue: e.target.value, page: 1 }));
   $("filter-schedule").addEventListener("change",
     (e) => changeView({ schedule: e.target.value, page: 1 }));
+  $("filter-batch").addEventListener("change", (e) => changeView({ batch: e.target.value, page: 1 }));
   $("page-newer").addEventListener("click", () => changeView({ page: Math.max(1, view.page - 1) }));
   $("page-older").addEventListener("click", () => changeView({ page: view.page + 1 }));
   $("list-controls").addEventListener("submit", (e) => e.preventDefault());
+
+  // A batch among the filter's choices (batches cannot be listed: the choices are those seen).
+  function offerBatch(id) {
+    const select = $("filter-batch");
+    if (![...select.options].some((o) => o.value === id)) {
+      select.append(el("option", { value: id }, id));
+    }
+  }
+
+  // The list filtered by one batch, and brought into view.
+  function filterByBatch(id) {
+    offerBatch(id);
+    $("filter-batch").value = id;
+    changeView({ batch: id, page: 1 });
+    $("tasks-title").scrollIntoView({ block: "start" });
+  }
 
   // ---- One task in full --------------------------------------------------------------------
 
@@ -709,11 +739,27 @@
     return el("a", { href: "#task-" + id, class: "task-link", "data-open-task": id }, id);
   }
 
+  // The list of this batch's tasks, when followed.
+  function batchLink(id) {
+    return el("a", { href: "#batch-" + id, class: "task-link", "data-filter-batch": id,
+      title: "List the tasks of this batch" }, id);
+  }
+
+  const LINKS_SHOWN = 50; // of a task's dependencies: a fan-in may have a thousand
+
+  function taskLinks(ids) {
+    const shown = ids.slice(0, LINKS_SHOWN).map((id) => taskLink(String(id)));
+    const more = ids.length - shown.length;
+    return el("span", { class: "task-links" }, ...shown,
+      more > 0 ? el("span", { class: "muted" }, "and " + more + " more") : null);
+  }
+
   $("detail-fields").addEventListener("click", (event) => {
-    const link = event.target.closest("a[data-open-task]");
+    const link = event.target.closest("a[data-open-task], a[data-filter-batch]");
     if (!link) return;
     event.preventDefault();
-    openDetail(link.dataset.openTask);
+    if (link.dataset.filterBatch) filterByBatch(link.dataset.filterBatch);
+    else openDetail(link.dataset.openTask);
   });
 
   function showDetail(task) {
@@ -726,12 +772,19 @@
         el("span", { class: "error-message" }, String(task.error.message)))
       : "—";
     const result = task.status === "succeeded" ? el("pre", {}, pretty(task.result)) : "—";
+    const dependsOn = Array.isArray(task.depends_on) ? task.depends_on : [];
+    const blockedBy = Array.isArray(task.blocked_by) ? task.blocked_by : [];
+    const waiting = waitingFor(task);
     $("detail-fields").replaceChildren(
       ...field("status", "Status", el("span", { class: "badge " + status }, String(task.status)),
+        waiting ? el("span", { class: "waiting" }, " · " + waiting) : null,
         task.cancel_requested && (status === "queued" || status === "running")
           ? el("span", { class: "muted" }, " · cancel requested") : null),
       ...field("type", "Type", String(task.type)),
       ...field("queue", "Queue", String(task.queue || "—")),
+      ...(task.batch_id ? field("batch_id", "Batch", batchLink(String(task.batch_id))) : []),
+      ...(dependsOn.length ? field("depends_on", "Depends on", taskLinks(dependsOn)) : []),
+      ...(blockedBy.length ? field("blocked_by", "Blocked by", taskLinks(blockedBy)) : []),
       ...(task.retry_of ? field("retry_of", "Retry of", taskLink(String(task.retry_of))) : []),
       ...(task.schedule ? field("schedule", "Schedule", String(task.schedule)) : []),
       ...(task.scheduled_for ? field("scheduled_for", "Fire time", when(task.scheduled_for)) : []),
