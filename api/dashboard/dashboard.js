@@ -217,7 +217,10 @@
     const response = await call("batches/" + encodeURIComponent(id), "application/json", "GET",
       undefined, last ? { "If-None-Match": last.etag } : undefined);
     if (response.status === 304 && last) return last.batch;
-    if (response.status === 404) return null;
+    if (response.status === 404) {
+      batchReads.delete(id);
+      return null;
+    }
     if (!response.ok) throw new Error("GET /batches/" + id + " answered " + response.status);
     const batch = await response.json();
     const etag = response.headers.get("ETag");
