@@ -779,3 +779,219 @@ def test_dashboard_says_why_a_retry_is_refused(server: Server) -> None:
         )
         expect(page.locator("#detail-id")).to_have_text(failed)
     assert call(server, "GET", "/tasks?type=fail")[1] == []
+
+
+def batch_row(page: Page, batch_id: str) -> Locator:
+    return page.locator(f'#batch-rows tr[data-batch="{batch_id}"]')
+
+
+def batch_cell(page: Page, batch_id: str, field: str) -> Locator:
+    return batch_row(page, batch_id).locator(f'[data-field="{field}"]')
+
+
+def create_batch(server: Server, tasks: list[dict[str, Any]]) -> dict[str, Any]:
+    status, batch = call(server, "POST", "/batches", {"tasks": tasks})
+    assert status == 202, batch
+    return dict(batch)
+
+
+def pause(server: Server, queue: str, paused: bool = True) -> None:
+    status, answer = call(server, "PATCH", f"/queues/{queue}", {"paused": paused})
+    assert status == 200, answer
+
+
+def test_dashboard_follows_a_batch_as_the_pool_drains_and_lists_its_tasks(server: Server) -> None:
+    """A batch of six over two paused queues: the page shows none ended, then four (one failed)
+    when the first queue is resumed, then all six when the second is; its tasks are listed by
+    the batch's button, by the Batch filter and by the link in a task's detail."""
+    alone = submit(server, {"type": "add", "params": {"x": 0, "y": 0}})
+    wait_terminal(server, alone)
+    pause(server, "first")
+    pause(server, "second")
+    first = [{"type": "add", "params": {"x": n, "y": 1}, "queue": "first"} for n in range(3)]
+    fails = {"type": "fail", "params": {"message": "bad page"}, "max_attempts": 1}
+    second = [{"type": "add", "params": {"x": n, "y": 2}, "queue": "second"} for n in range(2)]
+    batch = create_batch(server, [*first, {**fails, "queue": "first"}, *second])
+    batch_id = batch["id"]
+    reads: list[tuple[str, int]] = []
+
+    def record_reads(context: BrowserContext) -> None:
+        context.on("response", lambda r: reads.append((r.url, r.status)))
+
+    with browse(server, record_reads) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        expect(page.locator("#batch-rows tr")).to_have_count(1)
+        bar = batch_row(page, batch_id).get_by_role("progressbar")
+        expect(bar).to_have_attribute("aria-valuenow", "0")
+        expect(bar).to_have_attribute("aria-valuemax", "6")
+        expect(batch_cell(page, batch_id, "progress")).to_have_text("0 / 6 ended")
+        expect(batch_cell(page, batch_id, "queued")).to_have_text("6")
+        expect(batch_cell(page, batch_id, "created_at")).to_have_text(re.compile(r" ago$"))
+        expect(batch_cell(page, batch_id, "finished_at")).to_have_text("—")
+        cancel = page.get_by_role("button", name=f"Cancel batch {batch_id}")
+        expect(cancel).to_be_enabled()
+
+        # The first queue drains: four of six ended, the failure shown as its share.
+        pause(server, "first", False)
+        expect(bar).to_have_attribute("aria-valuenow", "4")
+        expect(batch_cell(page, batch_id, "progress")).to_have_text("4 / 6 ended · 1 failed")
+        expect(bar).to_have_attribute("aria-valuetext", "4 / 6 ended · 1 failed")
+        for part, share in (("succeeded", 50), ("failed", 100 / 6)):
+            width = bar.locator(f'[data-part="{part}"]').evaluate("e => e.style.width")
+            assert float(width.rstrip("%")) == pytest.approx(share, abs=0.01), (part, width)
+        expect(batch_cell(page, batch_id, "succeeded")).to_have_text("3")
+        expect(batch_cell(page, batch_id, "failed")).to_have_text("1")
+        expect(batch_cell(page, batch_id, "queued")).to_have_text("2")
+        expect(batch_cell(page, batch_id, "finished_at")).to_have_text("—")
+        expect(cancel).to_be_enabled()
+
+        # The second one: done, full, and nothing left to cancel.
+        pause(server, "second", False)
+        expect(bar).to_have_attribute("aria-valuenow", "6")
+        expect(batch_cell(page, batch_id, "progress")).to_have_text("6 / 6 ended · 1 failed")
+        expect(batch_cell(page, batch_id, "finished_at")).to_have_text(re.compile(r"^\d+ s ago$"))
+        expect(cancel).to_be_disabled()
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-batches.png", full_page=True)
+
+        # Its tasks, by the batch's button: the six, not the task submitted alone.
+        info = page.locator("#page-info")
+        expect(info).to_have_text("page 1 of 1 · 7 tasks")
+        page.get_by_role("button", name=f"Show tasks of batch {batch_id}").click()
+        expect(info).to_have_text("page 1 of 1 · 6 tasks")
+        expect(page.get_by_label("Batch", exact=True)).to_have_value(batch_id)
+        expect(batch_row(page, batch_id)).to_have_attribute("aria-current", "true")
+        for task_id in batch["task_ids"]:
+            expect(row(page, task_id)).to_be_visible()
+        expect(row(page, alone)).to_have_count(0)
+        page.get_by_label("Batch", exact=True).select_option("")
+        expect(info).to_have_text("page 1 of 1 · 7 tasks")
+        expect(batch_row(page, batch_id)).not_to_have_attribute("aria-current", "true")
+
+        # A task in full names its batch; following it lists the batch again.
+        failed = batch["task_ids"][3]
+        row(page, failed).click()
+        expect(detail_field(page, "error")).to_have_text("TaskFailure bad page")
+        expect(detail_field(page, "batch_id")).to_have_text(batch_id)
+        expect(detail_field(page, "depends_on")).to_have_count(0)
+        detail_field(page, "batch_id").get_by_role("link", name=batch_id).click()
+        expect(info).to_have_text("page 1 of 1 · 6 tasks")
+        expect(page.get_by_label("Batch", exact=True)).to_have_value(batch_id)
+        expect(row(page, alone)).to_have_count(0)
+
+    batch_url = f"{server.url}/batches/{batch_id}"
+    assert (batch_url, 200) in reads and (batch_url, 304) in reads, "read again only on change"
+    assert f"{server.url}/tasks?page_size=100" in seen.urls()
+    assert f"{server.url}/tasks?page=1&page_size=20&batch={batch_id}" in seen.urls()
+    assert not [r for r in seen.requests if r.method == "POST"], "following a batch changes none"
+    assert not seen.console_errors, seen.console_errors
+
+
+def test_dashboard_cancels_a_batch(server: Server) -> None:
+    """One task of the batch runs (a long sleep), three wait in a paused queue: Cancel ends the
+    three at once and stops the sleep when it next checks; then there is nothing to cancel."""
+    pause(server, "later")
+    batch = create_batch(
+        server,
+        [
+            {"type": "sleep", "params": {"seconds": 60}},
+            *[{"type": "add", "params": {"x": n, "y": 0}, "queue": "later"} for n in range(3)],
+        ],
+    )
+    batch_id, sleeper = batch["id"], batch["task_ids"][0]
+    for _ in range(200):
+        if call(server, "GET", f"/tasks/{sleeper}")[1]["status"] == "running":
+            break
+        time.sleep(0.05)
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        expect(batch_cell(page, batch_id, "running")).to_have_text("1")
+        expect(batch_cell(page, batch_id, "queued")).to_have_text("3")
+        cancel = page.get_by_role("button", name=f"Cancel batch {batch_id}")
+        cancel.click()
+        expect(page.locator("#batch-message")).to_have_text(
+            re.compile(
+                rf"^Batch {batch_id} cancelled: no more of its tasks start"
+                r"(; 1 running task stops when it next check)?\.$"
+            )
+        )
+        bar = batch_row(page, batch_id).get_by_role("progressbar")
+        expect(bar).to_have_attribute("aria-valuenow", "4")
+        expect(batch_cell(page, batch_id, "progress")).to_have_text("4 / 4 ended · 4 cancelled")
+        expect(batch_cell(page, batch_id, "cancelled")).to_have_text("4")
+        expect(batch_cell(page, batch_id, "finished_at")).to_have_text(re.compile(r" ago$"))
+        expect(cancel).to_be_disabled()
+        expect(status_of(page, sleeper)).to_have_text("cancelled")
+
+    posts = [r.url for r in seen.requests if r.method == "POST"]
+    assert posts == [f"{server.url}/batches/{batch_id}/cancel"], "one click, one request"
+    status, after = call(server, "GET", f"/batches/{batch_id}")
+    assert status == 200 and after["done"] and after["counts"]["cancelled"] == 4, after
+    assert not seen.console_errors, seen.console_errors
+
+
+def test_dashboard_shows_what_a_task_waits_for_and_why_it_will_not_run(server: Server) -> None:
+    """first waits in a paused queue; second depends on it, third on both. Each shows what it
+    waits for, as links; cancelling first cancels the others with DependencyFailed, shown as
+    the reason they ended. A task whose dependency succeeds stops waiting and runs."""
+    pause(server, "gate")
+    first = submit(server, {"type": "add", "params": {"x": 1, "y": 0}, "queue": "gate"})
+    second = submit(server, {"type": "add", "params": {"x": 2, "y": 0}, "depends_on": [first]})
+    third = submit(
+        server, {"type": "add", "params": {"x": 3, "y": 0}, "depends_on": [first, second]}
+    )
+    pause(server, "slow")
+    ahead = submit(server, {"type": "add", "params": {"x": 4, "y": 0}, "queue": "slow"})
+    after = submit(server, {"type": "add", "params": {"x": 5, "y": 0}, "depends_on": [ahead]})
+
+    with browse(server) as seen:
+        page = seen.page
+        page.goto(server.url + "/dashboard")
+        expect(row(page, second).locator(".waiting")).to_have_text("waiting for 1 dependency")
+        expect(row(page, third).locator(".waiting")).to_have_text("waiting for 2 dependencies")
+        expect(row(page, first).locator(".waiting")).to_have_count(0)
+
+        row(page, third).click()
+        expect(detail_field(page, "status")).to_have_text("queued · waiting for 2 dependencies")
+        for name in ("depends_on", "blocked_by"):
+            links = detail_field(page, name).get_by_role("link")
+            expect(links).to_have_text([first, second])
+        expect(detail_field(page, "batch_id")).to_have_count(0)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "dashboard-waiting.png", full_page=True)
+
+        # Follow what it waits for, and cancel that: the chain ends, with its reason.
+        detail_field(page, "blocked_by").get_by_role("link", name=first).click()
+        expect(page.locator("#detail-id")).to_have_text(first)
+        expect(detail_field(page, "status")).to_have_text("queued")
+        expect(detail_field(page, "blocked_by")).to_have_count(0)
+        page.get_by_role("button", name="Cancel task").click()
+        expect(detail_field(page, "status")).to_have_text("cancelled")
+        for task_id in (second, third):
+            expect(status_of(page, task_id)).to_have_text("cancelled")
+            expect(row(page, task_id).locator(".error")).to_have_text(
+                re.compile(r"^DependencyFailed Task \S+, which this task depends on, ended")
+            )
+            expect(row(page, task_id).locator(".waiting")).to_have_count(0)
+        row(page, third).click()
+        expect(detail_field(page, "status")).to_have_text("cancelled")
+        expect(detail_field(page, "error")).to_have_text(
+            re.compile(r"^DependencyFailed Task .+ ended cancelled: this task will not run\.")
+        )
+        expect(page.get_by_role("button", name="Retry task")).to_be_visible()
+
+        # A dependency that succeeds: the waiting task runs.
+        expect(row(page, after).locator(".waiting")).to_have_text("waiting for 1 dependency")
+        pause(server, "slow", False)
+        expect(status_of(page, after)).to_have_text("succeeded")
+        expect(row(page, after).locator(".waiting")).to_have_count(0)
+        row(page, after).click()
+        expect(detail_field(page, "status")).to_have_text("succeeded")
+        expect(detail_field(page, "depends_on")).to_have_text(ahead)
+        expect(detail_field(page, "blocked_by")).to_have_count(0)
+
+    assert call(server, "GET", f"/tasks/{third}")[1]["error"]["type"] == "DependencyFailed"
+    assert not seen.console_errors, seen.console_errors

@@ -1,8 +1,9 @@
 // taskapi dashboard: polls GET /tasks, GET /queues, GET /schedules and GET /activity, draws the
 // last minutes as inline SVG, lists the queues with a pause switch each (PATCH /queues/{name})
 // and the schedules with a pause switch (GET, then PUT with paused flipped) and a Run now button
-// (POST /schedules/{name}/trigger) each, pages and filters the task list, and shows one task in
-// full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
+// (POST /schedules/{name}/trigger) each, follows the batches of the newest tasks (GET
+// /batches/{id}, conditional on its ETag) with a Cancel button each (POST
+// /batches/{id}/cancel), pages and filters the task list, and shows one task in full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
 // never as HTML: task params, results and error messages are user data.
 "use strict";
 
@@ -18,13 +19,20 @@
   // {t, queued, running, ended, failed}: the store's counts, as GET /activity answers them
   // (kept by the server, so the charts show the last minutes from the first paint).
   let points = [];
-  const view = { page: 1, status: "", type: "", queue: "", schedule: "" }; // what the list shows
+  // What the list shows.
+  const view = { page: 1, status: "", type: "", queue: "", schedule: "", batch: "" };
   const switching = new Set(); // queues whose PATCH is on its way: their switch waits
   const scheduling = new Set(); // schedules whose change or trigger is on its way
   // The fields of a Schedule that PUT /schedules/{name} takes back (ScheduleWrite).
   const WRITE_FIELDS = ["cron", "every_seconds", "timezone", "task", "paused", "overlap",
     "catch_up"];
   const SCHEDULE_PAGE_SIZE = 100;
+  // Batches cannot be listed: those shown are the batches of the newest BATCH_SCAN tasks, at
+  // most BATCHES_SHOWN of them (and the one the list is filtered by).
+  const BATCH_SCAN = 100;
+  const BATCHES_SHOWN = 10;
+  const batchReads = new Map(); // batch id → {etag, batch}: the last read, for If-None-Match
+  const cancelling = new Set(); // batches whose cancel is on its way
   let selected = null; // the id of the task shown in full, or null
   let typesShown = false;
   let timer = null;
@@ -61,6 +69,14 @@
     }
   }
 
+  // An id in few characters: its end. The tasks of a batch have UUIDv7 ids, which begin
+  // with the time they were made: a batch's tasks (and the batch) share their first twelve
+  // characters, and only their ends tell them apart.
+  function shortId(id) {
+    const text = String(id);
+    return text.length > 8 ? "…" + text.slice(-8) : text;
+  }
+
   function knownStatus(status) {
     return STATUSES.includes(status) ? status : "unknown";
   }
@@ -76,8 +92,8 @@
 
   // A request with the token; a GET is sent again once when the connection failed: the
   // server may close an idle keep-alive connection just as the next poll reuses it.
-  async function call(path, accept, method, body) {
-    const headers = { Accept: accept };
+  async function call(path, accept, method, body, extra) {
+    const headers = { Accept: accept, ...extra };
     const token = sessionStorage.getItem(TOKEN_KEY);
     if (token) headers.Authorization = "Bearer " + token;
     if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -122,6 +138,7 @@
     if (view.type) query.append("type", view.type);
     if (view.queue) query.append("queue", view.queue);
     if (view.schedule) query.append("schedule", view.schedule);
+    if (view.batch) query.append("batch", view.batch);
     return "tasks?" + query.toString();
   }
 
@@ -189,6 +206,47 @@
       return { schedules: Array.isArray(body) ? body : [] };
     } catch (e) {
       const reason = e instanceof AuthNeeded ? "GET /schedules refused the token" : e.message;
+      return { unavailable: String(reason) };
+    }
+  }
+
+  // One batch: read again only when its ETag changed (a 304 answers the last read); null when
+  // it is gone (every task of it deleted or expired).
+  async function loadBatch(id) {
+    const last = batchReads.get(id);
+    const response = await call("batches/" + encodeURIComponent(id), "application/json", "GET",
+      undefined, last ? { "If-None-Match": last.etag } : undefined);
+    if (response.status === 304 && last) return last.batch;
+    if (response.status === 404) {
+      batchReads.delete(id);
+      return null;
+    }
+    if (!response.ok) throw new Error("GET /batches/" + id + " answered " + response.status);
+    const batch = await response.json();
+    const etag = response.headers.get("ETag");
+    if (etag) batchReads.set(id, { etag, batch });
+    else batchReads.delete(id);
+    return batch;
+  }
+
+  // The batches of the newest tasks, newest first, or {unavailable: reason}; never throws.
+  async function loadBatches() {
+    try {
+      const response = await call("tasks?page_size=" + BATCH_SCAN, "application/json");
+      if (!response.ok) return { unavailable: "GET /tasks answered " + response.status };
+      const body = await response.json();
+      const ids = [];
+      for (const task of Array.isArray(body) ? body : []) {
+        const id = task.batch_id ? String(task.batch_id) : null;
+        if (id && !ids.includes(id) && ids.length < BATCHES_SHOWN) ids.push(id);
+      }
+      if (view.batch && !ids.includes(view.batch)) ids.push(view.batch);
+      for (const id of [...batchReads.keys()]) if (!ids.includes(id)) batchReads.delete(id);
+      const batches = (await Promise.all(ids.map(loadBatch))).filter(Boolean);
+      batches.sort((a, b) => String(b.created_at).localeCompare(String(a.created_at)));
+      return { batches };
+    } catch (e) {
+      const reason = e instanceof AuthNeeded ? "the token was refused" : e.message;
       return { unavailable: String(reason) };
     }
   }
@@ -551,6 +609,118 @@
     }
   });
 
+  // ---- Batches -----------------------------------------------------------------------------
+
+  // A batch's tasks by how they stand: those deleted or expired since (only ended tasks can
+  // be) count as ended, so a batch that is done is full.
+  function batchShares(batch) {
+    const counts = batch.counts || {};
+    const n = (status) => (Number.isFinite(counts[status]) ? counts[status] : 0);
+    const size = Number.isFinite(batch.size) ? batch.size : 0;
+    const kept = STATUSES.reduce((sum, status) => sum + n(status), 0);
+    const shares = { succeeded: n("succeeded"), failed: n("failed"), cancelled: n("cancelled"),
+      gone: Math.max(0, size - kept) };
+    const ended = shares.succeeded + shares.failed + shares.cancelled + shares.gone;
+    return { size, ended, shares };
+  }
+
+  // A bar of the ended share, in parts: succeeded, failed, cancelled, gone.
+  function batchProgress(batch) {
+    const { size, ended, shares } = batchShares(batch);
+    const said = [];
+    for (const [name, words] of [["failed", "failed"], ["cancelled", "cancelled"],
+      ["gone", "deleted or expired"]]) {
+      if (shares[name]) said.push(shares[name] + " " + words);
+    }
+    const parts = Object.entries(shares).filter(([, count]) => count > 0).map(([name, count]) => {
+      const part = el("div", { class: "part " + name, "data-part": name });
+      part.style.width = (size ? (count / size) * 100 : 0).toFixed(2) + "%";
+      return part;
+    });
+    const text = ended + " / " + size + " ended" + (said.length ? " · " + said.join(" · ") : "");
+    const bar = el("div", {
+      class: "bar parts", role: "progressbar", "aria-label": "Batch " + batch.id + " ended",
+      "aria-valuemin": "0", "aria-valuemax": String(size), "aria-valuenow": String(ended),
+      "aria-valuetext": text,
+    }, ...parts);
+    return el("div", { class: "progress" }, bar, el("div", { class: "progress-text" }, text));
+  }
+
+  function batchRow(batch) {
+    const id = String(batch.id);
+    const counts = batch.counts || {};
+    const count = (status) => el("td", { class: "num", "data-field": status },
+      Number.isFinite(counts[status]) ? String(counts[status]) : "–");
+    const done = batch.done === true;
+    const show = el("button", { type: "button", class: "link", "data-show-batch": id,
+      "aria-label": "Show tasks of batch " + id }, "Show tasks");
+    const cancel = el("button", { type: "button", class: "run-now", "data-cancel-batch": id,
+      "aria-label": "Cancel batch " + id,
+      title: done ? "Every task of it has ended." : "Cancel every task of it not ended yet" },
+    "Cancel");
+    cancel.disabled = done || cancelling.has(id);
+    const attrs = { "data-batch": id, class: "batch" + (done ? " done" : "") };
+    if (view.batch === id) attrs["aria-current"] = "true";
+    return el("tr", attrs,
+      el("th", { scope: "row", class: "batch-id" }, el("code", {}, id),
+        el("div", { class: "muted" }, batch.size + (batch.size === 1 ? " task" : " tasks"))),
+      el("td", { "data-field": "progress" }, batchProgress(batch)),
+      ...STATUSES.map(count),
+      el("td", { "data-field": "created_at", title: String(batch.created_at) },
+        since(batch.created_at)),
+      el("td", { "data-field": "finished_at", title: String(batch.finished_at || "") },
+        batch.finished_at ? since(batch.finished_at) : "—"),
+      el("td", { class: "batch-actions" }, show, cancel));
+  }
+
+  function showBatches(result) {
+    if (!result.batches) {
+      $("batches-state").textContent = "The batches are unavailable (" + result.unavailable + ").";
+      $("batches-empty").hidden = true;
+      return;
+    }
+    $("batches-state").textContent = "";
+    $("batch-rows").replaceChildren(...result.batches.map(batchRow));
+    $("batches-empty").hidden = result.batches.length > 0;
+    for (const batch of result.batches) offerBatch(String(batch.id));
+  }
+
+  // Cancel what is left of a batch; the answer (or the refusal) is said under the table.
+  async function cancelBatch(id) {
+    cancelling.add(id);
+    $("batch-message").textContent = "Cancelling batch " + id + "…";
+    try {
+      const response = await call("batches/" + encodeURIComponent(id) + "/cancel",
+        "application/json", "POST");
+      if (!response.ok) {
+        $("batch-message").textContent = "Refused (" + response.status + "): " +
+          await problemDetail(response);
+        return;
+      }
+      const batch = await response.json();
+      const running = batch.counts && batch.counts.running;
+      $("batch-message").textContent = "Batch " + id + " cancelled: no more of its tasks start" +
+        (running ? "; " + running + (running === 1 ? " running task stops when it" :
+          " running tasks stop when they") + " next check." : ".");
+    } catch (e) {
+      if (e instanceof AuthNeeded) askToken(e);
+      else $("batch-message").textContent = "Cannot reach the service (" + e.message + ").";
+    } finally {
+      cancelling.delete(id);
+      poll();
+    }
+  }
+
+  $("batch-rows").addEventListener("click", (event) => {
+    const button = event.target.closest("button");
+    if (!button || button.disabled) return;
+    if (button.dataset.showBatch) filterByBatch(button.dataset.showBatch);
+    else if (button.dataset.cancelBatch) {
+      button.disabled = true; // one click, one request
+      cancelBatch(button.dataset.cancelBatch);
+    }
+  });
+
   // ---- Header, table, notices --------------------------------------------------------------
 
   function showCounts(counts) {
@@ -594,14 +764,25 @@
         label(progress.current) + " / " + label(progress.total) + words));
   }
 
+  // The dependencies a queued task still waits for: "waiting for 2 dependencies", or null.
+  function waitingFor(task) {
+    const blocked = Array.isArray(task.blocked_by) ? task.blocked_by.length : 0;
+    if (task.status !== "queued" || !blocked) return null;
+    return "waiting for " + blocked + (blocked === 1 ? " dependency" : " dependencies");
+  }
+
   function detailOf(task) {
     const parts = [];
+    const waiting = waitingFor(task);
+    if (waiting) parts.push(el("div", { class: "waiting" }, waiting));
     if (task.progress && (task.status === "running" || task.status === "queued")) {
       parts.push(progressOf(task.progress));
     }
     if (task.error) {
-      const lead = task.status === "failed"
-        ? null : el("span", { class: "muted" }, "last attempt: ");
+      // Why it ended, said as such; any other error is its last attempt's. A task cancelled
+      // for a dependency (DependencyFailed) made no attempt.
+      const why = task.status === "failed" || task.error.type === "DependencyFailed";
+      const lead = why ? null : el("span", { class: "muted" }, "last attempt: ");
       parts.push(el("div", { class: "error" }, lead,
         el("strong", { class: "error-type" }, String(task.error.type)), " ",
         el("span", { class: "error-message" }, String(task.error.message))));
@@ -626,7 +807,7 @@
       el("td", { class: "task-cell" },
         el("div", {},
           el("span", { class: "type" }, String(task.type)), " ",
-          el("code", { class: "id", title: String(task.id) }, String(task.id).slice(0, 8))),
+          el("code", { class: "id", title: String(task.id) }, shortId(task.id))),
         el("div", { class: "params muted", title: params }, shorten(params, 80))),
       el("td", { class: "queue-cell" }, String(task.queue || "")),
       el("td", {}, el("span", { class: "badge " + status }, String(task.status))),
@@ -639,7 +820,7 @@
 
   function showTasks(tasks, page) {
     $("task-rows").replaceChildren(...tasks.map(taskRow));
-    const filtered = view.status || view.type || view.queue || view.schedule;
+    const filtered = view.status || view.type || view.queue || view.schedule || view.batch;
     $("empty").textContent = filtered ? "No tasks match." : "No tasks yet.";
     $("empty").hidden = tasks.length > 0;
     const total = Number.isFinite(page.total) ? page.total : tasks.length;
@@ -672,9 +853,27 @@
   $("filter-queue").addEventListener("change", (e) => changeView({ queue: e.target.value, page: 1 }));
   $("filter-schedule").addEventListener("change",
     (e) => changeView({ schedule: e.target.value, page: 1 }));
+  $("filter-batch").addEventListener("change", (e) => changeView({ batch: e.target.value, page: 1 }));
   $("page-newer").addEventListener("click", () => changeView({ page: Math.max(1, view.page - 1) }));
   $("page-older").addEventListener("click", () => changeView({ page: view.page + 1 }));
   $("list-controls").addEventListener("submit", (e) => e.preventDefault());
+
+  // A batch among the filter's choices (batches cannot be listed: the choices are those seen),
+  // by the end of its id, as the tasks are (the full id is in the Batches table).
+  function offerBatch(id) {
+    const select = $("filter-batch");
+    if (![...select.options].some((o) => o.value === id)) {
+      select.append(el("option", { value: id, title: id }, shortId(id)));
+    }
+  }
+
+  // The list filtered by one batch, and brought into view.
+  function filterByBatch(id) {
+    offerBatch(id);
+    $("filter-batch").value = id;
+    changeView({ batch: id, page: 1 });
+    $("tasks-title").scrollIntoView({ block: "start" });
+  }
 
   // ---- One task in full --------------------------------------------------------------------
 
@@ -701,11 +900,27 @@
     return el("a", { href: "#task-" + id, class: "task-link", "data-open-task": id }, id);
   }
 
+  // The list of this batch's tasks, when followed.
+  function batchLink(id) {
+    return el("a", { href: "#batch-" + id, class: "task-link", "data-filter-batch": id,
+      title: "List the tasks of this batch" }, id);
+  }
+
+  const LINKS_SHOWN = 50; // of a task's dependencies: a fan-in may have a thousand
+
+  function taskLinks(ids) {
+    const shown = ids.slice(0, LINKS_SHOWN).map((id) => taskLink(String(id)));
+    const more = ids.length - shown.length;
+    return el("span", { class: "task-links" }, ...shown,
+      more > 0 ? el("span", { class: "muted" }, "and " + more + " more") : null);
+  }
+
   $("detail-fields").addEventListener("click", (event) => {
-    const link = event.target.closest("a[data-open-task]");
+    const link = event.target.closest("a[data-open-task], a[data-filter-batch]");
     if (!link) return;
     event.preventDefault();
-    openDetail(link.dataset.openTask);
+    if (link.dataset.filterBatch) filterByBatch(link.dataset.filterBatch);
+    else openDetail(link.dataset.openTask);
   });
 
   function showDetail(task) {
@@ -718,12 +933,19 @@
         el("span", { class: "error-message" }, String(task.error.message)))
       : "—";
     const result = task.status === "succeeded" ? el("pre", {}, pretty(task.result)) : "—";
+    const dependsOn = Array.isArray(task.depends_on) ? task.depends_on : [];
+    const blockedBy = Array.isArray(task.blocked_by) ? task.blocked_by : [];
+    const waiting = waitingFor(task);
     $("detail-fields").replaceChildren(
       ...field("status", "Status", el("span", { class: "badge " + status }, String(task.status)),
+        waiting ? el("span", { class: "waiting" }, " · " + waiting) : null,
         task.cancel_requested && (status === "queued" || status === "running")
           ? el("span", { class: "muted" }, " · cancel requested") : null),
       ...field("type", "Type", String(task.type)),
       ...field("queue", "Queue", String(task.queue || "—")),
+      ...(task.batch_id ? field("batch_id", "Batch", batchLink(String(task.batch_id))) : []),
+      ...(dependsOn.length ? field("depends_on", "Depends on", taskLinks(dependsOn)) : []),
+      ...(blockedBy.length ? field("blocked_by", "Blocked by", taskLinks(blockedBy)) : []),
       ...(task.retry_of ? field("retry_of", "Retry of", taskLink(String(task.retry_of))) : []),
       ...(task.schedule ? field("schedule", "Schedule", String(task.schedule)) : []),
       ...(task.scheduled_for ? field("scheduled_for", "Fire time", when(task.scheduled_for)) : []),
@@ -882,8 +1104,8 @@
     let next = true;
     try {
       const shown = selected;
-      const [list, activity, queues, schedules, detail] = await Promise.all([
-        loadTasks(), loadActivity(), loadQueues(), loadSchedules(),
+      const [list, activity, queues, schedules, batches, detail] = await Promise.all([
+        loadTasks(), loadActivity(), loadQueues(), loadSchedules(), loadBatches(),
         shown ? loadDetail(shown) : null,
       ]);
       const pages = Math.max(1, list.page.total_pages || 1);
@@ -894,6 +1116,7 @@
       showTasks(list.tasks, list.page);
       showQueues(queues);
       showSchedules(schedules);
+      showBatches(batches);
       if (detail && shown === selected) {
         if (detail.task) showDetail(detail.task);
         else showGone(detail.gone);
