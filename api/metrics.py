@@ -211,8 +211,8 @@ class Metrics:
             child = self._children[(metric, labels)] = metric.labels(*labels)
         return child
 
-    def task_created(self, task_type: str) -> None:
-        self._child(self.created, task_type).inc()
+    def task_created(self, task_type: str, count: int = 1) -> None:
+        self._child(self.created, task_type).inc(count)
 
     def task_started(self, task: Task) -> None:
         if task.started_at is not None:

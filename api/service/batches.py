@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -131,8 +132,8 @@ class BatchService:
         log.info("batch %s of %d tasks queued", batch.id, batch.size)
         if self.metrics is not None:
             self.metrics.batch_created()
-            for task in tasks:
-                self.metrics.task_created(task.type)
+            for task_type, count in Counter(task.type for task in tasks).items():
+                self.metrics.task_created(task_type, count)
 
     def get(self, batch_id: str, *, owner: str = "") -> Batch:
         """The batch, if ``owner`` submitted it: another caller's is as good as unknown."""

@@ -253,7 +253,9 @@ class TaskService:
             elif changed.status is Status.RUNNING:
                 self.notifier.cancel_requested(changed.id)
                 log.info("task %s: cancel asked", changed.id, extra={"task_id": changed.id})
-            self.events.changed(changed.id)
+            # Its long-polls, and its batch's (a batch is done once its last task ends).
+            woken = [changed.id] if changed.batch_id is None else [changed.id, changed.batch_id]
+            self.events.changed_many(woken)
             # It may have ended on its own meanwhile: that is the 409 below, not a cancel.
             if changed.status is Status.CANCELLED or not changed.is_terminal:
                 return changed

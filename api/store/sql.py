@@ -519,7 +519,7 @@ class SqlStore(ABC):
                         self._batch_row(task, task_blocked)
                         for task, task_blocked in zip(tasks, blocked, strict=True)
                     ]
-                self._insert_rows(db, rows)
+                self._insert_rows(db, tasks, rows)
                 db.execute(
                     self.queries["insert_batch"],
                     {
@@ -540,8 +540,10 @@ class SqlStore(ABC):
         assert found is not None  # committed just now, with tasks not yet expired
         return found
 
-    def _insert_rows(self, db: Db, rows: builtins.list[builtins.list[Any]]) -> None:
-        """Insert a batch's tasks (rows of ``_batch_row``) in one statement."""
+    def _insert_rows(
+        self, db: Db, tasks: Sequence[NewTask], rows: builtins.list[builtins.list[Any]]
+    ) -> None:
+        """Insert a batch's ``tasks`` (as ``rows`` of ``_batch_row``) in one statement."""
         db.execute(self.queries["insert_tasks"], {"rows": self._json_rows(rows)})
 
     def _batch_row(self, task: NewTask, blocked: Sequence[str]) -> builtins.list[Any]:

@@ -263,3 +263,17 @@ def test_a_batch_cancel_cancels_queued_members_and_asks_running_ones(
     batch = store.batch(new.id, SOON)
     assert batch is not None and not batch.done
     assert store.cancel_batch(new.id, SOON, EXPIRES) == []  # nothing more to change
+
+
+def test_a_batch_over_two_queues_is_counted_in_each(store: Store) -> None:
+    new = _batch(3)
+    tasks = (*new.tasks[:2], dataclasses.replace(new.tasks[2], queue="emails"))
+    store.create_batch(dataclasses.replace(new, tasks=tasks))
+    store.create(new_task(queue="emails"))
+    counts = {q.name: q.counts for q in store.queues(T0)}
+    assert counts["default"][Status.QUEUED] == 2 and counts["emails"][Status.QUEUED] == 2
+    for task in store.claim_many("w", 5, SOON, LATER):
+        assert finish(store, task.id, "w", Status.SUCCEEDED, SOON, EXPIRES)
+    counts = {q.name: q.counts for q in store.queues(SOON)}
+    assert counts["default"][Status.SUCCEEDED] == 2 and counts["emails"][Status.SUCCEEDED] == 2
+    assert sum(c[Status.QUEUED] + c[Status.RUNNING] for c in counts.values()) == 0

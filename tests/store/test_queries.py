@@ -24,8 +24,16 @@ POSTGRES_ONLY = {
 
 
 #: What only SQLite needs: its claim in two steps, of one queue or of several (claims.py),
-#: and the queued count a batch checks its room against (PostgreSQL counts under its lock).
-SQLITE_ONLY = {"claim_queues", "claim_turns", "claim_each", "queued_total"}
+#: the queued count a batch checks its room against (PostgreSQL counts under its lock), and
+#: the trigger-kept counts, which a batch keeps itself, once per queue.
+SQLITE_ONLY = {
+    "claim_queues",
+    "claim_turns",
+    "claim_each",
+    "queued_total",
+    "open_queue_counts",
+    "count_batch",
+}
 
 
 def test_both_backends_name_the_same_statements() -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import Counter
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -18,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from api.models import Status
+from api.models import NewTask, Status
 from api.store import Claim, StoreError
 from api.store.queries import load
 from api.store.sql import SqlStore
@@ -123,11 +124,15 @@ class SQLiteStore(SqlStore):
         statement, values = second_step(self.queries, rooms, args)
         return db.execute(statement, values).fetchall()
 
-    def _insert_rows(self, db: Any, rows: list[list[Any]]) -> None:
+    def _insert_rows(self, db: Any, tasks: Sequence[NewTask], rows: list[list[Any]]) -> None:
         # Rows of VALUES, each value a parameter: SQLite reads no JSON for them (a JSON list
         # read with json_each took a third longer), and takes up to 32 766 parameters.
         statement = _values(self.queries["insert_tasks"], len(rows), len(rows[0]))
         db.execute(statement, [value for row in rows for value in row])
+        # Counted once per queue (the insert trigger passes over a batch's tasks).
+        for queue, count in Counter(task.queue for task in tasks).items():
+            db.execute(self.queries["open_queue_counts"], {"queue": queue})
+            db.execute(self.queries["count_batch"], {"queue": queue, "count": count})
 
     def _submitting(self, keyed: bool) -> AbstractContextManager[sqlite3.Connection]:
         # The usual submit is one statement (the bound and the insert), one commit.

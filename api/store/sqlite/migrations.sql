@@ -198,6 +198,17 @@ CREATE TABLE batches (
     task_ids TEXT NOT NULL,
     created_at REAL NOT NULL
 );
+-- A batch's tasks are counted in queue_counts by one statement per queue (count_batch), not
+-- by this trigger once per task: a thousand runs of it were a fifth of a batch's insert.
+DROP TRIGGER tasks_counted_in;
+CREATE TRIGGER tasks_counted_in AFTER INSERT ON tasks WHEN new.batch_id IS NULL BEGIN
+    INSERT INTO queue_counts (status, queue, n)
+    SELECT statuses.status, new.queue, 0
+    FROM (SELECT 'queued' AS status UNION ALL SELECT 'running' UNION ALL SELECT 'succeeded'
+          UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') AS statuses
+    WHERE NOT EXISTS (SELECT 1 FROM queue_counts WHERE status = 'queued' AND queue = new.queue);
+    UPDATE queue_counts SET n = n + 1 WHERE status = new.status AND queue = new.queue;
+END;
 CREATE TRIGGER tasks_batch_gone AFTER DELETE ON tasks WHEN old.batch_id IS NOT NULL BEGIN
     DELETE FROM batches WHERE id = old.batch_id
         AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch_id = old.batch_id);

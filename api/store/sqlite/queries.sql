@@ -433,6 +433,19 @@ INSERT INTO tasks (id, type, params, max_attempts, timeout_seconds, priority,
     depends_on, blocked_by, status)
 VALUES {values}
 
+-- name: open_queue_counts
+-- A queue's rows of queue_counts, if it has none yet (as the insert trigger makes them).
+INSERT INTO queue_counts (status, queue, n)
+SELECT statuses.status, :queue, 0
+FROM (SELECT 'queued' AS status UNION ALL SELECT 'running' UNION ALL SELECT 'succeeded'
+      UNION ALL SELECT 'failed' UNION ALL SELECT 'cancelled') AS statuses
+WHERE NOT EXISTS (SELECT 1 FROM queue_counts WHERE status = 'queued' AND queue = :queue)
+
+-- name: count_batch
+-- A batch's :count tasks of :queue, just inserted queued: the insert trigger leaves a batch's
+-- tasks to this one statement per queue.
+UPDATE queue_counts SET n = n + :count WHERE status = 'queued' AND queue = :queue
+
 -- name: insert_batch
 INSERT INTO batches (id, owner, task_ids, created_at)
 VALUES (:id, :owner, :task_ids, :created_at)
