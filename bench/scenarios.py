@@ -39,14 +39,14 @@ async def submit_load(port: int, seconds: float, clients: int = CLIENTS) -> Load
 
 #: The size of a batch of the bulk submit figure, and the clients that send batches at once.
 BULK_BATCH = 1000
-BULK_CLIENTS = 4
+BULK_CLIENTS = 8
 #: The bulk figure's server takes a backlog far past TASKS_MAX_QUEUED's default (10 000).
 BULK_ENV = {"TASKS_MAX_QUEUED": "100000000"}
 
 
 async def bulk_submit(port: int, seconds: float, clients: int = BULK_CLIENTS) -> float:
-    """Keep-alive clients (4) submitting batches of 1 000 `add` tasks back to back
-    (``POST /batches``): tasks accepted per second."""
+    """Keep-alive clients (8: enough to keep every API process busy) submitting batches of
+    1 000 `add` tasks back to back (``POST /batches``): tasks accepted per second."""
     body = json.dumps(
         {"tasks": [{"type": "add", "params": {"x": n, "y": 2}} for n in range(BULK_BATCH)]}
     ).encode()
