@@ -476,3 +476,26 @@ def test_with_api_keys_a_caller_sees_the_series_of_its_own_schedules_only(tmp_pa
     )
     expect_schedule_families(text)  # the families stay declared
     assert "taskapi_tasks_created_total" in text  # the server's own families are shared
+
+
+# -- batches and dependencies ------------------------------------------------------------------
+
+
+def test_batches_and_dependency_cancellations_are_counted(client: FlaskClient) -> None:
+    first = scrape(client)
+    assert value(first, "taskapi_batches_created_total") == 0
+    assert ("taskapi_dependency_cancellations_total", frozenset({("type", "add")})) in first
+    items = [{"type": "fail", "params": {"message": "no"}, "max_attempts": 1}] * 2
+    batch = client.post("/batches", json={"tasks": items}).get_json()
+    for failing in batch["task_ids"]:
+        waiting = submit(
+            client, {"type": "add", "params": {"x": 1, "y": 1}, "depends_on": [failing]}
+        )
+        submit(client, {"type": "add", "params": {"x": 1, "y": 1}, "depends_on": [waiting["id"]]})
+    client.application.extensions["taskapi"].pool.drain()
+    samples = scrape(client)
+    assert value(samples, "taskapi_batches_created_total") == 1
+    assert value(samples, "taskapi_tasks_created_total", type="fail") == 2
+    assert value(samples, "taskapi_dependency_cancellations_total", type="add") == 4
+    finished = {"type": "add", "outcome": "cancelled"}
+    assert value(samples, "taskapi_tasks_finished_total", **finished) == 4
