@@ -7,13 +7,25 @@ api/cli/__init__.py adds them to the ``taskapi`` group.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
+from api.cli.common import (
+    ACTIVE_STATUSES,
+    ERROR_EXIT,
+    FAILED_EXIT,
+    INTERRUPTED_EXIT,
+    POLL_SECONDS,
+    fail,
+    parse_param,
+    print_json,
+    task_id_argument,
+    token_option,
+    url_option,
+)
 from api.cli.views import (
     TYPE_HEADERS,
     LiveView,
@@ -27,56 +39,8 @@ from api.cli.views import (
     task_table,
     type_cells,
 )
-from api.client import DEFAULT_URL, Client, ClientError
+from api.client import Client, ClientError
 from api.models import MAX_QUEUE_CONCURRENCY
-
-url_option = click.option(
-    "--url",
-    envvar="TASKS_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="The server (or TASKS_URL).",
-)
-token_option = click.option(
-    "--token",
-    envvar="TASKS_TOKEN",
-    default=None,
-    help="API key, when the server has TASKS_API_KEYS (or TASKS_TOKEN).",
-)
-task_id_argument = click.argument("task_id", metavar="ID", help="The task's id.")
-
-#: Long-poll of ``submit --wait``: each read is answered at once when the task ends, else then.
-POLL_SECONDS = 0.5
-#: Exit status of ``submit --wait`` when the task failed or was cancelled.
-FAILED_EXIT = 1
-#: Exit status of a refused request or an unreachable server.
-ERROR_EXIT = 2
-ACTIVE_STATUSES = ("queued", "running")
-#: Exit status of ``submit --wait`` interrupted by Ctrl-C (the task goes on).
-INTERRUPTED_EXIT = 130
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value``: the value read as JSON when it parses (``x=2`` is a number), else as a
-    string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not key=value", param_hint="KEY=VALUE")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
-
-
-def print_json(document: Any) -> None:
-    """A task, queue or schedule as the API gave it: indented JSON on stdout."""
-    click.echo(json.dumps(document, indent=2, sort_keys=True))
-
-
-def fail(error: ClientError) -> NoReturn:
-    """Say on stderr why a request was refused (or not answered), and exit with ERROR_EXIT."""
-    click.echo(f"error: {error}", err=True)
-    sys.exit(ERROR_EXIT)
 
 
 @click.command()
