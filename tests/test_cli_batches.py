@@ -7,6 +7,8 @@ import contextlib
 import json
 import os
 import re
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,8 +18,15 @@ from click.testing import CliRunner
 
 from api.cli import main
 from tests.conftest import postgres_schema_url
-from tests.processes import Server, free_port, start_server, wait_terminal
-from tests.test_cli import ESCAPE, TERMINAL_SETTINGS, run, run_on_terminal
+from tests.processes import (
+    TASKAPI,
+    Server,
+    default_sigint,
+    free_port,
+    start_server,
+    wait_terminal,
+)
+from tests.test_cli import ESCAPE, ROOT, TERMINAL_SETTINGS, child_env, run, run_on_terminal
 
 ADD = {"type": "add", "params": {"x": 1, "y": 2}}
 SUMMARY = re.compile(
@@ -141,6 +150,7 @@ def test_a_batch_is_read_from_stdin(server: Server) -> None:
         ([ADD, "", '{"type": add}'], "error: tasks.jsonl:3: not JSON: Expecting value (column 10)"),
         ([ADD, [ADD]], "error: tasks.jsonl:2: an array, not a task: a task is a JSON object like"),
         (['"add x=1"'], "error: tasks.jsonl:1: a string, not a task"),
+        (['{"type": "add", "params": {"x": NaN, "y": 2}}'], "error: tasks.jsonl:1: not JSON: NaN "),
         (["", "  "], "error: tasks.jsonl has no tasks: write one JSON object a line"),
         (
             [ADD] * 1001,
@@ -219,8 +229,8 @@ def _submit(server: Server, *args: str) -> dict[str, Any]:
 
 
 def test_submit_after_waits_for_its_dependencies_then_runs(server: Server) -> None:
-    first = _submit(server, "sleep", "seconds=1")
-    second = _submit(server, "sleep", "seconds=2")
+    first = _submit(server, "sleep", "seconds=2")
+    second = _submit(server, "sleep", "seconds=3")
     code, out, err = run(
         server, "submit", "add", "x=4", "y=5", "--after", first["id"], "--after", second["id"]
     )
@@ -345,3 +355,29 @@ def test_batch_wait_draws_a_progress_bar_on_a_terminal(server: Server, tmp_path:
     assert re.search(r" [01]/2 ", frames), frames
     assert "running" in frames, frames
     assert frames.strip().splitlines()[-1].startswith("✓ 2 succeeded in"), frames
+
+
+def test_interrupting_batch_wait_leaves_the_batch_going_on(server: Server, tmp_path: Path) -> None:
+    path = batch_file(tmp_path, {"type": "sleep", "params": {"seconds": 3}})
+    process = subprocess.Popen(
+        [*TASKAPI, "submit", "--batch", path, "--wait", "--url", server.url],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=child_env(),
+        cwd=ROOT,
+        preexec_fn=default_sigint,
+    )
+    assert process.stderr is not None
+    queued = re.fullmatch(r"batch (\S+): 1 task queued\n", process.stderr.readline())
+    assert queued, "the batch's id comes first"
+    assert process.stderr.readline().startswith("0/1 ended: "), "then its progress"
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=10)
+    assert process.returncode == 130 and out == ""
+    assert err.endswith(
+        f"interrupted: batch {queued[1]} goes on; "
+        f"follow it with `taskapi batch {queued[1]} --wait`\n"
+    ), err
+    status, batch = server.request("GET", f"/batches/{queued[1]}?wait=10")
+    assert status == 200 and batch["counts"]["succeeded"] == 1, batch

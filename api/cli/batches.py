@@ -132,6 +132,11 @@ def json_kind(value: Any) -> str:
     return "a string" if isinstance(value, str) else "an array"
 
 
+def _not_json(constant: str) -> NoReturn:
+    """``json.loads`` takes NaN and Infinity, which JSON (and the server) does not."""
+    raise ValueError(f"{constant} is not a JSON number")
+
+
 def read_batch_file(stream: IO[str]) -> BatchFile:
     """The tasks of a JSON Lines file (one object a line, blank lines skipped), or an exit
     naming the first line that is not a JSON object, or saying the file holds too many."""
@@ -144,10 +149,10 @@ def read_batch_file(stream: IO[str]) -> BatchFile:
             if not text.strip():
                 continue
             try:
-                item = json.loads(text)
+                item = json.loads(text, parse_constant=_not_json)
             except json.JSONDecodeError as exc:
                 refuse(f"{name}:{number}: not JSON: {exc.msg} (column {exc.colno})")
-            except ValueError as exc:  # a number too long for Python to read
+            except ValueError as exc:  # NaN, or a number too long for Python to read
                 refuse(f"{name}:{number}: not JSON: {exc}")
             if not isinstance(item, dict):
                 refuse(
