@@ -295,6 +295,7 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
         "cancel",
         "delete",
         "retry",
+        "batch",
         "types",
         "queues",
         "queue",
@@ -304,7 +305,7 @@ def test_status_of_an_unknown_task_exits_2(server: Server) -> None:
 )
 def test_an_unreachable_server_is_reported_plainly(command: str) -> None:
     url = f"http://127.0.0.1:{free_port()}"
-    with_id = ("status", "cancel", "delete", "retry", "queue", "schedule")
+    with_id = ("status", "cancel", "delete", "retry", "batch", "queue", "schedule")
     args = [command, "some-id"] if command in with_id else [command]
     result = CliRunner().invoke(main, [*args, "--url", url])
     assert result.exit_code == 2 and result.stdout == ""

@@ -7,17 +7,31 @@ api/cli/__init__.py adds them to the ``taskapi`` group.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from typing import Any, NoReturn
+from typing import IO, Any
 
 import click
 
+from api.cli.batches import BatchClient, submit_batch
+from api.cli.common import (
+    ACTIVE_STATUSES,
+    ERROR_EXIT,
+    FAILED_EXIT,
+    INTERRUPTED_EXIT,
+    POLL_SECONDS,
+    fail,
+    parse_param,
+    print_json,
+    task_id_argument,
+    token_option,
+    url_option,
+)
 from api.cli.views import (
     TYPE_HEADERS,
     LiveView,
     PlainView,
+    dependency_lines,
     make_console,
     outcome,
     queue_cells,
@@ -27,60 +41,17 @@ from api.cli.views import (
     task_table,
     type_cells,
 )
-from api.client import DEFAULT_URL, Client, ClientError
+from api.client import Client, ClientError
 from api.models import MAX_QUEUE_CONCURRENCY
-
-url_option = click.option(
-    "--url",
-    envvar="TASKS_URL",
-    default=DEFAULT_URL,
-    show_default=True,
-    help="The server (or TASKS_URL).",
-)
-token_option = click.option(
-    "--token",
-    envvar="TASKS_TOKEN",
-    default=None,
-    help="API key, when the server has TASKS_API_KEYS (or TASKS_TOKEN).",
-)
-task_id_argument = click.argument("task_id", metavar="ID", help="The task's id.")
-
-#: Long-poll of ``submit --wait``: each read is answered at once when the task ends, else then.
-POLL_SECONDS = 0.5
-#: Exit status of ``submit --wait`` when the task failed or was cancelled.
-FAILED_EXIT = 1
-#: Exit status of a refused request or an unreachable server.
-ERROR_EXIT = 2
-ACTIVE_STATUSES = ("queued", "running")
-#: Exit status of ``submit --wait`` interrupted by Ctrl-C (the task goes on).
-INTERRUPTED_EXIT = 130
-
-
-def parse_param(text: str) -> tuple[str, Any]:
-    """``key=value``: the value read as JSON when it parses (``x=2`` is a number), else as a
-    string."""
-    key, sep, raw = text.partition("=")
-    if not sep or not key:
-        raise click.BadParameter(f"{text!r} is not key=value", param_hint="KEY=VALUE")
-    try:
-        return key, json.loads(raw)
-    except ValueError:
-        return key, raw
-
-
-def print_json(document: Any) -> None:
-    """A task, queue or schedule as the API gave it: indented JSON on stdout."""
-    click.echo(json.dumps(document, indent=2, sort_keys=True))
-
-
-def fail(error: ClientError) -> NoReturn:
-    """Say on stderr why a request was refused (or not answered), and exit with ERROR_EXIT."""
-    click.echo(f"error: {error}", err=True)
-    sys.exit(ERROR_EXIT)
 
 
 @click.command()
-@click.argument("task_type", metavar="TYPE", help="A task type: `taskapi types` lists them.")
+@click.argument(
+    "task_type",
+    metavar="TYPE",
+    required=False,
+    help="A task type: `taskapi types` lists them (none with --batch).",
+)
 @click.argument(
     "params",
     nargs=-1,
@@ -89,6 +60,23 @@ def fail(error: ClientError) -> NoReturn:
     "else as a string.",
 )
 @click.option("--wait", is_flag=True, help="Show its progress until it ends, then print it.")
+@click.option(
+    "--batch",
+    "batch_file",
+    type=click.File("r", encoding="utf-8"),
+    default=None,
+    metavar="FILE.jsonl",
+    help="Submit the tasks of FILE (- for stdin) as one batch: a POST /tasks body a line, "
+    "1 to 1000 of them, all created or none.",
+)
+@click.option(
+    "--after",
+    "depends_on",
+    multiple=True,
+    metavar="ID",
+    help="A task that must succeed first (repeat for several): until then this one waits, "
+    "queued; should one fail or be cancelled, this one is cancelled (DependencyFailed).",
+)
 @click.option(
     "--priority", type=int, default=None, help="Higher runs first among ready tasks (-100..100)."
 )
@@ -114,24 +102,43 @@ def fail(error: ClientError) -> NoReturn:
 @url_option
 @token_option
 def submit(
-    task_type: str,
+    task_type: str | None,
     params: tuple[str, ...],
     wait: bool,
+    batch_file: IO[str] | None,
+    depends_on: tuple[str, ...],
     url: str,
     token: str | None,
     **options: Any,
 ) -> None:
-    """Submit a task, and print it as JSON.
+    """Submit a task, or a batch of tasks, and print it as JSON.
 
     \b
         taskapi submit add x=2 y=3 --wait
+        taskapi submit add x=1 y=2 --after ID --after ID2
+        taskapi submit --batch renders.jsonl --wait
 
     With --wait, its progress shows on stderr (a live bar on a terminal, lines elsewhere) until
     it ends, then the task is printed and one line says how it ended; the exit status is 1 when
-    it failed or was cancelled.
+    it failed or was cancelled. A batch file holds one task a line, as JSON objects with type,
+    params and the options of a POST /tasks body; the batch is followed until every task has
+    ended, and the exit status is 1 when any failed or was cancelled.
     """
-    client = Client(url, token)
     started = time.monotonic()
+    if batch_file is not None:
+        given = [o for o, v in options.items() if v is not None]
+        if task_type is not None or params or depends_on or given:
+            raise click.UsageError(
+                "--batch takes its tasks from the file: give TYPE, KEY=VALUE and their "
+                "options (depends_on, priority, …) in each line instead"
+            )
+        submit_batch(BatchClient(url, token), batch_file, wait, started)
+        return
+    if task_type is None:
+        raise click.UsageError("Missing argument 'TYPE' (or --batch FILE.jsonl).")
+    if depends_on:
+        options["depends_on"] = list(depends_on)
+    client = Client(url, token)
     try:
         task = client.submit(task_type, dict(parse_param(p) for p in params), **options)
     except ClientError as exc:
@@ -188,11 +195,18 @@ def _wait(client: Client, task: dict[str, Any], view: LiveView | PlainView) -> d
 @url_option
 @token_option
 def status(task_id: str, url: str, token: str | None) -> None:
-    """Print a task as JSON."""
+    """Print a task as JSON.
+
+    stderr says the batch it was submitted in, and while it waits for tasks it depends on, how
+    many of them have not succeeded yet (blocked_by).
+    """
     try:
-        print_json(Client(url, token).get(task_id))
+        task = Client(url, token).get(task_id)
     except ClientError as exc:
         fail(exc)
+    print_json(task)
+    for line in dependency_lines(task):
+        click.echo(line, err=True)
 
 
 @click.command()
@@ -281,6 +295,7 @@ def types(url: str, token: str | None) -> None:
 )
 @click.option("--type", "task_type", default=None, help="Only tasks of this type.")
 @click.option("--queue", default=None, metavar="NAME", help="Only tasks of this queue.")
+@click.option("--batch", "batch_id", default=None, metavar="ID", help="Only tasks of this batch.")
 @click.option(
     "--page", type=click.IntRange(min=1), default=1, show_default=True, help="The page to show."
 )
@@ -297,6 +312,7 @@ def list_tasks(
     statuses: tuple[str, ...],
     task_type: str | None,
     queue: str | None,
+    batch_id: str | None,
     page: int,
     page_size: int,
     url: str,
@@ -308,8 +324,8 @@ def list_tasks(
     tabs (created as the API writes it). The page and the count go to stderr.
     """
     try:
-        tasks, pagination = Client(url, token).list(
-            statuses, task_type, page, page_size, queue=queue
+        tasks, pagination = BatchClient(url, token).list(
+            statuses, task_type, page, page_size, queue=queue, batch=batch_id
         )
     except ClientError as exc:
         fail(exc)
@@ -323,7 +339,8 @@ def list_tasks(
             click.echo("\t".join(task_cells(task)))
     total = pagination.get("total", len(tasks))
     if not total:
-        click.echo("no tasks" if statuses or task_type or queue else "no tasks yet", err=True)
+        filtered = statuses or task_type or queue or batch_id
+        click.echo("no tasks" if filtered else "no tasks yet", err=True)
         return
     click.echo(
         f"page {pagination.get('page', page)} of {pagination.get('total_pages', 0)}, "

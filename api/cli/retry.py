@@ -12,14 +12,8 @@ from typing import Any
 
 import click
 
-from api.cli.client import (
-    fail,
-    print_json,
-    task_id_argument,
-    token_option,
-    url_option,
-    wait_and_print,
-)
+from api.cli.client import wait_and_print
+from api.cli.common import fail, print_json, task_id_argument, token_option, url_option
 from api.client import Client, ClientError
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from api.cli.client import fail, parse_param, print_json, token_option, url_option
+from api.cli.common import fail, parse_param, print_json, token_option, url_option
 from api.cli.views import make_console, schedule_cells, schedule_summary, schedule_table
 from api.client import Client, ClientError
 from api.models import MAX_EVERY_SECONDS

@@ -51,7 +51,31 @@ def describe_task(task: dict[str, Any]) -> str:
     message = (task.get("progress") or {}).get("message")
     if status == "running" and message:
         return " ".join(str(message).split())
+    if status == "queued" and task.get("blocked_by"):
+        return waiting_text(task)
     return status
+
+
+def waiting_text(task: dict[str, Any]) -> str:
+    """What a task with dependencies waits for: ``waiting for 2 of its 3 dependencies``, or
+    ``its 3 dependencies succeeded`` once none blocks it."""
+    blocked, total = len(task.get("blocked_by") or ()), len(task.get("depends_on") or ())
+    if total == 1:
+        return "waiting for its dependency" if blocked else "its dependency succeeded"
+    if not blocked:
+        return f"its {total} dependencies succeeded"
+    return f"waiting for {blocked} of its {total} dependencies"
+
+
+def dependency_lines(task: dict[str, Any]) -> list[str]:
+    """``taskapi status``'s words on a task's batch and dependencies, when it has them: the
+    batch it was submitted in, and what it still waits for while it waits."""
+    lines = []
+    if task.get("batch_id"):
+        lines.append(f"in batch {task['batch_id']}")
+    if task.get("depends_on") and task["status"] == "queued":
+        lines.append(waiting_text(task))
+    return lines
 
 
 class PlainView:
@@ -60,6 +84,7 @@ class PlainView:
     def __init__(self) -> None:
         self.last_progress: Any = None
         self.last_retry: Any = None
+        self.last_blocked: int | None = None
 
     def __enter__(self) -> PlainView:
         return self
@@ -77,6 +102,11 @@ class PlainView:
         if task["status"] == "queued" and retry[0] and retry[1] and retry != self.last_retry:
             click.echo(describe_task(task), err=True)
             self.last_retry = retry
+        if task.get("depends_on") and task["status"] != "cancelled":
+            blocked = len(task.get("blocked_by") or ())
+            if blocked != self.last_blocked:  # a line as blocked_by shrinks, and when it is empty
+                click.echo(waiting_text(task), err=True)
+                self.last_blocked = blocked
 
 
 class LiveView:
@@ -118,12 +148,17 @@ class LiveView:
 
     def update(self, task: dict[str, Any]) -> None:
         progress = task.get("progress") or {}
+        self.show(
+            describe_task(task),
+            progress.get("total"),
+            progress.get("current", 0),
+            progress_count(progress or None),
+        )
+
+    def show(self, description: str, total: float | None, completed: float, count: str) -> None:
+        """Redraw the bar: ``description``, ``completed`` of ``total`` (a pulse while None)."""
         self.progress.update(
-            self.bar,
-            description=describe_task(task),
-            total=progress.get("total"),
-            completed=progress.get("current", 0),
-            count=progress_count(progress or None),
+            self.bar, description=description, total=total, completed=completed, count=count
         )
 
 
@@ -141,9 +176,103 @@ def outcome(console: Any, task: dict[str, Any], seconds: float) -> None:
         if status == "failed" and attempts > 1:
             line += f" after {attempts} attempts"
         error = task.get("error")
-        if status == "failed" and error:
+        if error:  # why it failed; why it was cancelled when it was not asked (DependencyFailed)
             line += f": {error['type']}: {error['message']}"
     console.print(Text(line, style=STATUS_STYLES.get(status, "")))
+
+
+#: The order a batch's counts are said in: what ended, then what is still to come.
+BATCH_STATUSES = ("succeeded", "failed", "cancelled", "running", "queued")
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+
+def ended_count(batch: dict[str, Any]) -> int:
+    """How many of a batch's tasks have ended (deleted and expired ones are not counted)."""
+    counts = batch.get("counts") or {}
+    return sum(int(counts.get(status, 0)) for status in TERMINAL_STATUSES)
+
+
+def counts_text(counts: dict[str, Any], statuses: tuple[str, ...] = BATCH_STATUSES) -> str:
+    """A batch's counts in words, those that are not 0: ``9 succeeded, 1 failed, 2 running``."""
+    return ", ".join(f"{counts[s]} {s}" for s in statuses if counts.get(s))
+
+
+def _local_time(stamp: str | None) -> str:
+    moment = _parse_stamp(stamp)
+    return stamp or "" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def batch_summary(batch: dict[str, Any]) -> list[str]:
+    """A batch in three lines of at most 80 characters, for stderr: its id, size and whether it
+    is done; its tasks by status; when it was created and finished (local time)."""
+    size = batch["size"]
+    head = f"batch {batch['id']}: {size} task{'' if size == 1 else 's'}, "
+    lines = [head + ("done" if batch.get("done") else "not done")]
+    lines.append(counts_text(batch.get("counts") or {}) or "its tasks were deleted or expired")
+    when = f"created {_local_time(batch.get('created_at'))}"
+    created, finished = (
+        _parse_stamp(batch.get("created_at")),
+        _parse_stamp(batch.get("finished_at")),
+    )
+    if finished is not None:
+        when += f", finished {_local_time(batch['finished_at'])}"
+        if created is not None:
+            when += f" ({(finished - created).total_seconds():.1f}s)"
+    lines.append(when)
+    return lines
+
+
+def describe_batch(batch: dict[str, Any]) -> str:
+    """What a batch is doing, for its progress bar: ``4 running, 3 queued, 1 failed``."""
+    statuses = ("running", "queued", "failed", "cancelled")
+    return counts_text(batch.get("counts") or {}, statuses) or "done"
+
+
+class BatchPlainView:
+    """A batch's progress as lines (``5/12 ended: 5 succeeded, 4 running, 3 queued``), for logs
+    and pipes: one per change of its counts."""
+
+    def __init__(self) -> None:
+        self.last_counts: Any = None
+
+    def __enter__(self) -> BatchPlainView:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, batch: dict[str, Any]) -> None:
+        counts = batch.get("counts")
+        if counts != self.last_counts:
+            words = counts_text(counts or {})
+            line = f"{ended_count(batch)}/{batch['size']} ended"
+            click.echo(f"{line}: {words}" if words else line, err=True)
+            self.last_counts = counts
+
+
+class BatchLiveView(LiveView):
+    """A batch's progress bar on a terminal: its tasks ended of its size."""
+
+    def update(self, batch: dict[str, Any]) -> None:
+        ended, size = ended_count(batch), batch["size"]
+        self.show(describe_batch(batch), size, ended, f"{ended}/{size}")
+
+
+def batch_outcome(console: Any, batch: dict[str, Any], seconds: float) -> bool:
+    """One line on how a batch ended: ``✓ 12 succeeded in 3.2s``, or ``✗ 9 of 12 succeeded:
+    1 failed, 2 cancelled``; whether every task succeeded."""
+    from rich.text import Text
+
+    utf = console.encoding.lower().startswith("utf")
+    counts = batch.get("counts") or {}
+    succeeded, size = int(counts.get("succeeded", 0)), batch["size"]
+    if succeeded == size:
+        console.print(Text(f"{'✓' if utf else 'ok:'} {size} succeeded in {seconds:.1f}s", "green"))
+        return True
+    others = counts_text(counts, ("failed", "cancelled")) or "the others were deleted or expired"
+    line = f"{'✗' if utf else 'error:'} {succeeded} of {size} succeeded: {others}"
+    console.print(Text(line, style="red" if counts.get("failed") else "yellow"))
+    return False
 
 
 def params_text(schema: dict[str, Any]) -> str:
