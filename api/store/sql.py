@@ -79,7 +79,7 @@ def _claim_order(row: Row) -> tuple[Any, ...]:
 _DOOMING = frozenset({Status.FAILED, Status.CANCELLED})
 
 
-class _Ends:
+class Ends:
     """The tasks a transaction ended, gathered for ``SqlStore._settle``: only those that
     some task waits for (their ``dependants`` column) matter."""
 
@@ -90,6 +90,8 @@ class _Ends:
         self.doomed: list[str] = []
 
     def add(self, task_id: str, status: Status | None, dependants: Any) -> None:
+        """``task_id`` ended ``status`` (None: its write did not apply); ``dependants``:
+        whether tasks wait for it."""
         if not dependants or status is None:
             return
         if status is Status.SUCCEEDED:
@@ -177,10 +179,11 @@ class SqlStore(ABC):
         """A time as this dialect's column holds it, as a datetime."""
         return value
 
-    def _has_room(self, db: Db, max_queued: int | None, count: int = 1) -> bool:
-        """Whether the queue may take ``count`` more tasks. By default ``insert_task`` sees
-        to it itself for one (and returns no row when it may not); a batch counts first."""
-        if max_queued is None or count == 1:
+    def _has_room(self, db: Db, max_queued: int | None, count: int | None = None) -> bool:
+        """Whether the queue may take ``count`` more tasks (a batch's), or one more (None).
+        By default ``insert_task`` sees to the one itself (and returns no row when it may
+        not); a batch counts first."""
+        if max_queued is None or count is None:
             return True
         row = self._first(db, "queued_total", {})
         return row is not None and row["n"] + count <= max_queued
@@ -399,10 +402,7 @@ class SqlStore(ABC):
             "owner": first.owner,
             "now": self._time(first.created_at),
         }
-        found = {
-            row["id"]: _STATUS[row["status"]]
-            for row in db.execute(self.queries["mark_dependencies"], args).fetchall()
-        }
+        found = {row["id"]: _STATUS[row["status"]] for row in self._mark_dependencies(db, args)}
         missing = {
             n: unknown
             for n, task in enumerate(tasks)
@@ -415,6 +415,12 @@ class SqlStore(ABC):
             for task in tasks
         ]
         return blocked, [dep for dep, status in found.items() if status in _DOOMING]
+
+    def _mark_dependencies(self, db: Db, args: Mapping[str, Any]) -> builtins.list[Row]:
+        """Mark the dependencies of ``args`` as waited for, and hold them until the submit
+        commits: their rows (id, status). By default one statement (a backend that runs one
+        writer at a time)."""
+        return db.execute(self.queries["mark_dependencies"], args).fetchall()
 
     def _wait(
         self,
@@ -430,7 +436,7 @@ class SqlStore(ABC):
             db.execute(self.queries["insert_waits"], {"edges": self._json_rows(edges)})
         if not doomed:
             return Settled()
-        ends = _Ends()
+        ends = Ends()
         ends.doomed.extend(doomed)
         return self._settle(db, ends, now)
 
@@ -604,7 +610,7 @@ class SqlStore(ABC):
         with self._transaction() as db:
             rows = db.execute(self.queries["cancel_batch"], args).fetchall()
             changed = [self._task(row) for row in rows]
-            ends = _Ends()
+            ends = Ends()
             for task, row in zip(changed, rows, strict=True):
                 ends.add(task.id, task.status, row["dependants"])
             settled = self._settle(db, ends, now)
@@ -613,10 +619,15 @@ class SqlStore(ABC):
 
     # -- what an end does to the tasks that wait for it --------------------------------------
 
-    def _settle(self, db: Db, ends: _Ends, now: datetime) -> Settled:
+    def _settle(self, db: Db, ends: Ends, now: datetime) -> Settled:
         """In the transaction of ``ends``: free the dependants of the tasks that succeeded,
         cancel (down their chains) those of the tasks that failed or were cancelled, and
-        drop what they waited for."""
+        drop what they waited for.
+
+        The cancel goes one step of the chain per statement: on PostgreSQL a statement reads
+        the waits as they were when it began, and a step may first wait for the lock of a
+        submit that adds a wait on the very task it cancels; the next step begins after it,
+        and finds that wait."""
         if not ends:
             return Settled()
         ready: list[str] = []
@@ -626,12 +637,14 @@ class SqlStore(ABC):
             for row in db.execute(self.queries["free_dependants"], args).fetchall():
                 if row["ready"]:
                     ready.append(row["id"])
-        if ends.doomed:
-            args = {"ids": self._names(ends.doomed), "now": self._time(now)}
-            for row in db.execute(self.queries["cancel_dependants"], args).fetchall():
-                cancelled.append((row["id"], row["type"], row["queue"], row["batch_id"]))
-        gone = [*ends.succeeded, *ends.doomed, *(task[0] for task in cancelled)]
-        db.execute(self.queries["drop_waits"], {"ids": self._names(gone)})
+            db.execute(self.queries["drop_waits"], args)
+        step = ends.doomed
+        while step:
+            args = {"ids": self._names(step), "now": self._time(now)}
+            rows = db.execute(self.queries["cancel_dependants"], args).fetchall()
+            db.execute(self.queries["drop_waits"], args)
+            cancelled += [(row["id"], row["type"], row["queue"], row["batch_id"]) for row in rows]
+            step = [row["id"] for row in rows if row["dependants"]]
         if ready:
             self._announce(db)
         return Settled(cancelled=cancelled, ready=ready)
@@ -843,7 +856,7 @@ class SqlStore(ABC):
         if not endings and (claim is None or claim.limit <= 0):
             return [], []
         with self._transaction() as db:
-            ends = _Ends()
+            ends = Ends()
             statuses = self._end(db, [self._ending_args(ending) for ending in endings], ends)
             settled = self._settle(db, ends, endings[0].now) if ends else Settled()
             rows = self._claim(db, claim) if claim is not None and claim.limit > 0 else []
@@ -878,7 +891,7 @@ class SqlStore(ABC):
         }
 
     def _end(
-        self, db: Db, writes: Sequence[tuple[str, Mapping[str, Any]]], ends: _Ends
+        self, db: Db, writes: Sequence[tuple[str, Mapping[str, Any]]], ends: Ends
     ) -> builtins.list[Status | None]:
         """Run each conditional write in ``db``: the status after it, None where it did not
         apply; the ends that have dependants go to ``ends``. One statement each: cheap
@@ -914,7 +927,7 @@ class SqlStore(ABC):
             status = Status(rows[0]["status"]) if rows else None
             if status is Status.QUEUED:
                 self._announce(db)
-            ends = _Ends()
+            ends = Ends()
             if rows:
                 ends.add(args["id"], status, rows[0]["dependants"])
             settled = self._settle(db, ends, now)
@@ -935,7 +948,7 @@ class SqlStore(ABC):
             requeued = db.execute(self.queries["recover_queued"], args).fetchall()
             if requeued:
                 self._announce(db)
-            ends = _Ends()
+            ends = Ends()
             for row in rows:
                 ends.add(row["id"], _STATUS[row["status"]], row["dependants"])
             settled = self._settle(db, ends, now)
@@ -952,7 +965,7 @@ class SqlStore(ABC):
         with self._transaction() as db:
             rows = db.execute(self.queries["cancel"], args).fetchall()
             changed = self._task(rows[0]) if rows else None
-            ends = _Ends()
+            ends = Ends()
             if changed is not None:
                 ends.add(changed.id, changed.status, rows[0]["dependants"])
             settled = self._settle(db, ends, now)

@@ -132,7 +132,8 @@ def test_a_dependency_that_failed_already_cancels_the_new_task_at_once(
     b = store.create(waiting_on(a.id))
     assert b.status is Status.CANCELLED
     assert b.error is not None and b.error.type == DEPENDENCY_FAILED
-    assert b.expires_at == EXPIRES  # kept as long as the task it waited for
+    # Kept as long after its end as its dependency is after its own (the result TTL).
+    assert b.finished_at == T0 and b.expires_at == T0 + (EXPIRES - SOON)
     assert [t[0] for r in reports for t in r.cancelled] == [b.id]
 
 
@@ -277,3 +278,53 @@ def test_a_batch_over_two_queues_is_counted_in_each(store: Store) -> None:
     counts = {q.name: q.counts for q in store.queues(SOON)}
     assert counts["default"][Status.SUCCEEDED] == 2 and counts["emails"][Status.SUCCEEDED] == 2
     assert sum(c[Status.QUEUED] + c[Status.RUNNING] for c in counts.values()) == 0
+
+
+def test_a_batch_of_one_keeps_to_the_queue_bound(store: Store) -> None:
+    store.create(new_task())
+    store.create_batch(_batch(1), max_queued=2)
+    with pytest.raises(QueueFull):
+        store.create_batch(_batch(1), max_queued=2)
+    assert store.count_by_status(T0)[Status.QUEUED] == 2
+
+
+def test_a_task_cancelled_by_a_dependency_that_failed_long_ago_is_kept_its_own_ttl(
+    store: Store,
+) -> None:
+    a = store.create(new_task())
+    run(store, a.id, Status.FAILED)  # ended at SOON, kept until EXPIRES
+    later = SOON + timedelta(minutes=50)
+    b = store.create(dataclasses.replace(waiting_on(a.id), created_at=later, run_after=later))
+    assert b.status is Status.CANCELLED
+    assert b.finished_at == later and b.expires_at == later + (EXPIRES - SOON)
+
+
+def test_a_submit_on_a_task_that_a_cancel_down_its_chain_reaches_meanwhile_never_waits(
+    store: Store,
+) -> None:
+    """x fails while a batch that waits for y (which waits for x) is submitted: whichever
+    commits first, the batch ends cancelled (on PostgreSQL the cancel of y may wait for the
+    submit's lock of y, and must then see the waits it added)."""
+    import threading
+
+    for _ in range(6):
+        x = store.create(new_task())
+        y = store.create(waiting_on(x.id))
+        assert [t.id for t in store.claim_many("w", 5, SOON, LATER)] == [x.id]
+        new = _batch(200)
+        new = dataclasses.replace(
+            new, tasks=tuple(dataclasses.replace(t, depends_on=(y.id,)) for t in new.tasks)
+        )
+        start = threading.Barrier(2)
+
+        def submit(batch: NewBatch = new, start: threading.Barrier = start) -> None:
+            start.wait()
+            store.create_batch(batch)
+
+        submitter = threading.Thread(target=submit)
+        submitter.start()
+        start.wait()
+        assert finish(store, x.id, "w", Status.FAILED, SOON, EXPIRES)
+        submitter.join()
+        batch = store.batch(new.id, SOON)
+        assert batch is not None and batch.counts[Status.CANCELLED] == 200, batch.counts

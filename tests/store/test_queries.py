@@ -12,7 +12,8 @@ from api.store.postgres import QUERIES as POSTGRES
 from api.store.queries import CALL_SLOTS, fills, parse
 from api.store.sqlite import QUERIES as SQLITE
 
-#: What only PostgreSQL needs: its queue locks, its key race, its notifications.
+#: What only PostgreSQL needs: its queue locks, its key race, its notifications, its share
+#: locks of a submit's dependencies.
 POSTGRES_ONLY = {
     "lock_queue",
     "lock_limited_queues",
@@ -20,6 +21,7 @@ POSTGRES_ONLY = {
     "drop_expired_key",
     "key_holder",
     "notify",
+    "share_dependencies",
 }
 
 

@@ -31,7 +31,7 @@ from api.models import IdempotencyKey, Status, Task
 from api.store import Claim, Ending, KeyTaken, Settled, StoreError
 from api.store.queries import load
 from api.store.rows import task_from_row
-from api.store.sql import Db, SqlStore
+from api.store.sql import Db, Ends, SqlStore
 
 POOL_MAX_SIZE = 16
 CONNECT_TIMEOUT_SECONDS = 10
@@ -184,12 +184,17 @@ class PostgresStore(SqlStore):
     def _status_in(self, statuses: Sequence[Status]) -> tuple[str, dict[str, Any]]:
         return "status = ANY(%(statuses)s)", {"statuses": [s.value for s in statuses]}
 
-    def _has_room(self, db: Db, max_queued: int | None, count: int = 1) -> bool:
+    def _has_room(self, db: Db, max_queued: int | None, count: int | None = None) -> bool:
         if max_queued is None:
             return True
         db.execute(self.queries["lock_queue"])
         row = db.execute(self.queries["count_queued"], {"max_queued": max_queued}).fetchone()
-        return not (row and row["n"] + count > max_queued)
+        return not (row and row["n"] + (count or 1) > max_queued)
+
+    def _mark_dependencies(self, db: Db, args: Mapping[str, Any]) -> list[Any]:
+        # Marked (a write: row locks) in one statement, then share-locked in another.
+        db.execute(self.queries["mark_dependencies"], args).fetchall()
+        return db.execute(self.queries["share_dependencies"], args).fetchall()
 
     def _json_rows(self, rows: list[list[Any]]) -> str:
         # Times as ISO 8601 text, which the statements cast to timestamptz.
@@ -220,8 +225,9 @@ class PostgresStore(SqlStore):
     def complete(
         self, endings: Sequence[Ending], *, claim: Claim | None = None
     ) -> tuple[list[Status | None], list[Task]]:
-        """SqlStore's, in one round trip: the transaction's statements are pipelined, each
-        group of endings of one statement sent as one ``executemany``."""
+        """SqlStore's, in two round trips: the endings (each group of one statement sent as
+        one ``executemany``) and the claim are pipelined; then, only if an ended task has
+        dependants, what its end does to them (a few statements more); then the COMMIT."""
         if not endings and (claim is None or claim.limit <= 0):
             return [], []
         writes = [self._ending_args(ending) for ending in endings]
@@ -233,15 +239,10 @@ class PostgresStore(SqlStore):
             by_query.setdefault(writes[n][0], []).append(n)
         sent: list[tuple[psycopg.Cursor[Any], list[int]]] = []
         claimed: psycopg.Cursor[Any] | None = None
-        # What the ends do to the tasks waiting for them, in the same round trip: the
-        # statements pass over any task whose ending did not apply, or that nothing waits for.
-        succeeded = [e.task_id for e in endings if e.status is Status.SUCCEEDED]
-        others = [e.task_id for e in endings if e.status is not Status.SUCCEEDED]
-        freed: psycopg.Cursor[Any] | None = None
-        doomed: psycopg.Cursor[Any] | None = None
+        settled = Settled()
         with self._pool.connection() as conn:
-            # BEGIN and COMMIT as statements of the pipeline: psycopg's transaction() would
-            # sync (wait for the server) at its start and at its end.
+            # BEGIN as a statement of the pipeline: psycopg's transaction() would sync (wait
+            # for the server) at its start.
             try:
                 with conn.pipeline():
                     conn.execute("BEGIN")
@@ -250,40 +251,27 @@ class PostgresStore(SqlStore):
                         args = [writes[n][1] for n in numbers]
                         cur.executemany(self.queries[query], args, returning=True)
                         sent.append((cur, numbers))
-                    now = endings[0].now if endings else None
-                    if succeeded:
-                        freed = conn.execute(self.queries["free_dependants"], {"ids": succeeded})
-                    if others:
-                        doomed = conn.execute(
-                            self.queries["cancel_dependants"], {"ids": others, "now": now}
-                        )
                     if claim is not None and claim.limit > 0:
                         self._lock_queues(conn, claim)
                         claimed = conn.execute(self.queries["claim"], self._claim_args(claim))
                     if "retry" in by_query:  # a retry may queue its task again
                         self._announce(conn)
-                    conn.execute("COMMIT")
+                statuses: list[Status | None] = [None] * len(writes)
+                ends = Ends()
+                for cur, numbers in sent:
+                    for n in numbers:
+                        row: Any = cur.fetchone()  # a dict: the pool's row factory
+                        if row is not None:
+                            statuses[n] = Status(row["status"])
+                            ends.add(endings[n].task_id, statuses[n], row["dependants"])
+                        cur.nextset()
+                rows = claimed.fetchall() if claimed is not None else []
+                if ends:
+                    settled = self._settle(conn, ends, endings[0].now)
+                conn.execute("COMMIT")
             except BaseException:
                 if conn.info.transaction_status != TransactionStatus.IDLE:
                     conn.execute("ROLLBACK")
                 raise
-            statuses: list[Status | None] = [None] * len(writes)
-            for cur, numbers in sent:
-                for n in numbers:
-                    row: Any = cur.fetchone()  # a dict: the pool's row factory
-                    statuses[n] = None if row is None else Status(row["status"])
-                    cur.nextset()
-            rows = claimed.fetchall() if claimed is not None else []
-            settled = Settled(
-                cancelled=[
-                    (row["id"], row["type"], row["queue"], row["batch_id"])
-                    for row in (doomed.fetchall() if doomed is not None else [])
-                ],
-                ready=[
-                    row["id"]
-                    for row in (freed.fetchall() if freed is not None else [])
-                    if row["ready"]
-                ],
-            )
         self._report(settled)
         return statuses, self._claimed(rows)

@@ -147,8 +147,12 @@ CREATE TABLE batches (
     task_ids TEXT NOT NULL,
     created_at TIMESTAMPTZ NOT NULL
 );
+-- The batch's row is locked first: of two transactions deleting its last two tasks, the
+-- second looks for tasks left after the first committed (a statement's snapshot is taken
+-- after the lock), so one of them deletes it.
 CREATE FUNCTION taskapi_batch_gone() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
+    PERFORM 1 FROM batches WHERE id = OLD.batch_id FOR UPDATE;
     DELETE FROM batches WHERE id = OLD.batch_id
         AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch_id = OLD.batch_id);
     RETURN NULL;

@@ -403,13 +403,26 @@ DELETE FROM schedule_fires WHERE ctid IN (
     SELECT ctid FROM schedule_fires WHERE fire_at < %(fires_before)s LIMIT %(limit)s)
 
 -- name: mark_dependencies
--- A submit's dependencies that are tasks of the owner not expired, marked as waited for, with
--- their status. The rows stay locked until the submit commits: a dependency cannot end
--- meanwhile unseen (its end waits, then finds the new task waiting for it).
-UPDATE tasks SET dependants = TRUE
+-- A submit's dependencies that are tasks of the owner not expired, with their status. Those
+-- not marked as waited for yet are marked (a row lock until the submit commits, taken in the
+-- order of their ids, as a worker writes its endings); every one is then locked FOR SHARE in
+-- that order: none can end meanwhile unseen (its end waits for the submit, then finds the new
+-- task waiting for it), and submits that wait for the same task do not wait for each other.
+WITH marked AS (
+    UPDATE tasks SET dependants = TRUE
+    FROM (SELECT id FROM tasks
+          WHERE id = ANY(%(ids)s::text[]) AND owner = %(owner)s AND NOT dependants
+              AND (expires_at IS NULL OR expires_at > %(now)s)
+          ORDER BY id FOR UPDATE) AS unmarked
+    WHERE tasks.id = unmarked.id
+    RETURNING tasks.id)
+SELECT COUNT(*) AS n FROM marked
+
+-- name: share_dependencies
+SELECT id, status FROM tasks
 WHERE id = ANY(%(ids)s::text[]) AND owner = %(owner)s
     AND (expires_at IS NULL OR expires_at > %(now)s)
-RETURNING id, status
+ORDER BY id FOR SHARE
 
 -- name: insert_waits
 -- The dependencies a new task waits for (a JSON list of [dependency, dependant]).
@@ -417,14 +430,11 @@ INSERT INTO task_waits (dependency, dependant)
 SELECT edge ->> 0, edge ->> 1 FROM jsonb_array_elements(%(edges)s::jsonb) AS edge
 
 -- name: free_dependants
--- The given tasks that have succeeded no longer block the tasks waiting for them (their waits
+-- The given tasks, which succeeded, no longer block the tasks waiting for them (their waits
 -- are dropped); a task left with nothing to wait for is ready (blocked_by NULL; the workers
--- of every process are told), its other waits stay in depends_on's order. Ids of tasks that
--- did not succeed (an ending that did not apply) are passed over.
+-- of every process are told), its other waits stay in depends_on's order.
 WITH freed AS (
-    DELETE FROM task_waits
-    WHERE dependency = ANY(%(ids)s::text[]) AND dependency IN (
-        SELECT id FROM tasks WHERE id = ANY(%(ids)s::text[]) AND status = 'succeeded')
+    DELETE FROM task_waits WHERE dependency = ANY(%(ids)s::text[])
     RETURNING dependency, dependant),
 gone AS (SELECT dependant, array_agg(dependency) AS deps FROM freed GROUP BY dependant),
 updated AS (
@@ -440,35 +450,27 @@ updated AS (
 SELECT id, ready, CASE WHEN ready THEN pg_notify('taskapi_tasks', '') END AS told FROM updated
 
 -- name: cancel_dependants
--- The given tasks that ended failed or cancelled: every queued task waiting for one of them,
--- directly or down a chain, ends cancelled with a DependencyFailed error that names the
--- dependency that did not succeed, kept as long as the task at the root of its chain; the
--- waits on all of them are dropped. Ids of tasks that did not end so are passed over (a
--- retry that queued its task again).
-WITH RECURSIVE roots AS (
-    SELECT id, status, expires_at FROM tasks
-    WHERE id = ANY(%(ids)s::text[]) AND status IN ('failed', 'cancelled')),
-doomed(id, cause, how, expires_at) AS (
-    SELECT waits.dependant, waits.dependency, roots.status, roots.expires_at
-    FROM task_waits AS waits JOIN roots ON roots.id = waits.dependency
-    UNION
-    SELECT waits.dependant, waits.dependency, 'cancelled', doomed.expires_at
-    FROM task_waits AS waits JOIN doomed ON waits.dependency = doomed.id),
-first AS (
-    SELECT DISTINCT ON (id) id, cause, how, expires_at FROM doomed ORDER BY id, cause),
-cancelled AS (
-    UPDATE tasks SET status = 'cancelled',
-        error = json_build_object('type', 'DependencyFailed', 'message',
-            'Task ' || first.cause || ', which this task depends on, ended ' || first.how
-            || ': this task will not run. Retry the dependency, then submit this task '
-            || 'again.')::text,
-        finished_at = %(now)s, expires_at = first.expires_at, version = tasks.version + 1
-    FROM first WHERE tasks.id = first.id AND tasks.status = 'queued'
-    RETURNING tasks.id, tasks.type, tasks.queue, tasks.batch_id),
-dropped AS (
-    DELETE FROM task_waits
-    WHERE dependency IN (SELECT id FROM roots) OR dependency IN (SELECT id FROM cancelled))
-SELECT id, type, queue, batch_id FROM cancelled
+-- One step of a cancel down a chain: the queued tasks waiting for one of the given tasks
+-- (which ended failed or cancelled) end cancelled, with a DependencyFailed error that names
+-- the dependency; each is kept as long after now as that dependency is kept after its end
+-- (the result TTL). The store runs it again with those it cancelled that others wait for:
+-- each step a statement of its own, whose snapshot is taken after the locks the one before
+-- waited for, so it sees the waits that a submit committed meanwhile.
+WITH cause AS (
+    SELECT DISTINCT ON (waits.dependant) waits.dependant, dependency.id, dependency.status,
+        dependency.expires_at, dependency.finished_at
+    FROM task_waits AS waits JOIN tasks AS dependency ON dependency.id = waits.dependency
+    WHERE waits.dependency = ANY(%(ids)s::text[])
+        AND dependency.status IN ('failed', 'cancelled')
+    ORDER BY waits.dependant, dependency.id)
+UPDATE tasks SET status = 'cancelled',
+    error = json_build_object('type', 'DependencyFailed', 'message',
+        'Task ' || cause.id || ', which this task depends on, ended ' || cause.status
+        || ': this task will not run. Retry the dependency, then submit this task again.')::text,
+    finished_at = %(now)s, expires_at = %(now)s + (cause.expires_at - cause.finished_at),
+    version = tasks.version + 1
+FROM cause WHERE tasks.id = cause.dependant AND tasks.status = 'queued'
+RETURNING tasks.id, tasks.type, tasks.queue, tasks.batch_id, tasks.dependants
 
 -- name: drop_waits
 -- The waits on tasks that ended: their dependants are freed or cancelled.

@@ -374,9 +374,11 @@ DELETE FROM schedule_fires WHERE rowid IN (
 -- name: mark_dependencies
 -- A submit's dependencies (:ids, a JSON list) that are tasks of :owner not expired, marked as
 -- waited for, with their status: what the new task waits for, and whether it can ever run.
+-- Found by id (the unary + keeps the planner off the owner's and the expiry's indexes, which
+-- would walk every task of the owner).
 UPDATE tasks SET dependants = 1
-WHERE id IN (SELECT value FROM json_each(:ids)) AND owner = :owner
-    AND (expires_at IS NULL OR expires_at > :now)
+WHERE id IN (SELECT value FROM json_each(:ids)) AND +owner = :owner
+    AND (+expires_at IS NULL OR +expires_at > :now)
 RETURNING id, status
 
 -- name: insert_waits
@@ -387,36 +389,44 @@ SELECT value ->> 0, value ->> 1 FROM json_each(:edges)
 -- name: free_dependants
 -- Tasks (:ids, a JSON list) that succeeded no longer block the tasks waiting for them; a
 -- task left with nothing to wait for is ready (blocked_by NULL), its other waits stay in
--- depends_on's order.
+-- depends_on's order. The waiting tasks are found from the waits, then by id.
 UPDATE tasks SET
     blocked_by = (SELECT CASE WHEN COUNT(*) > 0 THEN json_group_array(value) END
                   FROM json_each(tasks.blocked_by)
                   WHERE value NOT IN (SELECT value FROM json_each(:ids))),
     version = version + 1
-WHERE id IN (SELECT dependant FROM task_waits
-             WHERE dependency IN (SELECT value FROM json_each(:ids)))
-    AND status = 'queued' AND blocked_by IS NOT NULL
+WHERE id IN (SELECT waits.dependant FROM json_each(:ids) AS ended
+             CROSS JOIN task_waits AS waits ON waits.dependency = ended.value)
+    AND +status = 'queued' AND blocked_by IS NOT NULL
 RETURNING id, blocked_by IS NULL AS ready
 
 -- name: cancel_dependants
--- Tasks (:ids) that ended failed or cancelled: every queued task waiting for one of them,
--- directly or down a chain, ends cancelled with a DependencyFailed error that names the
--- dependency that did not succeed; it is kept as long as the task at the root of its chain.
-WITH RECURSIVE doomed(id, cause, how, expires_at) AS (
-    SELECT waits.dependant, waits.dependency, tasks.status, tasks.expires_at
-    FROM task_waits AS waits JOIN tasks ON tasks.id = waits.dependency
-    WHERE waits.dependency IN (SELECT value FROM json_each(:ids))
-        AND tasks.status IN ('failed', 'cancelled')
-    UNION
-    SELECT waits.dependant, waits.dependency, 'cancelled', doomed.expires_at
-    FROM task_waits AS waits JOIN doomed ON waits.dependency = doomed.id)
-UPDATE tasks SET status = 'cancelled',
-    error = json_object('type', 'DependencyFailed', 'message',
-        'Task ' || doomed.cause || ', which this task depends on, ended ' || doomed.how
-        || ': this task will not run. Retry the dependency, then submit this task again.'),
-    finished_at = :now, expires_at = doomed.expires_at, version = version + 1
-FROM doomed WHERE tasks.id = doomed.id AND tasks.status = 'queued'
-RETURNING tasks.id, tasks.type, tasks.queue, tasks.batch_id
+-- One step of a cancel down a chain: the queued tasks waiting for one of :ids (tasks that
+-- ended failed or cancelled) end cancelled, with a DependencyFailed error that names the
+-- dependency; each is kept as long after now as that dependency is kept after its end (the
+-- result TTL). The store runs it again with those it cancelled that others wait for: each
+-- step a statement of its own, so it sees waits that a submit committed meanwhile. The tasks
+-- are found from the waits on the ended tasks, then by id (an UPDATE ... FROM had the planner
+-- scan the table instead).
+UPDATE tasks SET status = 'cancelled', finished_at = :now, version = version + 1,
+    (error, expires_at) = (
+        SELECT json_object('type', 'DependencyFailed', 'message',
+                   'Task ' || dependency.id || ', which this task depends on, ended '
+                   || dependency.status || ': this task will not run. Retry the dependency, '
+                   || 'then submit this task again.'),
+               :now + (dependency.expires_at - dependency.finished_at)
+        FROM json_each(:ids) AS ended
+        CROSS JOIN task_waits AS waits
+            ON waits.dependency = ended.value AND waits.dependant = tasks.id
+        CROSS JOIN tasks AS dependency ON dependency.id = waits.dependency
+        WHERE +dependency.status IN ('failed', 'cancelled')
+        ORDER BY dependency.id LIMIT 1)
+WHERE id IN (SELECT waits.dependant FROM json_each(:ids) AS ended
+             CROSS JOIN task_waits AS waits ON waits.dependency = ended.value
+             CROSS JOIN tasks AS dependency ON dependency.id = waits.dependency
+             WHERE +dependency.status IN ('failed', 'cancelled'))
+    AND +status = 'queued'
+RETURNING id, type, queue, batch_id, dependants
 
 -- name: drop_waits
 -- The waits on tasks (:ids) that ended: their dependants are freed or cancelled.
