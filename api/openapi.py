@@ -249,6 +249,7 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
         task_types,
         tasks,
     )
+    from api.views.arguments import IdConverter, id_param_schema
 
     app.config.update(
         API_TITLE="taskapi",
@@ -262,10 +263,9 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     )
     api = make_api()
     api.init_app(app)
-    app.url_map.converters["task_id"] = tasks.TaskIdConverter
-    api.register_converter(tasks.TaskIdConverter, tasks.task_id_param_schema)
-    app.url_map.converters["batch_id"] = batches.BatchIdConverter
-    api.register_converter(batches.BatchIdConverter, batches.batch_id_param_schema)
+    app.url_map.converters["task_id"] = IdConverter
+    app.url_map.converters["batch_id"] = IdConverter
+    api.register_converter(IdConverter, id_param_schema)
     task_create = tasks.make_task_create_schema(registry)
     api.register_blueprint(tasks.make_blueprint(registry, task_create))
     api.register_blueprint(batches.make_blueprint(make_batch_create(task_create)()))

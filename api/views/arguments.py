@@ -16,6 +16,7 @@ from typing import Any
 import flask_smorest
 from marshmallow import EXCLUDE, Schema, missing
 from webargs.flaskparser import FlaskParser
+from werkzeug.routing import BaseConverter
 
 #: Locations whose arguments are looked up by name (headers without regard to case).
 _BY_NAME = ("query", "headers")
@@ -89,3 +90,23 @@ class Blueprint(flask_smorest.Blueprint):
     """flask-smorest's Blueprint, parsing arguments with :class:`ArgumentsParser`."""
 
     ARGUMENTS_PARSER = ArgumentsParser()
+
+
+class IdConverter(BaseConverter):
+    """An id in a path (``<task_id:…>``, ``<batch_id:…>``): documented as a UUID, but any
+    segment reaches the view, so that a malformed id gets the same "not found" answer as an
+    unknown one."""
+
+
+def id_param_schema(converter: BaseConverter) -> dict[str, str]:
+    """How the spec documents an IdConverter's parameter."""
+    return {"type": "string", "format": "uuid"}
+
+
+def id_link(operation_id: str, parameter: str, description: str) -> dict[str, Any]:
+    """An OpenAPI link to ``operation_id``, its path ``parameter`` the ``id`` of the answer."""
+    return {
+        "operationId": operation_id,
+        "parameters": {parameter: "$response.body#/id"},
+        "description": description,
+    }

@@ -13,13 +13,12 @@ from flask import Response, url_for
 from flask.views import MethodView
 from marshmallow import Schema
 from werkzeug.http import parse_etags, quote_etag
-from werkzeug.routing import BaseConverter
 
 from api.errors import PROBLEM_MIME, require_json_body
 from api.http.access import caller
 from api.models import Batch, Status
 from api.runtime import current
-from api.views.arguments import Blueprint
+from api.views.arguments import Blueprint, id_link
 from api.views.examples import BATCH_CREATE_EXAMPLES, BATCH_EXAMPLE, BATCH_QUEUED_EXAMPLE
 from api.views.headers import RETRY_AFTER_HEADER, queue_full_response
 from schemas.batches import BatchSchema
@@ -46,15 +45,6 @@ NOT_FOUND: dict[str, Any] = {
 }
 
 
-class BatchIdConverter(BaseConverter):
-    """A batch id in a path: documented as a UUID, but any segment reaches the view, so that a
-    malformed id gets the same "no such batch" answer as an unknown one."""
-
-
-def batch_id_param_schema(converter: BaseConverter) -> dict[str, str]:
-    return {"type": "string", "format": "uuid"}
-
-
 BATCH_ID_PARAMETER = {
     "in": "path",
     "name": "batch_id",
@@ -63,11 +53,7 @@ BATCH_ID_PARAMETER = {
 
 
 def _batch_link(operation_id: str, description: str) -> dict[str, Any]:
-    return {
-        "operationId": operation_id,
-        "parameters": {"batch_id": "$response.body#/id"},
-        "description": description,
-    }
+    return id_link(operation_id, "batch_id", description)
 
 
 #: OpenAPI links from a batch to its tasks (schemathesis's stateful phase follows them).

@@ -11,14 +11,13 @@ from flask.views import MethodView
 from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema
 from werkzeug.http import parse_etags, quote_etag
-from werkzeug.routing import BaseConverter
 
 from api.errors import require_json_body
 from api.http.access import caller
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
-from api.views.arguments import Blueprint
+from api.views.arguments import Blueprint, id_link
 from api.views.examples import CREATE_EXAMPLES, QUEUED_EXAMPLE, RETRIED_EXAMPLE, STATUS_EXAMPLE
 from api.views.headers import (
     ETAG_HEADER,
@@ -92,15 +91,6 @@ def no_content() -> Response:
     return response
 
 
-class TaskIdConverter(BaseConverter):
-    """A task id in a path: documented as a UUID, but any segment reaches the view, so that a
-    malformed id gets the same "no such task" answer as an unknown one."""
-
-
-def task_id_param_schema(converter: BaseConverter) -> dict[str, str]:
-    return {"type": "string", "format": "uuid"}
-
-
 TASK_ID_PARAMETER = {
     "in": "path",
     "name": "task_id",
@@ -109,11 +99,7 @@ TASK_ID_PARAMETER = {
 
 
 def _task_link(operation_id: str, description: str) -> dict[str, Any]:
-    return {
-        "operationId": operation_id,
-        "parameters": {"task_id": "$response.body#/id"},
-        "description": description,
-    }
+    return id_link(operation_id, "task_id", description)
 
 
 #: OpenAPI links from a created task to what can be done with it (schemathesis's stateful
