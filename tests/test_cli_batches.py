@@ -144,6 +144,16 @@ def test_a_batch_is_read_from_stdin(server: Server) -> None:
     assert json.loads(result.stdout)["counts"]["succeeded"] == 2
 
 
+def test_a_batch_file_that_starts_with_a_byte_order_mark_is_read(
+    server: Server, tmp_path: Path
+) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_text(f"{json.dumps(ADD)}\n{json.dumps(ADD)}\n", encoding="utf-8-sig")
+    code, out, err = run(server, "submit", "--batch", str(path))
+    assert code == 0, err
+    assert json.loads(out)["size"] == 2
+
+
 @pytest.mark.parametrize(
     ("lines", "message"),
     [

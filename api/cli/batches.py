@@ -146,6 +146,8 @@ def read_batch_file(stream: IO[str]) -> BatchFile:
     number = 0
     try:
         for number, text in enumerate(stream, start=1):
+            if number == 1:  # a byte order mark, as some editors write, is no part of the JSON
+                text = text.removeprefix("\ufeff")
             if not text.strip():
                 continue
             try:
