@@ -21,7 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from api.models import (
     DEFAULT_QUEUE,
@@ -74,6 +74,12 @@ def _claim_order(row: Row) -> tuple[Any, ...]:
     """The order claims take ready tasks in: highest priority, earliest ready, first in."""
     return (-row["priority"], row["run_after"], row["seq"])
 
+
+_T = TypeVar("_T")
+
+#: How many times a submit that depends on tasks is tried when the database aborts it to break
+#: a deadlock.
+SUBMIT_ATTEMPTS = 3
 
 #: The statuses of a dependency that end its dependants (cancelled, DependencyFailed).
 _DOOMING = frozenset({Status.FAILED, Status.CANCELLED})
@@ -366,24 +372,45 @@ class SqlStore(ABC):
         self, task: NewTask, max_queued: int | None, idempotency: IdempotencyKey | None
     ) -> Task:
         """``create`` of a task with dependencies: a transaction of a few statements."""
-        try:
-            with self._transaction() as db:
-                if idempotency is not None:
-                    self._take_key(db, idempotency, task.id, task.created_at)
-                (blocked,), doomed = self._dependencies(db, [task])
-                if not self._has_room(db, max_queued):
-                    raise QueueFull()
-                args = self._task_args(task, max_queued, blocked)
-                if not db.execute(self.queries["insert_task"], args).fetchall():
-                    raise QueueFull()
-                settled = self._wait(db, [(task.id, blocked)], doomed, task.created_at)
-                if not blocked:
-                    self._announce(db)
-                row = self._first(db, "get", {"id": task.id, "now": self._time(task.created_at)})
-        except Exception as exc:
-            raise self._refusal(exc, idempotency) from None
+
+        def submit(db: Db) -> tuple[Row, Settled]:
+            if idempotency is not None:
+                self._take_key(db, idempotency, task.id, task.created_at)
+            (blocked,), doomed = self._dependencies(db, [task])
+            if not self._has_room(db, max_queued):
+                raise QueueFull()
+            args = self._task_args(task, max_queued, blocked)
+            if not db.execute(self.queries["insert_task"], args).fetchall():
+                raise QueueFull()
+            settled = self._wait(db, [(task.id, blocked)], doomed, task.created_at)
+            if not blocked:
+                self._announce(db)
+            return self._first(
+                db, "get", {"id": task.id, "now": self._time(task.created_at)}
+            ), settled
+
+        row, settled = self._submit(submit, idempotency)
         self._report(settled)
         return self._task(row)
+
+    def _submit(self, work: Callable[[Db], _T], idempotency: IdempotencyKey | None) -> _T:
+        """``work`` in a write transaction, for a submit that locks the tasks it depends on:
+        run again (SUBMIT_ATTEMPTS in all) when the database broke a deadlock by aborting it,
+        which on PostgreSQL a cancel down a chain may meet; its refusals as ``_refusal``."""
+        for attempt in range(1, SUBMIT_ATTEMPTS + 1):
+            try:
+                with self._transaction() as db:
+                    return work(db)
+            except Exception as exc:
+                if attempt < SUBMIT_ATTEMPTS and self._deadlocked(exc):
+                    continue
+                raise self._refusal(exc, idempotency) from None
+        raise AssertionError("unreachable")  # the last attempt returned or raised
+
+    def _deadlocked(self, exc: Exception) -> bool:
+        """Whether ``exc`` is the database aborting a transaction to break a deadlock (it
+        wrote nothing: it may run again). None by default (one writer at a time)."""
+        return False
 
     def _dependencies(
         self, db: Db, tasks: Sequence[NewTask]
@@ -511,36 +538,34 @@ class SqlStore(ABC):
         waiting = any(task.depends_on for task in tasks)
         # Rows made before the write turn is taken (a waiting task's need its dependencies).
         rows = None if waiting else [self._batch_row(task, ()) for task in tasks]
-        try:
-            with self._transaction() as db:
-                if idempotency is not None:
-                    self._take_key(db, idempotency, batch.id, batch.created_at)
-                blocked, doomed = (
-                    self._dependencies(db, tasks) if waiting else ([()] * len(tasks), [])
-                )
-                if not self._has_room(db, max_queued, len(tasks)):
-                    raise QueueFull()
-                if rows is None:
-                    rows = [
-                        self._batch_row(task, task_blocked)
-                        for task, task_blocked in zip(tasks, blocked, strict=True)
-                    ]
-                self._insert_rows(db, tasks, rows)
-                db.execute(
-                    self.queries["insert_batch"],
-                    {
-                        "id": batch.id,
-                        "owner": batch.owner,
-                        "task_ids": dumps([task.id for task in tasks]),
-                        "created_at": self._time(batch.created_at),
-                    },
-                )
-                waits = [(t.id, b) for t, b in zip(tasks, blocked, strict=True) if b]
-                settled = self._wait(db, waits, doomed, batch.created_at)
-                if len(waits) < len(tasks):
-                    self._announce(db)
-        except Exception as exc:
-            raise self._refusal(exc, idempotency) from None
+
+        def submit(db: Db) -> Settled:
+            if idempotency is not None:
+                self._take_key(db, idempotency, batch.id, batch.created_at)
+            blocked, doomed = self._dependencies(db, tasks) if waiting else ([()] * len(tasks), [])
+            if not self._has_room(db, max_queued, len(tasks)):
+                raise QueueFull()
+            made = rows or [
+                self._batch_row(task, task_blocked)
+                for task, task_blocked in zip(tasks, blocked, strict=True)
+            ]
+            self._insert_rows(db, tasks, made)
+            db.execute(
+                self.queries["insert_batch"],
+                {
+                    "id": batch.id,
+                    "owner": batch.owner,
+                    "task_ids": dumps([task.id for task in tasks]),
+                    "created_at": self._time(batch.created_at),
+                },
+            )
+            waits = [(t.id, b) for t, b in zip(tasks, blocked, strict=True) if b]
+            settled = self._wait(db, waits, doomed, batch.created_at)
+            if len(waits) < len(tasks):
+                self._announce(db)
+            return settled
+
+        settled = self._submit(submit, idempotency)
         self._report(settled)
         found = self.batch(batch.id, batch.created_at)
         assert found is not None  # committed just now, with tasks not yet expired

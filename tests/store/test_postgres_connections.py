@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 import pytest
@@ -41,5 +41,34 @@ def test_a_connection_dropped_while_it_rested_is_replaced(named_url: tuple[str, 
             ).fetchone()
         assert dropped is not None and dropped[0] >= 1
         assert store.get(str(uuid.uuid4()), now) is None  # checked, replaced, answered
+    finally:
+        store.close()
+
+
+def test_a_submit_aborted_to_break_a_deadlock_runs_again(named_url: tuple[str, str]) -> None:
+    """A submit that locks the tasks it depends on may meet a cancel down a chain in a
+    deadlock; PostgreSQL aborts one of the two, and the submit's transaction runs again."""
+    import psycopg
+
+    from api.store.sql import SUBMIT_ATTEMPTS
+
+    store = PostgresStore.from_url(named_url[0])
+    try:
+        tries: list[int] = []
+
+        def deadlocking(times: int) -> Callable[[object], str]:
+            def work(db: object) -> str:
+                tries.append(1)
+                if len(tries) <= times:
+                    raise psycopg.errors.DeadlockDetected("deadlock detected")
+                return "done"
+
+            return work
+
+        assert store._submit(deadlocking(SUBMIT_ATTEMPTS - 1), None) == "done"
+        tries.clear()
+        with pytest.raises(psycopg.errors.DeadlockDetected):
+            store._submit(deadlocking(SUBMIT_ATTEMPTS), None)
+        assert len(tries) == SUBMIT_ATTEMPTS
     finally:
         store.close()

@@ -191,6 +191,9 @@ class PostgresStore(SqlStore):
         row = db.execute(self.queries["count_queued"], {"max_queued": max_queued}).fetchone()
         return not (row and row["n"] + (count or 1) > max_queued)
 
+    def _deadlocked(self, exc: Exception) -> bool:
+        return isinstance(exc, psycopg.errors.DeadlockDetected)
+
     def _mark_dependencies(self, db: Db, args: Mapping[str, Any]) -> list[Any]:
         # Marked (a write: row locks) in one statement, then share-locked in another.
         db.execute(self.queries["mark_dependencies"], args).fetchall()
