@@ -107,8 +107,6 @@ class Recovered:
     #: queued (to run again), failed (its MAX_LOST_ATTEMPTS-th loss in a row) or cancelled
     #: (it had been asked).
     status: Status
-    #: The batch it is in, if any (whose long-polls its end wakes).
-    batch_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

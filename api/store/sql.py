@@ -978,10 +978,7 @@ class SqlStore(ABC):
                 ends.add(row["id"], _STATUS[row["status"]], row["dependants"])
             settled = self._settle(db, ends, now)
         self._report(settled)
-        return [
-            Recovered(row["id"], row["type"], Status(row["status"]), row["batch_id"])
-            for row in rows + requeued
-        ]
+        return [Recovered(row["id"], row["type"], Status(row["status"])) for row in rows + requeued]
 
     # -- a client's verbs ---------------------------------------------------------------------
 

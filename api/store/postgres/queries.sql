@@ -261,7 +261,7 @@ UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = %(now)s,
     expires_at = %(expires_at)s, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < %(now)s AND cancel_requested
-RETURNING id, type, status, dependants, batch_id
+RETURNING id, type, status, dependants
 
 -- name: recover_failed
 -- Step 2: one lost MAX_LOST_ATTEMPTS times in a row ends failed, with the lost_again error.
@@ -269,7 +269,7 @@ UPDATE tasks SET status = 'failed', error = %(lost_again)s, finished_at = %(now)
     expires_at = %(expires_at)s, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < %(now)s AND lost_in_a_row + 1 >= %(most)s
-RETURNING id, type, status, dependants, batch_id
+RETURNING id, type, status, dependants
 
 -- name: recover_queued
 -- Step 3: every other one goes back to the queue, with the lost error.
@@ -277,7 +277,7 @@ UPDATE tasks SET status = 'queued', error = %(lost)s, run_after = %(now)s,
     worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < %(now)s
-RETURNING id, type, status, dependants, batch_id
+RETURNING id, type, status, dependants
 
 -- name: cancel
 -- A queued task ends cancelled, a running one is asked to stop (once), in one statement

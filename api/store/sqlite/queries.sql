@@ -239,7 +239,7 @@ UPDATE tasks SET status = 'cancelled', error = NULL, finished_at = :now,
     expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < :now AND cancel_requested = 1
-RETURNING id, type, status, dependants, batch_id
+RETURNING id, type, status, dependants
 
 -- name: recover_failed
 -- Step 2: one lost :most times in a row ends failed, with the :lost_again error.
@@ -247,7 +247,7 @@ UPDATE tasks SET status = 'failed', error = :lost_again, finished_at = :now,
     expires_at = :expires_at, worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < :now AND lost_in_a_row + 1 >= :most
-RETURNING id, type, status, dependants, batch_id
+RETURNING id, type, status, dependants
 
 -- name: recover_queued
 -- Step 3: every other one goes back to the queue, with the :lost error.
@@ -255,7 +255,7 @@ UPDATE tasks SET status = 'queued', error = :lost, run_after = :now,
     worker_id = NULL, lease_expires_at = NULL,
     version = version + 1, lost_attempts = lost_attempts + 1, lost_in_a_row = lost_in_a_row + 1
 WHERE status IN ({recover}) AND lease_expires_at < :now
-RETURNING id, type, status, dependants, batch_id
+RETURNING id, type, status, dependants
 
 -- name: cancel
 -- A queued task ends cancelled, a running one is asked to stop (once), in one statement
