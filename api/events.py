@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TypeVar
+
+_T = TypeVar("_T")
 
 
 class TaskEvents:
@@ -72,6 +76,26 @@ class TaskEvents:
                     waiting.discard(event)
                     if not waiting:
                         del self._waiting[task_id]
+
+    def wait_for(
+        self,
+        key: str,
+        read: Callable[[], _T],
+        done: Callable[[_T], bool],
+        seconds: float,
+        poll: float,
+    ) -> _T:
+        """What ``read`` gives once ``done`` says so, or after ``seconds``: read again at each
+        change of ``key`` (a task's id, or a batch's), and every ``poll`` seconds should a
+        wake-up be lost. Errors of ``read`` (it is gone) reach the caller."""
+        deadline = time.monotonic() + seconds
+        while True:
+            with self.subscribe(key) as changed:
+                value = read()
+                left = deadline - time.monotonic()
+                if done(value) or left <= 0 or self.closed:
+                    return value
+                changed.wait(min(left, poll))
 
     def waiting(self) -> int:
         """How many tasks have someone waiting on them (for tests and metrics)."""

@@ -10,7 +10,6 @@ Idempotency-Key works as a task submit's, over the whole body (a key used for a 
 from __future__ import annotations
 
 import logging
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -150,15 +149,13 @@ class BatchService:
         (api.wakeups); the store is read again every ``poll_interval`` seconds too, should a
         wake-up be lost.
         """
-        deadline = time.monotonic() + seconds
-        key = canonical_id(batch_id) or batch_id
-        while True:
-            with self.events.subscribe(key) as changed:
-                batch = self.get(batch_id, owner=owner)
-                left = deadline - time.monotonic()
-                if batch.done or left <= 0 or self.events.closed:
-                    return batch
-                changed.wait(min(left, self.poll_interval))
+        return self.events.wait_for(
+            canonical_id(batch_id) or batch_id,
+            lambda: self.get(batch_id, owner=owner),
+            lambda batch: batch.done,
+            seconds,
+            self.poll_interval,
+        )
 
     def cancel(self, batch_id: str, *, owner: str = "") -> Batch:
         """Cancel every queued task of the batch at once, and ask every running one to stop;

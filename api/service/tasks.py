@@ -7,7 +7,6 @@ status allows, what a refusal says); the store owns how tasks are kept.
 from __future__ import annotations
 
 import logging
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -194,15 +193,13 @@ class TaskService:
         The end of the task wakes the reader at once, whichever process ended it (api.wakeups);
         the store is read again every ``poll_interval`` seconds too, should a wake-up be lost.
         """
-        deadline = time.monotonic() + seconds
-        while True:
-            key = canonical_id(task_id) or task_id
-            with self.events.subscribe(key) as changed:
-                task = self.get(task_id, owner=owner)
-                left = deadline - time.monotonic()
-                if task.is_terminal or left <= 0 or self.events.closed:
-                    return task
-                changed.wait(min(left, self.poll_interval))
+        return self.events.wait_for(
+            canonical_id(task_id) or task_id,
+            lambda: self.get(task_id, owner=owner),
+            lambda task: task.is_terminal,
+            seconds,
+            self.poll_interval,
+        )
 
     def get(self, task_id: str, *, owner: str = "") -> Task:
         """The task, if ``owner`` submitted it: another caller's task is as good as unknown."""
