@@ -431,8 +431,8 @@ SELECT edge ->> 0, edge ->> 1 FROM jsonb_array_elements(%(edges)s::jsonb) AS edg
 
 -- name: free_dependants
 -- The given tasks, which succeeded, no longer block the tasks waiting for them (their waits
--- are dropped); a task left with nothing to wait for is ready (blocked_by NULL; the workers
--- of every process are told), its other waits stay in depends_on's order.
+-- are dropped); a task left with nothing to wait for is ready (blocked_by NULL: the store
+-- then tells the workers of every process), its other waits stay in depends_on's order.
 WITH freed AS (
     DELETE FROM task_waits WHERE dependency = ANY(%(ids)s::text[])
     RETURNING dependency, dependant),
@@ -447,7 +447,7 @@ updated AS (
     FROM gone
     WHERE tasks.id = gone.dependant AND tasks.status = 'queued' AND tasks.blocked_by IS NOT NULL
     RETURNING tasks.id, tasks.blocked_by IS NULL AS ready)
-SELECT id, ready, CASE WHEN ready THEN pg_notify('taskapi_tasks', '') END AS told FROM updated
+SELECT id, ready FROM updated
 
 -- name: cancel_dependants
 -- One step of a cancel down a chain: the queued tasks waiting for one of the given tasks
