@@ -6,9 +6,11 @@ import logging
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from typing import Any
 
+from api.callbacks.hosts import CallbackHosts, HostsError
+from api.callbacks.signing import SecretError, parse_secrets
 from api.models import QUEUE_NAME_PATTERN
 
 DEFAULT_DATABASE_URL = "sqlite:///taskapi.sqlite3"
@@ -56,6 +58,10 @@ class Settings:
     queues: tuple[str, ...] = ()
     #: The callers of TASKS_API_KEYS that may change queues (``PATCH /queues/{name}``).
     admins: tuple[str, ...] = ()
+    #: The hosts a ``callback_url`` may call (api.callbacks.hosts); empty: callbacks are off.
+    callback_hosts: str = ""
+    #: The ``whsec_…`` secrets (space-separated) callbacks are signed with; never shown.
+    webhook_secret: str = field(default="", repr=False)
 
     @staticmethod
     def key(name: str) -> str:
@@ -140,6 +146,32 @@ class Settings:
                     "of TASKS_API_KEYS (the part before ':'), comma-separated "
                     "(TASKS_ADMINS=alice,ops)."
                 )
+
+        try:
+            hosts = CallbackHosts(self.callback_hosts)
+        except HostsError as exc:
+            raise ConfigError(f"TASKS_CALLBACK_HOSTS: {exc}") from None
+        try:
+            secrets = parse_secrets(self.webhook_secret)
+        except SecretError as exc:
+            raise ConfigError(str(exc)) from None
+        if hosts and not secrets:
+            raise ConfigError(
+                "TASKS_CALLBACK_HOSTS is set but TASKS_WEBHOOK_SECRET is not: callbacks are "
+                "signed. Set TASKS_WEBHOOK_SECRET to a whsec_ secret (make one with: "
+                'python -c "import base64, os; '
+                "print('whsec_' + base64.b64encode(os.urandom(32)).decode())\")."
+            )
+
+    @property
+    def hosts(self) -> CallbackHosts:
+        """The hosts callbacks may call (none: callbacks are off)."""
+        return CallbackHosts(self.callback_hosts)
+
+    @property
+    def webhook_keys(self) -> tuple[bytes, ...]:
+        """The keys of TASKS_WEBHOOK_SECRET's secrets, each signing every delivery."""
+        return parse_secrets(self.webhook_secret)
 
     @property
     def cors_origin_list(self) -> list[str]:

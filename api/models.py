@@ -160,6 +160,8 @@ class NewTask:
     #: The tasks (of the same owner, existing before it) that must succeed before it runs:
     #: distinct ids, in the order given.
     depends_on: tuple[str, ...] = ()
+    #: Where its end is delivered (``POST``, signed): an allowed http(s) URL, or None.
+    callback_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,6 +205,10 @@ class Task:
     #: order). A queued task with ``blocked_by`` is never claimed.
     depends_on: tuple[str, ...] = ()
     blocked_by: tuple[str, ...] = ()
+    #: Where its end is delivered, and how that delivery goes (None until it ended; the
+    #: store's task reads leave it None: the service adds it, ``Store.deliveries``).
+    callback_url: str | None = None
+    callback: Delivery | None = None
 
     @property
     def failed_attempts(self) -> int:
@@ -354,3 +360,69 @@ class Batch:
     def done(self) -> bool:
         """Every task it still has is terminal."""
         return not (self.counts[Status.QUEUED] or self.counts[Status.RUNNING])
+
+
+class DeliveryState(enum.StrEnum):
+    """Where the callback of an ended task is (``Delivery``)."""
+
+    PENDING = "pending"  # an attempt is due now or later (or is being made)
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # every attempt failed, or the receiver answered 410 Gone
+
+
+#: Every change of state a delivery may go through. An attempt that fails with attempts left
+#: keeps it pending (a later one is due); a delivered or failed one is pending again when a
+#: client asks for it to be sent again (``POST /tasks/{id}/callback/retry``).
+DELIVERY_TRANSITIONS: dict[DeliveryState, frozenset[DeliveryState]] = {
+    DeliveryState.PENDING: frozenset(
+        {DeliveryState.PENDING, DeliveryState.DELIVERED, DeliveryState.FAILED}
+    ),
+    DeliveryState.DELIVERED: frozenset({DeliveryState.PENDING}),
+    DeliveryState.FAILED: frozenset({DeliveryState.PENDING}),
+}
+
+#: The event type of a task's end, by the status it ended in.
+CALLBACK_EVENTS: dict[Status, str] = {
+    Status.SUCCEEDED: "task.succeeded",
+    Status.FAILED: "task.failed",
+    Status.CANCELLED: "task.cancelled",
+}
+#: The waits before each attempt after the first (the first is sent at once): the Standard
+#: Webhooks schedule, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h; 27.6 hours in all, so that a
+#: receiver that is down for a day still gets it. After the last, the delivery is failed.
+CALLBACK_RETRY_DELAYS: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000, 36000)
+#: The longest ``callback_url``.
+MAX_CALLBACK_URL_LENGTH = 2048
+#: The largest body sent: a task whose event is larger is sent without its result (and
+#: params, if still too large), with a link to read it.
+MAX_CALLBACK_BODY_BYTES = 64 * 1024
+#: How long one attempt may take, from the connection to the answer.
+CALLBACK_TIMEOUT_SECONDS = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """The callback of an ended task: its one event, and how sending it goes."""
+
+    task_id: str
+    url: str
+    #: One of CALLBACK_EVENTS' values.
+    event: str
+    state: DeliveryState
+    #: Attempts made so far (also those under way).
+    attempts: int
+    #: When the task ended: the event's ``timestamp``.
+    ended_at: datetime
+    #: When the next attempt is due (pending only).
+    next_attempt_at: datetime | None = None
+    last_attempt_at: datetime | None = None
+    delivered_at: datetime | None = None
+    #: The HTTP status of the receiver's last answer (None: it gave none).
+    last_status: int | None = None
+    #: What went wrong with the last attempt (None when it was delivered).
+    last_error: str | None = None
+
+    @property
+    def webhook_id(self) -> str:
+        """The ``webhook-id`` of every attempt of this event: the same across retries."""
+        return f"msg_{self.task_id}"

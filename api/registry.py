@@ -197,6 +197,7 @@ class TaskType:
             scheduled_for=scheduled_for,
             batch_id=batch_id,
             depends_on=tuple(request.get("depends_on", ())),
+            callback_url=request.get("callback_url"),
         )
 
 

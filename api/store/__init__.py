@@ -18,6 +18,8 @@ from typing import Any, Protocol
 
 from api.models import (
     Batch,
+    Delivery,
+    DeliveryState,
     FireOutcome,
     IdempotencyKey,
     NewBatch,
@@ -165,6 +167,35 @@ class Fire:
     def __post_init__(self) -> None:
         if (self.task is None) == (self.skip is None):
             raise ValueError("a fire makes its task, or says why it makes none: not both")
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryJob:
+    """A delivery claimed for one attempt (``Store.claim_deliveries``)."""
+
+    delivery: Delivery
+    #: The ended task, as stored (also when it expired since); None when it was deleted.
+    task: Task | None
+    #: The body an earlier attempt sent (every attempt sends the same); None before the first.
+    body: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class DeliveryAttempt:
+    """How one attempt went, as ``Store.record_delivery`` writes it."""
+
+    task_id: str
+    #: The holder the attempt was claimed for: it applies only while it holds the delivery.
+    holder: str
+    now: datetime
+    #: pending (another attempt is due at ``next_attempt_at``), delivered or failed.
+    state: DeliveryState
+    next_attempt_at: datetime | None = None
+    #: The HTTP status of the answer (None: none came), and what went wrong (None: nothing).
+    status: int | None = None
+    error: str | None = None
+    #: The body sent: kept for the next attempts.
+    body: bytes | None = None
 
 
 class Store(Protocol):
@@ -335,9 +366,37 @@ class Store(Protocol):
         last run; None when there is no such schedule. Raises QueueFull as ``create``."""
 
     def end_leases(self, holder_prefix: str, now: datetime) -> int:
-        """End at ``now`` the leases of the running tasks whose holder id starts with
-        ``holder_prefix`` (a process known to be gone), for ``recover_expired`` to take them
-        back; how many."""
+        """End at ``now`` the leases of the running tasks (and of the callbacks being sent)
+        whose holder id starts with ``holder_prefix`` (a process known to be gone), for
+        ``recover_expired`` to take them back; how many tasks."""
+
+    # -- callbacks: the outbox ------------------------------------------------------------------
+    # A task with a ``callback_url`` gets its delivery (pending, due at its end) in the very
+    # transaction that ends it, whichever write ends it; the delivery goes with its task
+    # (deleted with it; the purge keeps a task while its delivery is pending).
+
+    def deliveries(self, task_ids: Collection[str]) -> dict[str, Delivery]:
+        """The deliveries of these tasks, by task id (tasks without one left out)."""
+
+    def next_delivery_at(self) -> datetime | None:
+        """When the earliest pending delivery is due (its lease, if claimed, not counted);
+        None when none is pending."""
+
+    def claim_deliveries(
+        self, holder: str, limit: int, now: datetime, lease_until: datetime
+    ) -> builtins.list[DeliveryJob]:
+        """Take up to ``limit`` pending deliveries due at ``now`` (earliest first) whose
+        lease, if any, ran out: each is held by ``holder`` until ``lease_until``, and its
+        ``attempts`` grows by one. No delivery is held by two claims at once."""
+
+    def record_delivery(self, attempt: DeliveryAttempt) -> Delivery | None:
+        """Write how an attempt went and let go of the delivery (its task's version grows);
+        the delivery afterwards, None when ``holder`` no longer held it."""
+
+    def resend_delivery(self, task_id: str, now: datetime) -> Delivery | None:
+        """Make a delivered or failed delivery pending again, due at ``now``, with its
+        attempts counted from zero (its ``webhook-id`` stays); None when the task has no
+        such delivery (none, or pending)."""
 
     def recover_expired(self, now: datetime, expires_at: datetime) -> Sequence[Recovered]:
         """Take back running tasks whose lease expired before ``now`` (their worker is lost).
@@ -425,6 +484,8 @@ def open_store(url: str) -> Store:
 
 __all__ = [
     "Claim",
+    "DeliveryAttempt",
+    "DeliveryJob",
     "Ending",
     "Fire",
     "KeyTaken",

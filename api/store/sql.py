@@ -27,6 +27,7 @@ from api.models import (
     DEFAULT_QUEUE,
     MAX_LOST_ATTEMPTS,
     Batch,
+    Delivery,
     FireOutcome,
     IdempotencyKey,
     NewBatch,
@@ -41,6 +42,8 @@ from api.models import (
 from api.store import (
     CancelResult,
     Claim,
+    DeliveryAttempt,
+    DeliveryJob,
     Ending,
     Fire,
     KeyTaken,
@@ -1008,6 +1011,25 @@ class SqlStore(ABC):
             keys = db.execute(self.queries["purge_keys"], args).rowcount
             tasks = db.execute(self.queries["purge_tasks"], args).rowcount
         return tasks, keys
+
+    # -- callbacks: the outbox ------------------------------------------------------------------
+
+    def deliveries(self, task_ids: Collection[str]) -> dict[str, Delivery]:
+        raise NotImplementedError
+
+    def next_delivery_at(self) -> datetime | None:
+        raise NotImplementedError
+
+    def claim_deliveries(
+        self, holder: str, limit: int, now: datetime, lease_until: datetime
+    ) -> builtins.list[DeliveryJob]:
+        raise NotImplementedError
+
+    def record_delivery(self, attempt: DeliveryAttempt) -> Delivery | None:
+        raise NotImplementedError
+
+    def resend_delivery(self, task_id: str, now: datetime) -> Delivery | None:
+        raise NotImplementedError
 
     def purge_fires(self, before: datetime, limit: int) -> int:
         with self._writing() as db:
