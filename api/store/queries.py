@@ -5,7 +5,7 @@ comment lines right below the name describe it and are not sent. A statement may
 in braces, filled once at load:
 
 - ``{columns}``: the columns of a task, as every read selects them (api.store.rows.COLUMNS),
-  and ``{schedule_columns}``, those of a schedule;
+  ``{schedule_columns}``, those of a schedule, and ``{delivery_columns}``, a callback's;
 - ``{claim}``, ``{finish}``, ``{retry}``, ``{release}``, ``{recover}``, ``{cancel}``,
   ``{delete}``: the statuses a task may have for that verb to change it, quoted and comma
   separated, from the lifecycle table (api.models.VERBS), so that every conditional write
@@ -29,7 +29,7 @@ from importlib.resources import files
 from types import MappingProxyType
 
 from api.models import Verb, sources
-from api.store.rows import COLUMNS, SCHEDULE_COLUMNS
+from api.store.rows import COLUMNS, DELIVERY_COLUMNS, SCHEDULE_COLUMNS
 
 #: The slots a caller fills at each call, left as they are at load.
 CALL_SLOTS = frozenset({"matching", "each", "n", "values"})
@@ -40,7 +40,11 @@ _SLOT = re.compile(r"\{(\w+)\}")
 
 def fills() -> dict[str, str]:
     """What each load-time slot becomes."""
-    values = {"columns": COLUMNS, "schedule_columns": SCHEDULE_COLUMNS}
+    values = {
+        "columns": COLUMNS,
+        "schedule_columns": SCHEDULE_COLUMNS,
+        "delivery_columns": DELIVERY_COLUMNS,
+    }
     for verb in Verb:
         values[verb.value] = ", ".join(f"'{status.value}'" for status in sources(verb))
     return values

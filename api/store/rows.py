@@ -11,6 +11,8 @@ from api.models import (
     MAX_LOST_ATTEMPTS,
     TERMINAL,
     CatchUp,
+    Delivery,
+    DeliveryState,
     Overlap,
     Progress,
     Schedule,
@@ -25,7 +27,7 @@ COLUMNS = (
     "id, type, status, params, result, error, progress, attempts, max_attempts, "
     "timeout_seconds, priority, cancel_requested, created_at, run_after, started_at, "
     "finished_at, expires_at, worker_id, version, owner, lost_attempts, queue, schedule, "
-    "scheduled_for, retry_of, batch_id, depends_on, blocked_by"
+    "scheduled_for, retry_of, batch_id, depends_on, blocked_by, callback_url"
 )
 
 
@@ -116,6 +118,7 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         batch_id,
         depends_on,
         blocked_by,
+        callback_url,
     ) = row[:_WIDTH]
     return Task(
         id_,
@@ -146,6 +149,7 @@ def task_from_row(row: Sequence[Any], time: Callable[[Any], datetime | None]) ->
         batch_id,
         tuple(json.loads(depends_on)) if depends_on else (),
         tuple(json.loads(blocked_by)) if blocked_by else (),
+        callback_url,
     )
 
 
@@ -177,4 +181,28 @@ def schedule_from_row(row: Any, time: Callable[[Any], datetime | None]) -> Sched
         created_at=time(row["created_at"]),  # type: ignore[arg-type]  # never NULL
         updated_at=time(row["updated_at"]),  # type: ignore[arg-type]
         version=row["version"],
+    )
+
+
+#: The columns every read of a callback's delivery selects, in every backend.
+DELIVERY_COLUMNS = (
+    "task_id, url, event, state, attempts, ended_at, next_attempt_at, last_attempt_at, "
+    "delivered_at, last_status, last_error, body"
+)
+
+
+def delivery_from_row(row: Any, time: Callable[[Any], datetime | None]) -> Delivery:
+    """A delivery from a row of DELIVERY_COLUMNS, read by name."""
+    return Delivery(
+        task_id=row["task_id"],
+        url=row["url"],
+        event=row["event"],
+        state=DeliveryState(row["state"]),
+        attempts=row["attempts"],
+        ended_at=time(row["ended_at"]),  # type: ignore[arg-type]  # never NULL
+        next_attempt_at=time(row["next_attempt_at"]),
+        last_attempt_at=time(row["last_attempt_at"]),
+        delivered_at=time(row["delivered_at"]),
+        last_status=row["last_status"],
+        last_error=row["last_error"],
     )

@@ -56,6 +56,7 @@ from api.store import (
 from api.store.rows import (
     WORKER_LOST,
     WORKER_LOST_AGAIN,
+    delivery_from_row,
     dumps,
     error_json,
     finish_values,
@@ -495,6 +496,7 @@ class SqlStore(ABC):
             "batch_id": task.batch_id,
             "depends_on": dumps(task.depends_on) if task.depends_on else None,
             "blocked_by": dumps(blocked) if blocked else None,
+            "callback_url": task.callback_url,
             "max_queued": max_queued,
         }
 
@@ -600,6 +602,7 @@ class SqlStore(ABC):
             task.batch_id,
             dumps(task.depends_on) if task.depends_on else None,
             dumps(blocked) if blocked else None,
+            task.callback_url,
         ]
 
     def batch(self, batch_id: str, now: datetime) -> Batch | None:
@@ -868,8 +871,9 @@ class SqlStore(ABC):
         )
 
     def end_leases(self, holder_prefix: str, now: datetime) -> int:
-        with self._writing() as db:
+        with self._transaction() as db:
             args = {"prefix": holder_prefix, "now": self._time(now)}
+            db.execute(self.queries["end_delivery_leases"], args)
             return db.execute(self.queries["end_leases"], args).rowcount
 
     def _held(self, query: str, args: Mapping[str, Any]) -> bool | None:
@@ -1013,23 +1017,81 @@ class SqlStore(ABC):
         return tasks, keys
 
     # -- callbacks: the outbox ------------------------------------------------------------------
+    # A task's delivery is written by a trigger of the tasks table in the transaction that
+    # ends the task (migrations.sql, "callbacks"): every verb that ends tasks, cascades too.
+
+    def _delivery(self, row: Row) -> Delivery:
+        return delivery_from_row(row, self._time_of)
 
     def deliveries(self, task_ids: Collection[str]) -> dict[str, Delivery]:
-        raise NotImplementedError
+        if not task_ids:
+            return {}
+        with self._reading() as db:
+            rows = db.execute(self.queries["deliveries"], {"ids": self._names(task_ids)})
+            return {row["task_id"]: self._delivery(row) for row in rows.fetchall()}
 
     def next_delivery_at(self) -> datetime | None:
-        raise NotImplementedError
+        row = self._read_one("next_delivery_at", {})
+        return None if row is None else self._time_of(row["due"])
 
     def claim_deliveries(
         self, holder: str, limit: int, now: datetime, lease_until: datetime
     ) -> builtins.list[DeliveryJob]:
-        raise NotImplementedError
+        if limit <= 0:
+            return []
+        args = {
+            "holder": holder,
+            "limit": limit,
+            "now": self._time(now),
+            "lease_until": self._time(lease_until),
+        }
+        with self._transaction() as db:
+            claimed = db.execute(self.queries["claim_deliveries"], args).fetchall()
+            if not claimed:
+                return []
+            ids = [row["task_id"] for row in claimed]
+            tasks = {
+                task.id: task
+                for task in map(
+                    self._task,
+                    db.execute(self.queries["tasks_of"], {"ids": self._names(ids)}).fetchall(),
+                )
+            }
+        claimed.sort(key=lambda row: row["ended_at"])  # earliest end first (one column type)
+        return [
+            DeliveryJob(
+                self._delivery(row),
+                tasks.get(row["task_id"]),
+                None if row["body"] is None else bytes(row["body"]),
+            )
+            for row in claimed
+        ]
 
     def record_delivery(self, attempt: DeliveryAttempt) -> Delivery | None:
-        raise NotImplementedError
+        args = {
+            "id": attempt.task_id,
+            "holder": attempt.holder,
+            "now": self._time(attempt.now),
+            "state": attempt.state.value,
+            "next_attempt_at": self._time(attempt.next_attempt_at),
+            "status": attempt.status,
+            "error": attempt.error,
+            "body": attempt.body,
+        }
+        with self._transaction() as db:
+            row = self._first(db, "record_delivery", args)
+            if row is None:
+                return None
+            db.execute(self.queries["delivery_changed"], {"id": attempt.task_id})
+        return self._delivery(row)
 
     def resend_delivery(self, task_id: str, now: datetime) -> Delivery | None:
-        raise NotImplementedError
+        with self._transaction() as db:
+            row = self._first(db, "resend_delivery", {"id": task_id, "now": self._time(now)})
+            if row is None:
+                return None
+            db.execute(self.queries["delivery_changed"], {"id": task_id})
+        return self._delivery(row)
 
     def purge_fires(self, before: datetime, limit: int) -> int:
         with self._writing() as db:

@@ -159,3 +159,45 @@ BEGIN
 END $$;
 CREATE TRIGGER tasks_batch_gone AFTER DELETE ON tasks
     FOR EACH ROW WHEN (OLD.batch_id IS NOT NULL) EXECUTE FUNCTION taskapi_batch_gone();
+
+-- name: callbacks
+-- A task may name a callback_url: when it ends, its delivery (the outbox) is written by the
+-- trigger below in the transaction that ends it, whichever statement ends it. A delivery
+-- goes with its task. next_attempt_at is when it is due; a claim moves it to the end of its
+-- lease (held by holder), so that a lost sender's attempt is due again then.
+ALTER TABLE tasks ADD COLUMN callback_url TEXT;
+CREATE TABLE deliveries (
+    task_id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    event TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    ended_at TIMESTAMPTZ NOT NULL,
+    next_attempt_at TIMESTAMPTZ,
+    last_attempt_at TIMESTAMPTZ,
+    delivered_at TIMESTAMPTZ,
+    last_status INTEGER,
+    last_error TEXT,
+    holder TEXT,
+    body BYTEA
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE FUNCTION taskapi_task_ended() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO deliveries (task_id, url, event, state, ended_at, next_attempt_at)
+    VALUES (NEW.id, NEW.callback_url, 'task.' || NEW.status, 'pending',
+        COALESCE(NEW.finished_at, now()), COALESCE(NEW.finished_at, now()))
+    ON CONFLICT (task_id) DO NOTHING;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_ended_with_callback AFTER UPDATE OF status ON tasks
+    FOR EACH ROW WHEN (NEW.callback_url IS NOT NULL AND OLD.status IN ('queued', 'running')
+        AND NEW.status IN ('succeeded', 'failed', 'cancelled'))
+    EXECUTE FUNCTION taskapi_task_ended();
+CREATE FUNCTION taskapi_delivery_gone() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM deliveries WHERE task_id = OLD.id;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER tasks_delivery_gone AFTER DELETE ON tasks
+    FOR EACH ROW WHEN (OLD.callback_url IS NOT NULL) EXECUTE FUNCTION taskapi_delivery_gone();

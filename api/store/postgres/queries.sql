@@ -121,10 +121,11 @@ SELECT COUNT(*) AS n FROM (SELECT 1 FROM tasks WHERE status = 'queued' LIMIT %(m
 -- name: insert_task
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
     created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
-    depends_on, blocked_by)
+    depends_on, blocked_by, callback_url)
 VALUES (%(id)s, %(type)s, 'queued', %(params)s, %(max_attempts)s, %(timeout_seconds)s,
     %(priority)s, %(created_at)s, %(run_after)s, %(owner)s, %(queue)s, %(schedule)s,
-    %(scheduled_for)s, %(retry_of)s, %(batch_id)s, %(depends_on)s, %(blocked_by)s)
+    %(scheduled_for)s, %(retry_of)s, %(batch_id)s, %(depends_on)s, %(blocked_by)s,
+    %(callback_url)s)
 RETURNING {columns}
 
 -- name: notify
@@ -300,10 +301,14 @@ DELETE FROM idempotency_keys WHERE ctid IN (
     SELECT ctid FROM idempotency_keys WHERE expires_at <= %(now)s LIMIT %(limit)s)
 
 -- name: purge_tasks
--- Ended tasks past their expires_at: what a delete may delete, up to the limit.
+-- Ended tasks past their expires_at: what a delete may delete, up to the limit; not one
+-- whose callback is still to be delivered (the delivery reads it).
 DELETE FROM tasks WHERE seq IN (
     SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= %(now)s
-    AND status IN ({delete}) LIMIT %(limit)s)
+    AND status IN ({delete})
+    AND (callback_url IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries WHERE task_id = tasks.id AND state = 'pending'))
+    LIMIT %(limit)s)
 
 -- name: put_schedule
 -- Create a schedule, or replace what it does: its created_at, last run and last task stay,
@@ -481,11 +486,11 @@ DELETE FROM task_waits WHERE dependency = ANY(%(ids)s::text[])
 -- columns; params and the two id lists as JSON text).
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
     created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
-    depends_on, blocked_by)
+    depends_on, blocked_by, callback_url)
 SELECT item ->> 0, item ->> 1, 'queued', item ->> 2, (item ->> 3)::integer,
     (item ->> 4)::double precision, (item ->> 5)::integer, (item ->> 6)::timestamptz,
     (item ->> 7)::timestamptz, item ->> 8, item ->> 9, item ->> 10, (item ->> 11)::timestamptz,
-    item ->> 12, item ->> 13, item ->> 14, item ->> 15
+    item ->> 12, item ->> 13, item ->> 14, item ->> 15, item ->> 16
 FROM jsonb_array_elements(%(rows)s::jsonb) WITH ORDINALITY AS items(item, n) ORDER BY n
 
 -- name: insert_batch
@@ -511,3 +516,49 @@ UPDATE tasks SET cancel_requested = TRUE,
     version = version + 1
 WHERE batch_id = %(id)s AND status IN ({cancel}) AND (status = 'queued' OR NOT cancel_requested)
 RETURNING {columns}, dependants
+
+-- name: end_delivery_leases
+-- The deliveries held by a process known to be gone are due again now.
+UPDATE deliveries SET next_attempt_at = %(now)s
+WHERE state = 'pending' AND substr(holder, 1, length(%(prefix)s)) = %(prefix)s
+    AND next_attempt_at > %(now)s
+
+-- name: deliveries
+SELECT {delivery_columns} FROM deliveries WHERE task_id = ANY(%(ids)s)
+
+-- name: next_delivery_at
+SELECT next_attempt_at AS due FROM deliveries WHERE state = 'pending'
+ORDER BY next_attempt_at LIMIT 1
+
+-- name: claim_deliveries
+-- The earliest pending deliveries due: each held by the holder, due again at lease_until
+-- (if its sender is lost), one more attempt counted. Rows another claim holds are skipped.
+UPDATE deliveries SET holder = %(holder)s, next_attempt_at = %(lease_until)s,
+    attempts = attempts + 1, last_attempt_at = %(now)s
+WHERE task_id IN (
+    SELECT task_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= %(now)s
+    ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
+RETURNING {delivery_columns}
+
+-- name: tasks_of
+-- Tasks by id, expired or not (a delivery's task).
+SELECT {columns} FROM tasks WHERE id = ANY(%(ids)s)
+
+-- name: record_delivery
+-- How an attempt went, if its holder still holds the delivery; the body sent is kept.
+UPDATE deliveries SET state = %(state)s, next_attempt_at = %(next_attempt_at)s,
+    last_status = %(status)s, last_error = %(error)s, holder = NULL,
+    body = COALESCE(body, %(body)s),
+    delivered_at = CASE WHEN %(state)s = 'delivered' THEN %(now)s ELSE delivered_at END
+WHERE task_id = %(id)s AND holder = %(holder)s AND state = 'pending'
+RETURNING {delivery_columns}
+
+-- name: resend_delivery
+UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = %(now)s,
+    holder = NULL, delivered_at = NULL
+WHERE task_id = %(id)s AND state IN ('delivered', 'failed')
+RETURNING {delivery_columns}
+
+-- name: delivery_changed
+-- A task's delivery changed: so does the task (its ETag).
+UPDATE tasks SET version = version + 1 WHERE id = %(id)s

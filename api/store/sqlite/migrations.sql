@@ -213,3 +213,37 @@ CREATE TRIGGER tasks_batch_gone AFTER DELETE ON tasks WHEN old.batch_id IS NOT N
     DELETE FROM batches WHERE id = old.batch_id
         AND NOT EXISTS (SELECT 1 FROM tasks WHERE batch_id = old.batch_id);
 END;
+
+-- name: callbacks
+-- A task may name a callback_url: when it ends, its delivery (the outbox) is written by the
+-- trigger below in the transaction that ends it, whichever statement ends it. A delivery
+-- goes with its task. next_attempt_at is when it is due; a claim moves it to the end of its
+-- lease (held by holder), so that a lost sender's attempt is due again then.
+ALTER TABLE tasks ADD COLUMN callback_url TEXT;
+CREATE TABLE deliveries (
+    task_id TEXT PRIMARY KEY,
+    url TEXT NOT NULL,
+    event TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    ended_at REAL NOT NULL,
+    next_attempt_at REAL,
+    last_attempt_at REAL,
+    delivered_at REAL,
+    last_status INTEGER,
+    last_error TEXT,
+    holder TEXT,
+    body BLOB
+);
+CREATE INDEX deliveries_due ON deliveries (next_attempt_at) WHERE state = 'pending';
+CREATE TRIGGER tasks_ended_with_callback AFTER UPDATE OF status ON tasks
+WHEN new.callback_url IS NOT NULL AND old.status IN ('queued', 'running')
+    AND new.status IN ('succeeded', 'failed', 'cancelled') BEGIN
+    INSERT OR IGNORE INTO deliveries (task_id, url, event, state, ended_at, next_attempt_at)
+    VALUES (new.id, new.callback_url, 'task.' || new.status, 'pending',
+        COALESCE(new.finished_at, (julianday('now') - 2440587.5) * 86400.0),
+        COALESCE(new.finished_at, (julianday('now') - 2440587.5) * 86400.0));
+END;
+CREATE TRIGGER tasks_delivery_gone AFTER DELETE ON tasks WHEN old.callback_url IS NOT NULL BEGIN
+    DELETE FROM deliveries WHERE task_id = old.id;
+END;

@@ -93,10 +93,10 @@ FROM names WHERE name IS NOT NULL
 -- trigger-kept rows of queue_counts: the bound and the insert are one statement, one commit.
 INSERT INTO tasks (id, type, status, params, max_attempts, timeout_seconds, priority,
     created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
-    depends_on, blocked_by)
+    depends_on, blocked_by, callback_url)
 SELECT :id, :type, 'queued', :params, :max_attempts, :timeout_seconds, :priority,
     :created_at, :run_after, :owner, :queue, :schedule, :scheduled_for, :retry_of, :batch_id,
-    :depends_on, :blocked_by
+    :depends_on, :blocked_by, :callback_url
 WHERE :max_queued IS NULL
     OR (SELECT COALESCE(SUM(n), 0) FROM queue_counts WHERE status = 'queued') < :max_queued
 RETURNING {columns}
@@ -278,10 +278,14 @@ DELETE FROM idempotency_keys WHERE rowid IN (
     SELECT rowid FROM idempotency_keys WHERE expires_at <= :now LIMIT :limit)
 
 -- name: purge_tasks
--- Ended tasks past their expires_at: what a delete may delete, up to :limit of them.
+-- Ended tasks past their expires_at: what a delete may delete, up to :limit of them; not one
+-- whose callback is still to be delivered (the delivery reads it).
 DELETE FROM tasks WHERE seq IN (
     SELECT seq FROM tasks WHERE expires_at IS NOT NULL AND expires_at <= :now
-    AND status IN ({delete}) LIMIT :limit)
+    AND status IN ({delete})
+    AND (callback_url IS NULL OR NOT EXISTS (
+        SELECT 1 FROM deliveries WHERE task_id = tasks.id AND state = 'pending'))
+    LIMIT :limit)
 
 -- name: put_schedule
 -- Create a schedule, or replace what it does: its created_at, last run and last task stay,
@@ -440,7 +444,7 @@ SELECT COALESCE(SUM(n), 0) AS n FROM queue_counts WHERE status = 'queued'
 -- parameters, in the order of the columns, and 'queued').
 INSERT INTO tasks (id, type, params, max_attempts, timeout_seconds, priority,
     created_at, run_after, owner, queue, schedule, scheduled_for, retry_of, batch_id,
-    depends_on, blocked_by, status)
+    depends_on, blocked_by, callback_url, status)
 VALUES {values}
 
 -- name: open_queue_counts
@@ -480,3 +484,48 @@ UPDATE tasks SET cancel_requested = 1,
     version = version + 1
 WHERE batch_id = :id AND status IN ({cancel}) AND (status = 'queued' OR cancel_requested = 0)
 RETURNING {columns}, dependants
+
+-- name: end_delivery_leases
+-- The deliveries held by a process known to be gone are due again now.
+UPDATE deliveries SET next_attempt_at = :now
+WHERE state = 'pending' AND substr(holder, 1, length(:prefix)) = :prefix
+    AND next_attempt_at > :now
+
+-- name: deliveries
+SELECT {delivery_columns} FROM deliveries WHERE task_id IN (SELECT value FROM json_each(:ids))
+
+-- name: next_delivery_at
+SELECT next_attempt_at AS due FROM deliveries WHERE state = 'pending'
+ORDER BY next_attempt_at LIMIT 1
+
+-- name: claim_deliveries
+-- The earliest pending deliveries due: each held by :holder, due again at :lease_until (if
+-- its sender is lost), one more attempt counted.
+UPDATE deliveries SET holder = :holder, next_attempt_at = :lease_until,
+    attempts = attempts + 1, last_attempt_at = :now
+WHERE task_id IN (
+    SELECT task_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now
+    ORDER BY next_attempt_at LIMIT :limit)
+RETURNING {delivery_columns}
+
+-- name: tasks_of
+-- Tasks by id, expired or not (a delivery's task).
+SELECT {columns} FROM tasks WHERE id IN (SELECT value FROM json_each(:ids))
+
+-- name: record_delivery
+-- How an attempt went, if its holder still holds the delivery; the body sent is kept.
+UPDATE deliveries SET state = :state, next_attempt_at = :next_attempt_at,
+    last_status = :status, last_error = :error, holder = NULL, body = COALESCE(body, :body),
+    delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END
+WHERE task_id = :id AND holder = :holder AND state = 'pending'
+RETURNING {delivery_columns}
+
+-- name: resend_delivery
+UPDATE deliveries SET state = 'pending', attempts = 0, next_attempt_at = :now, holder = NULL,
+    delivered_at = NULL
+WHERE task_id = :id AND state IN ('delivered', 'failed')
+RETURNING {delivery_columns}
+
+-- name: delivery_changed
+-- A task's delivery changed: so does the task (its ETag).
+UPDATE tasks SET version = version + 1 WHERE id = :id
