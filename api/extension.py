@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask
 
 from api import builtin_tasks
+from api.callbacks.sender import Sender
 from api.config import Settings
 from api.events import TaskEvents
 from api.metrics import Metrics
@@ -16,6 +19,7 @@ from api.store import open_store
 from api.wakeups import open_wakeups
 from api.wakeups.link import Link
 from api.worker import WorkerPool
+from schemas.tasks import _document as task_document
 
 
 class TaskAPI:
@@ -42,6 +46,15 @@ class TaskAPI:
         store = open_store(settings.database_url)
         events = TaskEvents()
         metrics = Metrics(store, (t.name for t in registry))
+        sender = Sender(
+            store,
+            settings.hosts,
+            settings.webhook_keys,
+            task_document,
+            holder="",  # the pool names it when it starts it
+            metrics=metrics,
+            lease_margin=timedelta(seconds=settings.lease_seconds),
+        )
         pool = WorkerPool(
             store,
             registry,
@@ -53,6 +66,7 @@ class TaskAPI:
             metrics=metrics,
             queues=settings.queues,
             max_queued=settings.max_queued,
+            sender=sender,
         )
         # Submits, cancels and ends reach the other processes of the store through the link.
         link = Link(open_wakeups(settings.database_url), pool, events)

@@ -30,6 +30,11 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: Seconds: from a fast `add` to a task that runs for minutes.
 TASK_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800)
 HTTP_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5, 30, 60)
+#: From a task's end to its callback's delivery: most within a second; a retry takes 5 s, 5
+#: min, 30 min, 2 h, ... (CALLBACK_RETRY_DELAYS).
+CALLBACK_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 10, 60, 600, 3600, 21600, 86400)
+#: The outcomes of a callback's attempt.
+CALLBACK_OUTCOMES = ("delivered", "retry", "failed")
 
 
 class _QueueDepth:
@@ -114,6 +119,8 @@ class Metrics:
         # metrics themselves must not be collected from this process's memory too.
         self._declare(None if self.multiprocess else self._registry)
         self._children: dict[tuple[Any, tuple[str, ...]], Any] = {}
+        for outcome in CALLBACK_OUTCOMES:
+            self._child(self.callback_attempts, outcome)
         for task_type in task_types:  # every series of a known type starts at 0
             for by_type in (
                 self.created,
@@ -187,6 +194,19 @@ class Metrics:
             ["type"],
             registry=registry,
         )
+        self.callback_attempts = Counter(
+            "taskapi_callback_attempts",
+            "Attempts to deliver a task's callback, by outcome: delivered (a 2xx answer), retry "
+            "(it failed; another attempt is due) or failed (given up: attempts used, or 410 Gone).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.callback_latency_seconds = Histogram(
+            "taskapi_callback_latency_seconds",
+            "Seconds from a task's end to the delivery of its callback.",
+            buckets=CALLBACK_BUCKETS,
+            registry=registry,
+        )
         self.requests = Counter(
             "taskapi_http_requests",
             "HTTP requests answered, by method, route and status.",
@@ -241,6 +261,13 @@ class Metrics:
 
     def schedule_skipped(self, owner: str, schedule: str, reason: str) -> None:
         self._child(self.schedule_skips, owner, schedule, reason).inc()
+
+    def callback_attempted(self, outcome: str, latency: float | None = None) -> None:
+        """An attempt to deliver a callback ended ``outcome`` (delivered, retry, failed);
+        ``latency``: seconds from the task's end, once delivered."""
+        self._child(self.callback_attempts, outcome).inc()
+        if latency is not None:
+            self.callback_latency_seconds.observe(max(latency, 0.0))
 
     def request_answered(self, method: str, route: str, status: int, seconds: float) -> None:
         self._child(self.requests, method, route, str(status)).inc()

@@ -29,9 +29,10 @@ import uuid
 from collections.abc import Callable, Collection, Sequence
 from datetime import datetime, timedelta
 
+from api.callbacks.sender import Sender
 from api.events import TaskEvents
 from api.metrics import Metrics
-from api.models import Status, Task
+from api.models import CALLBACK_TIMEOUT_SECONDS, TERMINAL, Status, Task
 from api.registry import Registry
 from api.scheduler.ticker import Ticker
 from api.store import Claim, Ending, Store
@@ -83,13 +84,17 @@ class Wakeup:
 class _Ended:
     """An attempt that ended, waiting for its group to be written."""
 
-    __slots__ = ("batch_id", "ending", "task_type")
+    __slots__ = ("batch_id", "callback", "ending", "task_type")
 
-    def __init__(self, task_type: str, ending: Ending, batch_id: str | None = None) -> None:
+    def __init__(
+        self, task_type: str, ending: Ending, batch_id: str | None = None, callback: bool = False
+    ) -> None:
         self.task_type = task_type
         self.ending = ending
         #: The batch of the task, whose long-polls its end wakes too.
         self.batch_id = batch_id
+        #: The task has a callback_url: its end wakes the sender.
+        self.callback = callback
 
 
 class WorkerPool:
@@ -115,8 +120,12 @@ class WorkerPool:
         timer: Callable[[], float] = time.monotonic,
         queues: Collection[str] | None = None,
         max_queued: int | None = None,
+        sender: Sender | None = None,
     ) -> None:
         self.store = store
+        #: Sends the callbacks of ended tasks, in every process that runs workers.
+        self.sender = sender
+        self._sender_thread: threading.Thread | None = None
         #: The queues whose tasks this pool takes (TASKS_QUEUES); None: every queue.
         self.queues = frozenset(queues) if queues else None
         self.registry = registry
@@ -199,7 +208,12 @@ class WorkerPool:
         """True when every thread of a started pool is running."""
         helpers = [
             t
-            for t in (self._dispatcher, self._monitor_thread, self._ticker_thread)
+            for t in (
+                self._dispatcher,
+                self._monitor_thread,
+                self._ticker_thread,
+                self._sender_thread,
+            )
             if t is not None
         ]
         return bool(self._threads) and all(t.is_alive() for t in [*self._threads, *helpers])
@@ -232,6 +246,15 @@ class WorkerPool:
                 daemon=True,
             )
             self._ticker_thread.start()
+            if self.sender is not None:
+                self.sender.holder = f"{self._id_prefix}:callbacks"
+                self._sender_thread = threading.Thread(
+                    target=self.sender.run,
+                    args=(self._stop,),  # a stopping pool claims no more deliveries
+                    name="taskapi-callbacks",
+                    daemon=True,
+                )
+                self._sender_thread.start()
         self._monitor_thread = threading.Thread(
             target=self.monitor.run, args=(self._monitor_stop,), name="taskapi-monitor", daemon=True
         )
@@ -280,11 +303,16 @@ class WorkerPool:
             self._closing.set()
             self._cond.notify_all()
         self._monitor_stop.set()
+        if self.sender is not None:
+            self.sender.wake()
         for helper in (self._dispatcher, self._monitor_thread, self._ticker_thread):
             if helper is not None:
                 helper.join(WIND_DOWN_SECONDS)
+        if self._sender_thread is not None:  # its attempts under way end within their timeout
+            self._sender_thread.join(CALLBACK_TIMEOUT_SECONDS + WIND_DOWN_SECONDS)
         self._threads = []
         self._dispatcher = self._monitor_thread = self._ticker_thread = None
+        self._sender_thread = None
         self._hurry.clear()
 
     def _take_handoff(self) -> list[tuple[Task, Running]]:
@@ -408,6 +436,10 @@ class WorkerPool:
                 self.wakeup.pending = True  # more may be ready
         if Status.QUEUED in statuses:  # a retry: it may be due before the next poll
             self.wakeup.pending = True
+        if self.sender is not None and any(
+            one.callback and status in TERMINAL for one, status in zip(ended, statuses, strict=True)
+        ):
+            self.sender.wake()  # its delivery was written with the end: send it now
         if ended:  # long-polls here and in other processes: one message for the group
             woken = [one.ending.task_id for one in ended]
             woken += {one.batch_id: None for one in ended if one.batch_id is not None}
@@ -480,7 +512,9 @@ class WorkerPool:
             if not self._ended:
                 self._first_ended_at = time.monotonic()
                 self._cond.notify()
-            self._ended.append(_Ended(task.type, ending, task.batch_id))
+            self._ended.append(
+                _Ended(task.type, ending, task.batch_id, task.callback_url is not None)
+            )
             if not self._running:
                 self._cond.notify()  # every worker idle: write at once
         if runner is not None:
@@ -518,6 +552,12 @@ class WorkerPool:
             ending, runner = self.attempts.run(task, worker_id, entry.context)
             (status,), _ = self.store.complete([ending])
             self.attempts.recorded(task.type, ending, status)
+            if (
+                self.sender is not None
+                and task.callback_url
+                and status not in (None, Status.QUEUED)
+            ):
+                self.sender.wake()
         finally:
             with self._lock:
                 self._running.pop(task.id, None)

@@ -1,0 +1,348 @@
+"""The sender: the outbox's deliveries, POSTed signed to their receivers, each attempt once.
+
+Every worker process runs one (a thread of its pool, beside the ticker), with a few threads
+of its own for the HTTP exchanges: a slow receiver (up to CALLBACK_TIMEOUT_SECONDS) never
+holds a worker slot nor the thread that ran a task. No sender is a leader: a delivery due is
+claimed (``Store.claim_deliveries``) by one process for one attempt, with a lease, and is due
+again when the lease ends if that process is lost.
+
+``Sender.tick()`` is one iteration: claim what is due (as many as there are free sending
+threads), hand each to them, and say how long to wait before the next look. Tests call it,
+and ``send`` itself, with a clock of their own.
+
+An attempt ends one of three ways:
+
+- **delivered**: a 2xx answer;
+- **retry**: anything else (a timeout, a refused connection, a 3xx: no redirect is followed,
+  a 4xx, a 5xx, an address TASKS_CALLBACK_HOSTS does not allow): the next attempt is due
+  after CALLBACK_RETRY_DELAYS' next wait, or the receiver's ``Retry-After`` (429, 5xx) when
+  longer;
+- **failed**: the last attempt failed, or the receiver answered 410 Gone.
+
+Every attempt of a delivery sends the same body (kept by the store after the first) with the
+same ``webhook-id``, and a ``webhook-timestamp`` and signature of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+from api.callbacks.hosts import CallbackHosts
+from api.callbacks.signing import sign
+from api.metrics import Metrics
+from api.models import (
+    CALLBACK_RETRY_DELAYS,
+    CALLBACK_TIMEOUT_SECONDS,
+    MAX_CALLBACK_BODY_BYTES,
+    Delivery,
+    DeliveryState,
+    Task,
+)
+from api.store import DeliveryAttempt, DeliveryJob, Store
+
+log = logging.getLogger("api.callbacks")
+
+#: The longest a sender waits between two looks at the store: a delivery written by another
+#: process (a cancel in an API process, a task ended elsewhere) is sent within this.
+IDLE_SECONDS = 0.5
+#: The shortest wait between two looks (a store that keeps failing is not hammered).
+MIN_WAIT_SECONDS = 0.01
+#: How many deliveries one process sends at once.
+SENDING_THREADS = 8
+#: How long a claimed delivery is held beyond the attempt's timeout: past it, the attempt is
+#: taken for lost (its process was killed) and the delivery is due again.
+LEASE_MARGIN = timedelta(seconds=30)
+#: The longest ``Retry-After`` honoured: a receiver cannot park a delivery for longer than the
+#: schedule's longest wait.
+MAX_RETRY_AFTER = max(CALLBACK_RETRY_DELAYS)
+#: What is left out of ``data``, in this order, while the body is over
+#: MAX_CALLBACK_BODY_BYTES.
+OMITTABLE: tuple[tuple[str, Any], ...] = (
+    ("result", None),
+    ("params", {}),
+    ("progress", None),
+    ("error", None),
+)
+
+
+class Answer(Protocol):
+    """What a receiver answered (api.callbacks.transport.Answer)."""
+
+    @property
+    def status(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def retry_after(self) -> float | None: ...
+    @property
+    def delivered(self) -> bool: ...
+    @property
+    def gone(self) -> bool: ...
+
+
+class Post(Protocol):
+    """One POST of a body to a checked address (api.callbacks.transport.post)."""
+
+    def __call__(
+        self,
+        url: str,
+        body: bytes,
+        headers: Mapping[str, str],
+        *,
+        hosts: CallbackHosts,
+        timeout: float = ...,
+    ) -> Answer: ...
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _utc_text(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Sender:
+    """Sends the due deliveries of ``store`` to receivers ``hosts`` allows, signed with
+    ``keys``; ``render`` gives a task's TaskStatus document (the event's ``data``)."""
+
+    def __init__(
+        self,
+        store: Store,
+        hosts: CallbackHosts,
+        keys: tuple[bytes, ...],
+        render: Callable[[Task], dict[str, Any]],
+        *,
+        holder: str,
+        metrics: Metrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+        delays: tuple[float, ...] = CALLBACK_RETRY_DELAYS,
+        timeout: float = CALLBACK_TIMEOUT_SECONDS,
+        threads: int = SENDING_THREADS,
+        lease_margin: timedelta = LEASE_MARGIN,
+        post: Post | None = None,
+    ) -> None:
+        self.store = store
+        self.hosts = hosts
+        self.keys = keys
+        self.render = render
+        self.holder = holder
+        self.metrics = metrics
+        self.clock = clock
+        self.delays = delays
+        self.timeout = timeout
+        self.threads = threads
+        self.lease = timedelta(seconds=timeout) + lease_margin
+        self._post = post
+        self._wake = threading.Event()
+        self._lock = threading.Lock()
+        self._sending = 0
+        self._executor: ThreadPoolExecutor | None = None
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def wake(self) -> None:
+        """A delivery may be due now (a task with a callback ended here): look at once."""
+        self._wake.set()
+
+    def run(self, stop: threading.Event) -> None:
+        """Send until ``stop`` (and ``wake()`` after setting it); an error is logged, never
+        fatal. Attempts under way are finished (each within the timeout) before it returns."""
+        self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="taskapi-callback")
+        try:
+            while not stop.is_set():
+                try:
+                    wait = self.tick()
+                except Exception:
+                    log.exception("callbacks: error; carrying on")
+                    wait = IDLE_SECONDS
+                self._wake.wait(wait)
+                self._wake.clear()
+        finally:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+            self.store.detach_thread()
+
+    def tick(self) -> float:
+        """Claim the deliveries due now (as many as threads are free) and send them (inline
+        without ``run``); the seconds to wait before the next look."""
+        with self._lock:
+            free = self.threads - self._sending
+        if free <= 0:
+            return IDLE_SECONDS  # a thread that ends wakes the loop
+        now = self.clock()
+        # A read first: a claim is a write (on SQLite, the one write turn of the file).
+        due = self.store.next_delivery_at()
+        if due is None:
+            return IDLE_SECONDS
+        if due > now:
+            return min(max((due - now).total_seconds(), MIN_WAIT_SECONDS), IDLE_SECONDS)
+        jobs = self.store.claim_deliveries(self.holder, free, now, now + self.lease)
+        for job in jobs:
+            if self._executor is None:
+                self.send(job)
+            else:
+                with self._lock:
+                    self._sending += 1
+                self._executor.submit(self._send_in_thread, job)
+        # More may be due (or one was taken by another process meanwhile): look again soon.
+        return MIN_WAIT_SECONDS if jobs else IDLE_SECONDS
+
+    def _send_in_thread(self, job: DeliveryJob) -> None:
+        try:
+            self.send(job)
+        except Exception:
+            log.exception("callback of task %s: error sending it", job.delivery.task_id)
+        finally:
+            with self._lock:
+                self._sending -= 1
+            self._wake.set()
+
+    # -- one attempt --------------------------------------------------------------------------
+
+    def send(self, job: DeliveryJob) -> Delivery | None:
+        """Make the attempt ``job`` was claimed for and record how it went: the delivery
+        afterwards (None if the claim was lost meanwhile)."""
+        delivery = job.delivery
+        body = job.body if job.body is not None else self.body(delivery, job.task)
+        if body is None:  # its task is gone: nothing to send, ever
+            return self._record(delivery, None, None, "The task was deleted before it was sent.")
+        if not self.keys:  # never unsigned; the operator may yet set it (it is retried)
+            return self._record(delivery, _NOT_SIGNED, body, None)
+        timestamp = int(self.clock().timestamp())
+        headers = {
+            "webhook-id": delivery.webhook_id,
+            "webhook-timestamp": str(timestamp),
+            "webhook-signature": sign(self.keys, delivery.webhook_id, timestamp, body),
+        }
+        post = self._post
+        if post is None:
+            from api.callbacks.transport import post as http_post
+
+            post = self._post = http_post
+        answer = post(delivery.url, body, headers, hosts=self.hosts, timeout=self.timeout)
+        return self._record(delivery, answer, body, None)
+
+    def body(self, delivery: Delivery, task: Task | None) -> bytes | None:
+        """The event of ``delivery``, as JSON: at most MAX_CALLBACK_BODY_BYTES, leaving out
+        of ``data`` what it must (OMITTABLE), named in ``omitted``, with ``task_url`` to read
+        the task whole. None when its task is gone."""
+        if task is None:
+            return None
+        event: dict[str, Any] = {
+            "type": delivery.event,
+            "timestamp": _utc_text(delivery.ended_at),
+            "data": self.render(replace(task, callback=None)),
+        }
+        encoded = _dumps(event)
+        omitted: list[str] = []
+        for name, empty in OMITTABLE:
+            if len(encoded) <= MAX_CALLBACK_BODY_BYTES:
+                break
+            event["data"][name] = empty
+            omitted.append(name)
+            event["omitted"] = omitted
+            event["task_url"] = f"/tasks/{task.id}"
+            encoded = _dumps(event)
+        return encoded
+
+    def _record(
+        self, delivery: Delivery, answer: Answer | None, body: bytes | None, why: str | None
+    ) -> Delivery | None:
+        now = self.clock()
+        attempts = delivery.attempts
+        if answer is not None and answer.delivered:
+            state, next_at, outcome = DeliveryState.DELIVERED, None, "delivered"
+        elif answer is None or answer.gone or attempts > len(self.delays):
+            state, next_at, outcome = DeliveryState.FAILED, None, "failed"
+        else:
+            wait = self.delays[attempts - 1]
+            if answer.retry_after is not None:
+                wait = max(wait, min(answer.retry_after, MAX_RETRY_AFTER))
+            state, next_at, outcome = DeliveryState.PENDING, now + timedelta(seconds=wait), "retry"
+        status = None if answer is None else answer.status
+        error = why if answer is None else answer.error
+        if answer is not None and answer.gone:
+            error = "The receiver answered 410 Gone: no more attempts."
+        recorded = self.store.record_delivery(
+            DeliveryAttempt(delivery.task_id, self.holder, now, state, next_at, status, error, body)
+        )
+        if recorded is None:
+            log.warning(
+                "callback of task %s: its lease ran out before the answer came; another "
+                "attempt is made",
+                delivery.task_id,
+            )
+            return None
+        latency = (now - delivery.ended_at).total_seconds() if outcome == "delivered" else None
+        if self.metrics is not None:
+            self.metrics.callback_attempted(outcome, latency)
+        self._log(recorded, outcome)
+        return recorded
+
+    def _log(self, delivery: Delivery, outcome: str) -> None:
+        # The URL may carry a receiver's token in its query: only its host is logged.
+        host = _host_of(delivery.url)
+        if outcome == "delivered":
+            log.info(
+                "callback of task %s delivered to %s (attempt %d)",
+                delivery.task_id,
+                host,
+                delivery.attempts,
+            )
+        elif outcome == "retry":
+            assert delivery.next_attempt_at is not None
+            log.info(
+                "callback of task %s to %s: attempt %d failed (%s); next at %s",
+                delivery.task_id,
+                host,
+                delivery.attempts,
+                delivery.last_error,
+                delivery.next_attempt_at.isoformat(),
+            )
+        else:
+            log.warning(
+                "callback of task %s to %s failed after %d attempts: %s",
+                delivery.task_id,
+                host,
+                delivery.attempts,
+                delivery.last_error,
+            )
+
+
+class _Refused:
+    """An attempt not made by this process (it lacks what it needs): retried as any other."""
+
+    status = None
+    retry_after = None
+    delivered = False
+    gone = False
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+
+
+_NOT_SIGNED = _Refused(
+    "Not sent: TASKS_WEBHOOK_SECRET is not set in this worker process, and callbacks are "
+    "never sent unsigned."
+)
+
+
+def _dumps(value: Any) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def _host_of(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    try:
+        return urlsplit(url).netloc.rpartition("@")[2] or url
+    except ValueError:
+        return "?"
