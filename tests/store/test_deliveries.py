@@ -179,3 +179,23 @@ def test_concurrent_claims_never_share_a_delivery(store: Store) -> None:
     for thread in threads:
         thread.join()
     assert len(taken) == 40 == len(set(taken))
+
+
+def test_the_ends_of_lost_and_handed_back_tasks_write_theirs_too(store: Store) -> None:
+    # A worker lost MAX_LOST_ATTEMPTS times: the recovery ends the task failed.
+    lost = store.create(with_callback())
+    at = SOON
+    for _ in range(3):
+        assert [t.id for t in store.claim_many("gone", 1, at, at)] == [lost.id]
+        at += timedelta(seconds=1)
+        store.recover_expired(at, EXPIRES)
+    # A running task asked to stop, handed back at shutdown: it ends cancelled.
+    handed = store.create(with_callback())
+    assert [t.id for t in store.claim_many("w", 1, at, LATER)] == [handed.id]
+    store.cancel(handed.id, at, EXPIRES)
+    store.release(handed.id, "w", at, EXPIRES)
+    found = store.deliveries([lost.id, handed.id])
+    assert {k: v.event for k, v in found.items()} == {
+        lost.id: "task.failed",
+        handed.id: "task.cancelled",
+    }
