@@ -14,6 +14,7 @@ import http.server
 import json
 import re
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,9 +24,13 @@ import pytest
 from click.testing import CliRunner
 
 from api.cli import main
+from tests.processes import Server, start_server
 from tests.test_cli import ESCAPE, TERMINAL_SETTINGS
 
 TASK_ID = "0b7c2f4e-6a47-4a55-9d0c-3f1f8e1c2a9d"
+#: The settings of a live server with callbacks on, to a receiver on this machine.
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+CALLBACKS_ON = {"TASKS_CALLBACK_HOSTS": "127.0.0.1", "TASKS_WEBHOOK_SECRET": SECRET}
 HOOK = "https://hooks.example.com/taskapi"
 LOCAL_TIME = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"
 
@@ -392,3 +397,137 @@ def test_callback_help_shows_its_examples() -> None:
     assert result.exit_code == 0
     assert f"\n      taskapi callback {TASK_ID} --resend\n" in result.stdout
     assert "--callback URL" in CliRunner().invoke(main, ["submit", "--help"]).stdout
+
+
+# -- against a live server with callbacks on (needs the server side of callbacks) ----------------
+
+
+class Receiver:
+    """A webhook receiver on this machine: it answers each delivery with the next status of
+    ``statuses`` (the last one over and over) and keeps ``(headers, body)`` of each."""
+
+    def __init__(self, *statuses: int) -> None:
+        self.statuses = list(statuses) or [204]
+        self.deliveries: list[tuple[dict[str, str], bytes]] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                receiver.deliveries.append((dict(self.headers), body))
+                status = receiver.statuses[
+                    min(len(receiver.deliveries), len(receiver.statuses)) - 1
+                ]
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                return None
+
+        self.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.http.server_address[1]}/hooks/taskapi"
+        self.thread = threading.Thread(target=self.http.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.http.shutdown()
+        self.http.server_close()
+        self.thread.join()
+
+    def verified(self) -> list[dict[str, Any]]:
+        """Each delivery's event, verified as a receiver verifies it (standardwebhooks)."""
+        from standardwebhooks.webhooks import Webhook
+
+        return [Webhook(SECRET).verify(body, headers) for headers, body in self.deliveries]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    running = Receiver()
+    yield running
+    running.close()
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    workdir: Path = tmp_path_factory.mktemp("cli-callbacks")
+    running = start_server(workdir / "tasks.sqlite3", workdir, **CALLBACKS_ON)
+    yield running
+    running.stop()
+
+
+def wait_for_delivery(url: str, task_id: str, *states: str, timeout: float = 20) -> dict[str, Any]:
+    """``taskapi callback ID`` until its state is one of ``states``: the delivery."""
+    deadline = time.monotonic() + timeout
+    while True:
+        code, out, err = run(url, "callback", task_id)
+        assert code == 0, err
+        delivery = json.loads(out)
+        if (delivery or {}).get("state") in states:
+            return delivery
+        assert time.monotonic() < deadline, f"still {delivery} after {timeout}s"
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_a_submitted_callback_is_delivered_signed_and_sent_again(
+    live: Server, receiver: Receiver
+) -> None:
+    code, out, err = run(
+        live.url, "submit", "add", "x=2", "y=3", "--callback", receiver.url, "--wait"
+    )
+    assert code == 0, err
+    task = json.loads(out)
+    assert (task["status"], task["callback_url"]) == ("succeeded", receiver.url)
+
+    delivery = wait_for_delivery(live.url, task["id"], "delivered")
+    assert delivery["webhook_id"] == f"msg_{task['id']}"
+    assert (delivery["event"], delivery["attempts"], delivery["last_status"]) == (
+        "task.succeeded",
+        1,
+        204,
+    )
+    [event] = receiver.verified()
+    assert (event["type"], event["data"]["id"], event["data"]["result"]) == (
+        "task.succeeded",
+        task["id"],
+        5,
+    )
+    code, _, err = run(live.url, "status", task["id"])
+    assert code == 0
+    assert err.startswith(f"callback delivered: task.succeeded to {receiver.url}\n"), err
+
+    code, out, err = run(live.url, "callback", task["id"], "--resend")
+    assert code == 0, err
+    assert err.startswith(f"task {task['id']}: its callback is sent again\n"), err
+    wait_for_delivery(live.url, task["id"], "delivered")
+    assert len(receiver.deliveries) == 2
+    first, again = receiver.verified()
+    assert again["data"]["id"] == first["data"]["id"] == task["id"]
+    ids = {headers["webhook-id"] for headers, _ in receiver.deliveries}
+    assert ids == {f"msg_{task['id']}"}, "a resend keeps the webhook-id: receivers dedupe by it"
+
+
+@pytest.mark.slow
+def test_a_callback_host_not_allowed_is_refused_at_submit(live: Server) -> None:
+    before = run(live.url, "list")[1]
+    code, out, err = run(
+        live.url, "submit", "add", "x=1", "y=2", "--callback", "https://hooks.example.com/x"
+    )
+    assert (code, out) == (2, "")
+    assert "\n  json.callback_url: " in err and "TASKS_CALLBACK_HOSTS" in err, err
+    assert run(live.url, "list")[1] == before, "nothing was created"
+
+
+@pytest.mark.slow
+def test_resend_of_a_task_without_callback_is_refused_and_explained(live: Server) -> None:
+    code, out, err = run(live.url, "submit", "add", "x=1", "y=2", "--wait")
+    task_id = json.loads(out)["id"]
+    code, out, err = run(live.url, "callback", task_id, "--resend")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: Conflict: "), err
+    assert err.endswith(
+        f"task {task_id} has no callback_url: it was submitted without one "
+        "(taskapi submit TYPE … --callback URL sets it)\n"
+    ), err
