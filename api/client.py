@@ -120,6 +120,14 @@ class Client:
         """Delete a finished task."""
         self._request("DELETE", self._task_path(task_id))
 
+    def resend_callback(self, task_id: str) -> dict[str, Any]:
+        """Send an ended task's callback again, whether it was delivered or failed: the task,
+        its ``callback`` pending again (attempts counted from zero, the same ``webhook-id``).
+        Refused (409) for a task without a ``callback_url``, one that has not ended, or one
+        whose callback is still pending."""
+        task, _ = self._request("POST", self._task_path(task_id) + "/callback/retry")
+        return task
+
     def task_types(self) -> list[dict[str, Any]]:
         """Every task type the server runs, with its params schema and defaults."""
         types, _ = self._request("GET", "/task-types")

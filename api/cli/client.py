@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from datetime import UTC, datetime
 from typing import IO, Any
 
 import click
@@ -31,6 +32,7 @@ from api.cli.views import (
     TYPE_HEADERS,
     LiveView,
     PlainView,
+    callback_lines,
     dependency_lines,
     make_console,
     outcome,
@@ -99,6 +101,14 @@ from api.models import MAX_QUEUE_CONCURRENCY
     metavar="NAME",
     help="The queue it waits in (default: the type's, else default).",
 )
+@click.option(
+    "--callback",
+    "callback_url",
+    default=None,
+    metavar="URL",
+    help="POST the task, signed, to URL when it ends (callback_url; the server's "
+    "TASKS_CALLBACK_HOSTS must allow its host); `taskapi callback ID` shows how it went.",
+)
 @url_option
 @token_option
 def submit(
@@ -116,6 +126,7 @@ def submit(
     \b
         taskapi submit add x=2 y=3 --wait
         taskapi submit add x=1 y=2 --after ID --after ID2
+        taskapi submit add x=1 y=2 --callback https://hooks.example.com/taskapi
         taskapi submit --batch renders.jsonl --wait
 
     With --wait, its progress shows on stderr (a live bar on a terminal, lines elsewhere) until
@@ -130,7 +141,7 @@ def submit(
         if task_type is not None or params or depends_on or given:
             raise click.UsageError(
                 "--batch takes its tasks from the file: give TYPE, KEY=VALUE and their "
-                "options (depends_on, priority, …) in each line instead"
+                "options (depends_on, priority, callback_url, …) in each line instead"
             )
         submit_batch(BatchClient(url, token), batch_file, wait, started)
         return
@@ -198,14 +209,16 @@ def status(task_id: str, url: str, token: str | None) -> None:
     """Print a task as JSON.
 
     stderr says the batch it was submitted in, and while it waits for tasks it depends on, how
-    many of them have not succeeded yet (blocked_by).
+    many of them have not succeeded yet (blocked_by). For a task with a callback_url, it says
+    how its callback goes: delivered, pending (attempts made, the receiver's last answer, the
+    next attempt) or failed.
     """
     try:
         task = Client(url, token).get(task_id)
     except ClientError as exc:
         fail(exc)
     print_json(task)
-    for line in dependency_lines(task):
+    for line in dependency_lines(task) + callback_lines(task, datetime.now(UTC)):
         click.echo(line, err=True)
 
 

@@ -10,6 +10,8 @@ from typing import Any
 
 import click
 
+from api.models import CALLBACK_RETRY_DELAYS
+
 STATUS_STYLES = {
     "queued": "blue",
     "running": "cyan",
@@ -75,6 +77,61 @@ def dependency_lines(task: dict[str, Any]) -> list[str]:
         lines.append(f"in batch {task['batch_id']}")
     if task.get("depends_on") and task["status"] == "queued":
         lines.append(waiting_text(task))
+    return lines
+
+
+#: Attempts a callback gets: the first, then one after each of the server's retry delays.
+CALLBACK_ATTEMPTS = len(CALLBACK_RETRY_DELAYS) + 1
+
+
+def printable(text: str) -> str:
+    """``text`` with its control characters escaped (``\\x1b``, ``\\n``): a callback's URL
+    and its receiver's error are other people's strings, and must not move the cursor or
+    recolour the terminal."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
+def _moment_text(stamp: str | None, now: Any) -> str:
+    """A time as ``2026-12-06 14:03:05 (in 4m58s)``, local; ``-`` for none."""
+    if not stamp:
+        return "-"
+    return f"{_local_time(stamp)} ({relative_text(stamp, now)})"
+
+
+def last_answer_text(delivery: dict[str, Any]) -> str:
+    """How the receiver answered the last attempt: ``HTTP 204``, ``HTTP 503: busy``, ``no
+    answer: connection refused``."""
+    status, error = delivery.get("last_status"), delivery.get("last_error")
+    said = f"HTTP {status}" if status is not None else "no answer"
+    return f"{said}: {printable(str(error))}" if error else said
+
+
+def callback_lines(task: dict[str, Any], now: Any) -> list[str]:
+    """A task's callback in words, for stderr: where it goes and how its delivery stands
+    (``callback failed: task.succeeded to https://…``, then its attempts, last answer and
+    next attempt); nothing for a task without a ``callback_url``."""
+    url = task.get("callback_url")
+    if not url:
+        return []
+    target = printable(str(url))
+    delivery = task.get("callback")
+    if not delivery:
+        return [f"callback to {target}: sent when the task ends"]
+    state, attempts = str(delivery.get("state")), int(delivery.get("attempts") or 0)
+    lines = [f"callback {state}: {printable(str(delivery.get('event')))} to {target}"]
+    tries = f"{attempts} attempt{'' if attempts == 1 else 's'}"
+    if state == "delivered":
+        when = _moment_text(delivery.get("delivered_at"), now)
+        lines.append(f"delivered {when} after {tries}: {last_answer_text(delivery)}")
+    elif state == "failed":
+        lines.append(f"gave up after {tries}: {last_answer_text(delivery)}")
+    elif attempts:
+        last, due = last_answer_text(delivery), _moment_text(delivery.get("next_attempt_at"), now)
+        lines.append(
+            f"{attempts} of {CALLBACK_ATTEMPTS} attempts made, the last {last}; next attempt {due}"
+        )
+    else:
+        lines.append(f"first attempt due {_moment_text(delivery.get('next_attempt_at'), now)}")
     return lines
 
 

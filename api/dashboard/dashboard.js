@@ -3,8 +3,11 @@
 // and the schedules with a pause switch (GET, then PUT with paused flipped) and a Run now button
 // (POST /schedules/{name}/trigger) each, follows the batches of the newest tasks (GET
 // /batches/{id}, conditional on its ETag) with a Cancel button each (POST
-// /batches/{id}/cancel), pages and filters the task list, and shows one task in full. No libraries. Every value from the API reaches the DOM as text (textContent / attributes),
-// never as HTML: task params, results and error messages are user data.
+// /batches/{id}/cancel), pages and filters the task list, and shows one task in full (with its
+// callback's delivery, and Send callback again: POST /tasks/{id}/callback/retry). No
+// libraries. Every value from the API reaches the DOM as text (textContent / attributes),
+// never as HTML: task params, results, error messages, callback URLs and receivers' errors
+// are user data.
 "use strict";
 
 (function () {
@@ -923,6 +926,49 @@
     else openDetail(link.dataset.openTask);
   });
 
+  // A task's callback, when it has a callback_url: where it goes, how its delivery stands
+  // (a badge: pending, delivered, failed), its attempts, the receiver's last answer, and the
+  // next attempt or when it was delivered. The URL and the receiver's error are other
+  // people's text: they reach the page as text only.
+  const CALLBACK_ATTEMPTS = 8; // the first, then one after each of the server's 7 delays
+  const DELIVERY_STATES = ["pending", "delivered", "failed"];
+
+  function lastAnswer(delivery) {
+    const said = delivery.last_status === null || delivery.last_status === undefined
+      ? (delivery.attempts ? "no answer" : "") : "HTTP " + delivery.last_status;
+    const error = delivery.last_error ? String(delivery.last_error) : "";
+    if (!said && !error) return "—";
+    return el("span", { class: "last-answer" }, said, said && error ? ": " : "",
+      error ? el("span", { class: "last-error" }, error) : null);
+  }
+
+  function callbackFields(task) {
+    if (!task.callback_url) return [];
+    const url = el("code", { class: "callback-url" }, String(task.callback_url));
+    const delivery = task.callback;
+    if (!delivery) {
+      return [...field("callback_url", "Callback", url),
+        ...field("callback", "Delivery", el("span", { class: "muted" },
+          "sent when the task ends"))];
+    }
+    const state = DELIVERY_STATES.includes(delivery.state) ? delivery.state : "unknown";
+    const attempts = Number(delivery.attempts) || 0;
+    const fields = [
+      ...field("callback_url", "Callback", url),
+      ...field("callback", "Delivery",
+        el("span", { class: "badge delivery-" + state }, String(delivery.state)),
+        " · " + String(delivery.event || ""),
+        " · " + attempts + " of " + CALLBACK_ATTEMPTS + " attempts"),
+      ...field("callback_last", "Last answer", lastAnswer(delivery)),
+    ];
+    if (state === "pending") {
+      fields.push(...field("callback_next", "Next attempt", when(delivery.next_attempt_at)));
+    } else if (state === "delivered") {
+      fields.push(...field("callback_delivered", "Delivered", when(delivery.delivered_at)));
+    }
+    return fields;
+  }
+
   function showDetail(task) {
     const status = knownStatus(task.status);
     $("detail-id").textContent = String(task.id);
@@ -965,9 +1011,12 @@
       ...field("finished_at", "Finished", when(task.finished_at)),
       ...field("run_time", "Run time", runTime(task) || "—"),
       ...field("expires_at", "Expires", when(task.expires_at)),
+      ...callbackFields(task),
     );
     const ended = ["succeeded", "failed", "cancelled"].includes(task.status);
     $("detail-retry").hidden = !(status === "failed" || status === "cancelled");
+    const delivery = task.callback ? task.callback.state : null;
+    $("detail-resend").hidden = !(delivery === "delivered" || delivery === "failed");
     $("detail-cancel").hidden = ended;
     $("detail-delete").hidden = !ended;
     $("detail").hidden = false;
@@ -976,6 +1025,7 @@
   function showGone(detail) {
     $("detail-fields").replaceChildren();
     $("detail-retry").hidden = true;
+    $("detail-resend").hidden = true;
     $("detail-cancel").hidden = true;
     $("detail-delete").hidden = true;
     $("detail-message").textContent = detail;
@@ -1004,7 +1054,8 @@
     }
   }
 
-  // Cancel, delete or retry the task shown; the answer (or refusal) is said in the panel.
+  // Cancel, delete or retry the task shown, or send its callback again; the answer (or
+  // refusal) is said in the panel.
   // A retry answers the new task: it is opened in the panel in place of the old one.
   async function act(button, method, path, done) {
     const id = selected;
@@ -1042,6 +1093,7 @@
 
   for (const [name, method, path, done] of [
     ["detail-retry", "POST", "/retry", ""],
+    ["detail-resend", "POST", "/callback/retry", "The callback is sent again."],
     ["detail-cancel", "POST", "/cancel", "Cancel asked."],
     ["detail-delete", "DELETE", "", "Deleted."],
   ]) {
