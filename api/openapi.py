@@ -34,6 +34,7 @@ from schemas.tasks import CallbackEventSchema, OneOfSchema
 OPENAPI_VERSION = "3.1.0"
 BEARER = "bearerAuth"
 
+
 def _signature_header(name: str, description: str, example: str) -> dict[str, Any]:
     return {
         "in": "header",

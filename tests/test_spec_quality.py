@@ -7,8 +7,8 @@
   resolved), and every request example of ``createTask`` is accepted by the service;
 - ``createTask``'s 200 and 202 link to ``getTask``, ``cancelTask``, ``deleteTask``, ``retryTask``,
   ``retryCallback`` and ``getQueue``; ``getTask``, ``cancelTask`` and ``retryCallback`` link
-  to the task's next operations; ``createBatch``'s to ``getBatch``, ``cancelBatch`` and ``listTasks``, and the
-  links lead to the task or batch just created.
+  to the task's next operations; ``createBatch``'s to ``getBatch``, ``cancelBatch`` and
+  ``listTasks``, and the links lead to the task or batch just created.
 """
 
 from __future__ import annotations
