@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import start_server
+from tests.schemathesis_hooks import CALLBACK_SETTINGS
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -32,7 +33,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path, keys: 
     """With keys on, every request carries a token, and ``ignored_auth`` checks that the
     service refuses one without it. The caller is an admin: a run whose every change of a
     queue met 403 would test nothing of it (tests/test_queues_api.py has the 403)."""
-    env = {"TASKS_MAX_QUEUED": str(10**9)}
+    env = {"TASKS_MAX_QUEUED": str(10**9), **CALLBACK_SETTINGS}
     if keys:
         env["TASKS_API_KEYS"] = f"schemathesis:{TOKEN}"
         env["TASKS_ADMINS"] = "schemathesis"
