@@ -25,16 +25,19 @@ leave invalid values alone, so what a case tests (positive or negative) stays th
   ``task``): the spec says what a URL looks like (``format: uri``, ``maxLength``), not which
   hosts the server's TASKS_CALLBACK_HOSTS allows; any other host is refused with 422
   (tests/test_callbacks_api.py checks each refusal). A value the spec calls valid, as
-  schemathesis itself reads ``format: uri``, becomes ``CALLBACK_URL``, which the servers under
-  test allow (``CALLBACK_SETTINGS``); any other value is sent as generated.
+  schemathesis itself reads ``format: uri``, becomes ``CALLBACK_URL`` (the receiver named in
+  TASKS_TEST_CALLBACK_URL, if any), which the servers under test allow (``callback_settings``);
+  any other value is sent as generated.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
 import jsonschema_rs
 import schemathesis
@@ -51,13 +54,20 @@ _PREFER_WAIT = re.compile(r"(?i)(\bwait\s*=\s*\"?)(\d*\.?\d+(?:e[+-]?\d+)?)")
 #: What a schedule's timing fields must look like (the spec's patterns), and readable values.
 _SHAPES = {"cron": re.compile(CRON_PATTERN), "timezone": re.compile(TIMEZONE_PATTERN)}
 _READABLE = {"cron": "*/5 * * * *", "timezone": "UTC"}
-#: The receiver every callback of a run goes to (nothing listens there: its deliveries are
-#: retried, then fail), and the settings of a server that allows it.
-CALLBACK_URL = "http://127.0.0.1:9/schemathesis"
-CALLBACK_SETTINGS = {
-    "TASKS_CALLBACK_HOSTS": "127.0.0.1:9",
-    "TASKS_WEBHOOK_SECRET": "whsec_c2NoZW1hdGhlc2lzLXNjaGVtYXRoZXNpcw==",
-}
+#: The receiver every callback of a run goes to: TASKS_TEST_CALLBACK_URL (a receiver the test
+#: runs, so that deliveries end and ``retryCallback`` has callbacks to send again), else one
+#: where nothing listens (its deliveries are retried, and stay pending through a run).
+CALLBACK_URL = os.environ.get("TASKS_TEST_CALLBACK_URL", "http://127.0.0.1:9/schemathesis")
+
+
+def callback_settings(url: str = CALLBACK_URL) -> dict[str, str]:
+    """The settings of a server whose callbacks may call ``url`` (an http://127.0.0.1 one)."""
+    return {
+        "TASKS_CALLBACK_HOSTS": urlsplit(url).netloc,
+        "TASKS_WEBHOOK_SECRET": "whsec_c2NoZW1hdGhlc2lzLXNjaGVtYXRoZXNpcw==",
+    }
+
+
 #: What the spec's ``callback_url`` takes, checked as schemathesis checks formats.
 _URL_SHAPE = jsonschema_rs.Draft202012Validator(
     {"type": "string", "format": "uri", "maxLength": MAX_CALLBACK_URL_LENGTH},

@@ -15,12 +15,10 @@ import os
 import re
 import subprocess
 import sys
-import threading
 import time
 import typing
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +26,7 @@ import httpx
 import pytest
 
 from tests.processes import Server, start_server
+from tests.receiver import Receiver
 
 pytestmark = pytest.mark.slow
 
@@ -93,39 +92,10 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             del sys.modules[name]
 
 
-class Receiver(ThreadingHTTPServer):
-    """A callback receiver on this machine: answers every POST 204, keeping what it got."""
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Receive)
-        self.got: list[tuple[dict[str, str], bytes]] = []
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server_address[1]}/taskapi"
-
-
-class _Receive(BaseHTTPRequestHandler):
-    server: Receiver
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        self.server.got.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(204)
-        self.end_headers()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    running = Receiver()
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
-    yield running
-    running.shutdown()
-    running.server_close()
+    with Receiver.running() as running:
+        yield running
 
 
 @pytest.fixture(scope="module")

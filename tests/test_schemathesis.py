@@ -91,7 +91,7 @@ class _Apps:
         app = make_app(
             self.directory / f"{name}.sqlite3",
             TASKS_MAX_QUEUED=MAX_QUEUED,
-            **schemathesis_hooks.CALLBACK_SETTINGS,
+            **schemathesis_hooks.callback_settings(),
             **config,
         )
         self.apps.append(app)
