@@ -26,7 +26,7 @@ import httpx
 import pytest
 
 from tests.processes import Server, start_server
-from tests.receiver import Receiver
+from tests.receiver import Receiver, receiving
 
 pytestmark = pytest.mark.slow
 
@@ -94,7 +94,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    with Receiver.running() as running:
+    with receiving() as running:
         yield running
 
 
@@ -105,7 +105,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iter
         workdir / "tasks.sqlite3",
         workdir,
         TASKS_WORKERS="4",
-        TASKS_CALLBACK_HOSTS=f"127.0.0.1:{receiver.server_address[1]}",
+        TASKS_CALLBACK_HOSTS=receiver.hosts,
         TASKS_WEBHOOK_SECRET="whsec_" + "Y2xpZW50cy1jbGllbnRzLWNsaWVudHM=",
     )
     yield running
@@ -614,10 +614,10 @@ def test_a_callback_is_asked_for_followed_received_and_sent_again(
     assert callback.webhook_id == f"msg_{queued.id}" and callback.attempts == 1
     assert callback.last_status == 204 and callback.delivered_at is not None
 
-    headers, sent = receiver.got[-1]
-    assert headers["webhook-id"] == callback.webhook_id
-    assert headers["webhook-signature"].startswith("v1,")
-    event = CallbackEvent.from_dict(json.loads(sent))
+    got = receiver.received[-1]
+    assert got.headers["webhook-id"] == callback.webhook_id
+    assert got.headers["webhook-signature"].startswith("v1,")
+    event = CallbackEvent.from_dict(json.loads(got.body))
     assert event.type_ is CallbackEventType.TASK_SUCCEEDED
     assert event.data.id == queued.id and event.data.result == 42
 
@@ -627,7 +627,7 @@ def test_a_callback_is_asked_for_followed_received_and_sent_again(
     assert isinstance(resent.parsed.callback, CallbackDelivery)
     again = delivered(api, queued.id, after=callback.delivered_at)
     assert again.attempts == 1 and again.webhook_id == callback.webhook_id
-    assert [h["webhook-id"] for h, _ in receiver.got].count(callback.webhook_id) == 2
+    assert [r.headers["webhook-id"] for r in receiver.received].count(callback.webhook_id) == 2
 
     refused = create_task.sync(
         client=api,

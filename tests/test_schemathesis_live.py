@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.processes import start_server
-from tests.receiver import Receiver
+from tests.receiver import Receiver, receiving
 from tests.schemathesis_hooks import callback_settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,7 +31,7 @@ TOKEN = "tok-schemathesis-3b9e"
 
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    with Receiver.running() as running:
+    with receiving() as running:
         yield running
 
 
