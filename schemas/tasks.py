@@ -523,12 +523,13 @@ class CallbackEventSchema(Schema):
         },
     )
     omitted = fields.List(
-        fields.String(validate=validate.OneOf(["result", "params"])),
+        fields.String(validate=validate.OneOf(["result", "params", "progress", "error"])),
         metadata={
             "description": f"Present when the body would be over {MAX_CALLBACK_BODY_BYTES} "
-            "bytes with the whole task: the fields of `data` left out (`result` first, then "
-            "`params`), sent as null (`result`) and `{}` (`params`) so that `data` is still a "
-            "TaskStatus; read them at `task_url`."
+            "bytes with the whole task: the fields of `data` left out, in this order while it "
+            "still is: `result`, `params`, `progress`, `error`; each is sent empty (`{}` for "
+            "`params`, null for the others), so that `data` is still a TaskStatus. Read them "
+            "at `task_url`."
         },
     )
     task_url = fields.String(
