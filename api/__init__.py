@@ -28,6 +28,8 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.config.from_mapping(Settings.from_environ())
     app.config.from_mapping(config or {})
     runtime = TaskAPI().init_app(app)
-    openapi.init_app(app, runtime.registry, version=__version__)
+    openapi.init_app(
+        app, runtime.registry, version=__version__, callback_hosts=runtime.settings.hosts
+    )
     http.init_app(app, runtime.settings, runtime.metrics)
     return app

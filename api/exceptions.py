@@ -94,6 +94,35 @@ class NotDeletable(TaskConflict):
         super().__init__()
 
 
+class NoCallback(TaskConflict):
+    """Task {task_id} has no callback_url, so it has no callback to send again. A callback_url
+    is given when the task is submitted (POST /tasks)."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__()
+
+
+class CallbackNotDue(TaskConflict):
+    """Task {task_id} is {status}: its callback is sent once it ends (succeeded, failed or
+    cancelled), and can be sent again only after that. Wait for it to end
+    (GET /tasks/{task_id}?wait=60)."""
+
+    def __init__(self, task_id: str, status: str) -> None:
+        self.task_id, self.status = task_id, status
+        super().__init__()
+
+
+class CallbackPending(TaskConflict):
+    """The callback of task {task_id} is still pending: it is being sent, or will be tried
+    again at callback.next_attempt_at. Only a delivered or failed callback can be sent again;
+    read the task (GET /tasks/{task_id}) to follow it."""
+
+    def __init__(self, task_id: str) -> None:
+        self.task_id = task_id
+        super().__init__()
+
+
 class KeyInFlight(TaskConflict):
     """The request that first used this Idempotency-Key is still being handled; send this one
     again once it has been answered."""

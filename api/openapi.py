@@ -22,16 +22,85 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.routing import Rule
 
 from api import errors
+from api.callbacks.hosts import CallbackHosts
 from api.exceptions import ServiceError
 from api.http.access import OPEN_ENDPOINTS
 from api.registry import Registry
 from schemas.batches import make_batch_create
 from schemas.fields import AnyOf
 from schemas.problems import ProblemSchema, ValidationProblemSchema
-from schemas.tasks import OneOfSchema
+from schemas.tasks import CallbackEventSchema, OneOfSchema
 
 OPENAPI_VERSION = "3.1.0"
 BEARER = "bearerAuth"
+
+
+def _signature_header(name: str, description: str, example: str) -> dict[str, Any]:
+    return {
+        "in": "header",
+        "name": name,
+        "required": True,
+        "description": description,
+        "schema": {"type": "string"},
+        "example": example,
+    }
+
+
+#: The request the service makes to a task's ``callback_url`` when the task ends. apispec has
+#: no verb for OpenAPI 3.1's ``webhooks``; it merges the spec's options into the document as
+#: they are, and the event refers to its component (``CallbackEvent``, registered by
+#: ``init_app``).
+TASK_ENDED_WEBHOOK: dict[str, Any] = {
+    "post": {
+        "operationId": "taskEnded",
+        "tags": ["tasks"],
+        "summary": "A task ended (sent to its callback_url)",
+        "description": "When a task submitted with a `callback_url` ends (succeeded, failed "
+        "or cancelled), the service `POST`s this event to that URL, signed as the Standard "
+        "Webhooks specification says: `webhook-signature` is `v1,` and the base64 HMAC-SHA256 "
+        'of `"{webhook-id}.{webhook-timestamp}.{body}"`, keyed with the base64 part of '
+        "TASKS_WEBHOOK_SECRET after `whsec_` (several, space-separated, while the secret is "
+        "rotated). Check it, and drop events whose `webhook-id` you already handled: delivery "
+        "is at least once. Any answer but a 2xx is tried again with backoff for more than 24 "
+        "hours; redirects are not followed. The task's `callback` shows how it goes; "
+        "`POST /tasks/{task_id}/callback/retry` sends it again.",
+        "security": [],
+        "parameters": [
+            _signature_header(
+                "webhook-id",
+                "The event's id, `msg_<task id>`: the same on every attempt.",
+                "msg_0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+            ),
+            _signature_header(
+                "webhook-timestamp",
+                "When this attempt was signed, in seconds since 1970-01-01 UTC; refuse one "
+                "too far from your clock (a replay).",
+                "1795559487",
+            ),
+            _signature_header(
+                "webhook-signature",
+                "`v1,<base64 HMAC-SHA256>` per key of TASKS_WEBHOOK_SECRET, space-separated.",
+                "v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=",
+            ),
+        ],
+        "requestBody": {
+            "required": True,
+            "description": "The event: how the task ended, when, and the task.",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/CallbackEvent"}}
+            },
+        },
+        "responses": {
+            "2XX": {"description": "Delivered: the event is not sent again unless asked."},
+            "410": {"description": "Gone: the delivery fails at once, not tried again."},
+            "default": {
+                "description": "Any other answer, or none within 10 seconds: tried again "
+                "later (after 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h), then failed."
+            },
+        },
+    }
+}
+
 #: What the spec says of the API as a whole, besides its title and version.
 API_SPEC_OPTIONS: dict[str, Any] = {
     "info": {
@@ -42,6 +111,7 @@ API_SPEC_OPTIONS: dict[str, Any] = {
     },
     # The API is served at the root of the host that serves the spec.
     "servers": [{"url": "/", "description": "The server that serves this document."}],
+    "webhooks": {"taskEnded": TASK_ENDED_WEBHOOK},
 }
 _RETRY_AFTER = {
     "description": "Seconds to wait before trying again.",
@@ -235,8 +305,13 @@ def make_api() -> TaskApi:
     )
 
 
-def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
-    """Serve the API on ``app``: its spec and Swagger UI, every blueprint, problem errors."""
+def init_app(
+    app: Flask, registry: Registry, *, version: str, callback_hosts: CallbackHosts | None = None
+) -> TaskApi:
+    """Serve the API on ``app``: its spec and Swagger UI, every blueprint, problem errors.
+
+    A ``callback_url`` is checked against ``callback_hosts`` (TASKS_CALLBACK_HOSTS; none:
+    callbacks are off); the spec is the same whatever they are."""
     from api.views import (
         activity,
         batches,
@@ -266,17 +341,19 @@ def init_app(app: Flask, registry: Registry, *, version: str) -> TaskApi:
     app.url_map.converters["task_id"] = IdConverter
     app.url_map.converters["batch_id"] = IdConverter
     api.register_converter(IdConverter, id_param_schema)
-    task_create = tasks.make_task_create_schema(registry)
+    refusal = (callback_hosts or CallbackHosts()).refusal
+    task_create = tasks.make_task_create_schema(registry, refusal)
     api.register_blueprint(tasks.make_blueprint(registry, task_create))
     api.register_blueprint(batches.make_blueprint(make_batch_create(task_create)()))
     api.register_blueprint(task_types.make_blueprint())
     api.register_blueprint(queues.make_blueprint())
-    api.register_blueprint(schedules.make_blueprint(registry))
+    api.register_blueprint(schedules.make_blueprint(registry, refusal))
     api.register_blueprint(ops.blp)
     api.register_blueprint(activity.make_blueprint())
     api.register_blueprint(legacy.blp)
     app.register_blueprint(docs.make_blueprint())
     app.register_blueprint(dashboard.make_blueprint())
+    api.spec.components.schema("CallbackEvent", schema=CallbackEventSchema)
     app.register_error_handler(ServiceError, errors.from_service_error)
     converter = api.ma_plugin.converter
     assert converter is not None

@@ -29,7 +29,9 @@ from api.scheduler.cron import (
 )
 from schemas.fields import AnyOf, Pattern, StrictBoolean, StrictInteger, schedule_name
 from schemas.tasks import (
+    CALLBACKS_OFF,
     OneOfSchema,
+    Refusal,
     TaskCreateBase,
     UTCDateTime,
     make_variant,
@@ -107,12 +109,20 @@ class ScheduledTaskBase(TaskCreateBase):
             raise ValidationError({**messages, "depends_on": [NO_DEPENDENCIES]}) from error
 
 
-def make_scheduled_task(types: Mapping[str, tuple[type[Schema], str]]) -> type[OneOfSchema]:
+def make_scheduled_task(
+    types: Mapping[str, tuple[type[Schema], str]], callback_refusal: Refusal = CALLBACKS_OFF
+) -> type[OneOfSchema]:
     """The ``ScheduledTask`` schema over the registered task types (name -> (params schema,
-    description)), members named ``<Type>ScheduledTask``."""
+    description)), members named ``<Type>ScheduledTask``; ``callback_url`` checked by
+    ``callback_refusal`` (the app's TASKS_CALLBACK_HOSTS), as a submit's."""
     variants = {
         name: make_variant(
-            name, params, description, base=ScheduledTaskBase, suffix="ScheduledTask"
+            name,
+            params,
+            description,
+            base=ScheduledTaskBase,
+            suffix="ScheduledTask",
+            callback_refusal=callback_refusal,
         )
         for name, (params, description) in types.items()
     }
@@ -267,6 +277,7 @@ class UnregisteredScheduledTaskSchema(Schema):
     timeout_seconds = fields.Float(metadata={"description": "As accepted, if it was given."})
     priority = fields.Integer(metadata={"description": "As accepted."})
     queue = fields.String(metadata={"description": "As accepted, if it was given."})
+    callback_url = fields.String(metadata={"description": "As accepted, if it was given."})
 
 
 def make_schedule(scheduled_task: type[OneOfSchema]) -> type[Schema]:

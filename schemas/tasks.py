@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+import re
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
-from api.models import MAX_DEPENDENCIES, Status, Task
+from api.callbacks.hosts import CallbackHosts
+from api.models import (
+    CALLBACK_EVENTS,
+    MAX_CALLBACK_BODY_BYTES,
+    MAX_CALLBACK_URL_LENGTH,
+    MAX_DEPENDENCIES,
+    Delivery,
+    DeliveryState,
+    Status,
+    Task,
+)
 from schemas.fields import StrictFloat, StrictInteger, TaskIds, queue_name
 
 MAX_DELAY_SECONDS = 30 * 24 * 3600
@@ -25,6 +37,82 @@ class UTCDateTime(fields.DateTime):
 
 def _nullable_time(description: str) -> UTCDateTime:
     return UTCDateTime(required=True, allow_none=True, metadata={"description": description})
+
+
+#: Why a ``callback_url`` may not be used (None: it may): ``CallbackHosts.refusal`` of the
+#: app's TASKS_CALLBACK_HOSTS.
+Refusal = Callable[[str], str | None]
+#: The refusal of a schema made without the app's hosts: callbacks are off.
+CALLBACKS_OFF: Refusal = CallbackHosts().refusal
+
+CALLBACK_URL_DESCRIPTION = (
+    f"Where to send the task when it ends: an absolute `http://` or `https://` URL of at most "
+    f"{MAX_CALLBACK_URL_LENGTH} characters, without a user name or password, whose host (and "
+    "port) this server's TASKS_CALLBACK_HOSTS allows; any other is refused (422), and nothing "
+    "is created. Callbacks are off while TASKS_CALLBACK_HOSTS is empty (the default): then "
+    "every `callback_url` is refused. When the task ends (succeeded, failed or cancelled), the "
+    "service `POST`s a `CallbackEvent` to it (the `taskEnded` webhook): `{type, timestamp, "
+    "data}`, `data` being the task's TaskStatus, signed as Standard Webhooks say "
+    "(`webhook-id`, `webhook-timestamp`, `webhook-signature`, with TASKS_WEBHOOK_SECRET). Any "
+    "answer but a 2xx is retried with backoff for more than 24 hours (redirects are not "
+    "followed; 410 Gone stops at once); the task's `callback` shows how it goes."
+)
+
+
+_PCT = r"%[0-9A-Fa-f]{2}"
+_UNRESERVED_SUB = r"A-Za-z0-9\-._~!$&'()*+,;="
+_PCHAR = rf"(?:[{_UNRESERVED_SUB}:@]|{_PCT})"
+#: An http(s) URL as RFC 3986 spells one (what the spec's ``format: uri`` takes): no spaces,
+#: no characters outside ASCII (percent-encode them), an IPv6 host in brackets. A user name
+#: is matched here, to be refused with its own reason.
+_URL = re.compile(
+    rf"(?i:https?)://(?:(?:[{_UNRESERVED_SUB}:]|{_PCT})*@)?"
+    rf"(?P<host>\[[0-9A-Fa-f:.]+\]|(?:[{_UNRESERVED_SUB}]|{_PCT})*)(?::[0-9]*)?"
+    rf"(?:/{_PCHAR}*)*(?:\?(?:{_PCHAR}|[/?])*)?(?:#(?:{_PCHAR}|[/?])*)?"
+)
+NOT_A_URL = (
+    "Not a URL as RFC 3986 writes one: percent-encode spaces and other characters outside "
+    "ASCII letters, digits and -._~!$&'()*+,;=:@/? (a space is %20)."
+)
+
+
+def _rfc3986(url: str) -> bool:
+    """Whether an http(s) ``url`` is written as RFC 3986 says (an IPv6 host a real one)."""
+    match = _URL.fullmatch(url)
+    if match is None:
+        return False
+    host = match["host"]
+    if host.startswith("["):
+        try:
+            ipaddress.IPv6Address(host[1:-1])
+        except ValueError:
+            return False
+    return True
+
+
+class CallbackUrl(fields.String):
+    """A ``callback_url``: a string that ``refusal`` allows (its message, as the error, else).
+
+    The spec shows what any server takes (``format: uri``, ``maxLength``); which hosts are
+    allowed is the server's TASKS_CALLBACK_HOSTS.
+    """
+
+    def __init__(self, refusal: Refusal = CALLBACKS_OFF, **kwargs: Any) -> None:
+        metadata = {
+            "description": CALLBACK_URL_DESCRIPTION,
+            "format": "uri",
+            "maxLength": MAX_CALLBACK_URL_LENGTH,
+            "example": "https://hooks.example.com/taskapi",
+        }
+        super().__init__(metadata=metadata, **kwargs)
+        self.refusal = refusal
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text = super()._deserialize(value, attr, data, **kwargs)
+        message = self.refusal(text) or (None if _rfc3986(text) else NOT_A_URL)
+        if message is not None:
+            raise ValidationError(message)
+        return text
 
 
 class TaskCreateBase(Schema):
@@ -70,6 +158,7 @@ class TaskCreateBase(Schema):
             "caller's tasks is refused (422), and nothing is created."
         },
     )
+    callback_url = CallbackUrl()
 
 
 def _class_name(type_name: str) -> str:
@@ -83,10 +172,13 @@ def make_variant(
     *,
     base: type[Schema] = TaskCreateBase,
     suffix: str = "TaskCreate",
+    callback_refusal: Refusal = CALLBACKS_OFF,
 ) -> type[Schema]:
     """The request schema of one task type: ``{"type": type_name, "params": {...}, ...}``,
-    with the options of ``base``, named ``<Type><suffix>`` (``AddTaskCreate``)."""
+    with the options of ``base``, named ``<Type><suffix>`` (``AddTaskCreate``); its
+    ``callback_url`` checked by ``callback_refusal`` (the app's TASKS_CALLBACK_HOSTS)."""
     attrs: dict[str, Any] = {
+        "callback_url": CallbackUrl(callback_refusal),
         "type": fields.String(
             required=True,
             validate=validate.OneOf([type_name]),
@@ -160,6 +252,63 @@ class TaskProgressSchema(Schema):
     )
     message = fields.String(
         required=True, allow_none=True, metadata={"description": "What it is doing."}
+    )
+
+
+def _event_type(description: str, **kwargs: Any) -> fields.String:
+    events = sorted(CALLBACK_EVENTS.values())
+    return fields.String(
+        validate=validate.OneOf(events),
+        metadata={"description": description, "example": events[0]},
+        **kwargs,
+    )
+
+
+class CallbackDeliverySchema(Schema):
+    """How the callback of an ended task goes: its one event, sent to its `callback_url` until
+    the receiver answers 2xx (or the attempts run out)."""
+
+    state = fields.Enum(
+        DeliveryState,
+        by_value=True,
+        required=True,
+        metadata={
+            "description": "`pending`: an attempt is due (at `next_attempt_at`) or under way; "
+            "`delivered`: the receiver answered 2xx; `failed`: every attempt failed, or the "
+            "receiver answered 410 Gone. A delivered or failed callback can be sent again: "
+            "`POST /tasks/{task_id}/callback/retry`.",
+            "type": "string",
+        },
+    )
+    event = _event_type("The event sent: how the task ended.", required=True)
+    webhook_id = fields.String(
+        required=True,
+        metadata={
+            "description": "The `webhook-id` header of every attempt, `msg_<task id>`: the same "
+            "across retries, so a receiver can drop what it already got.",
+            "example": "msg_0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+        },
+    )
+    attempts = fields.Integer(
+        required=True,
+        validate=validate.Range(min=0),
+        metadata={"description": "Attempts made so far (counted from zero again on a resend)."},
+    )
+    last_attempt_at = _nullable_time("When the last attempt was made; null before the first.")
+    next_attempt_at = _nullable_time("When the next attempt is due; null unless pending.")
+    delivered_at = _nullable_time("When the receiver answered 2xx; null until then.")
+    last_status = fields.Integer(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "The HTTP status of the receiver's last answer; null when it gave "
+            "none (no attempt yet, or no answer: refused, timed out, not allowed)."
+        },
+    )
+    last_error = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={"description": "What went wrong with the last attempt; null if nothing did."},
     )
 
 
@@ -261,6 +410,23 @@ class TaskStatusSchema(Schema):
         allow_none=True,
         metadata={"description": "The batch it was submitted in (`POST /batches`); else null."},
     )
+    callback_url = fields.String(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "Where its end is sent (`callback_url` of the submit); else null.",
+            "format": "uri",
+        },
+    )
+    callback = fields.Nested(
+        CallbackDeliverySchema,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "How sending its end to `callback_url` goes; null while it has not "
+            "ended, and for a task without a `callback_url`."
+        },
+    )
 
     def dump(self, obj: Any, *, many: bool | None = None) -> Any:
         """What marshmallow's dump makes of the fields above, built directly for each task.
@@ -270,8 +436,8 @@ class TaskStatusSchema(Schema):
         marshmallow's own dump, types included.
         """
         if self.many if many is None else many:
-            return [_document(task) for task in obj]
-        return _document(obj)
+            return [task_document(task) for task in obj]
+        return task_document(obj)
 
 
 def utc_text(value: datetime | None) -> str | None:
@@ -283,7 +449,26 @@ def _float(value: float | None) -> float | None:
     return None if value is None else float(value)
 
 
-def _document(task: Task) -> dict[str, Any]:
+def callback_document(delivery: Delivery | None) -> dict[str, Any] | None:
+    """A task's callback as clients read it (``CallbackDelivery``); None stays None."""
+    if delivery is None:
+        return None
+    return {
+        "state": delivery.state.value,
+        "event": delivery.event,
+        "webhook_id": delivery.webhook_id,
+        "attempts": delivery.attempts,
+        "last_attempt_at": utc_text(delivery.last_attempt_at),
+        "next_attempt_at": utc_text(delivery.next_attempt_at),
+        "delivered_at": utc_text(delivery.delivered_at),
+        "last_status": delivery.last_status,
+        "last_error": delivery.last_error,
+    }
+
+
+def task_document(task: Task) -> dict[str, Any]:
+    """A task as clients read it (``TaskStatus``): what every task read answers, and the
+    ``data`` of its callback's event."""
     error, progress = task.error, task.progress
     return {
         "id": task.id,
@@ -316,7 +501,44 @@ def _document(task: Task) -> dict[str, Any]:
         "depends_on": list(task.depends_on),
         "blocked_by": list(task.blocked_by),
         "batch_id": task.batch_id,
+        "callback_url": task.callback_url,
+        "callback": callback_document(task.callback),
     }
+
+
+class CallbackEventSchema(Schema):
+    """What the service `POST`s to a task's `callback_url` when the task ends (the `taskEnded`
+    webhook), signed as Standard Webhooks say."""
+
+    type = _event_type(
+        "How the task ended: `task.succeeded`, `task.failed` or `task.cancelled`.", required=True
+    )
+    timestamp = UTCDateTime(required=True, metadata={"description": "When the task ended."})
+    data = fields.Nested(
+        TaskStatusSchema,
+        required=True,
+        metadata={
+            "description": "The task as it ended, as `GET /tasks/{task_id}` reads it (with "
+            "`callback` null), but for the fields `omitted` names."
+        },
+    )
+    omitted = fields.List(
+        fields.String(validate=validate.OneOf(["result", "params", "progress", "error"])),
+        metadata={
+            "description": f"Present when the body would be over {MAX_CALLBACK_BODY_BYTES} "
+            "bytes with the whole task: the fields of `data` left out, in this order while it "
+            "still is: `result`, `params`, `progress`, `error`; each is sent empty (`{}` for "
+            "`params`, null for the others), so that `data` is still a TaskStatus. Read them "
+            "at `task_url`."
+        },
+    )
+    task_url = fields.String(
+        metadata={
+            "description": "Present with `omitted`: the path of the task, "
+            "`/tasks/{task_id}`, to read it whole (while it is kept).",
+            "example": "/tasks/0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10",
+        },
+    )
 
 
 class TaskTypeSchema(Schema):

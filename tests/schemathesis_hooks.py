@@ -21,19 +21,29 @@ leave invalid values alone, so what a case tests (positive or negative) stays th
   an id looks like, not which tasks exist; random ids name none, which the contract refuses with
   422 (tests/test_dependencies_api.py checks it). A list of well-formed ids becomes an empty
   one; any other value is sent as generated.
+- ``callback_url`` (of ``POST /tasks``, of each item of ``POST /batches``, of a schedule's
+  ``task``): the spec says what a URL looks like (``format: uri``, ``maxLength``), not which
+  hosts the server's TASKS_CALLBACK_HOSTS allows; any other host is refused with 422
+  (tests/test_callbacks_api.py checks each refusal). A value the spec calls valid, as
+  schemathesis itself reads ``format: uri``, becomes ``CALLBACK_URL`` (the receiver named in
+  TASKS_TEST_CALLBACK_URL, if any), which the servers under test allow (``callback_settings``);
+  any other value is sent as generated.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import re
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
+import jsonschema_rs
 import schemathesis
 from schemathesis import Case, HookContext
 
-from api.models import MAX_DEPENDENCIES
+from api.models import MAX_CALLBACK_URL_LENGTH, MAX_DEPENDENCIES
 from api.scheduler.cron import Timing, TimingError
 from schemas.schedules import CRON_PATTERN, TIMEZONE_PATTERN
 
@@ -44,6 +54,25 @@ _PREFER_WAIT = re.compile(r"(?i)(\bwait\s*=\s*\"?)(\d*\.?\d+(?:e[+-]?\d+)?)")
 #: What a schedule's timing fields must look like (the spec's patterns), and readable values.
 _SHAPES = {"cron": re.compile(CRON_PATTERN), "timezone": re.compile(TIMEZONE_PATTERN)}
 _READABLE = {"cron": "*/5 * * * *", "timezone": "UTC"}
+#: The receiver every callback of a run goes to: TASKS_TEST_CALLBACK_URL (a receiver the test
+#: runs, so that deliveries end and ``retryCallback`` has callbacks to send again), else one
+#: where nothing listens (its deliveries are retried, and stay pending through a run).
+CALLBACK_URL = os.environ.get("TASKS_TEST_CALLBACK_URL", "http://127.0.0.1:9/schemathesis")
+
+
+def callback_settings(url: str = CALLBACK_URL) -> dict[str, str]:
+    """The settings of a server whose callbacks may call ``url`` (an http://127.0.0.1 one)."""
+    return {
+        "TASKS_CALLBACK_HOSTS": urlsplit(url).netloc,
+        "TASKS_WEBHOOK_SECRET": "whsec_c2NoZW1hdGhlc2lzLXNjaGVtYXRoZXNpcw==",
+    }
+
+
+#: What the spec's ``callback_url`` takes, checked as schemathesis checks formats.
+_URL_SHAPE = jsonschema_rs.Draft202012Validator(
+    {"type": "string", "format": "uri", "maxLength": MAX_CALLBACK_URL_LENGTH},
+    validate_formats=True,
+)
 #: What ``format: uuid`` takes.
 _ID = re.compile(r"[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
 
@@ -115,10 +144,29 @@ def _no_dependencies(case: Case) -> None:
             item["depends_on"] = []
 
 
+def _allowed_callbacks(case: Case) -> None:
+    """Spec-valid ``callback_url`` values made ``CALLBACK_URL`` (see the module's docstring)."""
+    body, method = case.body, case.method.upper()
+    if not isinstance(body, dict):
+        return
+    if method == "POST" and case.path == "/tasks":
+        items: Any = [body]
+    elif method == "POST" and case.path == "/batches":
+        items = body.get("tasks")
+    elif method == "PUT" and case.path.startswith("/schedules/"):
+        items = [body.get("task")]
+    else:
+        return
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, dict) and _URL_SHAPE.is_valid(item.get("callback_url", 0)):
+            item["callback_url"] = CALLBACK_URL
+
+
 @schemathesis.hook
 def before_call(context: HookContext, case: Case, kwargs: dict[str, Any]) -> None:
     _readable_timing(case)
     _no_dependencies(case)
+    _allowed_callbacks(case)
     headers = case.headers
     if headers is not None:
         key = headers.get("Idempotency-Key")

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from api.models import MAX_BATCH_SIZE, MAX_DEPENDENCIES, Batch, Status
+from api.callbacks.hosts import CallbackHosts
+from api.models import MAX_BATCH_SIZE, MAX_CALLBACK_URL_LENGTH, MAX_DEPENDENCIES, Batch, Status
 from schemas.batches import BatchSchema, make_batch_create
 from schemas.params import AddParams, FailParams, SleepParams
 from schemas.tasks import make_task_create, make_variant
@@ -45,7 +46,10 @@ TYPES = {
     "checked": CheckedParams,
     "tagged": TaggedParams,
 }
-TASK_CREATE = make_task_create({n: make_variant(n, p, "") for n, p in TYPES.items()})
+HOOKS = CallbackHosts("hooks.example.com,127.0.0.1:8080")
+TASK_CREATE = make_task_create(
+    {n: make_variant(n, p, "", callback_refusal=HOOKS.refusal) for n, p in TYPES.items()}
+)
 BATCH_CREATE = make_batch_create(TASK_CREATE)
 ID = "0b9f7d2e-8c1a-4f43-9d8e-5c2b1a7e6f10"
 OTHER = "3F6C1A2B-7D4E-4B8A-9C0D-1E2F3A4B5C6D"
@@ -63,6 +67,8 @@ VALID_ITEMS = [
     {"type": "tagged", "params": {"Label": "a", "inner": {"x": 1, "y": 1}, "extra": [1]}},
     {"type": "tagged", "params": {}},
     {**ADD, "priority": 3.0},
+    {**ADD, "callback_url": "https://hooks.example.com/taskapi?x=1"},
+    {"type": "sleep", "params": {"seconds": 1}, "callback_url": "http://127.0.0.1:8080/"},
 ]
 INVALID_ITEMS = [
     "not an object",
@@ -101,6 +107,17 @@ INVALID_ITEMS = [
     {"type": "checked", "params": "no"},
     {"type": "tagged", "params": {"Label": 3, "inner": {"x": "a"}}},
     {"type": "tagged", "params": {"inner": None}},
+    {**ADD, "callback_url": None},
+    {**ADD, "callback_url": 3},
+    {**ADD, "callback_url": ["https://hooks.example.com/"]},
+    {**ADD, "callback_url": "hooks.example.com/taskapi"},
+    {**ADD, "callback_url": "ftp://hooks.example.com/"},
+    {**ADD, "callback_url": "https://elsewhere.example.com/"},
+    {**ADD, "callback_url": "http://127.0.0.1:8081/"},
+    {**ADD, "callback_url": "https://u:p@hooks.example.com/"},
+    {**ADD, "callback_url": "https://hooks.example.com/a b"},
+    {**ADD, "callback_url": "https://hooks.example.com/" + "x" * MAX_CALLBACK_URL_LENGTH},
+    {**ADD, "priority": 101, "callback_url": "https://elsewhere.example.com/"},
 ]
 
 

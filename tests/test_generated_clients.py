@@ -26,6 +26,7 @@ import httpx
 import pytest
 
 from tests.processes import Server, start_server
+from tests.receiver import Receiver, receiving
 
 pytestmark = pytest.mark.slow
 
@@ -92,9 +93,21 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def receiver() -> Iterator[Receiver]:
+    with receiving() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, receiver: Receiver) -> Iterator[Server]:
     workdir = tmp_path_factory.mktemp("clients-server")
-    running = start_server(workdir / "tasks.sqlite3", workdir, TASKS_WORKERS="4")
+    running = start_server(
+        workdir / "tasks.sqlite3",
+        workdir,
+        TASKS_WORKERS="4",
+        TASKS_CALLBACK_HOSTS=receiver.hosts,
+        TASKS_WEBHOOK_SECRET="whsec_" + "Y2xpZW50cy1jbGllbnRzLWNsaWVudHM=",
+    )
     yield running
     running.stop()
 
@@ -183,6 +196,8 @@ def test_the_client_exposes_every_component_schema(generated: Path) -> None:
         "BatchCreate",
         "Batch",
         "BatchCounts",
+        "CallbackDelivery",
+        "CallbackEvent",
     ):
         assert name in models.__all__, name
     # TaskCreate is a oneOf: the body of createTask is the union of its member classes.
@@ -550,6 +565,82 @@ def test_a_batch_is_created_read_waited_on_and_its_tasks_listed(api: Any) -> Non
     assert isinstance(get_batch.sync(uuid.uuid4(), client=api), Problem)
     empty = create_batch.sync(client=api, body=BatchCreate(tasks=[]))
     assert isinstance(empty, ValidationProblem) and "tasks" in empty.errors["json"]
+
+
+def delivered(api: Any, task_id: uuid.UUID, after: Any = None, timeout: float = 30) -> Any:
+    """The task's callback once it is delivered (``after`` a time, when given)."""
+    from taskapi_client.api.tasks import get_task
+    from taskapi_client.models import CallbackDelivery, CallbackDeliveryState, TaskStatus
+
+    deadline = time.monotonic() + timeout
+    while True:
+        task = get_task.sync(task_id, client=api, wait=5)
+        assert isinstance(task, TaskStatus), task
+        callback = task.callback
+        if (
+            isinstance(callback, CallbackDelivery)
+            and callback.state is CallbackDeliveryState.DELIVERED
+            and (after is None or callback.delivered_at > after)
+        ):
+            return callback
+        assert time.monotonic() < deadline, f"callback not delivered: {callback}"
+        time.sleep(0.1)
+
+
+def test_a_callback_is_asked_for_followed_received_and_sent_again(
+    api: Any, receiver: Receiver
+) -> None:
+    from taskapi_client.api.tasks import create_task, retry_callback
+    from taskapi_client.models import (
+        AddParams,
+        AddTaskCreate,
+        AddTaskCreateType,
+        CallbackDelivery,
+        CallbackDeliveryEvent,
+        CallbackEvent,
+        CallbackEventType,
+        Problem,
+        TaskStatus,
+        ValidationProblem,
+    )
+
+    body = AddTaskCreate(
+        type_=AddTaskCreateType.ADD, params=AddParams(x=40, y=2), callback_url=receiver.url
+    )
+    queued = create(api, body)
+    assert queued.callback_url == receiver.url and queued.callback is None
+    callback = delivered(api, queued.id)
+    assert callback.event is CallbackDeliveryEvent.TASK_SUCCEEDED
+    assert callback.webhook_id == f"msg_{queued.id}" and callback.attempts == 1
+    assert callback.last_status == 204 and callback.delivered_at is not None
+
+    got = receiver.received[-1]
+    assert got.headers["webhook-id"] == callback.webhook_id
+    assert got.headers["webhook-signature"].startswith("v1,")
+    event = CallbackEvent.from_dict(json.loads(got.body))
+    assert event.type_ is CallbackEventType.TASK_SUCCEEDED
+    assert event.data.id == queued.id and event.data.result == 42
+
+    resent = retry_callback.sync_detailed(queued.id, client=api)
+    assert resent.status_code == 202, resent.content
+    assert isinstance(resent.parsed, TaskStatus)
+    assert isinstance(resent.parsed.callback, CallbackDelivery)
+    again = delivered(api, queued.id, after=callback.delivered_at)
+    assert again.attempts == 1 and again.webhook_id == callback.webhook_id
+    assert [r.headers["webhook-id"] for r in receiver.received].count(callback.webhook_id) == 2
+
+    refused = create_task.sync(
+        client=api,
+        body=AddTaskCreate(
+            type_=AddTaskCreateType.ADD,
+            params=AddParams(x=1, y=1),
+            callback_url="https://elsewhere.example.com/",
+        ),
+    )
+    assert isinstance(refused, ValidationProblem)
+    assert refused.errors["json"].additional_keys == ["callback_url"]
+    none = retry_callback.sync(uuid.uuid4(), client=api)
+    assert isinstance(none, Problem) and none.status == 404
 
 
 # --- TypeScript: openapi-typescript + tsc --------------------------------------------------------

@@ -12,8 +12,8 @@ import pytest
 from flask.testing import FlaskClient
 from marshmallow import Schema
 
-from api.models import Progress, Status, Task, TaskError
-from schemas.tasks import TaskStatusSchema
+from api.models import Delivery, DeliveryState, Progress, Status, Task, TaskError
+from schemas.tasks import CallbackDeliverySchema, TaskStatusSchema
 
 T0 = datetime(2026, 11, 24, 12, 0, 0, 123456, tzinfo=UTC)
 
@@ -82,6 +82,43 @@ TASKS = {
         depends_on=("3f6c1a2b-7d4e-4b8a-9c0d-1e2f3a4b5c6d", "8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d"),
         blocked_by=("8a9b0c1d-2e3f-4a5b-8c7d-9e0f1a2b3c4d",),
     ),
+    "queued with a callback_url": dataclasses.replace(
+        QUEUED, callback_url="https://hooks.example.com/taskapi"
+    ),
+    "ended, its callback failed": dataclasses.replace(
+        QUEUED,
+        status=Status.FAILED,
+        error=TaskError("ValueError", "bad ünïcode"),
+        finished_at=T0,
+        expires_at=T0,
+        callback_url="https://hooks.example.com/taskapi",
+        callback=Delivery(
+            task_id=QUEUED.id,
+            url="https://hooks.example.com/taskapi",
+            event="task.failed",
+            state=DeliveryState.FAILED,
+            attempts=8,
+            ended_at=T0,
+            last_attempt_at=T0.astimezone(timezone(timedelta(hours=-3))),
+            last_status=503,
+            last_error="503 Service Unavailable",
+        ),
+    ),
+    "ended, its callback pending": dataclasses.replace(
+        QUEUED,
+        status=Status.SUCCEEDED,
+        finished_at=T0,
+        callback_url="http://127.0.0.1:8080/",
+        callback=Delivery(
+            task_id=QUEUED.id,
+            url="http://127.0.0.1:8080/",
+            event="task.succeeded",
+            state=DeliveryState.PENDING,
+            attempts=0,
+            ended_at=T0,
+            next_attempt_at=T0,
+        ),
+    ),
 }
 
 
@@ -126,6 +163,14 @@ def test_every_documented_field_is_answered_in_its_type(task: Task) -> None:
         assert isinstance(progress["total"], float | None)
         assert isinstance(progress["message"], str | None), "what a task passed, as text"
     assert document["error"] in (None, {"type": "ValueError", "message": "bad ünïcode"})
+    callback = document["callback"]
+    if callback is not None:
+        assert list(callback) == sorted(CallbackDeliverySchema().fields), "every field, always"
+        assert callback["webhook_id"] == f"msg_{document['id']}"
+        assert all(
+            callback[name] is None or callback[name].endswith("Z")
+            for name in ("last_attempt_at", "next_attempt_at", "delivered_at")
+        )
 
 
 def test_a_task_is_answered_like_a_listed_one_byte_for_byte(client: FlaskClient) -> None:

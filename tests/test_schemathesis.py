@@ -36,7 +36,7 @@ from flask import Flask
 from schemathesis import Case, GenerationMode
 
 from api.store import Store, TaskFilter
-from tests import schemathesis_hooks  # noqa: F401  (registers the hooks)
+from tests import schemathesis_hooks  # (importing it registers the hooks)
 from tests.conftest import make_app, runtime_of
 
 SEED = 20261123
@@ -88,7 +88,12 @@ class _Apps:
         self.closed = False
 
     def make(self, name: str, **config: object) -> Flask:
-        app = make_app(self.directory / f"{name}.sqlite3", TASKS_MAX_QUEUED=MAX_QUEUED, **config)
+        app = make_app(
+            self.directory / f"{name}.sqlite3",
+            TASKS_MAX_QUEUED=MAX_QUEUED,
+            **schemathesis_hooks.callback_settings(),
+            **config,
+        )
         self.apps.append(app)
         return app
 

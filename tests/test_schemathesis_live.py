@@ -9,11 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.processes import start_server
+from tests.receiver import Receiver, receiving
+from tests.schemathesis_hooks import callback_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
@@ -26,13 +29,23 @@ RUN_TIMEOUT_SECONDS = 420
 TOKEN = "tok-schemathesis-3b9e"
 
 
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    with receiving() as running:
+        yield running
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("keys", [False, True], ids=["open", "with-api-keys"])
-def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path, keys: bool) -> None:
+def test_schemathesis_finds_nothing_against_a_live_server(
+    tmp_path: Path, keys: bool, receiver: Receiver
+) -> None:
     """With keys on, every request carries a token, and ``ignored_auth`` checks that the
     service refuses one without it. The caller is an admin: a run whose every change of a
-    queue met 403 would test nothing of it (tests/test_queues_api.py has the 403)."""
-    env = {"TASKS_MAX_QUEUED": str(10**9)}
+    queue met 403 would test nothing of it (tests/test_queues_api.py has the 403). Callbacks
+    go to a receiver that takes them (204), so that they end delivered and ``retryCallback``
+    has some to send again."""
+    env = {"TASKS_MAX_QUEUED": str(10**9), **callback_settings(receiver.url)}
     if keys:
         env["TASKS_API_KEYS"] = f"schemathesis:{TOKEN}"
         env["TASKS_ADMINS"] = "schemathesis"
@@ -58,6 +71,7 @@ def test_schemathesis_finds_nothing_against_a_live_server(tmp_path: Path, keys: 
             env={
                 **os.environ,
                 "SCHEMATHESIS_HOOKS": "tests.schemathesis_hooks",
+                "TASKS_TEST_CALLBACK_URL": receiver.url,
                 "PYTHONPATH": str(ROOT),
             },
             capture_output=True,

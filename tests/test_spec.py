@@ -27,6 +27,7 @@ OPERATIONS = {
     ("delete", "/tasks/{task_id}"): "deleteTask",
     ("post", "/tasks/{task_id}/cancel"): "cancelTask",
     ("post", "/tasks/{task_id}/retry"): "retryTask",
+    ("post", "/tasks/{task_id}/callback/retry"): "retryCallback",
     ("post", "/batches"): "createBatch",
     ("get", "/batches/{batch_id}"): "getBatch",
     ("post", "/batches/{batch_id}/cancel"): "cancelBatch",

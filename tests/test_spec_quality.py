@@ -5,9 +5,10 @@
 - every schema, property, parameter, response and header has a description;
 - every example is valid against its own schema (JSON Schema 2020-12, ``$ref`` to components
   resolved), and every request example of ``createTask`` is accepted by the service;
-- ``createTask``'s 200 and 202 link to ``getTask``, ``cancelTask``, ``deleteTask``, ``retryTask``
-  and ``getQueue``, ``createBatch``'s to ``getBatch``, ``cancelBatch`` and ``listTasks``, and the
-  links lead to the task or batch just created.
+- ``createTask``'s 200 and 202 link to ``getTask``, ``cancelTask``, ``deleteTask``, ``retryTask``,
+  ``retryCallback`` and ``getQueue``; ``getTask``, ``cancelTask`` and ``retryCallback`` link
+  to the task's next operations; ``createBatch``'s to ``getBatch``, ``cancelBatch`` and
+  ``listTasks``, and the links lead to the task or batch just created.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ TASK_LINKS = {
     "CancelTask": "cancelTask",
     "DeleteTask": "deleteTask",
     "RetryTask": "retryTask",
+    "RetryCallback": "retryCallback",
 }
 #: createTask's links besides those to the task: to its queue.
 CREATED_LINKS = {**TASK_LINKS, "GetQueue": "getQueue"}

@@ -9,13 +9,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from api.events import TaskEvents
 from api.exceptions import (
+    CallbackNotDue,
+    CallbackPending,
     DependenciesNotFound,
+    NoCallback,
     NotCancellable,
     NotDeletable,
     NotRetryable,
@@ -65,6 +68,24 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def _nothing() -> None:
+    pass
+
+
+def with_callbacks(store: Store, tasks: Sequence[Task]) -> list[Task]:
+    """``tasks`` with their ``callback`` (the store's task reads leave it None): one
+    ``Store.deliveries`` call for those that ended with a ``callback_url``, none at all when
+    no task has one."""
+    ended = [task.id for task in tasks if task.callback_url is not None and task.is_terminal]
+    if not ended:
+        return list(tasks)
+    deliveries = store.deliveries(ended)
+    return [
+        replace(task, callback=deliveries[task.id]) if task.id in deliveries else task
+        for task in tasks
+    ]
+
+
 def canonical_id(task_id: str) -> str | None:
     """The canonical form of a task id, or None when it is not a UUID."""
     try:
@@ -95,6 +116,8 @@ class TaskService:
     clock: Callable[[], datetime] = utcnow
     #: A waiting reader reads the store again this often (TASKS_POLL_INTERVAL).
     poll_interval: float = FALLBACK_POLL_SECONDS
+    #: Called when a callback is due now (``retry_callback``): wakes the callback sender.
+    callback_due: Callable[[], None] = _nothing
 
     def submit(
         self,
@@ -123,7 +146,7 @@ class TaskService:
     ) -> Submitted:
         """Submit a failed or cancelled task again, as a new task with the same type, params
         and options (``retry_of`` names the old one, which stays as it ended)."""
-        old = self.get(task_id, owner=owner)
+        old = self._find(task_id, owner=owner)
         if old.status not in RETRYABLE:
             raise NotRetryable(old.id, old.status.value)
         now = self.clock()
@@ -139,6 +162,7 @@ class TaskService:
             owner=owner,
             queue=old.queue,
             retry_of=old.id,
+            callback_url=old.callback_url,
         )
         return self._create(new, {"retry_of": old.id}, idempotency_key=idempotency_key)
 
@@ -163,7 +187,7 @@ class TaskService:
         except KeyTaken as taken:
             assert key is not None  # only a submit with a key meets one taken
             task = idempotency.replay(self.store, taken, key.fingerprint, self.clock)
-            return Submitted(task, created=False)
+            return Submitted(self._with_callback(task), created=False)
         except QueueFull:
             raise QueueFullError(self.max_queued, QUEUE_FULL_RETRY_AFTER) from None
         except UnknownDependencies as unknown:
@@ -193,21 +217,49 @@ class TaskService:
         The end of the task wakes the reader at once, whichever process ended it (api.wakeups);
         the store is read again every ``poll_interval`` seconds too, should a wake-up be lost.
         """
-        return self.events.wait_for(
+        task = self.events.wait_for(
             canonical_id(task_id) or task_id,
-            lambda: self.get(task_id, owner=owner),
+            lambda: self._find(task_id, owner=owner),
             lambda task: task.is_terminal,
             seconds,
             self.poll_interval,
         )
+        return self._with_callback(task)
 
     def get(self, task_id: str, *, owner: str = "") -> Task:
         """The task, if ``owner`` submitted it: another caller's task is as good as unknown."""
+        return self._with_callback(self._find(task_id, owner=owner))
+
+    def _find(self, task_id: str, *, owner: str = "") -> Task:
+        """The task as the store reads it (no ``callback``), if ``owner`` submitted it."""
         key = canonical_id(task_id)
         task = self.store.get(key, self.clock()) if key else None
         if task is None or task.owner != owner:
             raise TaskNotFound(task_id)
         return task
+
+    def _with_callback(self, task: Task) -> Task:
+        """The task with its ``callback`` (``with_callbacks``)."""
+        if task.callback_url is None or not task.is_terminal:
+            return task
+        (task,) = with_callbacks(self.store, [task])
+        return task
+
+    def retry_callback(self, task_id: str, *, owner: str = "") -> Task:
+        """Send the callback of an ended task again: its delivered or failed delivery is
+        pending again, due now, its attempts counted from zero (the same ``webhook-id``); the
+        task afterwards. Refused while the task has not ended or its delivery is pending, and
+        for a task without a ``callback_url``."""
+        task = self._find(task_id, owner=owner)
+        if task.callback_url is None:
+            raise NoCallback(task.id)
+        if not task.is_terminal:
+            raise CallbackNotDue(task.id, task.status.value)
+        if self.store.resend_delivery(task.id, self.clock()) is None:
+            raise CallbackPending(task.id)
+        log.info("task %s: callback to be sent again", task.id, extra={"task_id": task.id})
+        self.callback_due()
+        return self.get(task.id, owner=owner)
 
     def list(
         self,
@@ -232,11 +284,12 @@ class TaskService:
         )
         # A page far past the end is simply empty; keep its offset within what stores take.
         offset = min((page - 1) * page_size, MAX_OFFSET)
-        return self.store.list(where, offset=offset, limit=page_size, now=self.clock())
+        tasks, total = self.store.list(where, offset=offset, limit=page_size, now=self.clock())
+        return with_callbacks(self.store, tasks), total
 
     def cancel(self, task_id: str, *, owner: str = "") -> Task:
         """Cancel a queued task at once; ask a running one to stop."""
-        current = self.get(task_id, owner=owner)
+        current = self._find(task_id, owner=owner)
         if not current.is_terminal:
             now = self.clock()
             outcome = self.store.cancel(current.id, now, now + timedelta(seconds=self.result_ttl))
@@ -255,13 +308,13 @@ class TaskService:
             self.events.changed_many(woken)
             # It may have ended on its own meanwhile: that is the 409 below, not a cancel.
             if changed.status is Status.CANCELLED or not changed.is_terminal:
-                return changed
+                return self._with_callback(changed)
             current = changed
         raise NotCancellable(current.id, current.status.value)
 
     def delete(self, task_id: str, *, owner: str = "") -> None:
         """Delete a terminal task."""
-        task = self.get(task_id, owner=owner)
+        task = self._find(task_id, owner=owner)
         now = self.clock()
         if self.store.delete(task.id, now):
             return

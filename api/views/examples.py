@@ -54,6 +54,8 @@ QUEUED_EXAMPLE: dict[str, Any] = {
     "depends_on": [],
     "blocked_by": [],
     "batch_id": None,
+    "callback_url": None,
+    "callback": None,
 }
 #: The same task once it succeeded.
 STATUS_EXAMPLE = {
@@ -64,6 +66,22 @@ STATUS_EXAMPLE = {
     "started_at": "2026-11-23T22:31:27.125002Z",
     "finished_at": "2026-11-23T22:31:27.125710Z",
     "expires_at": "2026-11-30T22:31:27.125710Z",
+}
+#: A task whose callback ``POST /tasks/{id}/callback/retry`` made pending again.
+CALLBACK_RESENT_EXAMPLE: dict[str, Any] = {
+    **STATUS_EXAMPLE,
+    "callback_url": "https://hooks.example.com/taskapi",
+    "callback": {
+        "state": "pending",
+        "event": "task.succeeded",
+        "webhook_id": f"msg_{QUEUED_EXAMPLE['id']}",
+        "attempts": 0,
+        "last_attempt_at": "2026-11-24T09:02:11.502311Z",
+        "next_attempt_at": "2026-11-24T09:15:40.000000Z",
+        "delivered_at": None,
+        "last_status": 503,
+        "last_error": "The receiver answered 503 Service Unavailable.",
+    },
 }
 #: A queue in use, as ``GET /queues/{name}`` answers it.
 QUEUE_EXAMPLE: dict[str, Any] = {

@@ -25,7 +25,7 @@ from api.views.headers import queue_full_response
 from api.views.tasks import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, no_content
 from schemas.problems import ProblemSchema
 from schemas.schedules import make_schedule, make_schedule_write, make_scheduled_task
-from schemas.tasks import TaskStatusSchema
+from schemas.tasks import CALLBACKS_OFF, Refusal, TaskStatusSchema
 
 SCHEDULE_LOCATION = {
     "Location": {"description": "The URL of the schedule.", "schema": {"type": "string"}}
@@ -93,9 +93,12 @@ TYPE_GONE: dict[str, Any] = {
 }
 
 
-def make_blueprint(registry: Registry) -> Blueprint:
-    """The schedules blueprint, its task template made of the registered task types."""
-    scheduled_task = make_scheduled_task({t.name: (t.params, t.description) for t in registry})
+def make_blueprint(registry: Registry, callback_refusal: Refusal = CALLBACKS_OFF) -> Blueprint:
+    """The schedules blueprint, its task template made of the registered task types, its
+    ``callback_url`` checked by ``callback_refusal`` (TASKS_CALLBACK_HOSTS)."""
+    scheduled_task = make_scheduled_task(
+        {t.name: (t.params, t.description) for t in registry}, callback_refusal
+    )
     blp = Blueprint(
         "schedules",
         __name__,

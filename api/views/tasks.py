@@ -12,13 +12,19 @@ from flask_smorest.pagination import PaginationParameters
 from marshmallow import Schema
 from werkzeug.http import parse_etags, quote_etag
 
-from api.errors import require_json_body
+from api.errors import PROBLEM_MIME, require_json_body
 from api.http.access import caller
 from api.models import Status, Task
 from api.registry import Registry
 from api.runtime import current
 from api.views.arguments import Blueprint, id_link
-from api.views.examples import CREATE_EXAMPLES, QUEUED_EXAMPLE, RETRIED_EXAMPLE, STATUS_EXAMPLE
+from api.views.examples import (
+    CALLBACK_RESENT_EXAMPLE,
+    CREATE_EXAMPLES,
+    QUEUED_EXAMPLE,
+    RETRIED_EXAMPLE,
+    STATUS_EXAMPLE,
+)
 from api.views.headers import (
     ETAG_HEADER,
     LOCATION_HEADER,
@@ -26,6 +32,7 @@ from api.views.headers import (
     RETRY_AFTER_HEADER,
     queue_full_response,
 )
+from schemas.problems import ProblemSchema
 from schemas.queries import (
     MAX_WAIT_SECONDS,
     IdempotencyHeaders,
@@ -34,7 +41,14 @@ from schemas.queries import (
     TaskReadQuery,
     make_list_query,
 )
-from schemas.tasks import OneOfSchema, TaskStatusSchema, make_task_create, make_variant
+from schemas.tasks import (
+    CALLBACKS_OFF,
+    OneOfSchema,
+    Refusal,
+    TaskStatusSchema,
+    make_task_create,
+    make_variant,
+)
 
 DEFAULT_PAGE_SIZE = 20
 MAX_PAGE_SIZE = 100
@@ -114,6 +128,15 @@ TASK_LINKS = {
         "retryTask",
         "Submit it again once it failed or was cancelled: `POST /tasks/{task_id}/retry`.",
     ),
+    "RetryCallback": _task_link(
+        "retryCallback",
+        "Send its callback again once it was delivered or failed: "
+        "`POST /tasks/{task_id}/callback/retry`.",
+    ),
+}
+#: OpenAPI links from a task read (or changed) to what can be done with it next.
+READ_LINKS = {
+    name: TASK_LINKS[name] for name in ("GetTask", "CancelTask", "RetryTask", "RetryCallback")
 }
 #: ... and to the queue it is in.
 CREATED_LINKS = {
@@ -140,11 +163,17 @@ KNOWN_OR_ENDED: dict[str, Any] = {
 }
 
 
-def make_task_create_schema(registry: Registry) -> type[OneOfSchema]:
+def make_task_create_schema(
+    registry: Registry, callback_refusal: Refusal = CALLBACKS_OFF
+) -> type[OneOfSchema]:
     """TaskCreate over the registered task types: one class per app, which ``/tasks`` and
-    ``/batches`` share (the spec refers to one component)."""
+    ``/batches`` share (the spec refers to one component); ``callback_url`` checked by
+    ``callback_refusal`` (TASKS_CALLBACK_HOSTS)."""
     return make_task_create(
-        {t.name: make_variant(t.name, t.params, t.description) for t in registry}
+        {
+            t.name: make_variant(t.name, t.params, t.description, callback_refusal=callback_refusal)
+            for t in registry
+        }
     )
 
 
@@ -155,6 +184,7 @@ def make_blueprint(registry: Registry, task_create: type[OneOfSchema]) -> Bluepr
     _route_item(blp)
     _route_cancel(blp)
     _route_retry(blp)
+    _route_callback_retry(blp)
     return blp
 
 
@@ -226,7 +256,7 @@ def _route_collection(blp: Blueprint, task_create: Schema, list_query: Schema) -
 def _route_item(blp: Blueprint) -> None:
     @blp.route("/<task_id:task_id>", parameters=[TASK_ID_PARAMETER])
     class TaskItem(MethodView):
-        @blp.doc(operationId="getTask")
+        @blp.doc(operationId="getTask", responses={200: {"links": READ_LINKS}})
         @blp.arguments(TaskReadQuery(), location="query", as_kwargs=True)
         @blp.arguments(TaskReadHeaders(), location="headers", as_kwargs=True)
         @blp.response(
@@ -275,7 +305,7 @@ def _route_item(blp: Blueprint) -> None:
 def _route_cancel(blp: Blueprint) -> None:
     @blp.route("/<task_id:task_id>/cancel", parameters=[TASK_ID_PARAMETER])
     class TaskCancel(MethodView):
-        @blp.doc(operationId="cancelTask")
+        @blp.doc(operationId="cancelTask", responses={200: {"links": READ_LINKS}})
         @blp.response(200, TaskStatusSchema, description="The task after the request.")
         @blp.alt_response(404, "NOT_FOUND")
         @blp.alt_response(409, "CONFLICT")
@@ -325,3 +355,35 @@ def _route_retry(blp: Blueprint) -> None:
             )
             answer = {"Location": url_for(".TaskItem", task_id=submitted.task.id)}
             return submitted.task, 202 if submitted.created else 200, answer
+
+
+def _route_callback_retry(blp: Blueprint) -> None:
+    @blp.route("/<task_id:task_id>/callback/retry", parameters=[TASK_ID_PARAMETER])
+    class TaskCallbackRetry(MethodView):
+        @blp.doc(operationId="retryCallback", responses={202: {"links": READ_LINKS}})
+        @blp.response(
+            202,
+            TaskStatusSchema,
+            description="The callback is pending again, due now; follow it in the task's "
+            "`callback`.",
+            example=CALLBACK_RESENT_EXAMPLE,
+            headers=ETAG_HEADER,
+        )
+        @blp.alt_response(404, "NOT_FOUND")
+        @blp.alt_response(
+            409,
+            schema=ProblemSchema,
+            content_type=PROBLEM_MIME,
+            description="The task has no `callback_url`, has not ended yet, or its callback "
+            "is still pending (being sent, or due again at `callback.next_attempt_at`); "
+            "`detail` says which.",
+        )
+        def post(self, task_id: str) -> Answer:
+            """Send a task's callback again
+
+            Once its callback was `delivered` or `failed`, sends the same event again (the
+            same `webhook-id`, so a receiver that got it can tell), as a new delivery: pending
+            at once, its attempts counted from zero, retried with backoff as the first was.
+            """
+            task = current().service.retry_callback(task_id, owner=caller())
+            return task, 202, {"ETag": quote_etag(str(task.version))}

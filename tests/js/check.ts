@@ -188,3 +188,30 @@ export function waitingFor(task: TaskStatus): string[] {
 export function batchOf(task: TaskStatus): string | null {
   return task.batch_id;
 }
+
+// A callback: asked for at submit, followed in TaskStatus, received as a CallbackEvent.
+export const withCallback: TaskCreate = {
+  type: "add",
+  params: { x: 1, y: 2 },
+  callback_url: "https://hooks.example.com/taskapi",
+};
+
+export function callbackSummary(task: TaskStatus): string {
+  const callback = task.callback;
+  if (callback === null) {
+    return task.callback_url === null ? "no callback" : "sent once the task ends";
+  }
+  switch (callback.state) {
+    case "pending":
+      return `${callback.webhook_id}: attempt ${callback.attempts + 1} at ${callback.next_attempt_at}`;
+    case "delivered":
+      return `${callback.event} delivered at ${callback.delivered_at}`;
+    case "failed":
+      return `failed: ${callback.last_status ?? "no answer"} ${callback.last_error ?? ""}`;
+  }
+}
+
+export function onTaskEnded(event: Schemas["CallbackEvent"]): string {
+  const ended: TaskStatus = event.data;
+  return `${event.type} at ${event.timestamp}: ${ended.id} ${event.omitted?.join(",") ?? ""}`;
+}
