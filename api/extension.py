@@ -19,7 +19,7 @@ from api.store import open_store
 from api.wakeups import open_wakeups
 from api.wakeups.link import Link
 from api.worker import WorkerPool
-from schemas.tasks import _document as task_document
+from schemas.tasks import task_document
 
 
 class TaskAPI:
@@ -81,6 +81,7 @@ class TaskAPI:
             poll_interval=settings.poll_interval,
             events=events,
             metrics=metrics,
+            callback_due=sender.wake,
         )
         runtime = Runtime(
             settings=settings,

@@ -29,7 +29,7 @@ from api.models import (
     Task,
 )
 from api.store import Ending, Store, open_store
-from schemas.tasks import _document as task_document
+from schemas.tasks import task_document
 from tests.receiver import SECRET, Receiver, receiving
 
 SHORT = (0.05, 0.05, 0.05, 0.05)

@@ -300,6 +300,8 @@ class TaskService:
                 log.info("task %s cancelled", changed.id, extra={"task_id": changed.id})
                 if self.metrics is not None:
                     self.metrics.task_finished(changed.type, Status.CANCELLED)
+                if changed.callback_url is not None:
+                    self.callback_due()  # its delivery was written with the cancel
             elif changed.status is Status.RUNNING:
                 self.notifier.cancel_requested(changed.id)
                 log.info("task %s: cancel asked", changed.id, extra={"task_id": changed.id})
