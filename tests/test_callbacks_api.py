@@ -341,6 +341,7 @@ def test_a_failed_callback_is_sent_again_from_zero_with_a_new_etag(
     woken: list[None] = []
     rt.service.callback_due = lambda: woken.append(None)
     ended = cancelled(c, {**ADD, "callback_url": HOOK})
+    assert woken == [None], "a cancel here tells the sender its delivery is due"
     _, pending_tag = read(c, ended["id"])
 
     attempt(rt, ended["id"], DeliveryState.FAILED, status=503, error="503 Service Unavailable")
@@ -364,7 +365,7 @@ def test_a_failed_callback_is_sent_again_from_zero_with_a_new_etag(
     assert resent["callback"]["webhook_id"] == f"msg_{ended['id']}"
     assert resent["status"] == "cancelled" and resent["id"] == ended["id"]
     assert response.headers["ETag"] not in (failed_tag, pending_tag)
-    assert woken == [None], "the sender is told a callback is due"
+    assert woken == [None, None], "the sender is told a callback is due"
 
     again, tag = read(c, ended["id"])
     assert again == resent and tag == response.headers["ETag"]
