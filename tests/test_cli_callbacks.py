@@ -229,7 +229,7 @@ def test_status_says_a_pending_callback_its_last_answer_and_next_attempt(
             "failed",
             attempts=3,
             last_status=503,
-            last_error="Service Unavailable",
+            last_error="The receiver answered 503 Service Unavailable.",
             next_attempt_at=stamp(due),
         )
     )
@@ -237,19 +237,26 @@ def test_status_says_a_pending_callback_its_last_answer_and_next_attempt(
     assert code == 0
     assert re.fullmatch(
         rf"callback pending: task\.failed to {re.escape(HOOK)}\n"
-        rf"3 of 8 attempts made, the last HTTP 503: Service Unavailable; next attempt "
+        rf"3 of 8 attempts made, the last: The receiver answered 503 Service Unavailable; next "
+        rf"attempt "
         rf"{LOCAL_TIME} \(in 29m5[0-9]s\)\n",
         err,
     ), err
 
 
 def test_status_says_a_failed_callback_that_got_no_answer(fake: FakeTaskapi) -> None:
-    fake.task(task_status(state="failed", attempts=8, last_error="connection refused"))
+    fake.task(
+        task_status(
+            state="failed",
+            attempts=8,
+            last_error="Could not connect to hooks.example.com:443: connection refused.",
+        )
+    )
     code, _, err = run(fake.url, "status", TASK_ID)
     assert code == 0
     assert err == (
         f"callback failed: task.succeeded to {HOOK}\n"
-        "gave up after 8 attempts: no answer: connection refused\n"
+        "gave up after 8 attempts: Could not connect to hooks.example.com:443: connection refused\n"
     )
 
 
@@ -283,7 +290,7 @@ def test_a_receivers_error_cannot_drive_the_terminal(fake: FakeTaskapi) -> None:
     assert ESCAPE not in err and "\x07" not in err
     assert err == (
         f"callback failed: task.succeeded to {HOOK}?\\x1b[31m\n"
-        "gave up after 1 attempt: HTTP 410: Gone\\x1b[2J\\x1b]0;owned\\x07\\nfake line\n"
+        "gave up after 1 attempt: Gone\\x1b[2J\\x1b]0;owned\\x07\\nfake line\n"
     )
 
 
@@ -293,14 +300,19 @@ def test_a_receivers_error_cannot_drive_the_terminal(fake: FakeTaskapi) -> None:
 def test_callback_prints_the_delivery_and_says_how_to_send_a_failed_one_again(
     fake: FakeTaskapi,
 ) -> None:
-    task = task_status(state="failed", attempts=8, last_status=500, last_error="HTTP 500")
+    task = task_status(
+        state="failed",
+        attempts=8,
+        last_status=500,
+        last_error="The receiver answered 500 Internal Server Error.",
+    )
     fake.task(task)
     code, out, err = run(fake.url, "callback", TASK_ID)
     assert code == 0
     assert json.loads(out) == task["callback"]
     assert err == (
         f"callback failed: task.succeeded to {HOOK}\n"
-        "gave up after 8 attempts: HTTP 500: HTTP 500\n"
+        "gave up after 8 attempts: The receiver answered 500 Internal Server Error\n"
         f"send it again with `taskapi callback {TASK_ID} --resend`\n"
     )
     assert [r[:2] for r in fake.requests] == [("GET", f"/tasks/{TASK_ID}")], "nothing was sent"
@@ -354,7 +366,7 @@ def test_callback_resend_of_a_pending_callback_says_it_is_still_being_sent(
     assert re.fullmatch(
         rf"error: Conflict: The callback of task {TASK_ID} is still pending\.\n"
         rf"callback pending: task\.succeeded to {re.escape(HOOK)}\n"
-        rf"2 of 8 attempts made, the last HTTP 502; next attempt {LOCAL_TIME} "
+        rf"2 of 8 attempts made, the last: HTTP 502; next attempt {LOCAL_TIME} "
         rf"\(in 4m5[0-9]s\)\n"
         r"it is still being sent: the server retries it without being asked\n",
         err,

@@ -99,11 +99,13 @@ def _moment_text(stamp: str | None, now: Any) -> str:
 
 
 def last_answer_text(delivery: dict[str, Any]) -> str:
-    """How the receiver answered the last attempt: ``HTTP 204``, ``HTTP 503: busy``, ``no
-    answer: connection refused``."""
+    """How the last attempt went: what went wrong, as the server says it (``The receiver
+    answered 503 Service Unavailable``, ``Could not connect to …: connection refused``), or
+    ``HTTP 204``."""
     status, error = delivery.get("last_status"), delivery.get("last_error")
-    said = f"HTTP {status}" if status is not None else "no answer"
-    return f"{said}: {printable(str(error))}" if error else said
+    if error:
+        return printable(str(error)).rstrip(".")
+    return f"HTTP {status}" if status is not None else "no answer"
 
 
 def callback_lines(task: dict[str, Any], now: Any) -> list[str]:
@@ -128,7 +130,7 @@ def callback_lines(task: dict[str, Any], now: Any) -> list[str]:
     elif attempts:
         last, due = last_answer_text(delivery), _moment_text(delivery.get("next_attempt_at"), now)
         lines.append(
-            f"{attempts} of {CALLBACK_ATTEMPTS} attempts made, the last {last}; next attempt {due}"
+            f"{attempts} of {CALLBACK_ATTEMPTS} attempts made, the last: {last}; next attempt {due}"
         )
     else:
         lines.append(f"first attempt due {_moment_text(delivery.get('next_attempt_at'), now)}")
