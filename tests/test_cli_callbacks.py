@@ -229,7 +229,7 @@ def test_status_says_a_pending_callback_its_last_answer_and_next_attempt(
             "failed",
             attempts=3,
             last_status=503,
-            last_error="The receiver answered 503 Service Unavailable.",
+            last_error="answered 503 Service Unavailable",
             next_attempt_at=stamp(due),
         )
     )
@@ -237,7 +237,7 @@ def test_status_says_a_pending_callback_its_last_answer_and_next_attempt(
     assert code == 0
     assert re.fullmatch(
         rf"callback pending: task\.failed to {re.escape(HOOK)}\n"
-        rf"3 of 8 attempts made, the last: The receiver answered 503 Service Unavailable; next "
+        rf"3 of 8 attempts made, the last: answered 503 Service Unavailable; next "
         rf"attempt "
         rf"{LOCAL_TIME} \(in 29m5[0-9]s\)\n",
         err,
@@ -249,14 +249,13 @@ def test_status_says_a_failed_callback_that_got_no_answer(fake: FakeTaskapi) -> 
         task_status(
             state="failed",
             attempts=8,
-            last_error="Could not connect to hooks.example.com:443: connection refused.",
+            last_error="connection refused",
         )
     )
     code, _, err = run(fake.url, "status", TASK_ID)
     assert code == 0
     assert err == (
-        f"callback failed: task.succeeded to {HOOK}\n"
-        "gave up after 8 attempts: Could not connect to hooks.example.com:443: connection refused\n"
+        f"callback failed: task.succeeded to {HOOK}\ngave up after 8 attempts: connection refused\n"
     )
 
 
@@ -304,7 +303,7 @@ def test_callback_prints_the_delivery_and_says_how_to_send_a_failed_one_again(
         state="failed",
         attempts=8,
         last_status=500,
-        last_error="The receiver answered 500 Internal Server Error.",
+        last_error="answered 500 Internal Server Error",
     )
     fake.task(task)
     code, out, err = run(fake.url, "callback", TASK_ID)
@@ -312,7 +311,7 @@ def test_callback_prints_the_delivery_and_says_how_to_send_a_failed_one_again(
     assert json.loads(out) == task["callback"]
     assert err == (
         f"callback failed: task.succeeded to {HOOK}\n"
-        "gave up after 8 attempts: The receiver answered 500 Internal Server Error\n"
+        "gave up after 8 attempts: answered 500 Internal Server Error\n"
         f"send it again with `taskapi callback {TASK_ID} --resend`\n"
     )
     assert [r[:2] for r in fake.requests] == [("GET", f"/tasks/{TASK_ID}")], "nothing was sent"

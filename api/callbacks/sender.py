@@ -270,7 +270,7 @@ class Sender:
         status = None if answer is None else answer.status
         error = why if answer is None else answer.error
         if answer is not None and answer.gone:
-            error = "The receiver answered 410 Gone: no more attempts."
+            error = "answered 410 Gone: the receiver wants no more attempts"
         recorded = self.store.record_delivery(
             DeliveryAttempt(delivery.task_id, self.holder, now, state, next_at, status, error, body)
         )
