@@ -4,7 +4,7 @@ allows it (on a submit, a batch item, a schedule's template), echoed in TaskStat
 
 A task ends here through the service (a queued task cancelled ends at once, and its store
 records the delivery pending in the same write); the attempts are made by driving the store as
-the sender does (``claim_deliveries``, ``record_delivery``), so no receiver is needed.
+the sender does (``claim_deliveries``, ``record_deliveries``), so no receiver is needed.
 """
 
 from __future__ import annotations
@@ -113,7 +113,7 @@ def attempt(rt: Runtime, task_id: str, state: DeliveryState, **outcome: Any) -> 
     (job,) = rt.store.claim_deliveries(HOLDER, 10, now, now + timedelta(minutes=1))
     assert job.delivery.task_id == task_id and job.delivery.attempts == 1
     attempt = DeliveryAttempt(task_id, HOLDER, now, state, body=b"{}", **outcome)
-    assert rt.store.record_delivery(attempt) is not None
+    assert rt.store.record_deliveries([attempt]) != [None]
 
 
 # -- callback_url at submit ------------------------------------------------------------------

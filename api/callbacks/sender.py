@@ -6,9 +6,10 @@ holds a worker slot nor the thread that ran a task. No sender is a leader: a del
 claimed (``Store.claim_deliveries``) by one process for one attempt, with a lease, and is due
 again when the lease ends if that process is lost.
 
-``Sender.tick()`` is one iteration: claim what is due (as many as there are free sending
-threads), hand each to them, and say how long to wait before the next look. Tests call it,
-and ``send`` itself, with a clock of their own.
+``Sender.tick()`` is one iteration: record the answers the sending threads got since the
+last one (all in one transaction), claim what is due (up to ``backlog`` at once), hand it to
+the sending threads, and say how long to wait before the next look. Without ``run`` it makes
+the attempts inline: tests call it with a clock of their own.
 
 An attempt ends one of three ways:
 
@@ -30,7 +31,7 @@ import logging
 import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -141,9 +142,15 @@ class Sender:
         self.threads = threads
         self.lease = timedelta(seconds=timeout) + lease_margin
         self._post = post
+        #: Claimed at most this many at once: each waits for a free thread, and must be sent
+        #: before its lease ends even behind receivers that take the whole timeout.
+        self.backlog = 2 * threads
         self._wake = threading.Event()
         self._lock = threading.Lock()
-        self._sending = 0
+        #: Claimed, and not yet made (sending, or waiting for a thread).
+        self._outstanding = 0
+        #: Attempts made, waiting to be recorded together by the loop.
+        self._made: list[_Made] = []
         self._executor: ThreadPoolExecutor | None = None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -154,7 +161,8 @@ class Sender:
 
     def run(self, stop: threading.Event) -> None:
         """Send until ``stop`` (and ``wake()`` after setting it); an error is logged, never
-        fatal. Attempts under way are finished (each within the timeout) before it returns."""
+        fatal. Attempts under way are finished (each within the timeout) and recorded before
+        it returns."""
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="taskapi-callback")
         try:
             while not stop.is_set():
@@ -168,15 +176,22 @@ class Sender:
         finally:
             self._executor.shutdown(wait=True)
             self._executor = None
+            try:
+                self.flush()
+            except Exception:
+                log.exception("callbacks: the last answers were not recorded; sent again")
             self.store.detach_thread()
 
     def tick(self) -> float:
-        """Claim the deliveries due now (as many as threads are free) and send them (inline
-        without ``run``); the seconds to wait before the next look."""
+        """Record the attempts made since the last tick (in one transaction), claim the
+        deliveries due now (as many as the backlog has room for) and hand them to the sending
+        threads (or make them inline, without ``run``); the seconds to wait before the next
+        look."""
+        self.flush()
         with self._lock:
-            free = self.threads - self._sending
-        if free <= 0:
-            return IDLE_SECONDS  # a thread that ends wakes the loop
+            room = self.backlog - self._outstanding
+        if room <= 0:
+            return IDLE_SECONDS  # an attempt made wakes the loop
         now = self.clock()
         # A read first: a claim is a write (on SQLite, the one write turn of the file).
         due = self.store.next_delivery_at()
@@ -184,38 +199,53 @@ class Sender:
             return IDLE_SECONDS
         if due > now:
             return min(max((due - now).total_seconds(), MIN_WAIT_SECONDS), IDLE_SECONDS)
-        jobs = self.store.claim_deliveries(self.holder, free, now, now + self.lease)
-        for job in jobs:
-            if self._executor is None:
-                self.send(job)
-            else:
-                with self._lock:
-                    self._sending += 1
-                self._executor.submit(self._send_in_thread, job)
+        jobs = self.store.claim_deliveries(self.holder, room, now, now + self.lease)
+        if self._executor is None:
+            self._record([self.attempt(job) for job in jobs])
+        else:
+            with self._lock:
+                self._outstanding += len(jobs)
+            for job in jobs:
+                self._executor.submit(self._attempt_in_thread, job)
         # More may be due (or one was taken by another process meanwhile): look again soon.
         return MIN_WAIT_SECONDS if jobs else IDLE_SECONDS
 
-    def _send_in_thread(self, job: DeliveryJob) -> None:
+    def flush(self) -> None:
+        """Record the attempts the sending threads made (one transaction for them all)."""
+        with self._lock:
+            made, self._made = self._made, []
+        if not made:
+            return
         try:
-            self.send(job)
+            self._record(made)
         except Exception:
+            with self._lock:  # not written: first in the next flush
+                self._made[:0] = made
+            raise
+
+    def _attempt_in_thread(self, job: DeliveryJob) -> None:
+        made: _Made | None = None
+        try:
+            made = self.attempt(job)
+        except Exception:  # not recorded: sent again once its lease ends
             log.exception("callback of task %s: error sending it", job.delivery.task_id)
         finally:
             with self._lock:
-                self._sending -= 1
+                self._outstanding -= 1
+                if made is not None:
+                    self._made.append(made)
             self._wake.set()
 
     # -- one attempt --------------------------------------------------------------------------
 
-    def send(self, job: DeliveryJob) -> Delivery | None:
-        """Make the attempt ``job`` was claimed for and record how it went: the delivery
-        afterwards (None if the claim was lost meanwhile)."""
+    def attempt(self, job: DeliveryJob) -> _Made:
+        """Make the attempt ``job`` was claimed for: what to record of it."""
         delivery = job.delivery
         body = job.body if job.body is not None else self.body(delivery, job.task)
         if body is None:  # its task is gone: nothing to send, ever
-            return self._record(delivery, None, None, "The task was deleted before it was sent.")
+            return self._made_of(delivery, None, None, "the task was deleted before it was sent")
         if not self.keys:  # never unsigned; the operator may yet set it (it is retried)
-            return self._record(delivery, _NOT_SIGNED, body, None)
+            return self._made_of(delivery, _NOT_SIGNED, body, None)
         timestamp = int(self.clock().timestamp())
         headers = {
             "webhook-id": delivery.webhook_id,
@@ -228,7 +258,7 @@ class Sender:
 
             post = self._post = http_post
         answer = post(delivery.url, body, headers, hosts=self.hosts, timeout=self.timeout)
-        return self._record(delivery, answer, body, None)
+        return self._made_of(delivery, answer, body, None)
 
     def body(self, delivery: Delivery, task: Task | None) -> bytes | None:
         """The event of ``delivery``, as JSON: at most MAX_CALLBACK_BODY_BYTES, leaving out
@@ -253,9 +283,11 @@ class Sender:
             encoded = _dumps(event)
         return encoded
 
-    def _record(
+    def _made_of(
         self, delivery: Delivery, answer: Answer | None, body: bytes | None, why: str | None
-    ) -> Delivery | None:
+    ) -> _Made:
+        """What an attempt of ``delivery`` that got ``answer`` (None: none was made, for
+        ``why``) comes to: delivered, another attempt due, or failed."""
         now = self.clock()
         attempts = delivery.attempts
         if answer is not None and answer.delivered:
@@ -271,21 +303,30 @@ class Sender:
         error = why if answer is None else answer.error
         if answer is not None and answer.gone:
             error = "answered 410 Gone: the receiver wants no more attempts"
-        recorded = self.store.record_delivery(
-            DeliveryAttempt(delivery.task_id, self.holder, now, state, next_at, status, error, body)
+        attempt = DeliveryAttempt(
+            delivery.task_id, self.holder, now, state, next_at, status, error, body
         )
-        if recorded is None:
-            log.warning(
-                "callback of task %s: its lease ran out before the answer came; another "
-                "attempt is made",
-                delivery.task_id,
-            )
-            return None
-        latency = (now - delivery.ended_at).total_seconds() if outcome == "delivered" else None
-        if self.metrics is not None:
-            self.metrics.callback_attempted(outcome, latency)
-        self._log(recorded, outcome)
-        return recorded
+        return _Made(delivery, attempt, outcome)
+
+    def _record(self, made: list[_Made]) -> None:
+        """Write ``made`` in one transaction; count and log what applied."""
+        if not made:
+            return
+        recorded = self.store.record_deliveries([one.attempt for one in made])
+        for one, delivery in zip(made, recorded, strict=True):
+            if delivery is None:
+                log.warning(
+                    "callback of task %s: its lease ran out before the answer was recorded; "
+                    "another attempt is made",
+                    one.delivery.task_id,
+                )
+                continue
+            latency = None
+            if one.outcome == "delivered":
+                latency = (one.attempt.now - one.delivery.ended_at).total_seconds()
+            if self.metrics is not None:
+                self.metrics.callback_attempted(one.outcome, latency)
+            self._log(delivery, one.outcome)
 
     def _log(self, delivery: Delivery, outcome: str) -> None:
         # The URL may carry a receiver's token in its query: only its host is logged.
@@ -315,6 +356,16 @@ class Sender:
                 delivery.attempts,
                 delivery.last_error,
             )
+
+
+@dataclass(frozen=True, slots=True)
+class _Made:
+    """An attempt made: the delivery as claimed, what to record, and its outcome."""
+
+    delivery: Delivery
+    attempt: DeliveryAttempt
+    #: delivered, retry or failed (the metric's label).
+    outcome: str
 
 
 class _Refused:

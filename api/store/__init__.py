@@ -182,7 +182,7 @@ class DeliveryJob:
 
 @dataclass(frozen=True, slots=True)
 class DeliveryAttempt:
-    """How one attempt went, as ``Store.record_delivery`` writes it."""
+    """How one attempt went, as ``Store.record_deliveries`` writes it."""
 
     task_id: str
     #: The holder the attempt was claimed for: it applies only while it holds the delivery.
@@ -389,9 +389,12 @@ class Store(Protocol):
         lease, if any, ran out: each is held by ``holder`` until ``lease_until``, and its
         ``attempts`` grows by one. No delivery is held by two claims at once."""
 
-    def record_delivery(self, attempt: DeliveryAttempt) -> Delivery | None:
-        """Write how an attempt went and let go of the delivery (its task's version grows);
-        the delivery afterwards, None when ``holder`` no longer held it."""
+    def record_deliveries(
+        self, attempts: Sequence[DeliveryAttempt]
+    ) -> builtins.list[Delivery | None]:
+        """Write how attempts went, in one transaction, and let go of their deliveries (their
+        tasks' versions grow): each delivery afterwards, None where its ``holder`` no longer
+        held it (that attempt changes nothing)."""
 
     def resend_delivery(self, task_id: str, now: datetime) -> Delivery | None:
         """Make a delivered or failed delivery pending again, due at ``now``, with its

@@ -7,7 +7,15 @@ import dataclasses
 import threading
 from datetime import timedelta
 
-from api.models import DEPENDENCY_FAILED, DeliveryState, NewBatch, NewTask, Status, TaskError
+from api.models import (
+    DEPENDENCY_FAILED,
+    Delivery,
+    DeliveryState,
+    NewBatch,
+    NewTask,
+    Status,
+    TaskError,
+)
 from api.store import DeliveryAttempt, Store
 from tests.store.tasks import LATER, T0, finish, new_task
 
@@ -70,6 +78,12 @@ def test_a_batch_keeps_each_tasks_callback(store: Store) -> None:
     assert [t.callback_url if t else "gone" for t in stored] == [URL, None, URL + "/2"]
 
 
+def record(store: Store, attempt: DeliveryAttempt) -> Delivery | None:
+    """One attempt recorded alone (``record_deliveries`` of one)."""
+    (recorded,) = store.record_deliveries([attempt])
+    return recorded
+
+
 def ended(store: Store) -> str:
     task = store.create(with_callback())
     store.cancel(task.id, SOON, EXPIRES)
@@ -88,7 +102,7 @@ def test_a_claim_holds_a_delivery_once_and_counts_the_attempt(store: Store) -> N
     assert again.delivery.attempts == 2
     # The first holder's late answer no longer applies.
     late = DeliveryAttempt(task_id, "p1", LEASE, DeliveryState.DELIVERED, status=200)
-    assert store.record_delivery(late) is None
+    assert record(store, late) is None
 
 
 def test_a_failed_attempt_is_due_again_with_the_body_it_sent(store: Store) -> None:
@@ -96,10 +110,11 @@ def test_a_failed_attempt_is_due_again_with_the_body_it_sent(store: Store) -> No
     before = store.get(task_id, SOON)
     store.claim_deliveries("p", 1, SOON, LEASE)
     retry_at = SOON + timedelta(seconds=5)
-    after = store.record_delivery(
+    after = record(
+        store,
         DeliveryAttempt(
             task_id, "p", SOON, DeliveryState.PENDING, retry_at, 500, "answered 500", b"{}"
-        )
+        ),
     )
     assert after is not None and after.state is DeliveryState.PENDING
     assert (after.last_status, after.last_error, after.next_attempt_at) == (
@@ -112,8 +127,9 @@ def test_a_failed_attempt_is_due_again_with_the_body_it_sent(store: Store) -> No
     assert store.claim_deliveries("p", 1, SOON, LEASE) == []  # not due yet
     (job,) = store.claim_deliveries("p", 1, retry_at, LEASE)
     assert job.body == b"{}" and job.delivery.attempts == 2
-    done = store.record_delivery(
-        DeliveryAttempt(task_id, "p", retry_at, DeliveryState.DELIVERED, None, 204, None, b"x")
+    done = record(
+        store,
+        DeliveryAttempt(task_id, "p", retry_at, DeliveryState.DELIVERED, None, 204, None, b"x"),
     )
     assert done is not None and done.state is DeliveryState.DELIVERED
     assert done.delivered_at == retry_at and done.next_attempt_at is None
@@ -128,7 +144,7 @@ def test_only_a_delivered_or_failed_delivery_is_sent_again(store: Store) -> None
     assert store.resend_delivery(task_id, SOON) is None  # pending
     assert store.resend_delivery(store.create(new_task()).id, SOON) is None  # none
     store.claim_deliveries("p", 1, SOON, LEASE)
-    store.record_delivery(DeliveryAttempt(task_id, "p", SOON, DeliveryState.FAILED, None, 410))
+    record(store, DeliveryAttempt(task_id, "p", SOON, DeliveryState.FAILED, None, 410))
     again = store.resend_delivery(task_id, LEASE)
     assert again is not None
     assert (again.state, again.attempts, again.next_attempt_at) == (
@@ -147,9 +163,7 @@ def test_a_delivery_goes_with_its_task_and_the_purge_waits_for_it(store: Store) 
     assert store.purge_expired(after_expiry, 100)[0] == 0  # its callback is pending
     (job,) = store.claim_deliveries("p", 1, after_expiry, after_expiry + timedelta(minutes=1))
     assert job.task is not None and job.task.id == kept  # read though expired
-    store.record_delivery(
-        DeliveryAttempt(kept, "p", after_expiry, DeliveryState.DELIVERED, None, 200)
-    )
+    record(store, DeliveryAttempt(kept, "p", after_expiry, DeliveryState.DELIVERED, None, 200))
     assert store.purge_expired(after_expiry, 100)[0] == 1
     assert store.deliveries([kept]) == {}
 
@@ -199,3 +213,16 @@ def test_the_ends_of_lost_and_handed_back_tasks_write_theirs_too(store: Store) -
         lost.id: "task.failed",
         handed.id: "task.cancelled",
     }
+
+
+def test_attempts_are_recorded_together_each_only_by_its_holder(store: Store) -> None:
+    ids = [ended(store) for _ in range(3)]
+    jobs = store.claim_deliveries("p", 3, SOON, LEASE)
+    assert sorted(j.delivery.task_id for j in jobs) == sorted(ids)
+    store.claim_deliveries("q", 1, LEASE, LEASE + timedelta(minutes=1))  # one lease ran out
+    attempts = [
+        DeliveryAttempt(task_id, "p", SOON, DeliveryState.DELIVERED, None, 200) for task_id in ids
+    ]
+    recorded = store.record_deliveries(attempts)
+    assert [r is None for r in recorded].count(True) == 1  # taken over by q: not p's to record
+    assert all(r.state is DeliveryState.DELIVERED for r in recorded if r is not None)

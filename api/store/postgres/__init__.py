@@ -191,6 +191,16 @@ class PostgresStore(SqlStore):
         row = db.execute(self.queries["count_queued"], {"max_queued": max_queued}).fetchone()
         return not (row and row["n"] + (count or 1) > max_queued)
 
+    def _record_rows(self, db: Any, args: Sequence[Mapping[str, Any]]) -> list[Any]:
+        # One executemany: psycopg pipelines its statements, one round trip for them all.
+        cur = db.cursor()
+        cur.executemany(self.queries["record_delivery"], args, returning=True)
+        rows: list[Any] = []
+        while True:
+            rows.append(cur.fetchone())
+            if not cur.nextset():
+                return rows
+
     def _deadlocked(self, exc: Exception) -> bool:
         return isinstance(exc, psycopg.errors.DeadlockDetected)
 

@@ -560,5 +560,5 @@ WHERE task_id = %(id)s AND state IN ('delivered', 'failed')
 RETURNING {delivery_columns}
 
 -- name: delivery_changed
--- A task's delivery changed: so does the task (its ETag).
-UPDATE tasks SET version = version + 1 WHERE id = %(id)s
+-- Tasks whose delivery changed: so do they (their ETags).
+UPDATE tasks SET version = version + 1 WHERE id = ANY(%(ids)s)

@@ -527,5 +527,5 @@ WHERE task_id = :id AND state IN ('delivered', 'failed')
 RETURNING {delivery_columns}
 
 -- name: delivery_changed
--- A task's delivery changed: so does the task (its ETag).
-UPDATE tasks SET version = version + 1 WHERE id = :id
+-- Tasks whose delivery changed: so do they (their ETags).
+UPDATE tasks SET version = version + 1 WHERE id IN (SELECT value FROM json_each(:ids))
