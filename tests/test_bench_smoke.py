@@ -59,3 +59,15 @@ def test_pg_drain_benchmark_runs() -> None:
     assert result.returncode == 0, result.stderr[-3000:]
     for figure in ("drain", "claim statement", "submit to start"):
         assert figure in result.stdout
+
+
+@pytest.mark.slow
+def test_callbacks_benchmark_runs() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.callbacks", "--tasks", "200", "--probe-seconds", "0.3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    for figure in ("tasks ended", "callbacks delivered", "delivery latency p99", "0 duplicates"):
+        assert figure in result.stdout
+    assert "200 of 200 webhook-ids" in result.stdout
