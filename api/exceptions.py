@@ -103,6 +103,15 @@ class NoCallback(TaskConflict):
         super().__init__()
 
 
+class CallbackRefused(TaskConflict):
+    """Task {task_id}'s callback_url can no longer be called: {reason} Submit the task anew
+    (POST /tasks) with a callback_url this server allows, or without one."""
+
+    def __init__(self, task_id: str, reason: str) -> None:
+        self.task_id, self.reason = task_id, reason
+        super().__init__()
+
+
 class CallbackNotDue(TaskConflict):
     """Task {task_id} is {status}: its callback is sent once it ends (succeeded, failed or
     cancelled), and can be sent again only after that. Wait for it to end

@@ -82,6 +82,7 @@ class TaskAPI:
             events=events,
             metrics=metrics,
             callback_due=sender.wake,
+            callback_hosts=settings.hosts,
         )
         runtime = Runtime(
             settings=settings,

@@ -90,6 +90,10 @@ def _rfc3986(url: str) -> bool:
     return True
 
 
+#: The shape of an http(s) URL with a host and no user info, in the spec.
+CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+([/?#].*)?$"
+
+
 class CallbackUrl(fields.String):
     """A ``callback_url``: a string that ``refusal`` allows (its message, as the error, else).
 
@@ -101,6 +105,9 @@ class CallbackUrl(fields.String):
         metadata = {
             "description": CALLBACK_URL_DESCRIPTION,
             "format": "uri",
+            # What every server refuses whatever its hosts: another scheme, no host, a user
+            # name or password (the server's own check says why: api.callbacks.hosts).
+            "pattern": CALLBACK_URL_PATTERN,
             "maxLength": MAX_CALLBACK_URL_LENGTH,
             "example": "https://hooks.example.com/taskapi",
         }

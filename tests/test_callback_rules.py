@@ -109,3 +109,47 @@ def test_hosts_need_a_secret_and_the_secret_is_never_shown() -> None:
     )
     assert "MfKQ9r8" not in repr(settings)
     assert settings.webhook_keys and settings.hosts
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://a.example.com:0/", "port"),
+        ("http://.example.com/", "not a host name"),
+        ("http://a..example.com/", "not a host name"),
+        ("http://-a.example.com/", "not a host name"),
+        ("http://evil.com%23.example.com/", "not a host name"),
+        ("http://bücher.example.com/", "punycode"),
+        ("http://[::2]:80/", "[::2]:80 is not allowed"),
+    ],
+)
+def test_urls_no_receiver_could_answer_are_refused(url: str, why: str) -> None:
+    refusal = HOSTS.refusal(url)
+    assert refusal is not None and why in refusal
+
+
+def test_a_punycode_name_is_a_name() -> None:
+    assert HOSTS.refusal("https://xn--bcher-kva.example.com/") is None
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "64:ff9b::a9fe:a9fe",  # NAT64 of 169.254.169.254
+        "64:ff9b::a00:5",  # NAT64 of 10.0.0.5
+        "::a9fe:a9fe",  # IPv4-compatible
+        "2002:a9fe:a9fe::1",  # 6to4
+        "::ffff:127.0.0.1",  # IPv4-mapped
+        "224.0.0.251",
+        "ff02::1",
+    ],
+)
+def test_an_address_that_carries_an_internal_one_is_not_public(address: str) -> None:
+    assert not CallbackHosts("hooks.io").allows_address(
+        ipaddress.ip_address(address), 443, named=True
+    )
+
+
+def test_a_nat64_address_of_a_public_one_is() -> None:
+    public = ipaddress.ip_address("64:ff9b::5db8:d822")  # 93.184.216.34
+    assert CallbackHosts("hooks.io").allows_address(public, 443, named=True)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -260,3 +261,36 @@ def test_an_event_renders_the_task_as_it_ended(store: Store) -> None:
         s = sender(store, receiver)
         body = s.body(store.deliveries([task.id])[task.id], dataclasses.replace(task))
     assert body is not None and json.loads(body)["data"]["type"] == "add"
+
+
+def test_an_error_of_taskapi_itself_is_a_failed_attempt_on_the_schedule(store: Store) -> None:
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("a bug")
+
+    with receiving() as receiver:
+        task = ended(store, receiver.url)
+        sender(store, receiver, delays=(60,), post=broken).tick()
+    delivery = store.deliveries([task.id])[task.id]
+    assert delivery.state is DeliveryState.PENDING and delivery.attempts == 1
+    assert "RuntimeError" in delivery.last_error and delivery.next_attempt_at is not None
+
+
+def test_a_stop_records_the_attempts_under_way_and_hands_back_the_rest(store: Store) -> None:
+    with receiving([(204, {}, 1.0)] * 6) as receiver:
+        tasks = [ended(store, receiver.url) for _ in range(6)]
+        s = sender(store, receiver, threads=2, timeout=5)
+        stop = threading.Event()
+        running = threading.Thread(target=s.run, args=(stop,))
+        running.start()
+        receiver.wait(2)  # two attempts under way, two more claimed and waiting for a thread
+        stop.set()
+        s.wake()
+        running.join(10)
+        assert not running.is_alive()
+    found = store.deliveries([t.id for t in tasks])
+    states = sorted((d.state.value, d.attempts) for d in found.values())
+    assert states.count(("delivered", 1)) == 2, states
+    assert all(d.attempts == 0 for d in found.values() if d.state is DeliveryState.PENDING)
+    now = datetime.now(UTC)
+    due = store.next_delivery_at()
+    assert due is not None and due <= now  # the handed-back ones are due at once

@@ -209,6 +209,7 @@ def test_a_429_with_retry_after_an_http_date(receiver: Receiver) -> None:
         (503, "-5", None),
         (503, "1.5", None),
         (503, "in a while", None),
+        (503, "Mon, 01 Jan 99999999999999999999 00:00:00 GMT", None),  # overflows: unreadable
         (400, "7", None),  # only a 429 or a 5xx asks to wait
     ],
 )
@@ -518,3 +519,17 @@ def test_https_refuses_a_certificate_for_another_name(
     assert answer.error is not None and "certificate not accepted" in answer.error
     assert "other.test" in answer.error
     assert tls_receiver.seen == []
+
+
+def test_a_lookup_is_bounded_by_the_timeout(receiver: Receiver) -> None:
+    def hanging(host: str, port: int) -> Sequence[IPAddress]:
+        time.sleep(3)  # a resolver whose nameservers do not answer
+        return [ipaddress.ip_address("127.0.0.1")]
+
+    hosts = CallbackHosts("hooks.test, 127.0.0.1")
+    started = time.monotonic()
+    answer = post(
+        receiver.url(host="hooks.test"), BODY, SIGNED, hosts=hosts, timeout=0.5, resolve=hanging
+    )
+    assert time.monotonic() - started < 2.5
+    assert answer.status is None and answer.error is not None and "timed out" in answer.error

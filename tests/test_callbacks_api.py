@@ -20,6 +20,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from api.callbacks.hosts import CallbackHosts
 from api.models import MAX_CALLBACK_URL_LENGTH, DeliveryState
 from api.runtime import Runtime
 from api.store import DeliveryAttempt
@@ -394,3 +395,27 @@ def test_the_retry_is_documented(c: FlaskClient) -> None:
     assert operation["operationId"] == "retryCallback" and operation["tags"] == ["tasks"]
     assert set(operation["responses"]) >= {"202", "404", "409"}
     assert "#/components/schemas/CallbackEvent" in json.dumps(spec["webhooks"]["taskEnded"])
+
+
+def test_an_attempt_under_way_changes_the_etag(c: FlaskClient, rt: Runtime) -> None:
+    ended = cancelled(c, {**ADD, "callback_url": HOOK})
+    before, tag = read(c, ended["id"])
+    now = datetime.now(UTC)
+    (job,) = rt.store.claim_deliveries("sender", 1, now, now + timedelta(minutes=1))
+    assert job.delivery.task_id == ended["id"]
+    response = c.get(f"/tasks/{ended['id']}", headers={"If-None-Match": tag})
+    assert response.status_code == 200, "attempts changed: not a 304"
+    assert response.get_json()["callback"]["attempts"] == before["callback"]["attempts"] + 1
+
+
+def test_a_callback_url_no_longer_allowed_is_not_sent_again_nor_retried(
+    c: FlaskClient, rt: Runtime
+) -> None:
+    ended = cancelled(c, {**ADD, "callback_url": HOOK})
+    attempt(rt, ended["id"], DeliveryState.FAILED, status=410, error="answered 410 Gone")
+    rt.service.callback_hosts = CallbackHosts("other.example.org")  # the operator changed it
+    for path in (f"/tasks/{ended['id']}/callback/retry", f"/tasks/{ended['id']}/retry"):
+        problem = assert_problem(c.post(path), 409)
+        assert "can no longer be called" in problem["detail"]
+        assert "hooks.example.com" in problem["detail"]
+    assert read(c, ended["id"])[0]["callback"]["state"] == "failed"

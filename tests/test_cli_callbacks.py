@@ -259,6 +259,15 @@ def test_status_says_a_failed_callback_that_got_no_answer(fake: FakeTaskapi) -> 
     )
 
 
+def test_status_says_an_attempt_under_way(fake: FakeTaskapi) -> None:
+    fake.task(task_status(state="pending", attempts=2))
+    code, _, err = run(fake.url, "status", TASK_ID)
+    assert (code, err) == (
+        0,
+        f"callback pending: task.succeeded to {HOOK}\nattempt 2 of 8 under way\n",
+    )
+
+
 def test_status_of_a_running_task_says_its_callback_comes_when_it_ends(fake: FakeTaskapi) -> None:
     fake.task(task_status("running"))
     code, _, err = run(fake.url, "status", TASK_ID)

@@ -144,8 +144,9 @@ class CallbackHosts:
                 "Its operator lists the receivers' hosts there."
             )
         if not self.allows_host(host, port):
+            shown = f"[{host}]" if ":" in host else host
             return (
-                f"Host {host}:{port} is not allowed: TASKS_CALLBACK_HOSTS lists the hosts "
+                f"Host {shown}:{port} is not allowed: TASKS_CALLBACK_HOSTS lists the hosts "
                 "callbacks may call; ask this server's operator to add it."
             )
         return None
@@ -163,11 +164,41 @@ class CallbackHosts:
         and it was resolved from a host name a name pattern allowed (``named``)."""
         if any(network.matches(address, port) for network in self._networks):
             return True
-        return named and address.is_global
+        return named and _public(address)
+
+
+#: IPv6 prefixes that carry an IPv4 address in their last 32 bits: NAT64 (which a gateway
+#: translates to that IPv4 address) and the deprecated IPv4-compatible form.
+_CARRIERS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("::/96"))
+
+
+def _public(address: IPAddress) -> bool:
+    """Whether ``address`` is a public unicast one, and so is any IPv4 address it carries
+    (IPv4-mapped, 6to4, Teredo, NAT64): a name may resolve to ``64:ff9b::a9fe:a9fe``, which
+    a NAT64 gateway sends to 169.254.169.254."""
+    if not address.is_global or address.is_multicast:
+        return False
+    if isinstance(address, ipaddress.IPv6Address):
+        carried: ipaddress.IPv4Address | None = address.ipv4_mapped or address.sixtofour
+        if carried is None and address.teredo is not None:
+            carried = address.teredo[1]
+        if carried is None and any(address in prefix for prefix in _CARRIERS):
+            carried = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+        if carried is not None and not _public(carried):
+            return False
+    return True
 
 
 def _label_ok(label: str) -> bool:
-    return bool(label) and len(label) <= 63 and all(c.isalnum() or c in "-_" for c in label)
+    """A label of a host name (or of a pattern): ASCII letters, digits, '-' and '_' (which
+    some internal names use), not at either end '-'."""
+    return (
+        0 < len(label) <= 63
+        and label.isascii()
+        and all(c.isalnum() or c in "-_" for c in label)
+        and not label.startswith("-")
+        and not label.endswith("-")
+    )
 
 
 def target(parts: SplitResult) -> tuple[str, int]:
@@ -181,5 +212,16 @@ def target(parts: SplitResult) -> tuple[str, int]:
     try:
         port = parts.port
     except ValueError:
-        raise ValueError("The port must be a number from 1 to 65535.") from None
+        port = 0
+    if port == 0:
+        raise ValueError("The port must be a number from 1 to 65535.")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not all(_label_ok(label) for label in host.split(".")):
+            raise ValueError(
+                f"{host!r} is not a host name: each dot-separated part is 1 to 63 letters, "
+                "digits or '-', not starting or ending with '-' (a name outside ASCII is "
+                "written in its punycode form, xn--…)."
+            ) from None
     return host, port if port is not None else _DEFAULT_PORTS[parts.scheme]

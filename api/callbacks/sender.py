@@ -30,7 +30,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -70,6 +70,8 @@ OMITTABLE: tuple[tuple[str, Any], ...] = (
     ("params", {}),
     ("progress", None),
     ("error", None),
+    ("depends_on", []),
+    ("blocked_by", []),
 )
 
 
@@ -151,6 +153,8 @@ class Sender:
         self._outstanding = 0
         #: Attempts made, waiting to be recorded together by the loop.
         self._made: list[_Made] = []
+        #: The attempts handed to the sending threads, by task id (started or not).
+        self._futures: dict[Future[None], str] = {}
         self._executor: ThreadPoolExecutor | None = None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -166,21 +170,37 @@ class Sender:
         self._executor = ThreadPoolExecutor(self.threads, thread_name_prefix="taskapi-callback")
         try:
             while not stop.is_set():
+                self._wake.clear()  # before the tick: a wake-up during it is kept
                 try:
                     wait = self.tick()
                 except Exception:
                     log.exception("callbacks: error; carrying on")
                     wait = IDLE_SECONDS
                 self._wake.wait(wait)
-                self._wake.clear()
         finally:
-            self._executor.shutdown(wait=True)
-            self._executor = None
-            try:
-                self.flush()
-            except Exception:
-                log.exception("callbacks: the last answers were not recorded; sent again")
+            self._wind_down()
             self.store.detach_thread()
+
+    def _wind_down(self) -> None:
+        """At the stop: hand back the deliveries claimed and not started, let the attempts
+        under way end (each within the timeout), and record them."""
+        assert self._executor is not None
+        self._executor.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            started = [f for f in self._futures if not f.cancelled()]
+            unstarted = [self._futures[f] for f in self._futures if f.cancelled()]
+            self._futures = {}
+        try:
+            if unstarted:
+                self.store.release_deliveries(self.holder, unstarted, self.clock())
+        except Exception:
+            log.exception("callbacks: deliveries not handed back; due again at their lease")
+        wait(started, timeout=self.timeout + 1)
+        self._executor = None
+        try:
+            self.flush()
+        except Exception:
+            log.exception("callbacks: the last answers were not recorded; they are sent again")
 
     def tick(self) -> float:
         """Record the attempts made since the last tick (in one transaction), claim the
@@ -201,12 +221,13 @@ class Sender:
             return min(max((due - now).total_seconds(), MIN_WAIT_SECONDS), IDLE_SECONDS)
         jobs = self.store.claim_deliveries(self.holder, room, now, now + self.lease)
         if self._executor is None:
-            self._record([self.attempt(job) for job in jobs])
+            self._record([self._attempt_safely(job) for job in jobs])
         else:
             with self._lock:
                 self._outstanding += len(jobs)
-            for job in jobs:
-                self._executor.submit(self._attempt_in_thread, job)
+                for job in jobs:
+                    future = self._executor.submit(self._attempt_in_thread, job)
+                    self._futures[future] = job.delivery.task_id
         # More may be due (or one was taken by another process meanwhile): look again soon.
         return MIN_WAIT_SECONDS if jobs else IDLE_SECONDS
 
@@ -227,16 +248,30 @@ class Sender:
         made: _Made | None = None
         try:
             made = self.attempt(job)
-        except Exception:  # not recorded: sent again once its lease ends
+        except Exception as exc:  # a failed attempt all the same: the schedule goes on
             log.exception("callback of task %s: error sending it", job.delivery.task_id)
+            made = self._made_of(
+                job.delivery, _Refused(f"not sent: {type(exc).__name__}"), None, None
+            )
         finally:
             with self._lock:
                 self._outstanding -= 1
                 if made is not None:
                     self._made.append(made)
+                self._futures = {f: t for f, t in self._futures.items() if not f.done()}
             self._wake.set()
 
     # -- one attempt --------------------------------------------------------------------------
+
+    def _attempt_safely(self, job: DeliveryJob) -> _Made:
+        """``attempt``; an error of this code is a failed attempt too (logged), so that the
+        schedule goes on and the delivery ends failed at its last attempt."""
+        try:
+            return self.attempt(job)
+        except Exception as exc:
+            log.exception("callback of task %s: error sending it", job.delivery.task_id)
+            refused = _Refused(f"not sent: an error in taskapi ({type(exc).__name__})")
+            return self._made_of(job.delivery, refused, None, None)
 
     def attempt(self, job: DeliveryJob) -> _Made:
         """Make the attempt ``job`` was claimed for: what to record of it."""
@@ -304,7 +339,15 @@ class Sender:
         if answer is not None and answer.gone:
             error = "answered 410 Gone: the receiver wants no more attempts"
         attempt = DeliveryAttempt(
-            delivery.task_id, self.holder, now, state, next_at, status, error, body
+            delivery.task_id,
+            self.holder,
+            now,
+            state,
+            next_at,
+            status,
+            error,
+            body,
+            attempts=delivery.attempts,
         )
         return _Made(delivery, attempt, outcome)
 

@@ -12,6 +12,7 @@ The body and the headers carry signatures: nothing here logs them.
 
 from __future__ import annotations
 
+import concurrent.futures
 import email.utils
 import functools
 import http.client
@@ -23,6 +24,7 @@ import socket
 import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -110,7 +112,7 @@ def post(
         return Answer(
             None, f"{host}:{port} is not allowed: TASKS_CALLBACK_HOSTS no longer lists it"
         )
-    addresses = _checked_addresses(host, port, hosts, resolve)
+    addresses = _checked_addresses(host, port, hosts, _bounded(resolve, deadline))
     if isinstance(addresses, str):
         return Answer(None, addresses)
     if time.monotonic() >= deadline:
@@ -146,6 +148,29 @@ def post(
     return Answer(None, failure)
 
 
+#: The threads lookups run on, so that a lookup is bounded by the attempt's timeout
+#: (getaddrinfo cannot be interrupted: one that hangs keeps its thread until the resolver's
+#: own limits end it, and the attempt goes on without it).
+_LOOKUPS = ThreadPoolExecutor(4, thread_name_prefix="taskapi-dns")
+
+
+def _bounded(resolver: Resolver, deadline: float) -> Resolver:
+    """``resolver``, giving up (TimeoutError) at ``deadline``."""
+
+    def resolve(host: str, port: int) -> Sequence[IPAddress]:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise TimeoutError("deadline passed")
+        future = _LOOKUPS.submit(resolver, host, port)
+        try:
+            return future.result(timeout=left)
+        except concurrent.futures.TimeoutError:
+            future.cancel()
+            raise TimeoutError("the lookup took longer than the timeout") from None
+
+    return resolve
+
+
 def _checked_addresses(
     host: str, port: int, hosts: CallbackHosts, resolver: Resolver
 ) -> list[IPAddress] | str:
@@ -157,6 +182,8 @@ def _checked_addresses(
         named = True
         try:
             addresses = list(resolver(host, port))
+        except TimeoutError:
+            return f"timed out looking {host} up"
         except (OSError, UnicodeError) as exc:
             log.debug("callback host %s: no address: %s", host, exc)
             return f"no address for {host}"
@@ -284,7 +311,7 @@ def _retry_after(value: str | None) -> float | None:
         return seconds if math.isfinite(seconds) else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     if when.tzinfo is None:  # "-0000": UTC, says RFC 5322
         when = when.replace(tzinfo=UTC)

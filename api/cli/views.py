@@ -99,9 +99,8 @@ def _moment_text(stamp: str | None, now: Any) -> str:
 
 
 def last_answer_text(delivery: dict[str, Any]) -> str:
-    """How the last attempt went: what went wrong, as the server says it (``The receiver
-    answered 503 Service Unavailable``, ``Could not connect to …: connection refused``), or
-    ``HTTP 204``."""
+    """How the last attempt went: what went wrong, as the server says it (``answered 503
+    Service Unavailable``, ``connection refused``), or ``HTTP 204``."""
     status, error = delivery.get("last_status"), delivery.get("last_error")
     if error:
         return printable(str(error)).rstrip(".")
@@ -127,6 +126,8 @@ def callback_lines(task: dict[str, Any], now: Any) -> list[str]:
         lines.append(f"delivered {when} after {tries}: {last_answer_text(delivery)}")
     elif state == "failed":
         lines.append(f"gave up after {tries}: {last_answer_text(delivery)}")
+    elif attempts and delivery.get("last_status") is None and not delivery.get("last_error"):
+        lines.append(f"attempt {attempts} of {CALLBACK_ATTEMPTS} under way")
     elif attempts:
         last, due = last_answer_text(delivery), _moment_text(delivery.get("next_attempt_at"), now)
         lines.append(

@@ -13,10 +13,12 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from api.callbacks.hosts import CallbackHosts
 from api.events import TaskEvents
 from api.exceptions import (
     CallbackNotDue,
     CallbackPending,
+    CallbackRefused,
     DependenciesNotFound,
     NoCallback,
     NotCancellable,
@@ -118,6 +120,9 @@ class TaskService:
     poll_interval: float = FALLBACK_POLL_SECONDS
     #: Called when a callback is due now (``retry_callback``): wakes the callback sender.
     callback_due: Callable[[], None] = _nothing
+    #: TASKS_CALLBACK_HOSTS: a retry or a resend of a callback_url it no longer allows is
+    #: refused.
+    callback_hosts: CallbackHosts = field(default_factory=CallbackHosts)
 
     def submit(
         self,
@@ -149,6 +154,7 @@ class TaskService:
         old = self._find(task_id, owner=owner)
         if old.status not in RETRYABLE:
             raise NotRetryable(old.id, old.status.value)
+        self._check_callback(old)
         now = self.clock()
         new = NewTask(
             id=new_id(),
@@ -255,11 +261,20 @@ class TaskService:
             raise NoCallback(task.id)
         if not task.is_terminal:
             raise CallbackNotDue(task.id, task.status.value)
+        self._check_callback(task)
         if self.store.resend_delivery(task.id, self.clock()) is None:
             raise CallbackPending(task.id)
         log.info("task %s: callback to be sent again", task.id, extra={"task_id": task.id})
         self.callback_due()
         return self.get(task.id, owner=owner)
+
+    def _check_callback(self, task: Task) -> None:
+        """Refuse to send ``task``'s callback again (or to copy it into a retry) when
+        TASKS_CALLBACK_HOSTS no longer allows its URL: it would only fail at each attempt."""
+        if task.callback_url is not None:
+            reason = self.callback_hosts.refusal(task.callback_url)
+            if reason is not None:
+                raise CallbackRefused(task.id, reason)
 
     def list(
         self,

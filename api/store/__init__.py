@@ -196,6 +196,9 @@ class DeliveryAttempt:
     error: str | None = None
     #: The body sent: kept for the next attempts.
     body: bytes | None = None
+    #: The delivery's ``attempts`` when it was claimed for this one: it applies only to
+    #: that claim (not to a later one of the same holder, once its lease ran out).
+    attempts: int | None = None
 
 
 class Store(Protocol):
@@ -395,6 +398,10 @@ class Store(Protocol):
         """Write how attempts went, in one transaction, and let go of their deliveries (their
         tasks' versions grow): each delivery afterwards, None where its ``holder`` no longer
         held it (that attempt changes nothing)."""
+
+    def release_deliveries(self, holder: str, task_ids: Collection[str], now: datetime) -> int:
+        """Hand back deliveries ``holder`` claimed and never attempted (its process stops):
+        due at ``now``, their claim's attempt not counted; how many."""
 
     def resend_delivery(self, task_id: str, now: datetime) -> Delivery | None:
         """Make a delivered or failed delivery pending again, due at ``now``, with its

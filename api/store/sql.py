@@ -1050,6 +1050,8 @@ class SqlStore(ABC):
             if not claimed:
                 return []
             ids = [row["task_id"] for row in claimed]
+            # Its attempt count changed: so do the tasks' ETags.
+            db.execute(self.queries["delivery_changed"], {"ids": self._names(ids)})
             tasks = {
                 task.id: task
                 for task in map(
@@ -1082,14 +1084,17 @@ class SqlStore(ABC):
                 "status": attempt.status,
                 "error": attempt.error,
                 "body": attempt.body,
+                "attempts": attempt.attempts,
             }
             for attempt in attempts
         ]
+        ids = self._names([attempt.task_id for attempt in attempts])
         with self._transaction() as db:
+            # The tasks first (their ETags), then their deliveries: the order in which a
+            # delete locks them (the task, then its delivery through the trigger). An
+            # attempt that no longer applies bumps its task's version for nothing: harmless.
+            db.execute(self.queries["delivery_changed"], {"ids": ids})
             rows = self._record_rows(db, args)
-            changed = [row["task_id"] for row in rows if row is not None]
-            if changed:
-                db.execute(self.queries["delivery_changed"], {"ids": self._names(changed)})
         return [None if row is None else self._delivery(row) for row in rows]
 
     def _record_rows(self, db: Db, args: Sequence[Mapping[str, Any]]) -> builtins.list[Row | None]:
@@ -1097,6 +1102,19 @@ class SqlStore(ABC):
         holder no longer held the delivery. One statement each: cheap in-process (a backend
         over a network sends them at once)."""
         return [self._first(db, "record_delivery", one) for one in args]
+
+    def release_deliveries(self, holder: str, task_ids: Collection[str], now: datetime) -> int:
+        if not task_ids:
+            return 0
+        args = {"holder": holder, "ids": self._names(task_ids), "now": self._time(now)}
+        with self._transaction() as db:
+            released = [
+                row["task_id"]
+                for row in db.execute(self.queries["release_deliveries"], args).fetchall()
+            ]
+            if released:
+                db.execute(self.queries["delivery_changed"], {"ids": self._names(released)})
+        return len(released)
 
     def resend_delivery(self, task_id: str, now: datetime) -> Delivery | None:
         with self._transaction() as db:

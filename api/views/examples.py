@@ -80,7 +80,7 @@ CALLBACK_RESENT_EXAMPLE: dict[str, Any] = {
         "next_attempt_at": "2026-11-24T09:15:40.000000Z",
         "delivered_at": None,
         "last_status": 503,
-        "last_error": "The receiver answered 503 Service Unavailable.",
+        "last_error": "answered 503 Service Unavailable",
     },
 }
 #: A queue in use, as ``GET /queues/{name}`` answers it.

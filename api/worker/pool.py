@@ -308,8 +308,10 @@ class WorkerPool:
         for helper in (self._dispatcher, self._monitor_thread, self._ticker_thread):
             if helper is not None:
                 helper.join(WIND_DOWN_SECONDS)
-        if self._sender_thread is not None:  # its attempts under way end within their timeout
-            self._sender_thread.join(CALLBACK_TIMEOUT_SECONDS + WIND_DOWN_SECONDS)
+        if self._sender_thread is not None:
+            # Its attempts under way end within their timeout, then it records them: the
+            # store must stay open until then.
+            self._sender_thread.join(2 * CALLBACK_TIMEOUT_SECONDS + WIND_DOWN_SECONDS)
         self._threads = []
         self._dispatcher = self._monitor_thread = self._ticker_thread = None
         self._sender_thread = None

@@ -226,3 +226,28 @@ def test_attempts_are_recorded_together_each_only_by_its_holder(store: Store) ->
     recorded = store.record_deliveries(attempts)
     assert [r is None for r in recorded].count(True) == 1  # taken over by q: not p's to record
     assert all(r.state is DeliveryState.DELIVERED for r in recorded if r is not None)
+
+
+def test_an_answer_applies_only_to_the_claim_it_was_made_for(store: Store) -> None:
+    task_id = ended(store)
+    (first,) = store.claim_deliveries("p", 1, SOON, LEASE)
+    # Its lease ran out (a slow lookup, say): the same holder claims it again.
+    (second,) = store.claim_deliveries("p", 1, LEASE, LEASE + timedelta(minutes=1))
+    assert (first.delivery.attempts, second.delivery.attempts) == (1, 2)
+    stale = DeliveryAttempt(
+        task_id, "p", LEASE, DeliveryState.PENDING, LATER, 500, "answered 500", attempts=1
+    )
+    assert record(store, stale) is None
+    live = DeliveryAttempt(task_id, "p", LEASE, DeliveryState.DELIVERED, None, 204, attempts=2)
+    done = record(store, live)
+    assert done is not None and done.state is DeliveryState.DELIVERED
+
+
+def test_deliveries_claimed_and_never_attempted_are_handed_back(store: Store) -> None:
+    ids = [ended(store) for _ in range(2)]
+    store.claim_deliveries("p", 2, SOON, LEASE)
+    assert store.release_deliveries("other", ids, SOON) == 0  # not its to hand back
+    assert store.release_deliveries("p", ids, SOON) == 2
+    again = store.claim_deliveries("q", 2, SOON, LEASE)
+    assert sorted(j.delivery.task_id for j in again) == sorted(ids)
+    assert {j.delivery.attempts for j in again} == {1}  # the handed-back claim not counted

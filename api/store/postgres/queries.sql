@@ -532,9 +532,11 @@ ORDER BY next_attempt_at LIMIT 1
 
 -- name: claim_deliveries
 -- The earliest pending deliveries due: each held by the holder, due again at lease_until
--- (if its sender is lost), one more attempt counted. Rows another claim holds are skipped.
+-- (if its sender is lost), one more attempt counted, under way (no answer yet). Rows
+-- another claim holds are skipped.
 UPDATE deliveries SET holder = %(holder)s, next_attempt_at = %(lease_until)s,
-    attempts = attempts + 1, last_attempt_at = %(now)s
+    attempts = attempts + 1, last_attempt_at = %(now)s, last_status = NULL,
+    last_error = NULL
 WHERE task_id IN (
     SELECT task_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= %(now)s
     ORDER BY next_attempt_at LIMIT %(limit)s FOR UPDATE SKIP LOCKED)
@@ -551,6 +553,7 @@ UPDATE deliveries SET state = %(state)s, next_attempt_at = %(next_attempt_at)s,
     body = COALESCE(body, %(body)s),
     delivered_at = CASE WHEN %(state)s = 'delivered' THEN %(now)s ELSE delivered_at END
 WHERE task_id = %(id)s AND holder = %(holder)s AND state = 'pending'
+    AND (%(attempts)s::integer IS NULL OR attempts = %(attempts)s::integer)
 RETURNING {delivery_columns}
 
 -- name: resend_delivery
@@ -562,3 +565,9 @@ RETURNING {delivery_columns}
 -- name: delivery_changed
 -- Tasks whose delivery changed: so do they (their ETags).
 UPDATE tasks SET version = version + 1 WHERE id = ANY(%(ids)s)
+-- name: release_deliveries
+-- Deliveries claimed and never attempted, handed back by their holder: due now, the claim's
+-- attempt not counted.
+UPDATE deliveries SET holder = NULL, next_attempt_at = %(now)s, attempts = attempts - 1
+WHERE task_id = ANY(%(ids)s) AND holder = %(holder)s AND state = 'pending'
+RETURNING task_id

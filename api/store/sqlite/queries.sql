@@ -500,9 +500,9 @@ ORDER BY next_attempt_at LIMIT 1
 
 -- name: claim_deliveries
 -- The earliest pending deliveries due: each held by :holder, due again at :lease_until (if
--- its sender is lost), one more attempt counted.
+-- its sender is lost), one more attempt counted, under way (no answer yet).
 UPDATE deliveries SET holder = :holder, next_attempt_at = :lease_until,
-    attempts = attempts + 1, last_attempt_at = :now
+    attempts = attempts + 1, last_attempt_at = :now, last_status = NULL, last_error = NULL
 WHERE task_id IN (
     SELECT task_id FROM deliveries WHERE state = 'pending' AND next_attempt_at <= :now
     ORDER BY next_attempt_at LIMIT :limit)
@@ -518,6 +518,7 @@ UPDATE deliveries SET state = :state, next_attempt_at = :next_attempt_at,
     last_status = :status, last_error = :error, holder = NULL, body = COALESCE(body, :body),
     delivered_at = CASE WHEN :state = 'delivered' THEN :now ELSE delivered_at END
 WHERE task_id = :id AND holder = :holder AND state = 'pending'
+    AND (:attempts IS NULL OR attempts = :attempts)
 RETURNING {delivery_columns}
 
 -- name: resend_delivery
@@ -529,3 +530,9 @@ RETURNING {delivery_columns}
 -- name: delivery_changed
 -- Tasks whose delivery changed: so do they (their ETags).
 UPDATE tasks SET version = version + 1 WHERE id IN (SELECT value FROM json_each(:ids))
+-- name: release_deliveries
+-- Deliveries claimed and never attempted, handed back by their holder: due now, the claim's
+-- attempt not counted.
+UPDATE deliveries SET holder = NULL, next_attempt_at = :now, attempts = attempts - 1
+WHERE task_id IN (SELECT value FROM json_each(:ids)) AND holder = :holder AND state = 'pending'
+RETURNING task_id
