@@ -398,6 +398,16 @@ MAX_CALLBACK_URL_LENGTH = 2048
 MAX_CALLBACK_BODY_BYTES = 64 * 1024
 #: How long one attempt may take, from the connection to the answer.
 CALLBACK_TIMEOUT_SECONDS = 10.0
+#: What is left out of an event's ``data``, in this order, while its body is over
+#: MAX_CALLBACK_BODY_BYTES: each field, and the empty value it is sent with instead.
+CALLBACK_OMITTABLE: tuple[tuple[str, Any], ...] = (
+    ("result", None),
+    ("params", {}),
+    ("progress", None),
+    ("error", None),
+    ("depends_on", []),
+    ("blocked_by", []),
+)
 
 
 @dataclass(frozen=True, slots=True)

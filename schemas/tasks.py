@@ -13,6 +13,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, validate
 from api.callbacks.hosts import CallbackHosts
 from api.models import (
     CALLBACK_EVENTS,
+    CALLBACK_OMITTABLE,
     MAX_CALLBACK_BODY_BYTES,
     MAX_CALLBACK_URL_LENGTH,
     MAX_DEPENDENCIES,
@@ -530,13 +531,13 @@ class CallbackEventSchema(Schema):
         },
     )
     omitted = fields.List(
-        fields.String(validate=validate.OneOf(["result", "params", "progress", "error"])),
+        fields.String(validate=validate.OneOf([name for name, _ in CALLBACK_OMITTABLE])),
         metadata={
             "description": f"Present when the body would be over {MAX_CALLBACK_BODY_BYTES} "
             "bytes with the whole task: the fields of `data` left out, in this order while it "
-            "still is: `result`, `params`, `progress`, `error`; each is sent empty (`{}` for "
-            "`params`, null for the others), so that `data` is still a TaskStatus. Read them "
-            "at `task_url`."
+            "still is: `result`, `params`, `progress`, `error`, `depends_on`, `blocked_by`; "
+            "each is sent empty (`{}` for `params`, `[]` for the lists, null for the others), "
+            "so that `data` is still a TaskStatus. Read them at `task_url`."
         },
     )
     task_url = fields.String(

@@ -39,6 +39,7 @@ from api.callbacks.hosts import CallbackHosts
 from api.callbacks.signing import sign
 from api.metrics import Metrics
 from api.models import (
+    CALLBACK_OMITTABLE,
     CALLBACK_RETRY_DELAYS,
     CALLBACK_TIMEOUT_SECONDS,
     MAX_CALLBACK_BODY_BYTES,
@@ -63,16 +64,6 @@ LEASE_MARGIN = timedelta(seconds=30)
 #: The longest ``Retry-After`` honoured: a receiver cannot park a delivery for longer than the
 #: schedule's longest wait.
 MAX_RETRY_AFTER = max(CALLBACK_RETRY_DELAYS)
-#: What is left out of ``data``, in this order, while the body is over
-#: MAX_CALLBACK_BODY_BYTES.
-OMITTABLE: tuple[tuple[str, Any], ...] = (
-    ("result", None),
-    ("params", {}),
-    ("progress", None),
-    ("error", None),
-    ("depends_on", []),
-    ("blocked_by", []),
-)
 
 
 class Answer(Protocol):
@@ -297,8 +288,8 @@ class Sender:
 
     def body(self, delivery: Delivery, task: Task | None) -> bytes | None:
         """The event of ``delivery``, as JSON: at most MAX_CALLBACK_BODY_BYTES, leaving out
-        of ``data`` what it must (OMITTABLE), named in ``omitted``, with ``task_url`` to read
-        the task whole. None when its task is gone."""
+        of ``data`` what it must (CALLBACK_OMITTABLE), named in ``omitted``, with
+        ``task_url`` to read the task whole. None when its task is gone."""
         if task is None:
             return None
         event: dict[str, Any] = {
@@ -308,7 +299,7 @@ class Sender:
         }
         encoded = _dumps(event)
         omitted: list[str] = []
-        for name, empty in OMITTABLE:
+        for name, empty in CALLBACK_OMITTABLE:
             if len(encoded) <= MAX_CALLBACK_BODY_BYTES:
                 break
             event["data"][name] = empty
