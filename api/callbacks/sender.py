@@ -56,8 +56,10 @@ log = logging.getLogger("api.callbacks")
 IDLE_SECONDS = 0.5
 #: The shortest wait between two looks (a store that keeps failing is not hammered).
 MIN_WAIT_SECONDS = 0.01
-#: How many deliveries one process sends at once.
-SENDING_THREADS = 8
+#: How many deliveries one process sends at once: most of an attempt is waiting for the
+#: receiver. With 8, python -m bench.callbacks delivered 728/s with a p50 of 2.4 s behind the
+#: tasks' ends; with 32, 889/s with a p50 of 0.11 s (threads are started as they are needed).
+SENDING_THREADS = 32
 #: How long a claimed delivery is held beyond the attempt's timeout: past it, the attempt is
 #: taken for lost (its process was killed) and the delivery is due again.
 LEASE_MARGIN = timedelta(seconds=30)
