@@ -310,13 +310,17 @@ class CallbackDeliverySchema(Schema):
         allow_none=True,
         metadata={
             "description": "The HTTP status of the receiver's last answer; null when it gave "
-            "none (no attempt yet, or no answer: refused, timed out, not allowed)."
+            "none (no attempt yet, one under way, or no answer: refused, timed out, not "
+            "allowed)."
         },
     )
     last_error = fields.String(
         required=True,
         allow_none=True,
-        metadata={"description": "What went wrong with the last attempt; null if nothing did."},
+        metadata={
+            "description": "What went wrong with the last attempt; null if nothing did (or "
+            "while an attempt is under way)."
+        },
     )
 
 

@@ -68,7 +68,9 @@ def test_an_allowed_name_may_not_resolve_to_an_internal_address() -> None:
     assert HOSTS.allows_address(internal, 443, named=True)
 
 
-@pytest.mark.parametrize("text", ["a b", "*.*.x", "10.0.0.0/99", "host:0", "host:x", "[::1"])
+@pytest.mark.parametrize(
+    "text", ["a b", "*.*.x", "10.0.0.0/99", "host:0", "host:x", "[::1", "localhost:8080"]
+)
 def test_a_bad_pattern_is_a_config_error(text: str) -> None:
     with pytest.raises(HostsError):
         CallbackHosts(text)

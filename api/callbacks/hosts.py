@@ -115,6 +115,12 @@ class CallbackHosts:
                     "*.example.com, *, an address (127.0.0.1) or a network (10.0.0.0/8), "
                     "each with :port if only that port is allowed"
                 )
+            if name == "localhost" or name.endswith(".localhost"):
+                raise HostsError(
+                    f"{item!r}: localhost resolves to a loopback address, which is called only "
+                    "when an address pattern allows it: write 127.0.0.1 (with :port), and use "
+                    "that address in callback_url"
+                )
             self._names.append(_Name(name, wildcard, port))
 
     def __bool__(self) -> bool:
