@@ -240,12 +240,7 @@ class Sender:
     def _attempt_in_thread(self, job: DeliveryJob) -> None:
         made: _Made | None = None
         try:
-            made = self.attempt(job)
-        except Exception as exc:  # a failed attempt all the same: the schedule goes on
-            log.exception("callback of task %s: error sending it", job.delivery.task_id)
-            made = self._made_of(
-                job.delivery, _Refused(f"not sent: {type(exc).__name__}"), None, None
-            )
+            made = self._attempt_safely(job)
         finally:
             with self._lock:
                 self._outstanding -= 1
