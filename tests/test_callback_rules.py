@@ -155,3 +155,9 @@ def test_an_address_that_carries_an_internal_one_is_not_public(address: str) -> 
 def test_a_nat64_address_of_a_public_one_is() -> None:
     public = ipaddress.ip_address("64:ff9b::5db8:d822")  # 93.184.216.34
     assert CallbackHosts("hooks.io").allows_address(public, 443, named=True)
+
+
+def test_localhost_is_allowed_only_with_its_addresses() -> None:
+    CallbackHosts("localhost:8080, 127.0.0.1:8080")
+    with pytest.raises(HostsError, match=r"127\.0\.0\.1"):
+        CallbackHosts("localhost:8080")

@@ -115,13 +115,21 @@ class CallbackHosts:
                     "*.example.com, *, an address (127.0.0.1) or a network (10.0.0.0/8), "
                     "each with :port if only that port is allowed"
                 )
-            if name == "localhost" or name.endswith(".localhost"):
-                raise HostsError(
-                    f"{item!r}: localhost resolves to a loopback address, which is called only "
-                    "when an address pattern allows it: write 127.0.0.1 (with :port), and use "
-                    "that address in callback_url"
-                )
             self._names.append(_Name(name, wildcard, port))
+        loopback = [ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")]
+        for pattern in self._names:
+            if pattern.name != "localhost" and not pattern.name.endswith(".localhost"):
+                continue
+            if not any(
+                net.network.version == a.version and a in net.network
+                for net in self._networks
+                for a in loopback
+            ):
+                raise HostsError(
+                    "localhost resolves to a loopback address, which is called only when an "
+                    "address pattern allows it: add 127.0.0.1 (and [::1]), or write 127.0.0.1 "
+                    "with its port instead and use that address in callback_url"
+                )
 
     def __bool__(self) -> bool:
         """Whether any host is allowed (callbacks are off otherwise)."""
