@@ -34,9 +34,12 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from api.callbacks.hosts import CallbackHosts
 from api.callbacks.signing import sign
+from api.callbacks.transport import Answer
+from api.callbacks.transport import post as http_post
 from api.metrics import Metrics
 from api.models import (
     CALLBACK_OMITTABLE,
@@ -68,21 +71,6 @@ LEASE_MARGIN = timedelta(seconds=30)
 MAX_RETRY_AFTER = max(CALLBACK_RETRY_DELAYS)
 
 
-class Answer(Protocol):
-    """What a receiver answered (api.callbacks.transport.Answer)."""
-
-    @property
-    def status(self) -> int | None: ...
-    @property
-    def error(self) -> str | None: ...
-    @property
-    def retry_after(self) -> float | None: ...
-    @property
-    def delivered(self) -> bool: ...
-    @property
-    def gone(self) -> bool: ...
-
-
 class Post(Protocol):
     """One POST of a body to a checked address (api.callbacks.transport.post)."""
 
@@ -99,10 +87,6 @@ class Post(Protocol):
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _utc_text(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 class Sender:
@@ -136,7 +120,7 @@ class Sender:
         self.timeout = timeout
         self.threads = threads
         self.lease = timedelta(seconds=timeout) + lease_margin
-        self._post = post
+        self._post: Post = post or http_post
         #: Claimed at most this many at once: each waits for a free thread, and must be sent
         #: before its lease ends even behind receivers that take the whole timeout.
         self.backlog = 2 * threads
@@ -258,7 +242,7 @@ class Sender:
             return self.attempt(job)
         except Exception as exc:
             log.exception("callback of task %s: error sending it", job.delivery.task_id)
-            refused = _Refused(f"not sent: an error in taskapi ({type(exc).__name__})")
+            refused = Answer(None, f"not sent: an error in taskapi ({type(exc).__name__})")
             return self._made_of(job.delivery, refused, None, None)
 
     def attempt(self, job: DeliveryJob) -> _Made:
@@ -275,12 +259,7 @@ class Sender:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": sign(self.keys, delivery.webhook_id, timestamp, body),
         }
-        post = self._post
-        if post is None:
-            from api.callbacks.transport import post as http_post
-
-            post = self._post = http_post
-        answer = post(delivery.url, body, headers, hosts=self.hosts, timeout=self.timeout)
+        answer = self._post(delivery.url, body, headers, hosts=self.hosts, timeout=self.timeout)
         return self._made_of(delivery, answer, body, None)
 
     def body(self, delivery: Delivery, task: Task | None) -> bytes | None:
@@ -289,10 +268,12 @@ class Sender:
         ``task_url`` to read the task whole. None when its task is gone."""
         if task is None:
             return None
+        data = self.render(replace(task, callback=None))
+        # When the task ended, as the task's own times are written.
         event: dict[str, Any] = {
             "type": delivery.event,
-            "timestamp": _utc_text(delivery.ended_at),
-            "data": self.render(replace(task, callback=None)),
+            "timestamp": data["finished_at"],
+            "data": data,
         }
         encoded = _dumps(event)
         omitted: list[str] = []
@@ -399,21 +380,11 @@ class _Made:
     outcome: str
 
 
-class _Refused:
-    """An attempt not made by this process (it lacks what it needs): retried as any other."""
-
-    status = None
-    retry_after = None
-    delivered = False
-    gone = False
-
-    def __init__(self, error: str) -> None:
-        self.error = error
-
-
-_NOT_SIGNED = _Refused(
-    "Not sent: TASKS_WEBHOOK_SECRET is not set in this worker process, and callbacks are "
-    "never sent unsigned."
+#: The answer of an attempt this process may not make: retried as any other failed one.
+_NOT_SIGNED = Answer(
+    None,
+    "not sent: TASKS_WEBHOOK_SECRET is not set in this worker process, and callbacks are "
+    "never sent unsigned",
 )
 
 
@@ -422,8 +393,6 @@ def _dumps(value: Any) -> bytes:
 
 
 def _host_of(url: str) -> str:
-    from urllib.parse import urlsplit
-
     try:
         return urlsplit(url).netloc.rpartition("@")[2] or url
     except ValueError:
